@@ -1,0 +1,228 @@
+/*
+ * client.c — `p2p call`: one JSON-RPC request to a node over HTTPS, the result
+ * printed as JSON. A blocking libcurl request is right here: this is a
+ * short-lived command, not the node's loop.
+ */
+#include <curl/curl.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "core/util.h"
+
+typedef struct growbuf {
+    char *p;
+    size_t len;
+} growbuf;
+
+static size_t on_body(char *data, size_t size, size_t n, void *arg)
+{
+    growbuf *b = arg;
+    size_t add = size * n;
+    if (b->len + add > (64u << 20))
+        return 0; /* refuse absurd responses */
+    b->p = p2p__xrealloc(b->p, b->len + add + 1);
+    memcpy(b->p + b->len, data, add);
+    b->len += add;
+    b->p[b->len] = '\0';
+    return add;
+}
+
+static void call_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: p2p call [--addr HOST:PORT] [--ca FILE] [--data-dir DIR] [--insecure]\n"
+            "                [--timeout SECONDS] METHOD [PARAMS_JSON]\n"
+            "\n"
+            "Calls METHOD (service/method, e.g. system/get_system_info) on a node and prints\n"
+            "the result as JSON. PARAMS_JSON is an object or an array, e.g. '{\"message\":\"hi\"}'.\n"
+            "\n"
+            "  --addr HOST:PORT   the node (default 127.0.0.1:8001, or $P2P_ADDR)\n"
+            "  --ca FILE          CA certificate that signed the node's certificate (or $P2P_CA)\n"
+            "  --data-dir DIR     find the CA in DIR/certs/ca.crt (a node's state directory)\n"
+            "                     default: ./data/coordinator, then ./data/worker\n"
+            "  --insecure         do not verify the node's certificate (warns; for debugging only)\n"
+            "  --timeout SECONDS  give up after this long (default 30)\n"
+            "  -h, --help         show this help\n"
+            "\n"
+            "Exit status: 0 on a result, 1 on an RPC error or a failed connection, 2 on usage errors.\n");
+}
+
+static char *find_ca(const char *ca, const char *data_dir)
+{
+    if (ca)
+        return p2p__xstrdup(ca);
+    const char *env = getenv("P2P_CA");
+    if (env && *env)
+        return p2p__xstrdup(env);
+    if (data_dir)
+        return p2p__xasprintf("%s/certs/ca.crt", data_dir);
+    static const char *const guesses[] = {"data/coordinator/certs/ca.crt", "data/worker/certs/ca.crt"};
+    for (size_t i = 0; i < 2; i++)
+        if (access(guesses[i], R_OK) == 0)
+            return p2p__xstrdup(guesses[i]);
+    return NULL;
+}
+
+int p2p__cmd_call(int argc, char **argv)
+{
+    const char *addr = getenv("P2P_ADDR"), *ca = NULL, *data_dir = NULL, *method = NULL, *params_text = NULL;
+    long timeout = 30;
+    int insecure = 0;
+    if (!addr || !*addr)
+        addr = "127.0.0.1:8001";
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char **target = NULL;
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            call_usage(stdout);
+            return 0;
+        } else if (strcmp(a, "--insecure") == 0) {
+            insecure = 1;
+            continue;
+        } else if (strcmp(a, "--addr") == 0) {
+            target = &addr;
+        } else if (strcmp(a, "--ca") == 0) {
+            target = &ca;
+        } else if (strcmp(a, "--data-dir") == 0) {
+            target = &data_dir;
+        } else if (strcmp(a, "--timeout") == 0) {
+            if (i + 1 >= argc || (timeout = strtol(argv[++i], NULL, 10)) <= 0) {
+                fprintf(stderr, "p2p call: --timeout needs a positive number of seconds\n");
+                return 2;
+            }
+            continue;
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "p2p call: unknown option '%s' (see --help)\n", a);
+            return 2;
+        } else if (!method) {
+            method = a;
+            continue;
+        } else if (!params_text) {
+            params_text = a;
+            continue;
+        } else {
+            fprintf(stderr, "p2p call: unexpected argument '%s' (see --help)\n", a);
+            return 2;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "p2p call: %s needs a value\n", a);
+            return 2;
+        }
+        *target = argv[++i];
+    }
+    if (!method) {
+        call_usage(stderr);
+        return 2;
+    }
+    json_t *params = NULL;
+    if (params_text) {
+        json_error_t jerr;
+        params = json_loads(params_text, 0, &jerr);
+        if (!params || !(json_is_object(params) || json_is_array(params))) {
+            fprintf(stderr, "p2p call: PARAMS_JSON must be a JSON object or array%s%s\n", params ? "" : ": ",
+                    params ? "" : jerr.text);
+            json_decref(params);
+            return 2;
+        }
+    }
+    char *ca_file = NULL;
+    if (insecure) {
+        fprintf(stderr, "p2p call: WARNING: --insecure: the node's certificate is not verified\n");
+    } else if (!(ca_file = find_ca(ca, data_dir))) {
+        fprintf(stderr, "p2p call: no CA certificate found; pass --ca FILE or --data-dir DIR "
+                        "(the node's state directory, which holds certs/ca.crt)\n");
+        json_decref(params);
+        return 2;
+    } else if (access(ca_file, R_OK) != 0) {
+        fprintf(stderr, "p2p call: cannot read CA certificate %s: %s\n", ca_file, strerror(errno));
+        free(ca_file);
+        json_decref(params);
+        return 2;
+    }
+
+    json_t *req = json_pack("{s:s, s:s, s:i}", "jsonrpc", "2.0", "method", method, "id", 1);
+    if (params)
+        json_object_set_new(req, "params", params);
+    char *body = json_dumps(req, JSON_COMPACT);
+    json_decref(req);
+    char *url = p2p__xasprintf("https://%s/rpc", addr);
+
+    int rc = 1;
+    growbuf resp = {0};
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    CURL *h = curl_easy_init();
+    struct curl_slist *hdrs = curl_slist_append(NULL, "Content-Type: application/json");
+    const char *token = getenv("P2P_TOKEN");
+    char *auth = NULL;
+    if (token && *token) {
+        auth = p2p__xasprintf("Authorization: Bearer %s", token);
+        hdrs = curl_slist_append(hdrs, auth);
+    }
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, timeout);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &resp);
+    curl_easy_setopt(h, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS);
+    if (insecure) {
+        curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
+        curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
+    } else {
+        curl_easy_setopt(h, CURLOPT_CAINFO, ca_file);
+    }
+    CURLcode cr = curl_easy_perform(h);
+    long status = 0;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    if (cr != CURLE_OK) {
+        fprintf(stderr, "p2p call: %s: %s\n", url, curl_easy_strerror(cr));
+        goto out;
+    }
+    if (status == 204) {
+        rc = 0;
+        goto out;
+    }
+    json_error_t jerr;
+    json_t *doc = resp.p ? json_loads(resp.p, 0, &jerr) : NULL;
+    if (status != 200 || !json_is_object(doc)) {
+        json_t *e = json_is_object(doc) ? json_object_get(doc, "error") : NULL;
+        fprintf(stderr, "p2p call: HTTP %ld from %s%s%s\n", status, url, json_is_string(e) ? ": " : "",
+                json_is_string(e) ? json_string_value(e) : "");
+        json_decref(doc);
+        goto out;
+    }
+    json_t *err = json_object_get(doc, "error");
+    if (err) {
+        json_t *data = json_object_get(err, "data");
+        fprintf(stderr, "error %lld: %s\n", (long long)json_integer_value(json_object_get(err, "code")),
+                json_string_value(json_object_get(err, "message")) ? json_string_value(json_object_get(err, "message"))
+                                                                    : "(no message)");
+        if (data) {
+            char *d = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY);
+            fprintf(stderr, "data: %s\n", d);
+            free(d);
+        }
+    } else {
+        char *out = json_dumps(json_object_get(doc, "result"), JSON_INDENT(2) | JSON_ENCODE_ANY |
+                                                                    JSON_REAL_PRECISION(15));
+        printf("%s\n", out ? out : "null");
+        free(out);
+        rc = 0;
+    }
+    json_decref(doc);
+out:
+    curl_slist_free_all(hdrs);
+    curl_easy_cleanup(h);
+    curl_global_cleanup();
+    free(auth);
+    free(resp.p);
+    free(body);
+    free(url);
+    free(ca_file);
+    return rc;
+}

@@ -1,0 +1,45 @@
+/*
+ * main.c — the `p2p` command: dispatches to its sub-commands.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "p2p/p2p.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: p2p <command> [options]\n"
+                 "\n"
+                 "commands:\n"
+                 "  agent     run a node (coordinator or worker)\n"
+                 "  call      call a JSON-RPC method on a node and print the result\n"
+                 "  version   print the version\n"
+                 "  help      show this help\n"
+                 "\n"
+                 "Run 'p2p <command> --help' for the options of a command.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "agent") == 0)
+        return p2p__cmd_agent(argc - 1, argv + 1);
+    if (strcmp(cmd, "call") == 0)
+        return p2p__cmd_call(argc - 1, argv + 1);
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("p2p %s (plugin API %d.%d)\n", P2P_VERSION, P2P_API_VERSION_MAJOR, P2P_API_VERSION_MINOR);
+        return 0;
+    }
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "p2p: unknown command '%s'\n\n", cmd);
+    usage(stderr);
+    return 2;
+}

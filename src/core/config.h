@@ -1,0 +1,122 @@
+/*
+ * config.h — the node's effective configuration.
+ *
+ * Sources, lowest to highest precedence: built-in defaults (which depend on the
+ * role: coordinator port 8001, worker 8002), the YAML file given with
+ * `--config`, then command-line flags. Every key is described once in a static
+ * table in config.c (name, type, bounds, offset into p2p_config), which drives
+ * parsing, validation, `--print-config` and docs/configuration.md, so the three
+ * can't drift apart.
+ *
+ * Errors name the file, the line and the key; the caller exits with status 2.
+ */
+#ifndef P2P_CORE_CONFIG_H
+#define P2P_CORE_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define P2P_CONFIG_MAX_ADDRS 16
+
+typedef struct p2p_config {
+    /* identity and network */
+    char *node_id;           /* default: "<role>-<hostname>" */
+    int port;                /* 1..65535; default 8001 coordinator, 8002 worker */
+    char *bind_address;      /* default "0.0.0.0" */
+    char *advertise_address; /* default "" (auto) */
+    int coordinator_mode;    /* bool, default false */
+    char *coordinator_addresses[P2P_CONFIG_MAX_ADDRS]; /* "host:port"; worker default {"127.0.0.1:8001"} */
+    size_t n_coordinator_addresses;
+    char *state_directory; /* default "data/coordinator" or "data/worker" */
+
+    /* TLS */
+    int https_enabled;      /* default true */
+    char *ssl_cert_file;    /* default "" = <state_directory>/certs/node.crt (created on first start) */
+    char *ssl_key_file;     /* default "" = <state_directory>/certs/node.key */
+    char *ssl_ca_cert_file; /* default "" = <state_directory>/certs/ca.crt */
+    int ssl_verify;         /* default true */
+
+    /* HTTP server limits */
+    int64_t http_max_body_size;       /* bytes, default 1 MiB, 1 KiB..1 GiB */
+    int http_max_header_size;         /* bytes, default 16384, 1024..262144 */
+    int http_max_connections;         /* default 1024, 1..1000000 */
+    int http_idle_timeout;            /* seconds, default 60, 1..3600 */
+    int http_request_timeout;         /* seconds (slow request head/body), default 10, 1..3600 */
+    int shutdown_grace_period;        /* seconds in-flight requests get on SIGTERM, default 10, 0..600 */
+    int access_log;                   /* bool, default true */
+    char *log_level;                  /* debug|info|warn|error, default "info" */
+
+    /* rate limiting (guide defaults) */
+    int rate_limit_enabled;           /* default true */
+    int rate_limit_rpc_requests;      /* per minute, default 100 */
+    int rate_limit_rpc_burst;         /* default 20 */
+    int rate_limit_health_requests;   /* default 300 */
+    int rate_limit_health_burst;      /* default 50 */
+    int rate_limit_default_requests;  /* default 200 */
+    int rate_limit_default_burst;     /* default 30 */
+
+    /* gossip */
+    int gossip_interval_min;          /* seconds, default 5 */
+    int gossip_interval_max;          /* seconds, default 30, >= gossip_interval_min */
+    int gossip_compression_enabled;   /* default true */
+    int gossip_compression_threshold; /* bytes, default 1024 */
+
+    /* logs */
+    int max_log_entries;              /* default 1000, 1..10000000 */
+
+    /* cache */
+    int redis_enabled;                /* default true (falls back to in-process cache when Redis is away) */
+    char *redis_url;                  /* default "redis://localhost:6379" */
+
+    /* dashboard (coordinator) and reporter (worker) */
+    int dashboard_enabled;            /* default true */
+    int metrics_retention_count;      /* default 100 */
+    int metrics_cleanup_interval;     /* seconds, default 300 */
+    int reporter_enabled;             /* default true */
+    int reporter_interval_min;        /* seconds, default 30 */
+    int reporter_interval_max;        /* seconds, default 300, >= reporter_interval_min */
+
+    /* private to config.c: 1 for each key (by table index) set by a file or a flag,
+     * so role-dependent defaults are applied only to keys nobody set */
+    unsigned char explicit_[64];
+} p2p_config;
+
+/* Fills `cfg` with the defaults for a role. Strings are heap copies. */
+void p2p_config_defaults(p2p_config *cfg, int coordinator_mode);
+
+/* Releases the strings of `cfg` (not `cfg` itself). */
+void p2p_config_free(p2p_config *cfg);
+
+/* Loads a YAML file over `cfg` (which holds defaults or earlier values). The file is a
+ * mapping of known keys to scalars (or a sequence for coordinator_addresses).
+ * Returns 0, or -EINVAL / -ENOENT / ... with `*err` set to a heap message of the form
+ * "FILE:LINE: key 'KEY': what is wrong" (caller frees). On error `cfg` is unchanged. */
+int p2p_config_load_file(p2p_config *cfg, const char *path, char **err);
+
+/* Same as p2p_config_load_file for YAML text in memory; `name` stands for the file
+ * name in messages. */
+int p2p_config_load_buffer(p2p_config *cfg, const char *name, const char *buf, size_t len,
+                           char **err);
+
+/* Sets one key from a string, as a command-line flag does ("port", "8005").
+ * Same validation as the file; `*err` names the key. On error `cfg` is unchanged. */
+int p2p_config_set(p2p_config *cfg, const char *key, const char *value, char **err);
+
+/* Cross-key checks after all sources are applied (interval_min <= interval_max, ...)
+ * and derived defaults (node_id, state_directory by role when still unset). */
+int p2p_config_finalize(p2p_config *cfg, char **err);
+
+/* The effective config as YAML text (heap; caller frees), suitable as a config file. */
+char *p2p_config_to_yaml(const p2p_config *cfg);
+
+/* Iterates the key table: returns the name/type/default/description of key i, or
+ * NULL past the end. Used by the docs generator and `--help`. */
+typedef struct p2p_config_keyinfo {
+    const char *name;
+    const char *type;   /* "string", "int", "bool", "list of host:port" */
+    const char *deflt;  /* default as text */
+    const char *doc;
+} p2p_config_keyinfo;
+const p2p_config_keyinfo *p2p_config_key(size_t i);
+
+#endif

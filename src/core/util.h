@@ -1,0 +1,32 @@
+/*
+ * util.h — small helpers shared by the core: allocation that aborts on
+ * out-of-memory (the core cannot do anything useful without memory; recoverable
+ * paths use plain malloc and check), time, and durable file writes.
+ */
+#ifndef P2P_CORE_UTIL_H
+#define P2P_CORE_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+void *p2p__xmalloc(size_t n);
+void *p2p__xcalloc(size_t n, size_t size);
+void *p2p__xrealloc(void *p, size_t n);
+char *p2p__xstrdup(const char *s);
+char *p2p__xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Wall clock in milliseconds since the epoch. */
+uint64_t p2p__wall_ms(void);
+
+/* Creates a directory and its parents with `mode` (existing ones are fine). */
+int p2p__mkdir_p(const char *path, unsigned mode);
+
+/* Writes `len` bytes to `path` atomically: a temp file beside it, fsync, rename,
+ * fsync of the directory. A crash leaves either the old or the new content.
+ * Returns 0 or a negative errno. */
+int p2p__write_file_atomic(const char *path, const void *data, size_t len, unsigned mode);
+
+/* Reads a whole file (at most `max` bytes) into a NUL-terminated heap buffer. */
+int p2p__read_file(const char *path, size_t max, char **out, size_t *out_len);
+
+#endif

@@ -1,0 +1,442 @@
+/*
+ * server.c — HTTPS transport: listener, TLS, limits, routing, access log and
+ * graceful drain, on h2o 2.2 over the node's libuv loop.
+ *
+ * Limits and where they are enforced:
+ *   body size      h2o (max_request_entity_size) answers 413 itself;
+ *   header size    h2o accepts heads up to ~400 KiB, so we sum the request's
+ *                  path and header bytes and answer 431 above http_max_header_size;
+ *   connections    counted at accept; over the limit the socket is closed at once;
+ *   slow clients   h2o's http1 request timeout, http2 idle timeout, TLS handshake timeout.
+ * Drain: the listener closes, h2o is asked to shut down (HTTP/1 connections close
+ * after their current request, HTTP/2 ones get GOAWAY), and a timer waits until
+ * no connection is left or the grace period ends.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "core/util.h"
+#include "http/internal.h"
+#include "http/server.h"
+#include "http/tls.h"
+#include "rpc/jsonrpc.h"
+
+typedef struct http_conn {
+    uv_tcp_t tcp; /* first: h2o's close callback hands us this handle */
+    http_server *srv;
+} http_conn;
+
+/* ---- responses ------------------------------------------------------------ */
+
+void p2p__http_send(h2o_req_t *req, int status, const char *reason, const char *ctype, const char *body,
+                    size_t len)
+{
+    req->res.status = status;
+    req->res.reason = reason;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, ctype, strlen(ctype));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
+    h2o_send_inline(req, body, len);
+}
+
+void p2p__http_send_json(h2o_req_t *req, int status, const char *reason, json_t *body)
+{
+    size_t len = json_dumpb(body, NULL, 0, P2P_JSON_FLAGS);
+    char *buf = h2o_mem_alloc_pool(&req->pool, len + 1);
+    json_dumpb(body, buf, len, P2P_JSON_FLAGS);
+    req->res.status = status;
+    req->res.reason = reason;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
+    static h2o_generator_t gen = {NULL, NULL};
+    h2o_start_response(req, &gen);
+    h2o_iovec_t v = h2o_iovec_init(buf, len);
+    h2o_send(req, &v, 1, 1);
+}
+
+void p2p__http_send_error(h2o_req_t *req, int status, const char *reason, const char *message)
+{
+    json_t *j = json_pack("{s:s, s:i}", "error", message, "status", status);
+    p2p__http_send_json(req, status, reason, j);
+    json_decref(j);
+}
+
+/* ---- routing -------------------------------------------------------------- */
+
+typedef enum { ROUTE_EXACT, ROUTE_PREFIX } route_match;
+
+typedef struct route {
+    const char *path; /* exact path, or prefix ending in '/' */
+    route_match match;
+    const char *method;
+    int kind;
+} route;
+
+enum { R_HEALTH, R_RPC, R_SERVICES, R_SERVICE, R_METRICS, R_METRICS_SERVICE };
+
+/* Every route the node serves; the security issue's route walk reads this table. */
+static const route routes[] = {
+    {"/health", ROUTE_EXACT, "GET", R_HEALTH},
+    {"/rpc", ROUTE_EXACT, "POST", R_RPC},
+    {"/services", ROUTE_EXACT, "GET", R_SERVICES},
+    {"/services/", ROUTE_PREFIX, "GET", R_SERVICE},
+    {"/metrics", ROUTE_EXACT, "GET", R_METRICS},
+    {"/metrics/", ROUTE_PREFIX, "GET", R_METRICS_SERVICE},
+};
+
+static size_t header_bytes(const h2o_req_t *req)
+{
+    size_t n = req->input.path.len + req->authority.len;
+    for (size_t i = 0; i < req->headers.size; i++)
+        n += req->headers.entries[i].name->len + req->headers.entries[i].value.len + 4;
+    return n;
+}
+
+static int on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    http_server *srv = *(http_server **)(self + 1);
+    if (header_bytes(req) > (size_t)srv->ctx->cfg.http_max_header_size) {
+        p2p__http_send_error(req, 431, "Request Header Fields Too Large", "request headers are too large");
+        return 0;
+    }
+    const char *path = req->path_normalized.base;
+    size_t plen = req->path_normalized.len;
+    const route *found = NULL;
+    int path_known = 0;
+    const char *rest = NULL;
+    size_t rest_len = 0;
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+        const route *r = &routes[i];
+        size_t rl = strlen(r->path);
+        int hit = r->match == ROUTE_EXACT ? (plen == rl && memcmp(path, r->path, rl) == 0)
+                                          : (plen > rl && memcmp(path, r->path, rl) == 0);
+        if (!hit)
+            continue;
+        path_known = 1;
+        if (h2o_memis(req->method.base, req->method.len, r->method, strlen(r->method)) ||
+            (strcmp(r->method, "GET") == 0 && h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD")))) {
+            found = r;
+            rest = path + rl;
+            rest_len = plen - rl;
+            break;
+        }
+    }
+    if (!found) {
+        if (path_known) {
+            for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+                size_t rl = strlen(routes[i].path);
+                if ((routes[i].match == ROUTE_EXACT && plen == rl && memcmp(path, routes[i].path, rl) == 0) ||
+                    (routes[i].match == ROUTE_PREFIX && plen > rl && memcmp(path, routes[i].path, rl) == 0)) {
+                    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, routes[i].method,
+                                   strlen(routes[i].method));
+                    break;
+                }
+            }
+            p2p__http_send_error(req, 405, "Method Not Allowed", "method not allowed on this path");
+        } else {
+            p2p__http_send_error(req, 404, "Not Found", "no such endpoint");
+        }
+        return 0;
+    }
+    switch (found->kind) {
+    case R_HEALTH:
+        p2p__api_health(srv, req);
+        break;
+    case R_RPC:
+        p2p__api_rpc(srv, req);
+        break;
+    case R_SERVICES:
+        p2p__api_services(srv, req, NULL, 0);
+        break;
+    case R_SERVICE:
+        p2p__api_services(srv, req, rest, rest_len);
+        break;
+    case R_METRICS:
+        p2p__api_metrics(srv, req, NULL, 0);
+        break;
+    case R_METRICS_SERVICE:
+        p2p__api_metrics(srv, req, rest, rest_len);
+        break;
+    }
+    return 0;
+}
+
+/* ---- access log ----------------------------------------------------------- */
+
+static void on_log_access(h2o_logger_t *self, h2o_req_t *req)
+{
+    http_server *srv = *(http_server **)(self + 1);
+    srv->stats.requests_total++;
+    int st = req->res.status;
+    srv->stats.responses[st >= 100 && st < 600 ? st / 100 : 0]++;
+    if (!srv->ctx->cfg.access_log || srv->ctx->log_level > P2P_LOG_INFO)
+        return;
+    char addr[INET6_ADDRSTRLEN + 8] = "-";
+    struct sockaddr_storage ss;
+    socklen_t sl = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
+    if (sl > 0) {
+        if (ss.ss_family == AF_INET)
+            inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, addr, sizeof(addr));
+        else if (ss.ss_family == AF_INET6)
+            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, addr, sizeof(addr));
+    }
+    struct timeval now;
+    gettimeofday(&now, NULL);
+    int64_t usec = h2o_timeval_is_null(&req->timestamps.request_begin_at)
+                       ? 0
+                       : h2o_timeval_subtract(&req->timestamps.request_begin_at, &now);
+    int plen = req->input.path.len > 512 ? 512 : (int)req->input.path.len;
+    p2p_log(srv->ctx, P2P_LOG_INFO, "access", "%s \"%.*s %.*s HTTP/%d%s\" %d %zu %.3fms", addr,
+            (int)req->input.method.len, req->input.method.base, plen, req->input.path.base, req->version >> 8,
+            (req->version & 0xff) ? ".1" : "", st, req->bytes_sent, (double)usec / 1000.0);
+}
+
+/* ---- accept and connection accounting ------------------------------------ */
+
+static void on_conn_close(uv_handle_t *h)
+{
+    http_conn *c = (http_conn *)h;
+    c->srv->stats.connections_active--;
+    free(c);
+}
+
+static void on_reject_close(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void on_accept(uv_stream_t *listener, int status)
+{
+    http_server *srv = listener->data;
+    if (status != 0)
+        return;
+    if (srv->stats.connections_active >= (size_t)srv->ctx->cfg.http_max_connections) {
+        uv_tcp_t *t = p2p__xmalloc(sizeof(*t));
+        uv_tcp_init(listener->loop, t);
+        if (uv_accept(listener, (uv_stream_t *)t) == 0)
+            srv->stats.connections_rejected++;
+        uv_close((uv_handle_t *)t, on_reject_close);
+        if (srv->stats.connections_rejected % 1000 == 1)
+            p2p_log(srv->ctx, P2P_LOG_WARN, "http", "connection limit (%d) reached; refusing connections",
+                    srv->ctx->cfg.http_max_connections);
+        return;
+    }
+    http_conn *c = p2p__xcalloc(1, sizeof(*c));
+    c->srv = srv;
+    uv_tcp_init(listener->loop, &c->tcp);
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+        uv_close((uv_handle_t *)&c->tcp, on_reject_close);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    srv->stats.connections_active++;
+    srv->stats.connections_total++;
+    h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_conn_close);
+    h2o_accept(&srv->accept_ctx, sock);
+}
+
+/* ---- component ------------------------------------------------------------ */
+
+static int start_listener(http_server *srv, char **err)
+{
+    p2p_config *cfg = &srv->ctx->cfg;
+    struct sockaddr_storage ss;
+    if (uv_ip4_addr(cfg->bind_address, cfg->port, (struct sockaddr_in *)&ss) != 0 &&
+        uv_ip6_addr(cfg->bind_address, cfg->port, (struct sockaddr_in6 *)&ss) != 0) {
+        *err = p2p__xasprintf("bind_address '%s' is not an IP address", cfg->bind_address);
+        return -EINVAL;
+    }
+    uv_tcp_init(srv->ctx->loop, &srv->listener);
+    srv->listener.data = srv;
+    srv->listening = 1;
+    int r = uv_tcp_bind(&srv->listener, (struct sockaddr *)&ss, 0);
+    if (r == 0)
+        r = uv_listen((uv_stream_t *)&srv->listener, 511, on_accept);
+    if (r != 0) {
+        *err = p2p__xasprintf("cannot listen on %s:%d: %s", cfg->bind_address, cfg->port, uv_strerror(r));
+        return r;
+    }
+    struct sockaddr_storage bound;
+    int blen = sizeof(bound);
+    uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&bound, &blen);
+    srv->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                  : ((struct sockaddr_in *)&bound)->sin_port);
+    return 0;
+}
+
+static int setup_tls(http_server *srv, char **err)
+{
+    p2p_config *cfg = &srv->ctx->cfg;
+    char *certs_dir = p2p__xasprintf("%s/certs", cfg->state_directory);
+    char *cert = *cfg->ssl_cert_file ? p2p__xstrdup(cfg->ssl_cert_file) : p2p__xasprintf("%s/node.crt", certs_dir);
+    char *key = *cfg->ssl_key_file ? p2p__xstrdup(cfg->ssl_key_file) : p2p__xasprintf("%s/node.key", certs_dir);
+    int r = 0;
+    if (!*cfg->ssl_cert_file) {
+        const char *names[] = {cfg->bind_address, cfg->advertise_address};
+        r = p2p__tls_ensure_self_signed(certs_dir, cfg->node_id, names, 2, err);
+    }
+    if (r == 0 && !(srv->ssl = p2p__tls_server_ctx(cert, key, err)))
+        r = -EINVAL;
+    if (r == 0)
+        srv->accept_ctx.ssl_ctx = srv->ssl;
+    free(certs_dir);
+    free(cert);
+    free(key);
+    return r;
+}
+
+static void http_stop(p2p_component *c);
+
+static int http_start(p2p_component *c, char **err)
+{
+    http_server *srv = c->self;
+    p2p_config *cfg = &srv->ctx->cfg;
+    h2o_config_init(&srv->config);
+    srv->config.server_name = h2o_iovec_init(H2O_STRLIT("p2p"));
+    srv->config.max_request_entity_size = (size_t)cfg->http_max_body_size;
+    srv->config.http1.req_timeout = (uint64_t)cfg->http_request_timeout * 1000;
+    srv->config.http2.idle_timeout = (uint64_t)cfg->http_idle_timeout * 1000;
+    srv->config.http2.graceful_shutdown_timeout = (uint64_t)cfg->shutdown_grace_period * 1000;
+    srv->config.handshake_timeout = (uint64_t)cfg->http_request_timeout * 1000;
+    srv->config.http2.max_concurrent_requests_per_connection = 100;
+    h2o_hostconf_t *host = h2o_config_register_host(&srv->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_pathconf_t *pc = h2o_config_register_path(host, "/", 0);
+    h2o_handler_t *h = h2o_create_handler(pc, sizeof(*h) + sizeof(http_server *));
+    h->on_req = on_req;
+    *(http_server **)(h + 1) = srv;
+    h2o_logger_t *lg = h2o_create_logger(pc, sizeof(*lg) + sizeof(http_server *));
+    lg->log_access = on_log_access;
+    *(http_server **)(lg + 1) = srv;
+    h2o_context_init(&srv->h2o, srv->ctx->loop, &srv->config);
+    srv->h2o_ready = 1;
+    srv->accept_ctx.ctx = &srv->h2o;
+    srv->accept_ctx.hosts = srv->config.hosts;
+
+    int r = 0;
+    if (cfg->https_enabled)
+        r = setup_tls(srv, err);
+    else
+        p2p_log(srv->ctx, P2P_LOG_WARN, "http", "https_enabled is false: serving plain HTTP (not for production)");
+    if (r == 0)
+        r = start_listener(srv, err);
+    if (r != 0) {
+        http_stop(c);
+        return r;
+    }
+    p2p_log(srv->ctx, P2P_LOG_INFO, "http", "listening on %s://%s:%d (HTTP/1.1%s)", cfg->https_enabled ? "https" : "http",
+            cfg->bind_address, srv->port, cfg->https_enabled ? ", HTTP/2" : "");
+    return 0;
+}
+
+static void on_listener_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void close_listener(http_server *srv)
+{
+    if (srv->listening) {
+        srv->listening = 0;
+        uv_close((uv_handle_t *)&srv->listener, on_listener_closed);
+    }
+}
+
+static void http_stop(p2p_component *c)
+{
+    http_server *srv = c->self;
+    close_listener(srv);
+    if (srv->draining) {
+        uv_timer_stop(&srv->drain_timer);
+        uv_close((uv_handle_t *)&srv->drain_timer, NULL);
+        srv->draining = 0;
+    }
+    if (srv->h2o_ready) {
+        /* h2o can only dispose a context once its connections are gone; a drain that
+         * timed out leaves some, and the process exits right after this anyway. */
+        if (srv->stats.connections_active == 0) {
+            /* h2o's HTTP/2 shutdown parks a GOAWAY re-send entry on the one-second
+             * timeout even with no connection left; dispose asserts the timeouts
+             * are empty, so take it off first. */
+            if (h2o_timeout_is_linked(&srv->h2o.http2._graceful_shutdown_timeout))
+                h2o_timeout_unlink(&srv->h2o.http2._graceful_shutdown_timeout);
+            h2o_context_dispose(&srv->h2o);
+            h2o_config_dispose(&srv->config);
+        }
+        srv->h2o_ready = 0;
+    }
+    if (srv->ssl) {
+        SSL_CTX_free(srv->ssl);
+        srv->ssl = NULL;
+    }
+}
+
+static const p2p_component_ops http_ops = {
+    .name = "http",
+    .deps = (const char *const[]){"system", NULL},
+    .start = http_start,
+    .stop = http_stop,
+};
+
+static void free_server(p2p_ctx *ctx, void *arg)
+{
+    (void)ctx;
+    free(arg);
+}
+
+int p2p__http_register(p2p_ctx *ctx)
+{
+    http_server *srv = p2p__xcalloc(1, sizeof(*srv));
+    srv->ctx = ctx;
+    if (!p2p__component_add(ctx, &http_ops, srv)) {
+        free(srv);
+        return -EEXIST;
+    }
+    p2p_shared_set(ctx, "http", srv);
+    p2p__ctx_on_shutdown(ctx, free_server, srv);
+    return 0;
+}
+
+int p2p__http_port(p2p_ctx *ctx)
+{
+    http_server *srv = p2p_shared_get(ctx, "http");
+    return srv ? srv->port : -1;
+}
+
+/* ---- graceful drain ------------------------------------------------------- */
+
+static void on_drain_tick(uv_timer_t *t)
+{
+    http_server *srv = t->data;
+    int idle = srv->stats.connections_active == 0 && jsonrpc_inflight(srv->ctx) == 0;
+    int late = uv_hrtime() >= srv->drain_deadline_ns;
+    if (!idle && !late)
+        return;
+    uv_timer_stop(t);
+    if (late && !idle)
+        p2p_log(srv->ctx, P2P_LOG_WARN, "http", "grace period over with %zu connection(s) still open; closing",
+                srv->stats.connections_active);
+    void (*done)(p2p_ctx *, int) = srv->drain_done;
+    srv->drain_done = NULL;
+    if (done)
+        done(srv->ctx, late && !idle);
+}
+
+void p2p__http_drain(p2p_ctx *ctx, uint64_t grace_ms, void (*done)(p2p_ctx *ctx, int timed_out))
+{
+    http_server *srv = p2p_shared_get(ctx, "http");
+    if (!srv || !srv->h2o_ready || srv->draining) {
+        if (done && !(srv && srv->draining))
+            done(ctx, 0);
+        return;
+    }
+    close_listener(srv);
+    h2o_context_request_shutdown(&srv->h2o);
+    srv->draining = 1;
+    srv->drain_done = done;
+    srv->drain_deadline_ns = uv_hrtime() + grace_ms * 1000000ull;
+    uv_timer_init(ctx->loop, &srv->drain_timer);
+    srv->drain_timer.data = srv;
+    uv_timer_start(&srv->drain_timer, on_drain_tick, 0, 20);
+}

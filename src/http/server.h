@@ -1,0 +1,23 @@
+/*
+ * server.h — the node's HTTPS server (h2o on the node's libuv loop).
+ *
+ * Registered as the "http" component. Serves /health, /rpc, /services,
+ * /metrics over TLS (HTTP/1.1 and HTTP/2 by ALPN) with limits on body size,
+ * header size, connections and slow clients, and one access-log line per request.
+ */
+#ifndef P2P_HTTP_SERVER_H
+#define P2P_HTTP_SERVER_H
+
+#include "core/ctx.h"
+
+/* Adds the "http" component to ctx. */
+int p2p__http_register(p2p_ctx *ctx);
+
+/* Graceful stop, step one: stop accepting, ask open connections to finish,
+ * and call `done` once none is left or `grace_ms` has passed. */
+void p2p__http_drain(p2p_ctx *ctx, uint64_t grace_ms, void (*done)(p2p_ctx *ctx, int timed_out));
+
+/* The port the server listens on (useful when configured as 0). */
+int p2p__http_port(p2p_ctx *ctx);
+
+#endif

@@ -1,0 +1,58 @@
+/*
+ * jsonrpc.h — JSON-RPC 2.0: a pure decoder (bytes in, requests out, no I/O) and
+ * an executor that runs decoded requests against the method registry.
+ *
+ * Accepted: single requests and batches; notifications (no "id" member: run,
+ * never answered); ids that are strings, numbers or null, echoed as given; the
+ * original framework's shape {"method","params","id"} without "jsonrpc".
+ * A "jsonrpc" member other than "2.0" is an invalid request.
+ */
+#ifndef P2P_RPC_JSONRPC_H
+#define P2P_RPC_JSONRPC_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "p2p/p2p.h"
+
+#define JSONRPC_MAX_BATCH 1000
+
+typedef struct jsonrpc_item {
+    json_t *id;          /* borrowed from the message; NULL when absent */
+    int notification;    /* no "id" member */
+    const char *method;  /* borrowed; valid when error == 0 */
+    json_t *params;      /* borrowed; object, array or NULL */
+    int error;           /* 0, or P2P_RPC_INVALID_REQUEST for this item */
+    const char *error_msg;
+} jsonrpc_item;
+
+typedef struct jsonrpc_msg {
+    json_t *root;      /* owned */
+    int is_batch;
+    size_t n;
+    jsonrpc_item *items;
+    int error;         /* whole-message error: parse error, empty or oversized batch, not a request */
+    char error_msg[200];
+} jsonrpc_msg;
+
+/* Decodes `len` bytes. Returns 0 or the whole-message error code (also in
+ * out->error); `out` must be released with jsonrpc_msg_free() either way. */
+int jsonrpc_decode(const char *buf, size_t len, jsonrpc_msg *out);
+void jsonrpc_msg_free(jsonrpc_msg *m);
+
+/* A JSON-RPC error response object (new reference). `id` is borrowed (NULL = null). */
+json_t *jsonrpc_error_response(json_t *id, int code, const char *message, json_t *data);
+
+/* Called once when every request of a message has completed. `response` is the
+ * object (single), the array (batch) or NULL when nothing is to be sent (only
+ * notifications); ownership passes to the callee. */
+typedef void (*jsonrpc_done_cb)(json_t *response, void *arg);
+
+/* Runs the decoded message against ctx's registry. Takes ownership of `msg`'s
+ * contents (the caller must not free it). `cb` may run before this returns. */
+void jsonrpc_execute(p2p_ctx *ctx, jsonrpc_msg *msg, jsonrpc_done_cb cb, void *arg);
+
+/* How many method calls are running right now (for graceful shutdown). */
+size_t jsonrpc_inflight(const p2p_ctx *ctx);
+
+#endif
