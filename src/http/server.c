@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 
 #include "core/util.h"
@@ -50,6 +51,7 @@ void p2p__http_send_json(h2o_req_t *req, int status, const char *reason, json_t 
     req->res.reason = reason;
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
+    req->res.content_length = len;
     static h2o_generator_t gen = {NULL, NULL};
     h2o_start_response(req, &gen);
     h2o_iovec_t v = h2o_iovec_init(buf, len);
@@ -97,6 +99,8 @@ static size_t header_bytes(const h2o_req_t *req)
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     http_server *srv = *(http_server **)(self + 1);
+    if (srv->draining)
+        req->http1_is_persistent = 0; /* finish this one, then close */
     if (header_bytes(req) > (size_t)srv->ctx->cfg.http_max_header_size) {
         p2p__http_send_error(req, 431, "Request Header Fields Too Large", "request headers are too large");
         return 0;
@@ -406,9 +410,26 @@ int p2p__http_port(p2p_ctx *ctx)
 
 /* ---- graceful drain ------------------------------------------------------- */
 
+/* h2o 2.2 does nothing for HTTP/1 on a shutdown request: connections idle in
+ * keep-alive would hold the drain for the whole grace period. A connection whose
+ * request slot has not begun a request and holds no unread input is idle; we shut
+ * its socket down, and h2o sees end-of-stream and closes it through its own path. */
+static int close_if_idle(h2o_req_t *req, void *arg)
+{
+    (void)arg;
+    h2o_socket_t *sock = req->conn->callbacks->get_socket ? req->conn->callbacks->get_socket(req->conn) : NULL;
+    if (!sock)
+        return 0;
+    if (h2o_timeval_is_null(&req->timestamps.request_begin_at) && (!sock->input || sock->input->size == 0))
+        shutdown(h2o_socket_get_fd(sock), SHUT_RDWR);
+    return 0;
+}
+
 static void on_drain_tick(uv_timer_t *t)
 {
     http_server *srv = t->data;
+    if (srv->config.http1.callbacks.foreach_request)
+        srv->config.http1.callbacks.foreach_request(&srv->h2o, close_if_idle, NULL);
     int idle = srv->stats.connections_active == 0 && jsonrpc_inflight(srv->ctx) == 0;
     int late = uv_hrtime() >= srv->drain_deadline_ns;
     if (!idle && !late)

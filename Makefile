@@ -1,0 +1,67 @@
+# p2pcore — top-level entry points. The real build is CMake (build/), tests run under CTest and pytest.
+#   make            build build/p2p
+#   make demo       install what is missing, build, run a local cluster (Ctrl-C stops it)
+#   make test       install what is missing, build, run unit + system tests, the sanitizer build and a fuzz smoke run
+#   make bench      install what is missing, build, run the benchmarks in bench/
+#   make install    install p2p (PREFIX=/usr/local, DESTDIR honoured)
+PREFIX ?= /usr/local
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+FUZZ_SECONDS ?= 20
+PYTEST = /usr/bin/python3 -m pytest
+CMAKE_FLAGS ?=
+
+.PHONY: all build deps deps-bench demo test test-unit test-system test-sanitize fuzz fuzz-smoke bench install clean
+
+all: build
+
+build:
+	@cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null
+	@cmake --build build -j $(JOBS)
+
+deps:
+	@scripts/install-deps.sh
+
+deps-bench:
+	@scripts/install-deps.sh bench
+
+demo: deps build
+	@scripts/demo.sh
+
+test: deps build
+	@$(MAKE) --no-print-directory test-unit test-system test-sanitize fuzz-smoke
+	@echo "make test: all suites passed"
+
+test-unit: build
+	cd build && ctest --output-on-failure
+
+test-system: build
+	P2P_BIN=$(CURDIR)/build/p2p $(PYTEST) -q tests/system
+
+build-asan/p2p: FORCE
+	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DP2P_SANITIZE=ON >/dev/null
+	@cmake --build build-asan -j $(JOBS)
+
+test-sanitize: build-asan/p2p
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 P2P_BIN=$(CURDIR)/build-asan/p2p P2P_SANITIZED=1 $(PYTEST) -q tests/system
+
+build-fuzz/fuzz_jsonrpc: FORCE
+	@CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DP2P_FUZZ=ON >/dev/null
+	@cmake --build build-fuzz -j $(JOBS) --target fuzz_jsonrpc fuzz_config
+
+fuzz-smoke: build-fuzz/fuzz_jsonrpc
+	@scripts/fuzz.sh $(FUZZ_SECONDS)
+
+fuzz: build-fuzz/fuzz_jsonrpc
+	@scripts/fuzz.sh $(or $(SECONDS),600)
+
+bench: deps deps-bench build
+	@bench/run.sh
+
+install: build
+	cmake --install build --prefix $(PREFIX)
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+FORCE:

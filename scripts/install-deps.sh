@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# install-deps.sh — installs the Debian packages p2pcore needs, only those missing.
+# Idempotent: a machine that has everything is left alone (no apt-get update).
+#   scripts/install-deps.sh            build + test dependencies
+#   scripts/install-deps.sh bench      also the benchmark tools
+set -euo pipefail
+
+pkgs=(
+  # build
+  cmake make gcc pkg-config
+  libh2o-dev libwslay-dev libuv1-dev libjansson-dev libyaml-dev libssl-dev libcurl4-openssl-dev
+  # tests: unit (cmocka), system (pytest with Debian's python3), fuzzing (clang + libFuzzer runtime)
+  libcmocka-dev python3 python3-pytest curl clang libclang-rt-14-dev openssl procps
+)
+if [[ "${1:-}" == "bench" ]]; then
+  pkgs+=(python3-fastapi python3-uvicorn nginx-light nghttp2-client wrk)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then
+  if command -v sudo >/dev/null; then
+    SUDO="sudo"
+  else
+    echo "install-deps: not root and no sudo; run as root: apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
