@@ -255,7 +255,7 @@ void jsonrpc_execute(p2p_ctx *ctx, jsonrpc_msg *msg, jsonrpc_done_cb cb, void *a
         call->ctx = ctx;
         call->ex = ex;
         if (it->error) {
-            call_complete(call, jsonrpc_error_response(NULL, it->error, it->error_msg, NULL), 1);
+            call_complete(call, jsonrpc_error_response(it->id, it->error, it->error_msg, NULL), 1);
             continue;
         }
         p2p_method *m = p2p__registry_find(ctx->registry, it->method, strlen(it->method));
