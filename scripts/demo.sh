@@ -23,8 +23,11 @@ trap cleanup INT TERM EXIT
 
 start_node() { # name role port
   local name=$1 role=$2 p=$3
-  "$bin" agent "--$role" --node-id "$name" --port "$p" --bind-address 127.0.0.1 \
-    --data-dir "$dir/$name" 2> >(sed -u "s/^/[$name] /" >&2) &
+  # Own session: a Ctrl-C on the terminal reaches only this script, which then
+  # stops each node once with SIGTERM (a second signal would skip the drain).
+  # The log prefixer ignores SIGINT so the nodes' last lines are still shown.
+  setsid "$bin" agent "--$role" --node-id "$name" --port "$p" --bind-address 127.0.0.1 \
+    --data-dir "$dir/$name" 2> >(trap '' INT; sed -u "s/^/[$name] /" >&2) &
   pids+=($!)
 }
 
