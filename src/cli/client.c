@@ -1,9 +1,8 @@
 /*
  * client.c — `p2p call`: one JSON-RPC request to a node over HTTPS, the result
- * printed as JSON. A blocking libcurl request is right here: this is a
- * short-lived command, not the node's loop.
+ * printed as JSON. Blocking I/O is right here: this is a short-lived command,
+ * not the node's loop.
  */
-#include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -12,25 +11,8 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/https.h"
 #include "core/util.h"
-
-typedef struct growbuf {
-    char *p;
-    size_t len;
-} growbuf;
-
-static size_t on_body(char *data, size_t size, size_t n, void *arg)
-{
-    growbuf *b = arg;
-    size_t add = size * n;
-    if (b->len + add > (64u << 20))
-        return 0; /* refuse absurd responses */
-    b->p = p2p__xrealloc(b->p, b->len + add + 1);
-    memcpy(b->p + b->len, data, add);
-    b->len += add;
-    b->p[b->len] = '\0';
-    return add;
-}
 
 static void call_usage(FILE *out)
 {
@@ -150,48 +132,36 @@ int p2p__cmd_call(int argc, char **argv)
         json_object_set_new(req, "params", params);
     char *body = json_dumps(req, JSON_COMPACT);
     json_decref(req);
-    char *url = p2p__xasprintf("https://%s/rpc", addr);
 
     int rc = 1;
-    growbuf resp = {0};
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    CURL *h = curl_easy_init();
-    struct curl_slist *hdrs = curl_slist_append(NULL, "Content-Type: application/json");
     const char *token = getenv("P2P_TOKEN");
-    char *auth = NULL;
-    if (token && *token) {
-        auth = p2p__xasprintf("Authorization: Bearer %s", token);
-        hdrs = curl_slist_append(hdrs, auth);
-    }
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT, timeout);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &resp);
-    curl_easy_setopt(h, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS);
-    if (insecure) {
-        curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
-        curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
-    } else {
-        curl_easy_setopt(h, CURLOPT_CAINFO, ca_file);
-    }
-    CURLcode cr = curl_easy_perform(h);
-    long status = 0;
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-    if (cr != CURLE_OK) {
-        fprintf(stderr, "p2p call: %s: %s\n", url, curl_easy_strerror(cr));
+    char *auth = token && *token ? p2p__xasprintf("Authorization: Bearer %s", token) : NULL;
+    const char *headers[] = {"Content-Type: application/json", "Accept: application/json", auth, NULL};
+    https_request hreq = {.addr = addr,
+                          .method = "POST",
+                          .path = "/rpc",
+                          .ca_file = ca_file,
+                          .insecure = insecure,
+                          .headers = headers,
+                          .body = body,
+                          .body_len = strlen(body),
+                          .timeout_s = (int)timeout};
+    https_response resp = {0};
+    char *herr = NULL;
+    if (https_do(&hreq, &resp, &herr) != 0) {
+        fprintf(stderr, "p2p call: %s\n", herr);
+        free(herr);
         goto out;
     }
-    if (status == 204) {
+    if (resp.status == 204) {
         rc = 0;
         goto out;
     }
     json_error_t jerr;
-    json_t *doc = resp.p ? json_loads(resp.p, 0, &jerr) : NULL;
-    if (status != 200 || !json_is_object(doc)) {
+    json_t *doc = json_loads(resp.body, 0, &jerr);
+    if (resp.status != 200 || !json_is_object(doc)) {
         json_t *e = json_is_object(doc) ? json_object_get(doc, "error") : NULL;
-        fprintf(stderr, "p2p call: HTTP %ld from %s%s%s\n", status, url, json_is_string(e) ? ": " : "",
+        fprintf(stderr, "p2p call: HTTP %d from %s%s%s\n", resp.status, addr, json_is_string(e) ? ": " : "",
                 json_is_string(e) ? json_string_value(e) : "");
         json_decref(doc);
         goto out;
@@ -199,30 +169,26 @@ int p2p__cmd_call(int argc, char **argv)
     json_t *err = json_object_get(doc, "error");
     if (err) {
         json_t *data = json_object_get(err, "data");
+        const char *m = json_string_value(json_object_get(err, "message"));
         fprintf(stderr, "error %lld: %s\n", (long long)json_integer_value(json_object_get(err, "code")),
-                json_string_value(json_object_get(err, "message")) ? json_string_value(json_object_get(err, "message"))
-                                                                    : "(no message)");
+                m ? m : "(no message)");
         if (data) {
             char *d = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY);
             fprintf(stderr, "data: %s\n", d);
             free(d);
         }
     } else {
-        char *out = json_dumps(json_object_get(doc, "result"), JSON_INDENT(2) | JSON_ENCODE_ANY |
-                                                                    JSON_REAL_PRECISION(15));
+        char *out = json_dumps(json_object_get(doc, "result"),
+                               JSON_INDENT(2) | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
         printf("%s\n", out ? out : "null");
         free(out);
         rc = 0;
     }
     json_decref(doc);
 out:
-    curl_slist_free_all(hdrs);
-    curl_easy_cleanup(h);
-    curl_global_cleanup();
+    https_response_free(&resp);
     free(auth);
-    free(resp.p);
     free(body);
-    free(url);
     free(ca_file);
     return rc;
 }
