@@ -59,7 +59,7 @@ bench: deps deps-bench build
 	@bench/run.sh
 
 install: build
-	cmake --install build --prefix $(PREFIX)
+	DESTDIR=$(DESTDIR) cmake --install build --prefix $(PREFIX)
 
 clean:
 	rm -rf build build-asan build-fuzz
