@@ -123,7 +123,7 @@ static int parse_args(int argc, char **argv, p2p_config *cfg, int *print_config)
         }
     }
     if (config_file && p2p_config_load_file(cfg, config_file, &err) != 0) {
-        fprintf(stderr, "p2p agent: %s\n", err);
+        fprintf(stderr, "p2p agent: %s\n", err ? err : "out of memory");
         free(err);
         return 2;
     }
@@ -159,7 +159,7 @@ static int parse_args(int argc, char **argv, p2p_config *cfg, int *print_config)
             for (char *p = keybuf; *p; p++)
                 if (*p == '-')
                     *p = '_';
-            key = strcmp(keybuf, "data_dir") == 0 ? "state_directory" : keybuf;
+            key = keybuf; /* config.c knows the data_dir alias and names the flag as typed */
             if (eq) {
                 value = eq + 1;
             } else if (i + 1 < argc) {
@@ -173,7 +173,7 @@ static int parse_args(int argc, char **argv, p2p_config *cfg, int *print_config)
             return 2;
         }
         if (p2p_config_set(cfg, key, value, &err) != 0) {
-            fprintf(stderr, "p2p agent: %s\n", err);
+            fprintf(stderr, "p2p agent: %s\n", err ? err : "out of memory");
             free(err);
             return 2;
         }
