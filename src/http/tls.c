@@ -248,7 +248,9 @@ SSL_CTX *p2p__tls_server_ctx(const char *cert_file, const char *key_file, char *
         *err = ssl_err_text(key_file);
         goto fail;
     }
-    h2o_ssl_register_alpn_protocols(ctx, h2o_http2_alpn_protocols);
+    /* h2o's own list names only h2; clients that offer just http/1.1 should see it chosen. */
+    static const h2o_iovec_t alpn[] = {{H2O_STRLIT("h2")}, {H2O_STRLIT("http/1.1")}, {NULL, 0}};
+    h2o_ssl_register_alpn_protocols(ctx, alpn);
     return ctx;
 fail:
     SSL_CTX_free(ctx);
