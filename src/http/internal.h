@@ -32,6 +32,10 @@ typedef struct http_server {
     int listening, h2o_ready;
     int port;
     http_stats stats;
+    /* connections whose write libuv refused; their callbacks run from this check handle */
+    uv_check_t write_fail_check;
+    int write_fail_check_open;
+    struct http_conn *write_failed;
     /* graceful drain */
     int draining;
     uv_timer_t drain_timer;

@@ -25,10 +25,78 @@
 #include "http/tls.h"
 #include "rpc/jsonrpc.h"
 
+#define HTTP_CONN_MAGIC 0x70327063u /* "p2pc" */
+
 typedef struct http_conn {
     uv_tcp_t tcp; /* first: h2o's close callback hands us this handle */
+    uint32_t magic;
     http_server *srv;
+    /* a write libuv refused, waiting for its callback (see uv_write below) */
+    struct http_conn *next_failed;
+    uv_write_t *failed_req;
+    uv_write_cb failed_cb;
+    int failed_status;
 } http_conn;
+
+/* ---- h2o 2.2 + libuv >= 1.x: writes that never complete -------------------
+ *
+ * h2o's libuv binding ignores uv_write()'s return value and waits for the write
+ * callback. Once a peer resets a connection, libuv marks the stream unwritable and
+ * uv_write() fails at once without ever calling back; h2o's TLS shutdown (which
+ * writes close_notify) then waits forever, and the connection, its descriptor and
+ * its slot under http_max_connections leak. Reproduced by any client that resets
+ * an idle TLS connection.
+ *
+ * The fix interposes uv_write (the binary exports its symbols, so libh2o's call
+ * resolves here): a refused write on one of our connections is completed with its
+ * error from a check handle, i.e. later in the same loop iteration, before the
+ * closing phase could free the connection, and never if the connection is already
+ * closing. Only server connections made by on_accept carry HTTP_CONN_MAGIC; the
+ * node writes to no other libuv stream through h2o. */
+P2P_EXTERN int uv_write(uv_write_t *req, uv_stream_t *handle, const uv_buf_t bufs[], unsigned int nbufs,
+                        uv_write_cb cb)
+{
+    int r = uv_write2(req, handle, bufs, nbufs, NULL, cb);
+    if (r == 0 || cb == NULL || handle->type != UV_TCP)
+        return r;
+    http_conn *c = (http_conn *)handle;
+    if (c->magic != HTTP_CONN_MAGIC || c->failed_req || !c->srv->write_fail_check_open)
+        return r;
+    c->failed_req = req;
+    c->failed_cb = cb;
+    c->failed_status = r;
+    c->next_failed = c->srv->write_failed;
+    c->srv->write_failed = c;
+    return r;
+}
+
+static void on_write_fail_check(uv_check_t *h)
+{
+    http_server *srv = h->data;
+    while (srv->write_failed) {
+        http_conn *c = srv->write_failed;
+        srv->write_failed = c->next_failed;
+        uv_write_t *req = c->failed_req;
+        uv_write_cb cb = c->failed_cb;
+        c->failed_req = NULL;
+        c->next_failed = NULL;
+        if (!uv_is_closing((uv_handle_t *)&c->tcp)) {
+            req->handle = (uv_stream_t *)&c->tcp;
+            cb(req, c->failed_status);
+        }
+    }
+}
+
+static void forget_failed_write(http_conn *c)
+{
+    for (http_conn **p = &c->srv->write_failed; *p; p = &(*p)->next_failed) {
+        if (*p == c) {
+            *p = c->next_failed;
+            break;
+        }
+    }
+    c->failed_req = NULL;
+}
 
 /* ---- responses ------------------------------------------------------------ */
 
@@ -203,6 +271,9 @@ static void on_conn_close(uv_handle_t *h)
 {
     http_conn *c = (http_conn *)h;
     c->srv->stats.connections_active--;
+    if (c->failed_req)
+        forget_failed_write(c);
+    c->magic = 0;
     free(c);
 }
 
@@ -229,6 +300,7 @@ static void on_accept(uv_stream_t *listener, int status)
     }
     http_conn *c = p2p__xcalloc(1, sizeof(*c));
     c->srv = srv;
+    c->magic = HTTP_CONN_MAGIC;
     uv_tcp_init(listener->loop, &c->tcp);
     if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
         uv_close((uv_handle_t *)&c->tcp, on_reject_close);
@@ -315,6 +387,11 @@ static int http_start(p2p_component *c, char **err)
     *(http_server **)(lg + 1) = srv;
     h2o_context_init(&srv->h2o, srv->ctx->loop, &srv->config);
     srv->h2o_ready = 1;
+    uv_check_init(srv->ctx->loop, &srv->write_fail_check);
+    srv->write_fail_check.data = srv;
+    uv_check_start(&srv->write_fail_check, on_write_fail_check);
+    uv_unref((uv_handle_t *)&srv->write_fail_check);
+    srv->write_fail_check_open = 1;
     srv->accept_ctx.ctx = &srv->h2o;
     srv->accept_ctx.hosts = srv->config.hosts;
 
@@ -355,6 +432,10 @@ static void http_stop(p2p_component *c)
         uv_timer_stop(&srv->drain_timer);
         uv_close((uv_handle_t *)&srv->drain_timer, NULL);
         srv->draining = 0;
+    }
+    if (srv->write_fail_check_open) {
+        uv_close((uv_handle_t *)&srv->write_fail_check, NULL);
+        srv->write_fail_check_open = 0;
     }
     if (srv->h2o_ready) {
         /* h2o can only dispose a context once its connections are gone; a drain that
