@@ -1,0 +1,414 @@
+"""System-test harness for p2pcore: real `p2p agent` processes on 127.0.0.1.
+
+Environment:
+  P2P_BIN          the node binary (default: <repo>/build/p2p)
+  P2P_SANITIZED=1  the binary is an ASan/UBSan build: every timeout is multiplied by 3 and
+                   every node's stderr (and every CLI run's) is checked for sanitizer reports.
+
+Every wait is bounded; every node started is stopped (SIGTERM, then SIGKILL by PID) and
+reaped in teardown. A node's stderr goes to a file which is attached to the report of any
+failing test that used the node.
+"""
+import http.client
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+P2P_BIN = os.environ.get("P2P_BIN") or str(REPO / "build" / "p2p")
+SANITIZED = bool(os.environ.get("P2P_SANITIZED"))
+SCALE = 3.0 if SANITIZED else 1.0
+
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer")
+
+# Not under test here, and the suite makes far more requests per minute from one client
+# than the default limits allow; keep the suite independent of rate limiting.
+DEFAULT_EXTRA = ["--rate-limit-enabled", "false",
+                 # bounds teardown; tests that need another value pass the flag again (last wins)
+                 "--shutdown-grace-period", "3"]
+
+
+def T(seconds):
+    """A timeout, scaled for sanitizer builds."""
+    return seconds * SCALE
+
+
+def sanitizer_report(text):
+    """`text` if it contains a sanitizer report, else ''."""
+    if not any(m in text for m in SANITIZER_MARKERS):
+        return ""
+    return text
+
+
+def close_with_reset(sock):
+    """Closes a socket with a TCP RST instead of a FIN (SO_LINGER 0), as a client that
+    crashes or closes with unread data does."""
+    import struct
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    sock.close()
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_p2p(*args, timeout=10, check_sanitizer=True, cwd=None, env=None):
+    """Runs the p2p binary to completion (bounded) and returns the CompletedProcess."""
+    try:
+        cp = subprocess.run([P2P_BIN, *map(str, args)], capture_output=True, text=True,
+                            timeout=T(timeout), cwd=cwd, env=env, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(f"p2p {' '.join(map(str, args))} did not finish within {T(timeout)}s; "
+                    f"stderr so far:\n{e.stderr}")
+    if check_sanitizer and sanitizer_report(cp.stderr):
+        pytest.fail(f"sanitizer report from p2p {' '.join(map(str, args))}:\n{cp.stderr}")
+    return cp
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers  # http.client.HTTPMessage (case-insensitive .get)
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body)
+
+    @property
+    def text(self):
+        return self.body.decode("utf-8", "replace")
+
+    def __repr__(self):
+        return f"<Response {self.status} {self.body[:300]!r}>"
+
+
+class NodeStartError(Exception):
+    pass
+
+
+class Node:
+    # nodes not yet torn down; their stderr is attached to failing test reports
+    live = []
+
+    def __init__(self, workdir, name="node", coordinator=True, extra_args=(), config=None,
+                 data_dir=None, port=None, argv=None):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.coordinator = coordinator
+        self.extra_args = list(DEFAULT_EXTRA) + [str(a) for a in extra_args]
+        self.config = config
+        self.data_dir = Path(data_dir) if data_dir else self.workdir / f"{name}-data"
+        self.fixed_port = port
+        # argv: run exactly `p2p <argv>` (e.g. only --config FILE); needs `port` and `data_dir`
+        self.argv = [str(a) for a in argv] if argv is not None else None
+        self.port = None
+        self.proc = None
+        self.returncode = None
+        self.stderr_path = self.workdir / f"{name}.stderr.log"
+        self.stdout_path = self.workdir / f"{name}.stdout.log"
+        self._stderr_f = None
+        self._stdout_f = None
+
+    # -- process ----------------------------------------------------------------
+    def command(self):
+        if self.argv is not None:
+            return [P2P_BIN] + self.argv
+        cmd = [P2P_BIN, "agent"]
+        if self.config:
+            cmd += ["--config", str(self.config)]
+        if self.coordinator:
+            cmd.append("--coordinator")
+        cmd += ["--node-id", self.name, "--port", str(self.port), "--bind-address", "127.0.0.1",
+                "--data-dir", str(self.data_dir)]
+        return cmd + self.extra_args
+
+    def start(self, timeout=15):
+        """Starts the node and waits until GET /health answers 200. Retries on another
+        port if the chosen one was taken in the meantime."""
+        attempts = 1 if self.fixed_port else 3
+        for attempt in range(attempts):
+            self.port = self.fixed_port or free_port()
+            self._spawn()
+            try:
+                self.wait_healthy(timeout)
+                if self not in Node.live:
+                    Node.live.append(self)
+                return self
+            except NodeStartError:
+                err = self.stderr()
+                if self.proc.poll() is not None and "in use" in err and attempt + 1 < attempts:
+                    continue
+                self.kill()
+                raise
+        raise AssertionError("unreachable")
+
+    def _spawn(self):
+        self._close_files()
+        self._stderr_f = open(self.stderr_path, "ab")
+        self._stdout_f = open(self.stdout_path, "ab")
+        self.returncode = None
+        self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
+                                     stdout=self._stdout_f, stderr=self._stderr_f,
+                                     cwd=str(self.workdir))
+        if self not in Node.live:
+            Node.live.append(self)
+
+    def wait_healthy(self, timeout=15):
+        deadline = time.monotonic() + T(timeout)
+        last = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise NodeStartError(f"node {self.name} exited with {self.proc.returncode} "
+                                     f"during start-up; stderr:\n{self.stderr()}")
+            if self.ca.exists():
+                try:
+                    r = self.get("/health", timeout=T(1))
+                    if r.status == 200:
+                        return
+                    last = r
+                except (OSError, ssl.SSLError, http.client.HTTPException) as e:
+                    last = e
+            time.sleep(0.05)
+        raise NodeStartError(f"node {self.name} not healthy within {T(timeout)}s (last: {last!r}); "
+                             f"stderr:\n{self.stderr()}")
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def send_signal(self, sig):
+        if self.running():
+            os.kill(self.proc.pid, sig)
+
+    def wait(self, timeout):
+        """Waits (bounded) for the process to exit; returns its status or None on timeout."""
+        try:
+            self.returncode = self.proc.wait(timeout=T(timeout))
+            return self.returncode
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, sig=signal.SIGTERM, timeout=10):
+        """Sends `sig` and returns the exit status, or None if it did not exit in time
+        (the process is then left running; teardown kills it)."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+        return self.wait(timeout)
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.kill(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        self._close_files()
+
+    def teardown(self, grace=15):
+        """Stops the node gracefully (so LeakSanitizer gets to run), kills it if it
+        does not exit in time, and fails if a sanitizer reported anything."""
+        try:
+            if self.running():
+                self.stop(signal.SIGTERM, timeout=grace)
+        finally:
+            self.kill()
+            if self in Node.live:
+                Node.live.remove(self)
+        report = sanitizer_report(self.stderr())
+        if report:
+            pytest.fail(f"sanitizer report in the stderr of node {self.name}:\n{report}",
+                        pytrace=False)
+
+    def _close_files(self):
+        for f in (self._stderr_f, self._stdout_f):
+            if f is not None:
+                f.close()
+        self._stderr_f = self._stdout_f = None
+
+    def stderr(self):
+        try:
+            return self.stderr_path.read_bytes().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def wait_for_log(self, needle, timeout=5):
+        deadline = time.monotonic() + T(timeout)
+        while time.monotonic() < deadline:
+            if needle in self.stderr():
+                return True
+            time.sleep(0.05)
+        return False
+
+    # -- TLS / HTTP ---------------------------------------------------------------
+    @property
+    def ca(self):
+        return self.data_dir / "certs" / "ca.crt"
+
+    @property
+    def url(self):
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def addr(self):
+        return f"127.0.0.1:{self.port}"
+
+    def ssl_context(self, alpn=None):
+        ctx = ssl.create_default_context(cafile=str(self.ca))
+        ctx.check_hostname = True
+        if alpn:
+            ctx.set_alpn_protocols(alpn)
+        return ctx
+
+    def tls_socket(self, timeout=5, alpn=None, ctx=None):
+        """A raw TLS connection (handshake done) to the node."""
+        ctx = ctx or self.ssl_context(alpn)
+        raw = socket.create_connection(("127.0.0.1", self.port), timeout=T(timeout))
+        try:
+            return ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+        except BaseException:
+            raw.close()
+            raise
+
+    def connection(self, timeout=10):
+        return http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ssl_context(),
+                                           timeout=T(timeout))
+
+    def request(self, method, path, body=None, headers=None, timeout=10):
+        conn = self.connection(timeout)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            r = conn.getresponse()
+            return Response(r.status, r.headers, r.read())
+        finally:
+            conn.close()
+
+    def get(self, path, headers=None, timeout=10):
+        return self.request("GET", path, headers=headers, timeout=timeout)
+
+    def post_raw(self, body, headers=None, path="/rpc", timeout=10):
+        if isinstance(body, str):
+            body = body.encode()
+        h = {"Content-Type": "application/json"}
+        if headers is not None:
+            h = headers
+        return self.request("POST", path, body=body, headers=h, timeout=timeout)
+
+    def rpc_raw(self, payload, timeout=10):
+        """POSTs `payload` (JSON-serialised) to /rpc; returns the Response."""
+        return self.post_raw(json.dumps(payload), timeout=timeout)
+
+    def rpc(self, method, params=None, id=1, timeout=10):
+        """Calls one method; returns the whole JSON-RPC response object."""
+        req = {"jsonrpc": "2.0", "method": method, "id": id}
+        if params is not None:
+            req["params"] = params
+        r = self.rpc_raw(req, timeout=timeout)
+        assert r.status == 200, r
+        return r.json()
+
+    def result(self, method, params=None):
+        """Calls one method and returns its result (asserting there is no error)."""
+        resp = self.rpc(method, params)
+        assert "error" not in resp, resp
+        return resp["result"]
+
+    def metrics(self):
+        r = self.get("/metrics")
+        assert r.status == 200, r
+        return r.json()
+
+    def __repr__(self):
+        return f"<Node {self.name} port={self.port} pid={self.proc.pid if self.proc else None}>"
+
+
+# ---- pytest plumbing ---------------------------------------------------------------
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.failed and rep.when in ("setup", "call"):
+        for node in list(Node.live):
+            text = node.stderr()
+            lines = text.splitlines()
+            if len(lines) > 200:
+                text = "\n".join(["[... %d earlier lines ...]" % (len(lines) - 200)] + lines[-200:])
+            rep.sections.append((f"stderr of node {node.name} (pid {node.proc.pid if node.proc else '-'}, "
+                                 f"{node.stderr_path})", text))
+
+
+def pytest_sessionstart(session):
+    if not os.access(P2P_BIN, os.X_OK):
+        raise pytest.UsageError(f"P2P_BIN={P2P_BIN} is not an executable; build it with `make build`")
+
+
+class NodeFactory:
+    """Starts nodes for one test (or module) and tears all of them down afterwards."""
+
+    def __init__(self, base):
+        self.base = Path(base)
+        self.nodes = []
+        self.count = 0
+
+    def create(self, name=None, start=True, **kw):
+        self.count += 1
+        name = name or f"n{self.count}"
+        node = Node(self.base / name, name=name, **kw)
+        self.nodes.append(node)
+        if start:
+            node.start()
+        return node
+
+    __call__ = create
+
+    def teardown(self):
+        errors = []
+        for node in self.nodes:
+            try:
+                node.teardown()
+            except BaseException as e:  # keep tearing the others down
+                errors.append(e)
+        if errors:
+            raise errors[0]
+
+
+@pytest.fixture
+def node_factory(tmp_path):
+    f = NodeFactory(tmp_path)
+    yield f
+    f.teardown()
+
+
+@pytest.fixture(scope="module")
+def module_node_factory(tmp_path_factory, request):
+    f = NodeFactory(tmp_path_factory.mktemp(request.module.__name__.split(".")[-1]))
+    yield f
+    f.teardown()
+
+
+@pytest.fixture(scope="module")
+def node(module_node_factory):
+    """One coordinator shared by the tests of a module (tests must not disturb it)."""
+    return module_node_factory.create("shared")
