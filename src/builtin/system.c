@@ -17,9 +17,15 @@
 #include "rpc/registry.h"
 
 #define CPU_SAMPLE_MS 5000
+/* get_system_info reads a dozen /proc files, statvfs()s every disk and walks the
+ * interfaces: ~100 us. Its facts change on the scale of minutes, so the assembled
+ * answer is reused for this long; a busy caller costs one rebuild per second. */
+#define INFO_CACHE_MS 1000
 
 typedef struct system_svc {
     p2p_ctx *ctx;
+    json_t *info_cache;        /* last get_system_info answer, shared read-only */
+    uint64_t info_cached_at;   /* uv_now() when it was built */
     sysinfo_cpu_sampler cpu;
     uv_timer_t timer;
     int timer_open;
@@ -88,13 +94,19 @@ static void m_get_system_info(p2p_call *call, json_t *params, void *udata)
     system_svc *svc = udata;
     if (check_params(call, params, NULL, 0))
         return;
-    json_t *info = sysinfo_collect_info();
-    json_object_set_new(info, "node_id", json_string(p2p_node_id(svc->ctx)));
-    json_object_set_new(info, "role", json_string(p2p_node_role(svc->ctx)));
-    json_object_set_new(info, "version", json_string(P2P_VERSION));
-    json_object_set_new(info, "node_uptime_seconds", json_real(p2p__ctx_uptime(svc->ctx)));
-    json_object_set_new(info, "port", json_integer(svc->ctx->cfg.port));
-    p2p_call_reply(call, info);
+    uint64_t now = uv_now(svc->ctx->loop);
+    if (!svc->info_cache || now - svc->info_cached_at >= INFO_CACHE_MS) {
+        json_t *info = sysinfo_collect_info();
+        json_object_set_new(info, "node_id", json_string(p2p_node_id(svc->ctx)));
+        json_object_set_new(info, "role", json_string(p2p_node_role(svc->ctx)));
+        json_object_set_new(info, "version", json_string(P2P_VERSION));
+        json_object_set_new(info, "node_uptime_seconds", json_real(p2p__ctx_uptime(svc->ctx)));
+        json_object_set_new(info, "port", json_integer(svc->ctx->cfg.port));
+        json_decref(svc->info_cache);
+        svc->info_cache = info;
+        svc->info_cached_at = now;
+    }
+    p2p_call_reply(call, json_incref(svc->info_cache));
 }
 
 static void m_get_system_metrics(p2p_call *call, json_t *params, void *udata)
@@ -223,7 +235,9 @@ static const p2p_component_ops system_ops = {
 static void free_svc(p2p_ctx *ctx, void *arg)
 {
     (void)ctx;
-    free(arg);
+    system_svc *svc = arg;
+    json_decref(svc->info_cache);
+    free(svc);
 }
 
 int p2p__system_register(p2p_ctx *ctx)
