@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/vault_cmd.h"
 #include "p2p/p2p.h"
 
 static void usage(FILE *out)
@@ -14,6 +15,7 @@ static void usage(FILE *out)
                  "commands:\n"
                  "  agent     run a node (coordinator or worker)\n"
                  "  call      call a JSON-RPC method on a node and print the result\n"
+                 "  vault     read and change the node's encrypted vault\n"
                  "  version   print the version\n"
                  "  help      show this help\n"
                  "\n"
@@ -31,6 +33,8 @@ int main(int argc, char **argv)
         return p2p__cmd_agent(argc - 1, argv + 1);
     if (strcmp(cmd, "call") == 0)
         return p2p__cmd_call(argc - 1, argv + 1);
+    if (strcmp(cmd, "vault") == 0)
+        return p2p__cmd_vault(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("p2p %s (plugin API %d.%d)\n", P2P_VERSION, P2P_API_VERSION_MAJOR, P2P_API_VERSION_MINOR);
         return 0;
