@@ -137,8 +137,10 @@ static char *build_san(const char *node_id, const char *const *names, size_t n)
     char *san = p2p__xmalloc(cap);
     snprintf(san, cap, "DNS:%s,DNS:localhost,IP:127.0.0.1,IP:::1", node_id);
     for (size_t i = 0; i < n; i++) {
-        if (!names[i] || !*names[i] || strcmp(names[i], "0.0.0.0") == 0 || strcmp(names[i], "::") == 0)
-            continue;
+        if (!names[i] || !*names[i] || strcmp(names[i], "0.0.0.0") == 0 || strcmp(names[i], "::") == 0 ||
+            strcmp(names[i], "127.0.0.1") == 0 || strcmp(names[i], "::1") == 0 ||
+            strcmp(names[i], "localhost") == 0 || strcmp(names[i], node_id) == 0)
+            continue; /* wildcards, or already named above */
         strcat(san, is_ip(names[i]) ? ",IP:" : ",DNS:");
         strcat(san, names[i]);
     }
