@@ -11,6 +11,7 @@
  * a short-lived command, not the node's loop.
  */
 #include "cli/vault_cmd.h"
+#include "cli/password.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -30,7 +31,6 @@
 
 #define DEFAULT_DATA_DIR "data/coordinator"
 #define VAULT_FILE_NAME "vault.p2p"
-#define MAX_PASSWORD 1024
 
 typedef struct vault_args {
     const char *cmd;
@@ -255,170 +255,6 @@ static char *vault_location(const vault_args *a)
 
 /* ---- secrets from files, the environment and the terminal ------------------------------------ */
 
-/* Reads all of fd into a heap buffer (plus a NUL), wiping every buffer it outgrows. */
-static int read_all_secret(int fd, size_t max, uint8_t **out, size_t *out_len)
-{
-    size_t cap = 4096, len = 0;
-    uint8_t *buf = p2p__xmalloc(cap + 1);
-    for (;;) {
-        if (len == cap) {
-            if (cap > max)
-                break;
-            uint8_t *bigger = p2p__xmalloc(cap * 2 + 1);
-            memcpy(bigger, buf, len);
-            vault_secret_free(buf, cap + 1);
-            buf = bigger;
-            cap *= 2;
-        }
-        ssize_t n = read(fd, buf + len, cap - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            int r = -errno;
-            vault_secret_free(buf, cap + 1);
-            return r;
-        }
-        if (n == 0)
-            break;
-        len += (size_t)n;
-    }
-    if (len > max) {
-        vault_secret_free(buf, cap + 1);
-        return -EFBIG;
-    }
-    buf[len] = '\0';
-    /* shrink to the exact size so the caller can wipe with the length it knows */
-    uint8_t *exact = p2p__xmalloc(len + 1);
-    memcpy(exact, buf, len + 1);
-    vault_secret_free(buf, cap + 1);
-    *out = exact;
-    *out_len = len;
-    return 0;
-}
-
-/* First line of a password file that only its owner can read. Returns 0 or an exit status. */
-static int password_from_file(const char *path, char **out)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        fprintf(stderr, "p2p vault: cannot open password file %s: %s\n", path, strerror(errno));
-        return 2;
-    }
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        fprintf(stderr, "p2p vault: cannot stat password file %s: %s\n", path, strerror(errno));
-        close(fd);
-        return 2;
-    }
-    if (st.st_mode & 077) {
-        fprintf(stderr,
-                "p2p vault: password file %s is accessible by group or others (mode %04o); "
-                "refusing it: run chmod 600 %s\n",
-                path, (unsigned)(st.st_mode & 07777), path);
-        close(fd);
-        return 2;
-    }
-    uint8_t *buf;
-    size_t len;
-    int r = read_all_secret(fd, 64 * 1024, &buf, &len);
-    close(fd);
-    if (r != 0) {
-        fprintf(stderr, "p2p vault: cannot read password file %s: %s\n", path, p2p_strerror(r));
-        return 2;
-    }
-    size_t line = strcspn((char *)buf, "\n");
-    if (line > 0 && buf[line - 1] == '\r')
-        line--;
-    if (line == 0) {
-        fprintf(stderr, "p2p vault: password file %s: the first line is empty\n", path);
-        vault_secret_free(buf, len + 1);
-        return 2;
-    }
-    *out = p2p__xasprintf("%.*s", (int)line, (char *)buf);
-    vault_secret_free(buf, len + 1);
-    return 0;
-}
-
-static void password_free(char *pw)
-{
-    if (pw)
-        vault_secret_free(pw, strlen(pw) + 1);
-}
-
-/* Reads a line from the terminal on stdin with echo off. NULL on end of input. */
-static char *prompt_line(const char *prompt)
-{
-    struct termios saved, quiet;
-    if (tcgetattr(STDIN_FILENO, &saved) != 0)
-        return NULL;
-    quiet = saved;
-    quiet.c_lflag &= ~(tcflag_t)ECHO;
-    tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet); /* before the prompt: nothing typed after it is lost */
-    fputs(prompt, stderr);
-    fflush(stderr);
-    char buf[MAX_PASSWORD + 1];
-    size_t len = 0;
-    int eof = 0;
-    for (;;) {
-        char c;
-        ssize_t n = read(STDIN_FILENO, &c, 1);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            eof = len == 0;
-            break;
-        }
-        if (c == '\n')
-            break;
-        if (len < MAX_PASSWORD)
-            buf[len++] = c;
-    }
-    tcsetattr(STDIN_FILENO, TCSANOW, &saved);
-    fputc('\n', stderr);
-    char *out = eof ? NULL : p2p__xasprintf("%.*s", (int)len, buf);
-    OPENSSL_cleanse(buf, sizeof buf);
-    return out;
-}
-
-/* A password from `file`, else the environment variable `env`, else the terminal
- * (twice when `confirm`). `what` names it in prompts and messages. Returns 0 or an
- * exit status. */
-static int get_password(const char *file, const char *env, const char *what, int confirm, char **out)
-{
-    if (file)
-        return password_from_file(file, out);
-    const char *e = getenv(env);
-    if (e && *e) {
-        *out = p2p__xstrdup(e);
-        return 0;
-    }
-    if (!isatty(STDIN_FILENO)) {
-        fprintf(stderr, "p2p vault: no %s: use %s FILE, set %s, or run on a terminal to be asked\n", what,
-                strcmp(env, "P2P_VAULT_PASSWORD") == 0 ? "--password-file" : "--new-password-file", env);
-        return 2;
-    }
-    char prompt[64];
-    snprintf(prompt, sizeof prompt, "%c%s: ", toupper((unsigned char)what[0]), what + 1);
-    char *first = prompt_line(prompt);
-    if (!first || !*first) {
-        fprintf(stderr, "p2p vault: no %s given\n", what);
-        password_free(first);
-        return 2;
-    }
-    if (confirm) {
-        char *again = prompt_line("Repeat it: ");
-        int same = again && strcmp(first, again) == 0;
-        password_free(again);
-        if (!same) {
-            fprintf(stderr, "p2p vault: the two entries differ\n");
-            password_free(first);
-            return 2;
-        }
-    }
-    *out = first;
-    return 0;
-}
-
 /* ---- helpers --------------------------------------------------------------------------------- */
 
 /* Holds an exclusive lock on the vault's directory while a command changes the
@@ -452,11 +288,11 @@ static int open_error(const char *path, int r, const char *err)
 static int open_with_password(const vault_args *a, const char *path, vault **out)
 {
     char *pw = NULL, *err = NULL;
-    int st = get_password(a->password_file, "P2P_VAULT_PASSWORD", "vault password", 0, &pw);
+    int st = p2p__password_get("p2p vault", a->password_file, "--password-file", "P2P_VAULT_PASSWORD", "vault password", 0, &pw);
     if (st != 0)
         return st;
     int r = vault_open(path, pw, out, &err);
-    password_free(pw);
+    p2p__password_free(pw);
     if (r != 0)
         st = open_error(path, r, err);
     free(err);
@@ -490,12 +326,12 @@ static int cmd_init(const vault_args *a, const char *path)
         return 1;
     }
     char *pw = NULL, *err = NULL;
-    int st = get_password(a->password_file, "P2P_VAULT_PASSWORD", "new vault password", 1, &pw);
+    int st = p2p__password_get("p2p vault", a->password_file, "--password-file", "P2P_VAULT_PASSWORD", "new vault password", 1, &pw);
     if (st != 0)
         return st;
     vault *v = NULL;
     int r = vault_create(path, pw, VAULT_DEFAULT_ITERATIONS, &v, &err);
-    password_free(pw);
+    p2p__password_free(pw);
     if (r != 0) {
         fprintf(stderr, "p2p vault: %s\n", err ? err : p2p_strerror(r));
         free(err);
@@ -580,7 +416,7 @@ static int put_value(vault_args *a, uint8_t **data, size_t *len)
             return 1;
         }
     }
-    int r = read_all_secret(fd, VAULT_MAX_VALUE, data, len);
+    int r = p2p__read_all_secret(fd, VAULT_MAX_VALUE, data, len);
     if (a->from_file)
         close(fd);
     if (r != 0) {
@@ -633,7 +469,7 @@ static int cmd_passwd(const vault_args *a, const char *path)
     int st = open_with_password(a, path, &v);
     if (st == 0) {
         char *pw = NULL, *err = NULL;
-        st = get_password(a->new_password_file, "P2P_VAULT_NEW_PASSWORD", "new vault password", 1, &pw);
+        st = p2p__password_get("p2p vault", a->new_password_file, "--new-password-file", "P2P_VAULT_NEW_PASSWORD", "new vault password", 1, &pw);
         if (st == 0) {
             /* at least the default count; a vault made with more keeps its count */
             uint32_t it = vault_iterations(v) < VAULT_DEFAULT_ITERATIONS ? VAULT_DEFAULT_ITERATIONS : 0;
@@ -646,7 +482,7 @@ static int cmd_passwd(const vault_args *a, const char *path)
                 fprintf(stderr, "p2p vault: password changed for %s\n", path);
             }
         }
-        password_free(pw);
+        p2p__password_free(pw);
         free(err);
         vault_close(v);
     }

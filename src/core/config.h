@@ -46,6 +46,16 @@ typedef struct p2p_config {
     int access_log;                   /* bool, default true */
     char *log_level;                  /* debug|info|warn|error, default "info" */
 
+    /* security */
+    char *vault_password_file;  /* default "" */
+    char *admin_api_key_file;   /* default "" */
+    char *join_token;           /* default "" */
+    int enroll_challenge_port;  /* default 8802, 0 = any */
+    int cert_lifetime;          /* seconds, default 1 year */
+    int cert_renew_before;      /* seconds, default 30 days */
+    int jwt_ttl;                /* seconds, default 24 h */
+    char *trusted_proxies;      /* comma-separated IPs/CIDRs, default "" */
+
     /* rate limiting (guide defaults) */
     int rate_limit_enabled;           /* default true */
     int rate_limit_rpc_requests;      /* per minute, default 100 */
