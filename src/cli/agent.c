@@ -14,7 +14,10 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "auth/guard.h"
 #include "builtin/system.h"
+#include "cli/password.h"
+#include "vault/vault.h"
 #include "cli/cli.h"
 #include "core/config.h"
 #include "core/ctx.h"
@@ -26,6 +29,7 @@ typedef struct agent {
     uv_signal_t sigint, sigterm;
     int signals_open;
     int stopping;
+    int drain_timed_out;
     int exit_code;
 } agent;
 
@@ -45,6 +49,8 @@ static void agent_usage(FILE *out)
             "  --bind-address A    address to listen on (default 0.0.0.0)\n"
             "  --data-dir DIR      state directory (default data/<role>); certificates live in DIR/certs\n"
             "  --log-level L       debug, info, warn or error\n"
+            "  --password-file F   vault password (first line of F, mode 0600); else $P2P_VAULT_PASSWORD,\n"
+            "                      else asked on the terminal. The vault is DIR/vault.p2p.\n"
             "  --print-config      print the effective config as YAML and exit\n"
             "  -h, --help          show this help\n"
             "\n"
@@ -80,8 +86,10 @@ static void finish_stop(p2p_ctx *ctx, int timed_out)
         uv_close((uv_handle_t *)&a->sigterm, on_handle_closed);
         a->signals_open = 0;
     }
-    if (timed_out)
+    if (timed_out) {
+        a->drain_timed_out = 1;
         uv_stop(ctx->loop); /* connections left open would keep the loop alive */
+    }
     p2p_log(ctx, P2P_LOG_INFO, "agent", "stopped");
 }
 
@@ -101,6 +109,62 @@ static void on_signal(uv_signal_t *s, int signum)
     p2p_log(ctx, P2P_LOG_INFO, "agent", "%s received: finishing in-flight requests (up to %ds), then stopping",
             signum == SIGINT ? "SIGINT" : "SIGTERM", ctx->cfg.shutdown_grace_period);
     p2p__http_drain(ctx, (uint64_t)ctx->cfg.shutdown_grace_period * 1000, finish_stop);
+}
+
+/* ---- vault -------------------------------------------------------------- */
+
+typedef struct vault_wait {
+    int done, status;
+    vault *v;
+    char *err;
+} vault_wait;
+
+static void on_vault_open(vault *v, int status, const char *err, void *arg)
+{
+    vault_wait *w = arg;
+    w->done = 1;
+    w->status = status;
+    w->v = v;
+    if (err)
+        w->err = p2p__xstrdup(err);
+}
+
+/* Opens the node's vault (creating it on first start). The key derivation runs
+ * on the thread pool; the loop serves nothing yet, so it just waits for it.
+ * Returns 0, or an exit status. */
+static int open_node_vault(p2p_ctx *ctx)
+{
+    char *path = p2p__xasprintf("%s/vault.p2p", ctx->cfg.state_directory);
+    int exists = access(path, F_OK) == 0;
+    char *pw = NULL;
+    const char *pwfile = *ctx->cfg.vault_password_file ? ctx->cfg.vault_password_file : NULL;
+    int st = p2p__password_get("p2p agent", pwfile, "--password-file", "P2P_VAULT_PASSWORD",
+                               exists ? "vault password" : "password for the new vault", !exists, &pw);
+    if (st != 0) {
+        free(path);
+        return st;
+    }
+    vault_wait w = {0};
+    uint64_t t0 = uv_hrtime();
+    int r = exists ? vault_open_async(ctx->loop, path, pw, on_vault_open, &w)
+                   : vault_create_async(ctx->loop, path, pw, 0, on_vault_open, &w);
+    p2p__password_free(pw);
+    while (r == 0 && !w.done)
+        uv_run(ctx->loop, UV_RUN_ONCE);
+    if (r != 0 || w.status != 0) {
+        int code = r ? r : w.status;
+        p2p_log(ctx, P2P_LOG_ERROR, "agent", "vault %s: %s", path, w.err ? w.err : p2p_strerror(code));
+        if (code == -EBADMSG)
+            p2p_log(ctx, P2P_LOG_ERROR, "agent", "check the vault password; the file was not changed");
+        free(w.err);
+        free(path);
+        return code == -EBADMSG || code == -EINVAL ? 2 : 1;
+    }
+    p2p_log(ctx, P2P_LOG_INFO, "agent", "vault %s %s (key derivation %.0f ms)", path, exists ? "opened" : "created",
+            (double)(uv_hrtime() - t0) / 1e6);
+    p2p_shared_set(ctx, "vault", w.v);
+    free(path);
+    return 0;
 }
 
 /* ---- arguments ------------------------------------------------------------ */
@@ -141,7 +205,14 @@ static int parse_args(int argc, char **argv, p2p_config *cfg, int *print_config)
         }
         const char *key = NULL, *value = NULL;
         char keybuf[128];
-        if (strcmp(a, "--coordinator") == 0) {
+        if (strcmp(a, "--password-file") == 0 || strncmp(a, "--password-file=", 16) == 0) {
+            key = "vault_password_file";
+            value = a[15] == '=' ? a + 16 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!value) {
+                fprintf(stderr, "p2p agent: --password-file needs a file\n");
+                return 2;
+            }
+        } else if (strcmp(a, "--coordinator") == 0) {
             key = "coordinator_mode";
             value = "true";
         } else if (strcmp(a, "--worker") == 0) {
@@ -223,6 +294,11 @@ int p2p__cmd_agent(int argc, char **argv)
         exit_code = 1;
         goto out;
     }
+    if ((r = open_node_vault(ctx)) != 0) {
+        exit_code = r;
+        goto out;
+    }
+    p2p__guard_register(ctx);
     p2p__system_register(ctx);
     p2p__http_register(ctx);
     if ((r = p2p__components_start(ctx, &err)) != 0) {
@@ -242,14 +318,24 @@ int p2p__cmd_agent(int argc, char **argv)
     exit_code = a.exit_code;
 out:
     p2p__components_stop(ctx);
+    vault *v = p2p_shared_get(ctx, "vault");
+    if (v) {
+        vault_close(v); /* queued saves still run: the loop below waits for them */
+        p2p_shared_set(ctx, "vault", NULL);
+    }
     if (a.signals_open) {
         uv_close((uv_handle_t *)&a.sigint, on_handle_closed);
         uv_close((uv_handle_t *)&a.sigterm, on_handle_closed);
         a.signals_open = 0;
     }
-    /* Let close callbacks run; a drain that timed out left sockets we cannot wait for. */
-    for (int i = 0; i < 10 && uv_run(&loop, UV_RUN_NOWAIT) != 0; i++)
-        ;
+    /* Let close callbacks and queued vault saves finish. A drain that timed out left
+     * sockets we cannot wait for: then only what is ready runs. */
+    if (a.drain_timed_out) {
+        for (int i = 0; i < 10 && uv_run(&loop, UV_RUN_NOWAIT) != 0; i++)
+            ;
+    } else {
+        uv_run(&loop, UV_RUN_DEFAULT);
+    }
     int leftover = uv_loop_close(&loop) == UV_EBUSY;
     if (leftover) {
         /* Handles of connections that outlived the grace period: exit without freeing

@@ -12,6 +12,7 @@
 
 #include "cli/cli.h"
 #include "cli/https.h"
+#include "cli/password.h"
 #include "core/util.h"
 
 static void call_usage(FILE *out)
@@ -28,6 +29,8 @@ static void call_usage(FILE *out)
             "  --data-dir DIR     find the CA in DIR/certs/ca.crt (a node's state directory)\n"
             "                     default: ./data/coordinator, then ./data/worker\n"
             "  --insecure         do not verify the node's certificate (warns; for debugging only)\n"
+            "  --token JWT        bearer token (from 'p2p token'); else $P2P_TOKEN\n"
+            "  --token-file F     read the token from F (mode 0600)\n"
             "  --timeout SECONDS  give up after this long (default 30)\n"
             "  -h, --help         show this help\n"
             "\n"
@@ -53,6 +56,7 @@ static char *find_ca(const char *ca, const char *data_dir)
 int p2p__cmd_call(int argc, char **argv)
 {
     const char *addr = getenv("P2P_ADDR"), *ca = NULL, *data_dir = NULL, *method = NULL, *params_text = NULL;
+    const char *token_arg = NULL, *token_file = NULL;
     long timeout = 30;
     int insecure = 0;
     if (!addr || !*addr)
@@ -72,6 +76,10 @@ int p2p__cmd_call(int argc, char **argv)
             target = &ca;
         } else if (strcmp(a, "--data-dir") == 0) {
             target = &data_dir;
+        } else if (strcmp(a, "--token") == 0) {
+            target = &token_arg;
+        } else if (strcmp(a, "--token-file") == 0) {
+            target = &token_file;
         } else if (strcmp(a, "--timeout") == 0) {
             if (i + 1 >= argc || (timeout = strtol(argv[++i], NULL, 10)) <= 0) {
                 fprintf(stderr, "p2p call: --timeout needs a positive number of seconds\n");
@@ -134,8 +142,21 @@ int p2p__cmd_call(int argc, char **argv)
     json_decref(req);
 
     int rc = 1;
-    const char *token = getenv("P2P_TOKEN");
-    char *auth = token && *token ? p2p__xasprintf("Authorization: Bearer %s", token) : NULL;
+    char *token = NULL;
+    if (token_file) {
+        int st = p2p__password_get("p2p call", token_file, "--token-file", "P2P_TOKEN", "token", 0, &token);
+        if (st != 0) {
+            free(body);
+            free(ca_file);
+            return st;
+        }
+    } else if (token_arg) {
+        token = p2p__xstrdup(token_arg);
+    } else if (getenv("P2P_TOKEN") && *getenv("P2P_TOKEN")) {
+        token = p2p__xstrdup(getenv("P2P_TOKEN"));
+    }
+    char *auth = token ? p2p__xasprintf("Authorization: Bearer %s", token) : NULL;
+    p2p__password_free(token);
     const char *headers[] = {"Content-Type: application/json", "Accept: application/json", auth, NULL};
     https_request hreq = {.addr = addr,
                           .method = "POST",

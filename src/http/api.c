@@ -12,6 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <errno.h>
+
+#include "auth/guard.h"
 #include "builtin/sysinfo.h"
 #include "core/util.h"
 #include "http/internal.h"
@@ -93,7 +96,23 @@ static int is_json_type(const h2o_req_t *req)
     return 0;
 }
 
-void p2p__api_rpc(http_server *srv, h2o_req_t *req)
+/* A viewer may call read-only methods only; one write method in a batch refuses it all. */
+static const char *first_forbidden(http_server *srv, const jsonrpc_msg *msg, const p2p_identity *id)
+{
+    if (id->role != P2P_ROLE_VIEWER || msg->error)
+        return NULL;
+    for (size_t i = 0; i < msg->n; i++) {
+        const jsonrpc_item *it = &msg->items[i];
+        if (it->error || !it->method)
+            continue;
+        p2p_method *m = p2p__registry_find(srv->ctx->registry, it->method, strlen(it->method));
+        if (m && !(m->flags & P2P_METHOD_READONLY))
+            return m->path;
+    }
+    return NULL;
+}
+
+void p2p__api_rpc(http_server *srv, h2o_req_t *req, const p2p_identity *id)
 {
     if (!is_json_type(req)) {
         p2p__http_send_error(req, 415, "Unsupported Media Type", "Content-Type must be application/json");
@@ -101,11 +120,110 @@ void p2p__api_rpc(http_server *srv, h2o_req_t *req)
     }
     jsonrpc_msg msg;
     jsonrpc_decode(req->entity.base ? req->entity.base : "", req->entity.len, &msg);
+    const char *denied = first_forbidden(srv, &msg, id);
+    if (denied) {
+        char text[200];
+        snprintf(text, sizeof text, "the viewer role may not call %s (it changes state)", denied);
+        jsonrpc_msg_free(&msg);
+        p2p__http_send_error(req, 403, "Forbidden", text);
+        return;
+    }
     rpc_pending *pend = p2p__xcalloc(1, sizeof(*pend));
     pend->req = req;
     pend->guard = h2o_mem_alloc_shared(&req->pool, sizeof(*pend->guard), on_guard_dispose);
     *pend->guard = pend;
     jsonrpc_execute(srv->ctx, &msg, on_rpc_done, pend);
+}
+
+/* ---- /auth/token and /auth/revoke ---------------------------------------- */
+
+static json_t *json_body(h2o_req_t *req)
+{
+    if (!req->entity.base || req->entity.len == 0)
+        return json_object();
+    json_error_t jerr;
+    return json_loadb(req->entity.base, req->entity.len, 0, &jerr);
+}
+
+void p2p__api_auth_token(http_server *srv, h2o_req_t *req, const p2p_identity *id)
+{
+    p2p_guard *g = p2p__guard(srv->ctx);
+    json_t *body = json_body(req);
+    if (!json_is_object(body)) {
+        json_decref(body);
+        p2p__http_send_error(req, 400, "Bad Request", "the body must be a JSON object");
+        return;
+    }
+    json_t *key = json_object_get(body, "api_key"), *role = json_object_get(body, "role"),
+           *ttl = json_object_get(body, "ttl");
+    const char *want = json_is_string(role) ? json_string_value(role) : NULL;
+    if ((role && !json_is_string(role)) || (ttl && !json_is_integer(ttl)) || (key && !json_is_string(key)) ||
+        (want && strcmp(want, "admin") != 0 && strcmp(want, "viewer") != 0) ||
+        (ttl && (json_integer_value(ttl) < 60 || json_integer_value(ttl) > srv->ctx->cfg.jwt_ttl))) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "expected {\"api_key\": string, \"role\"?: \"admin\"|\"viewer\", \"ttl\"?: 60..%d}",
+                 srv->ctx->cfg.jwt_ttl);
+        json_decref(body);
+        p2p__http_send_error(req, 400, "Bad Request", msg);
+        return;
+    }
+    const char *sub, *grant;
+    if (key) {
+        if (!p2p__guard_admin_key_ok(g, json_string_value(key), json_string_length(key))) {
+            json_decref(body);
+            p2p_log(srv->ctx, P2P_LOG_WARN, "security", "refused a token request with a wrong API key from %s",
+                    id->client_ip);
+            p2p__http_send_error(req, 401, "Unauthorized", "wrong API key");
+            return;
+        }
+        sub = "admin";
+        grant = want ? want : "admin";
+    } else if (id->via_cert) {
+        sub = id->subject;
+        grant = want && strcmp(want, "viewer") == 0 ? "viewer" : "node";
+    } else {
+        json_decref(body);
+        p2p__http_send_error(req, 401, "Unauthorized", "give an api_key, or present a node certificate");
+        return;
+    }
+    char *token = NULL;
+    int64_t exp = 0;
+    int r = p2p__guard_issue(g, sub, grant, ttl ? json_integer_value(ttl) : 0, &token, &exp);
+    json_decref(body);
+    if (r != 0) {
+        p2p__http_send_error(req, 500, "Internal Server Error", "cannot issue a token");
+        return;
+    }
+    json_t *out = json_pack("{s:s, s:s, s:s, s:s, s:I}", "token", token, "token_type", "Bearer", "role", grant,
+                            "subject", sub, "expires_at", (json_int_t)exp);
+    free(token);
+    p2p__http_send_json(req, 200, "OK", out);
+    json_decref(out);
+}
+
+void p2p__api_auth_revoke(http_server *srv, h2o_req_t *req, const p2p_identity *id)
+{
+    json_t *body = json_body(req);
+    json_t *tok = json_is_object(body) ? json_object_get(body, "token") : NULL;
+    if (!json_is_string(tok)) {
+        json_decref(body);
+        p2p__http_send_error(req, 400, "Bad Request", "expected {\"token\": string}");
+        return;
+    }
+    const char *why = NULL;
+    int r = p2p__guard_revoke(p2p__guard(srv->ctx), json_string_value(tok), json_string_length(tok), &why);
+    json_decref(body);
+    if (r != 0) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "cannot revoke: %s", why ? why : p2p_strerror(r));
+        p2p__http_send_error(req, r == -EACCES ? 400 : 500, r == -EACCES ? "Bad Request" : "Internal Server Error",
+                             msg);
+        return;
+    }
+    p2p_log(srv->ctx, P2P_LOG_INFO, "security", "token revoked by %s", id->subject);
+    json_t *out = json_pack("{s:b}", "revoked", 1);
+    p2p__http_send_json(req, 200, "OK", out);
+    json_decref(out);
 }
 
 /* ---- /services ------------------------------------------------------------ */

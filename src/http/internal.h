@@ -36,6 +36,9 @@ typedef struct http_server {
     uv_check_t write_fail_check;
     int write_fail_check_open;
     struct http_conn *write_failed;
+    /* connections by file descriptor, to find a request's client certificate */
+    struct http_conn **by_fd;
+    size_t n_by_fd;
     /* graceful drain */
     int draining;
     uv_timer_t drain_timer;
@@ -52,8 +55,14 @@ void p2p__http_send_json(h2o_req_t *req, int status, const char *reason, json_t 
 void p2p__http_send_error(h2o_req_t *req, int status, const char *reason, const char *message);
 
 /* Endpoint handlers (api.c). `rest` is the path after the route's prefix. */
+struct p2p_identity;
 void p2p__api_health(http_server *srv, h2o_req_t *req);
-void p2p__api_rpc(http_server *srv, h2o_req_t *req);
+void p2p__api_rpc(http_server *srv, h2o_req_t *req, const struct p2p_identity *id);
+void p2p__api_auth_token(http_server *srv, h2o_req_t *req, const struct p2p_identity *id);
+void p2p__api_auth_revoke(http_server *srv, h2o_req_t *req, const struct p2p_identity *id);
+
+/* The node id from the client certificate of the request's connection, or NULL. */
+const char *p2p__http_peer_node(http_server *srv, h2o_req_t *req);
 void p2p__api_services(http_server *srv, h2o_req_t *req, const char *name, size_t name_len);
 void p2p__api_metrics(http_server *srv, h2o_req_t *req, const char *service, size_t service_len);
 

@@ -23,6 +23,8 @@
 #include "http/internal.h"
 #include "http/server.h"
 #include "http/tls.h"
+#include "auth/guard.h"
+#include "auth/ratelimit.h"
 #include "rpc/jsonrpc.h"
 
 #define HTTP_CONN_MAGIC 0x70327063u /* "p2pc" */
@@ -36,6 +38,8 @@ typedef struct http_conn {
     uv_write_t *failed_req;
     uv_write_cb failed_cb;
     int failed_status;
+    int fd;
+    char peer_node[64]; /* CN of a verified client certificate, "" without one */
 } http_conn;
 
 /* ---- h2o 2.2 + libuv >= 1.x: writes that never complete -------------------
@@ -137,24 +141,116 @@ void p2p__http_send_error(h2o_req_t *req, int status, const char *reason, const 
 
 typedef enum { ROUTE_EXACT, ROUTE_PREFIX } route_match;
 
+/* Who may call a route. */
+typedef enum {
+    AUTH_OPEN,  /* anyone: /health, the CA certificate */
+    AUTH_SELF,  /* the handler checks credentials in the request (api key, join token) */
+    AUTH_NODE,  /* a client certificate from the cluster CA */
+    AUTH_ANY,   /* a node certificate or a token of any role (viewers: read-only) */
+    AUTH_ADMIN, /* a node certificate or an admin token */
+} route_auth;
+
 typedef struct route {
     const char *path; /* exact path, or prefix ending in '/' */
     route_match match;
     const char *method;
     int kind;
+    route_auth auth;
+    int rl_class; /* P2P_RL_* */
 } route;
 
-enum { R_HEALTH, R_RPC, R_SERVICES, R_SERVICE, R_METRICS, R_METRICS_SERVICE };
+enum { R_HEALTH, R_RPC, R_SERVICES, R_SERVICE, R_METRICS, R_METRICS_SERVICE, R_AUTH_TOKEN, R_AUTH_REVOKE };
 
-/* Every route the node serves; the security issue's route walk reads this table. */
+/* Every route the node serves, with who may call it. The system tests walk this
+ * list (GET /routes is not served: tests/system/test_auth.py keeps its own copy
+ * and checks every entry answers 401 without credentials unless it is open). */
 static const route routes[] = {
-    {"/health", ROUTE_EXACT, "GET", R_HEALTH},
-    {"/rpc", ROUTE_EXACT, "POST", R_RPC},
-    {"/services", ROUTE_EXACT, "GET", R_SERVICES},
-    {"/services/", ROUTE_PREFIX, "GET", R_SERVICE},
-    {"/metrics", ROUTE_EXACT, "GET", R_METRICS},
-    {"/metrics/", ROUTE_PREFIX, "GET", R_METRICS_SERVICE},
+    {"/health", ROUTE_EXACT, "GET", R_HEALTH, AUTH_OPEN, P2P_RL_HEALTH},
+    {"/rpc", ROUTE_EXACT, "POST", R_RPC, AUTH_ANY, P2P_RL_RPC},
+    {"/services", ROUTE_EXACT, "GET", R_SERVICES, AUTH_ANY, P2P_RL_OTHER},
+    {"/services/", ROUTE_PREFIX, "GET", R_SERVICE, AUTH_ANY, P2P_RL_OTHER},
+    {"/metrics", ROUTE_EXACT, "GET", R_METRICS, AUTH_ANY, P2P_RL_OTHER},
+    {"/metrics/", ROUTE_PREFIX, "GET", R_METRICS_SERVICE, AUTH_ANY, P2P_RL_OTHER},
+    {"/auth/token", ROUTE_EXACT, "POST", R_AUTH_TOKEN, AUTH_SELF, P2P_RL_OTHER},
+    {"/auth/revoke", ROUTE_EXACT, "POST", R_AUTH_REVOKE, AUTH_ADMIN, P2P_RL_OTHER},
 };
+
+static h2o_iovec_t header_value(h2o_req_t *req, const h2o_token_t *token)
+{
+    ssize_t i = h2o_find_header(&req->headers, token, -1);
+    return i < 0 ? h2o_iovec_init(NULL, 0) : req->headers.entries[i].value;
+}
+
+static void peer_ip(h2o_req_t *req, char *out, size_t n)
+{
+    struct sockaddr_storage ss;
+    snprintf(out, n, "-");
+    socklen_t sl = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
+    if (sl == 0)
+        return;
+    if (ss.ss_family == AF_INET)
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, out, (socklen_t)n);
+    else if (ss.ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, out, (socklen_t)n);
+}
+
+static void send_unauthorized(h2o_req_t *req, const char *why)
+{
+    char *hdr = h2o_mem_alloc_pool(&req->pool, 256); /* h2o keeps the pointer: pool memory */
+    int n = why ? snprintf(hdr, 256, "Bearer realm=\"p2p\", error=\"invalid_token\", error_description=\"%s\"", why)
+                : snprintf(hdr, 256, "Bearer realm=\"p2p\"");
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, hdr,
+                   n < 256 ? (size_t)n : 255);
+    char msg[200];
+    snprintf(msg, sizeof msg, "authentication required%s%s", why ? ": " : "", why ? why : "");
+    p2p__http_send_error(req, 401, "Unauthorized", msg);
+}
+
+/* Authenticates, rate-limits and authorizes a request for route `r`. Returns 1
+ * to go on, 0 when an answer (401/403/429) was sent. */
+static int admit(http_server *srv, h2o_req_t *req, const route *r, p2p_identity *id)
+{
+    p2p_guard *g = p2p__guard(srv->ctx);
+    char ip[INET6_ADDRSTRLEN];
+    peer_ip(req, ip, sizeof ip);
+    h2o_iovec_t authz = header_value(req, H2O_TOKEN_AUTHORIZATION);
+    h2o_iovec_t xff = header_value(req, H2O_TOKEN_X_FORWARDED_FOR);
+    char *xffs = xff.base ? h2o_strdup(&req->pool, xff.base, xff.len).base : NULL;
+    p2p__guard_identify(g, p2p__http_peer_node(srv, req), authz.base, authz.len, ip, xffs, id);
+    uint32_t retry = 0;
+    if (!p2p__guard_rate(g, id, r->rl_class, &retry)) {
+        char buf[16];
+        int n = snprintf(buf, sizeof buf, "%u", retry ? retry : 1);
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL,
+                       h2o_strdup(&req->pool, buf, (size_t)n).base, (size_t)n);
+        p2p__http_send_error(req, 429, "Too Many Requests", "rate limit exceeded; retry later");
+        return 0;
+    }
+    switch (r->auth) {
+    case AUTH_OPEN:
+    case AUTH_SELF:
+        return 1;
+    case AUTH_NODE:
+        if (id->via_cert)
+            return 1;
+        send_unauthorized(req, id->why ? id->why : "a node certificate is required");
+        return 0;
+    case AUTH_ANY:
+        if (id->role != P2P_ROLE_NONE)
+            return 1;
+        send_unauthorized(req, id->why);
+        return 0;
+    case AUTH_ADMIN:
+        if (id->role == P2P_ROLE_ADMIN || id->role == P2P_ROLE_NODE)
+            return 1;
+        if (id->role == P2P_ROLE_NONE)
+            send_unauthorized(req, id->why);
+        else
+            p2p__http_send_error(req, 403, "Forbidden", "this needs the admin role");
+        return 0;
+    }
+    return 0;
+}
 
 static size_t header_bytes(const h2o_req_t *req)
 {
@@ -212,12 +308,21 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         }
         return 0;
     }
+    p2p_identity id;
+    if (!admit(srv, req, found, &id))
+        return 0;
     switch (found->kind) {
+    case R_AUTH_TOKEN:
+        p2p__api_auth_token(srv, req, &id);
+        break;
+    case R_AUTH_REVOKE:
+        p2p__api_auth_revoke(srv, req, &id);
+        break;
     case R_HEALTH:
         p2p__api_health(srv, req);
         break;
     case R_RPC:
-        p2p__api_rpc(srv, req);
+        p2p__api_rpc(srv, req, &id);
         break;
     case R_SERVICES:
         p2p__api_services(srv, req, NULL, 0);
@@ -233,6 +338,18 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         break;
     }
     return 0;
+}
+
+const char *p2p__http_peer_node(http_server *srv, h2o_req_t *req)
+{
+    h2o_socket_t *sock = req->conn->callbacks->get_socket ? req->conn->callbacks->get_socket(req->conn) : NULL;
+    if (!sock)
+        return NULL;
+    int fd = h2o_socket_get_fd(sock);
+    if (fd < 0 || (size_t)fd >= srv->n_by_fd || !srv->by_fd[fd])
+        return NULL;
+    http_conn *c = srv->by_fd[fd];
+    return c->peer_node[0] ? c->peer_node : NULL;
 }
 
 /* ---- access log ----------------------------------------------------------- */
@@ -271,6 +388,8 @@ static void on_conn_close(uv_handle_t *h)
 {
     http_conn *c = (http_conn *)h;
     c->srv->stats.connections_active--;
+    if (c->fd >= 0 && (size_t)c->fd < c->srv->n_by_fd && c->srv->by_fd[c->fd] == c)
+        c->srv->by_fd[c->fd] = NULL;
     if (c->failed_req)
         forget_failed_write(c);
     c->magic = 0;
@@ -307,6 +426,17 @@ static void on_accept(uv_stream_t *listener, int status)
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
+    uv_os_fd_t fd = -1;
+    c->fd = uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0 ? fd : -1;
+    if (c->fd >= 0) {
+        if ((size_t)c->fd >= srv->n_by_fd) {
+            size_t n = (size_t)c->fd * 2 + 64;
+            srv->by_fd = p2p__xrealloc(srv->by_fd, n * sizeof(*srv->by_fd));
+            memset(srv->by_fd + srv->n_by_fd, 0, (n - srv->n_by_fd) * sizeof(*srv->by_fd));
+            srv->n_by_fd = n;
+        }
+        srv->by_fd[c->fd] = c;
+    }
     srv->stats.connections_active++;
     srv->stats.connections_total++;
     h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_conn_close);
@@ -459,7 +589,7 @@ static void http_stop(p2p_component *c)
 
 static const p2p_component_ops http_ops = {
     .name = "http",
-    .deps = (const char *const[]){"system", NULL},
+    .deps = (const char *const[]){"system", "security", NULL},
     .start = http_start,
     .stop = http_stop,
 };
@@ -467,7 +597,9 @@ static const p2p_component_ops http_ops = {
 static void free_server(p2p_ctx *ctx, void *arg)
 {
     (void)ctx;
-    free(arg);
+    http_server *srv = arg;
+    free(srv->by_fd);
+    free(srv);
 }
 
 int p2p__http_register(p2p_ctx *ctx)

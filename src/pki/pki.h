@@ -58,8 +58,6 @@
  *
  * Private keys come back as PEM in ordinary heap memory; release them with
  * pki_secret_free(), which wipes before freeing. Times are Unix seconds.
- * Key generation is slow-ish (~0.1 ms here, but signing and verifying are too): a
- * node calls these from the thread pool when it matters.
  */
 #ifndef P2P_PKI_PKI_H
 #define P2P_PKI_PKI_H
@@ -153,8 +151,8 @@ int pki_cert_verify_at(const char *cert_pem, const char *ca_pem, int64_t now, ch
  * renew_before_s, or one of `current_ips` (the addresses the node would put in
  * its next CSR) is not among its IP SANs; else 0. Unspecified addresses
  * (0.0.0.0, ::) in `current_ips` are ignored: they are bind addresses, never SANs.
- * -EINVAL when `c` is NULL, renew_before_s < 0, or an address is not an IP literal
- * (callers treating non-zero as "renew" fail safe). */
+ * -EINVAL when `c` is NULL, now < 0, renew_before_s < 0, or an address is not an
+ * IP literal (callers treating non-zero as "renew" fail safe). */
 int pki_cert_needs_renewal(const pki_cert_info *c, int64_t now, int64_t renew_before_s, const char *const *current_ips,
                            size_t n);
 

@@ -30,6 +30,7 @@ SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer
 
 # Not under test here, and the suite makes far more requests per minute from one client
 # than the default limits allow; keep the suite independent of rate limiting.
+VAULT_PASSWORD = "system-test-vault-password"
 DEFAULT_EXTRA = ["--rate-limit-enabled", "false",
                  # bounds teardown; tests that need another value pass the flag again (last wins)
                  "--shutdown-grace-period", "3"]
@@ -117,6 +118,8 @@ class Node:
         self.port = None
         self.proc = None
         self.returncode = None
+        self.admin_key_path = self.workdir / f"{name}.admin-key"
+        self._token = None
         self.stderr_path = self.workdir / f"{name}.stderr.log"
         self.stdout_path = self.workdir / f"{name}.stdout.log"
         self._stderr_f = None
@@ -132,7 +135,7 @@ class Node:
         if self.coordinator:
             cmd.append("--coordinator")
         cmd += ["--node-id", self.name, "--port", str(self.port), "--bind-address", "127.0.0.1",
-                "--data-dir", str(self.data_dir)]
+                "--data-dir", str(self.data_dir), "--admin-api-key-file", str(self.admin_key_path)]
         return cmd + self.extra_args
 
     def start(self, timeout=15):
@@ -160,9 +163,11 @@ class Node:
         self._stderr_f = open(self.stderr_path, "ab")
         self._stdout_f = open(self.stdout_path, "ab")
         self.returncode = None
+        env = dict(os.environ)
+        env.setdefault("P2P_VAULT_PASSWORD", VAULT_PASSWORD)
         self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
                                      stdout=self._stdout_f, stderr=self._stderr_f,
-                                     cwd=str(self.workdir))
+                                     cwd=str(self.workdir), env=env)
         if self not in Node.live:
             Node.live.append(self)
 
@@ -294,25 +299,58 @@ class Node:
         return http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ssl_context(),
                                            timeout=T(timeout))
 
-    def request(self, method, path, body=None, headers=None, timeout=10):
+    # -- credentials ------------------------------------------------------------
+    @property
+    def admin_key(self):
+        return self.admin_key_path.read_text().strip()
+
+    def new_token(self, role=None, ttl=None):
+        """A fresh JWT from POST /auth/token with the admin API key."""
+        body = {"api_key": self.admin_key}
+        if role:
+            body["role"] = role
+        if ttl:
+            body["ttl"] = ttl
+        r = self.request("POST", "/auth/token", body=json.dumps(body).encode(),
+                         headers={"Content-Type": "application/json"}, auth=False)
+        assert r.status == 200, r
+        return r.json()["token"]
+
+    @property
+    def token(self):
+        """An admin token, obtained once per node."""
+        if self._token is None:
+            self._token = self.new_token()
+        return self._token
+
+    def auth_line(self):
+        """The Authorization header line, for hand-written raw requests."""
+        return b"Authorization: Bearer " + self.token.encode() + b"\r\n"
+
+    def request(self, method, path, body=None, headers=None, timeout=10, auth=True):
+        """One request on a new connection. With `auth`, an admin token is sent unless
+        `headers` carries its own Authorization."""
+        headers = dict(headers or {})
+        if auth and path != "/health" and not any(k.lower() == "authorization" for k in headers):
+            headers["Authorization"] = "Bearer " + self.token
         conn = self.connection(timeout)
         try:
-            conn.request(method, path, body=body, headers=headers or {})
+            conn.request(method, path, body=body, headers=headers)
             r = conn.getresponse()
             return Response(r.status, r.headers, r.read())
         finally:
             conn.close()
 
-    def get(self, path, headers=None, timeout=10):
-        return self.request("GET", path, headers=headers, timeout=timeout)
+    def get(self, path, headers=None, timeout=10, auth=True):
+        return self.request("GET", path, headers=headers, timeout=timeout, auth=auth)
 
-    def post_raw(self, body, headers=None, path="/rpc", timeout=10):
+    def post_raw(self, body, headers=None, path="/rpc", timeout=10, auth=True):
         if isinstance(body, str):
             body = body.encode()
         h = {"Content-Type": "application/json"}
         if headers is not None:
             h = headers
-        return self.request("POST", path, body=body, headers=h, timeout=timeout)
+        return self.request("POST", path, body=body, headers=h, timeout=timeout, auth=auth)
 
     def rpc_raw(self, payload, timeout=10):
         """POSTs `payload` (JSON-serialised) to /rpc; returns the Response."""

@@ -34,7 +34,7 @@ def test_unknown_command_exits_2():
 
 
 def call(node, *args, **kw):
-    return run_p2p("call", "--addr", node.addr, "--data-dir", node.data_dir, *args, **kw)
+    return run_p2p("call", "--addr", node.addr, "--data-dir", node.data_dir, "--token", node.token, *args, **kw)
 
 
 def test_call_success(node):
@@ -53,7 +53,7 @@ def test_call_without_params(node):
 
 
 def test_call_with_ca_flag(node):
-    cp = run_p2p("call", "--addr", node.addr, "--ca", node.ca, "system/ping")
+    cp = run_p2p("call", "--addr", node.addr, "--ca", node.ca, "--token", node.token, "system/ping")
     assert cp.returncode == 0, cp.stderr
     assert json.loads(cp.stdout)["pong"] is True
 
@@ -87,7 +87,7 @@ def test_call_unreachable_exits_1(node):
 
 
 def test_call_insecure_warns(node):
-    cp = run_p2p("call", "--addr", node.addr, "--insecure", "system/ping")
+    cp = run_p2p("call", "--addr", node.addr, "--insecure", "--token", node.token, "system/ping")
     assert cp.returncode == 0, cp.stderr
     assert json.loads(cp.stdout)["pong"] is True
     assert "insecure" in cp.stderr.lower() and "warn" in cp.stderr.lower(), cp.stderr

@@ -54,7 +54,7 @@ def test_keep_alive_serves_several_requests_on_one_connection(node):
     conn = node.connection()
     try:
         for path in ("/health", "/services", "/health"):
-            conn.request("GET", path)
+            conn.request("GET", path, headers={"Authorization": "Bearer " + node.token})
             r = conn.getresponse()
             r.read()
             assert r.status == 200
@@ -176,8 +176,8 @@ def test_http2_end_to_end_with_curl(node):
     body = json.dumps({"jsonrpc": "2.0", "method": "system/ping", "params": {"message": "over h2"}, "id": 42})
     cp = subprocess.run(
         [CURL, "-sS", "--http2", "--cacert", str(node.ca), "--max-time", str(T(10)),
-         "-H", "Content-Type: application/json", "--data-binary", body,
-         "-w", "\n%{http_version} %{http_code}", f"{node.url}/rpc"],
+         "-H", "Content-Type: application/json", "-H", f"Authorization: Bearer {node.token}",
+         "--data-binary", body, "-w", "\n%{http_version} %{http_code}", f"{node.url}/rpc"],
         capture_output=True, text=True, timeout=T(20))
     assert cp.returncode == 0, cp.stderr
     payload, _, tail = cp.stdout.rpartition("\n")

@@ -162,7 +162,7 @@ def test_sigterm_lets_in_flight_request_finish(node_factory):
     body = json.dumps({"jsonrpc": "2.0", "method": "system/ping",
                        "params": {"message": "finish me"}, "id": "in-flight"}).encode()
     head = (b"POST /rpc HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n" % len(body))
+            + n.auth_line() + b"Content-Length: %d\r\n\r\n" % len(body))
     s = n.tls_socket()
     try:
         s.sendall(head + body[:10])
@@ -189,8 +189,8 @@ def test_sigterm_stops_accepting(node_factory):
     s = n.tls_socket()
     try:
         # keep the node busy with a request whose body is not complete yet
-        s.sendall(b"POST /rpc HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                  b"Content-Length: %d\r\n\r\n" % len(body) + body[:1])
+        s.sendall(b"POST /rpc HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + n.auth_line()
+                  + b"Content-Length: %d\r\n\r\n" % len(body) + body[:1])
         time.sleep(0.2)
         n.send_signal(signal.SIGTERM)
         time.sleep(0.3)

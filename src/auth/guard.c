@@ -1,0 +1,357 @@
+/*
+ * guard.c — the "security" component: secrets from the vault, request
+ * identities, token issue and revocation, rate limits.
+ *
+ * Bootstrap (first start): the coordinator creates the cluster JWT secret and the
+ * admin API key, stores both in the vault and shows the key once (log, and the
+ * admin_api_key_file when configured). Every node keeps its revoked-token list in
+ * the vault (data/revoked_tokens), so a revoked token stays revoked after a restart.
+ */
+#include "auth/guard.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "auth/jwt.h"
+#include "auth/ratelimit.h"
+#include "core/util.h"
+#include "vault/vault.h"
+
+#define JWT_SECRET_LEN 32
+
+struct p2p_guard {
+    p2p_ctx *ctx;
+    vault *v;
+    uint8_t jwt_secret[JWT_SECRET_LEN];
+    char *admin_key; /* NULL on nodes without one (workers) */
+    p2p_revoked *revoked;
+    p2p_ratelimit *rl;
+    char **trusted; /* NULL-terminated */
+};
+
+const char *p2p__role_name(p2p_role r)
+{
+    static const char *const names[] = {"none", "viewer", "admin", "node"};
+    return (unsigned)r < 4 ? names[r] : "none";
+}
+
+static p2p_role role_from(const char *s)
+{
+    if (!s)
+        return P2P_ROLE_NONE;
+    if (strcmp(s, "admin") == 0)
+        return P2P_ROLE_ADMIN;
+    if (strcmp(s, "viewer") == 0)
+        return P2P_ROLE_VIEWER;
+    if (strcmp(s, "node") == 0)
+        return P2P_ROLE_NODE;
+    return P2P_ROLE_NONE;
+}
+
+static char *b64url(const uint8_t *in, size_t n)
+{
+    char *out = p2p__xmalloc(4 * ((n + 2) / 3) + 1);
+    int len = EVP_EncodeBlock((unsigned char *)out, in, (int)n);
+    while (len > 0 && out[len - 1] == '=')
+        len--;
+    out[len] = '\0';
+    for (char *p = out; *p; p++)
+        *p = *p == '+' ? '-' : *p == '/' ? '_' : *p;
+    return out;
+}
+
+static int64_t now_s(void)
+{
+    return (int64_t)time(NULL);
+}
+
+/* Writes the admin key to the configured file (0600, atomically) for scripts. */
+static void write_admin_key_file(p2p_guard *g)
+{
+    const char *path = g->ctx->cfg.admin_api_key_file;
+    if (!path || !*path)
+        return;
+    char *line = p2p__xasprintf("%s\n", g->admin_key);
+    int r = p2p__write_file_atomic(path, line, strlen(line), 0600);
+    OPENSSL_cleanse(line, strlen(line));
+    free(line);
+    if (r != 0)
+        p2p_log(g->ctx, P2P_LOG_ERROR, "security", "cannot write admin_api_key_file %s: %s", path, p2p_strerror(r));
+    else
+        p2p_log(g->ctx, P2P_LOG_INFO, "security", "admin API key written to %s (mode 0600)", path);
+}
+
+static int load_secrets(p2p_guard *g, char **err)
+{
+    int dirty = 0, r;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    r = vault_get(g->v, "keys", "jwt_secret", &buf, &len);
+    if (r == 0 && len == JWT_SECRET_LEN) {
+        memcpy(g->jwt_secret, buf, JWT_SECRET_LEN);
+    } else {
+        if (RAND_bytes(g->jwt_secret, JWT_SECRET_LEN) != 1) {
+            *err = p2p__xstrdup("no randomness for the JWT secret");
+            return -EIO;
+        }
+        vault_put(g->v, "keys", "jwt_secret", g->jwt_secret, JWT_SECRET_LEN);
+        dirty = 1;
+    }
+    if (buf)
+        vault_secret_free(buf, len + 1);
+    buf = NULL;
+
+    if (g->ctx->cfg.coordinator_mode) {
+        r = vault_get(g->v, "keys", "admin_api_key", &buf, &len);
+        if (r == 0) {
+            g->admin_key = p2p__xstrdup((char *)buf);
+            vault_secret_free(buf, len + 1);
+        } else {
+            uint8_t raw[32];
+            if (RAND_bytes(raw, sizeof raw) != 1) {
+                *err = p2p__xstrdup("no randomness for the admin API key");
+                return -EIO;
+            }
+            char *enc = b64url(raw, sizeof raw);
+            OPENSSL_cleanse(raw, sizeof raw);
+            g->admin_key = p2p__xasprintf("p2pa_%s", enc);
+            OPENSSL_cleanse(enc, strlen(enc));
+            free(enc);
+            vault_put(g->v, "keys", "admin_api_key", g->admin_key, strlen(g->admin_key));
+            dirty = 1;
+            p2p_log(g->ctx, P2P_LOG_WARN, "security",
+                    "new cluster: admin API key (shown once; it is also in the vault as keys/admin_api_key): %s",
+                    g->admin_key);
+            write_admin_key_file(g);
+        }
+    }
+
+    g->revoked = p2p_revoked_new(0, -1);
+    if (vault_get(g->v, "data", "revoked_tokens", &buf, &len) == 0) {
+        json_error_t jerr;
+        json_t *doc = json_loadb((const char *)buf, len, 0, &jerr);
+        vault_secret_free(buf, len + 1);
+        if (!doc || p2p_revoked_from_json(g->revoked, doc) != 0)
+            p2p_log(g->ctx, P2P_LOG_ERROR, "security", "the revoked-token list in the vault is unreadable; ignored");
+        json_decref(doc);
+        p2p_revoked_purge(g->revoked, now_s());
+    }
+    if (dirty && (r = vault_save(g->v, err)) != 0)
+        return r;
+    return 0;
+}
+
+static int parse_trusted(p2p_guard *g, char **err)
+{
+    const char *spec = g->ctx->cfg.trusted_proxies;
+    size_t n = 0;
+    g->trusted = p2p__xcalloc(1, sizeof(char *));
+    if (!spec || !*spec)
+        return 0;
+    char *copy = p2p__xstrdup(spec), *save = NULL;
+    for (char *tok = strtok_r(copy, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
+        if (!p2p_ratelimit_proxy_valid(tok)) {
+            *err = p2p__xasprintf("trusted_proxies: '%s' is not an IP address or CIDR", tok);
+            free(copy);
+            return -EINVAL;
+        }
+        g->trusted = p2p__xrealloc(g->trusted, (n + 2) * sizeof(char *));
+        g->trusted[n++] = p2p__xstrdup(tok);
+        g->trusted[n] = NULL;
+    }
+    free(copy);
+    return 0;
+}
+
+static void guard_stop(p2p_component *c)
+{
+    p2p_guard *g = c->self;
+    if (g->admin_key) {
+        OPENSSL_cleanse(g->admin_key, strlen(g->admin_key));
+        free(g->admin_key);
+        g->admin_key = NULL;
+    }
+    OPENSSL_cleanse(g->jwt_secret, sizeof g->jwt_secret);
+    p2p_revoked_free(g->revoked);
+    g->revoked = NULL;
+    p2p_ratelimit_free(g->rl);
+    g->rl = NULL;
+    for (size_t i = 0; g->trusted && g->trusted[i]; i++)
+        free(g->trusted[i]);
+    free(g->trusted);
+    g->trusted = NULL;
+}
+
+static int guard_start(p2p_component *c, char **err)
+{
+    p2p_guard *g = c->self;
+    p2p_config *cfg = &c->ctx->cfg;
+    g->v = p2p_shared_get(c->ctx, "vault");
+    if (!g->v) {
+        *err = p2p__xstrdup("the vault is not open");
+        return -EINVAL;
+    }
+    int r = load_secrets(g, err);
+    if (r == 0)
+        r = parse_trusted(g, err);
+    if (r == 0) {
+        p2p_ratelimit_opts o;
+        p2p_ratelimit_opts_default(&o);
+        o.rates[P2P_RL_RPC] = (p2p_ratelimit_rate){(uint32_t)cfg->rate_limit_rpc_requests, (uint32_t)cfg->rate_limit_rpc_burst};
+        o.rates[P2P_RL_HEALTH] =
+            (p2p_ratelimit_rate){(uint32_t)cfg->rate_limit_health_requests, (uint32_t)cfg->rate_limit_health_burst};
+        o.rates[P2P_RL_OTHER] =
+            (p2p_ratelimit_rate){(uint32_t)cfg->rate_limit_default_requests, (uint32_t)cfg->rate_limit_default_burst};
+        if ((r = p2p_ratelimit_new(&o, &g->rl)) != 0)
+            *err = p2p__xasprintf("rate limiter: %s", p2p_strerror(r));
+    }
+    if (r != 0)
+        guard_stop(c);
+    return r;
+}
+
+static const p2p_component_ops guard_ops = {
+    .name = "security",
+    .deps = NULL,
+    .start = guard_start,
+    .stop = guard_stop,
+};
+
+static void free_guard(p2p_ctx *ctx, void *arg)
+{
+    (void)ctx;
+    free(arg);
+}
+
+int p2p__guard_register(p2p_ctx *ctx)
+{
+    p2p_guard *g = p2p__xcalloc(1, sizeof(*g));
+    g->ctx = ctx;
+    if (!p2p__component_add(ctx, &guard_ops, g)) {
+        free(g);
+        return -EEXIST;
+    }
+    p2p_shared_set(ctx, "security", g);
+    p2p__ctx_on_shutdown(ctx, free_guard, g);
+    return 0;
+}
+
+p2p_guard *p2p__guard(p2p_ctx *ctx)
+{
+    return p2p_shared_get(ctx, "security");
+}
+
+void p2p__guard_identify(p2p_guard *g, const char *peer_node, const char *authz, size_t authz_len,
+                         const char *peer_ip, const char *xff, p2p_identity *id)
+{
+    memset(id, 0, sizeof(*id));
+    if (!peer_ip || p2p_ratelimit_client_ip(peer_ip, xff, (const char *const *)g->trusted, id->client_ip,
+                                            sizeof id->client_ip) != 0)
+        snprintf(id->client_ip, sizeof id->client_ip, "%s", peer_ip ? peer_ip : "-");
+    if (peer_node && *peer_node) {
+        id->role = P2P_ROLE_NODE;
+        id->via_cert = 1;
+        snprintf(id->subject, sizeof id->subject, "%s", peer_node);
+        return;
+    }
+    if (!authz)
+        return;
+    const char *tok;
+    size_t tlen;
+    if (p2p_auth_parse_bearer(authz, authz_len, &tok, &tlen) != 0) {
+        id->why = "Authorization is not a Bearer token";
+        return;
+    }
+    p2p_jwt_opts opts = {P2P_JWT_DEFAULT_LEEWAY_S, g->revoked};
+    p2p_jwt_claims cl;
+    const char *why = NULL;
+    if (p2p_jwt_verify(g->jwt_secret, sizeof g->jwt_secret, tok, tlen, now_s(), &opts, &cl, &why) != 0) {
+        id->why = why ? why : "invalid token";
+        return;
+    }
+    id->role = role_from(cl.role);
+    snprintf(id->subject, sizeof id->subject, "%s", cl.sub);
+    p2p_jwt_claims_free(&cl);
+}
+
+int p2p__guard_rate(p2p_guard *g, const p2p_identity *id, int cls, uint32_t *retry_after_s)
+{
+    if (!g->ctx->cfg.rate_limit_enabled || !g->rl)
+        return 1;
+    char key[200];
+    snprintf(key, sizeof key, "%s:%s", id->subject[0] ? "id" : "ip", id->subject[0] ? id->subject : id->client_ip);
+    int r = p2p_ratelimit_check(g->rl, key, cls, uv_now(g->ctx->loop), retry_after_s);
+    return r != 0; /* errors fail open: a limiter fault must not lock everyone out */
+}
+
+int p2p__guard_admin_key_ok(p2p_guard *g, const char *key, size_t len)
+{
+    if (!g->admin_key || !key)
+        return 0;
+    size_t n = strlen(g->admin_key);
+    return len == n && CRYPTO_memcmp(key, g->admin_key, n) == 0;
+}
+
+int p2p__guard_issue(p2p_guard *g, const char *sub, const char *role, int64_t ttl_s, char **token, int64_t *exp)
+{
+    if (ttl_s <= 0)
+        ttl_s = g->ctx->cfg.jwt_ttl;
+    int64_t now = now_s();
+    char *jti = NULL;
+    int r = p2p_jwt_issue(g->jwt_secret, sizeof g->jwt_secret, sub, role, now, ttl_s, token, &jti);
+    free(jti);
+    if (r == 0 && exp)
+        *exp = now + ttl_s;
+    return r;
+}
+
+static void on_revoked_saved(int status, const char *err, void *arg)
+{
+    p2p_guard *g = arg;
+    if (status != 0)
+        p2p_log(g->ctx, P2P_LOG_ERROR, "security", "saving the revoked-token list failed: %s", err ? err : "?");
+}
+
+int p2p__guard_revoke(p2p_guard *g, const char *token, size_t len, const char **why)
+{
+    p2p_jwt_claims cl;
+    *why = NULL;
+    p2p_jwt_opts opts = {P2P_JWT_DEFAULT_LEEWAY_S, NULL};
+    if (p2p_jwt_verify(g->jwt_secret, sizeof g->jwt_secret, token, len, now_s(), &opts, &cl, why) != 0)
+        return -EACCES;
+    int r = p2p_revoked_add(g->revoked, cl.jti, cl.exp);
+    p2p_jwt_claims_free(&cl);
+    if (r != 0) {
+        *why = r == -ENOSPC ? "revocation list full" : "cannot revoke";
+        return r;
+    }
+    p2p_revoked_purge(g->revoked, now_s());
+    json_t *doc = p2p_revoked_to_json(g->revoked);
+    char *text = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    vault_put(g->v, "data", "revoked_tokens", text, strlen(text));
+    free(text);
+    return vault_save_async(g->v, g->ctx->loop, on_revoked_saved, g);
+}
+
+const uint8_t *p2p__guard_jwt_secret(p2p_guard *g, size_t *len)
+{
+    *len = sizeof g->jwt_secret;
+    return g->jwt_secret;
+}
+
+int p2p__guard_set_jwt_secret(p2p_guard *g, const uint8_t *secret, size_t len)
+{
+    if (len != JWT_SECRET_LEN)
+        return -EINVAL;
+    memcpy(g->jwt_secret, secret, len);
+    return vault_put(g->v, "keys", "jwt_secret", secret, len);
+}
