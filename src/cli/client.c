@@ -37,7 +37,7 @@ static void call_usage(FILE *out)
             "Exit status: 0 on a result, 1 on an RPC error or a failed connection, 2 on usage errors.\n");
 }
 
-static char *find_ca(const char *ca, const char *data_dir)
+char *p2p__cli_find_ca(const char *ca, const char *data_dir)
 {
     if (ca)
         return p2p__xstrdup(ca);
@@ -123,7 +123,7 @@ int p2p__cmd_call(int argc, char **argv)
     char *ca_file = NULL;
     if (insecure) {
         fprintf(stderr, "p2p call: WARNING: --insecure: the node's certificate is not verified\n");
-    } else if (!(ca_file = find_ca(ca, data_dir))) {
+    } else if (!(ca_file = p2p__cli_find_ca(ca, data_dir))) {
         fprintf(stderr, "p2p call: no CA certificate found; pass --ca FILE or --data-dir DIR "
                         "(the node's state directory, which holds certs/ca.crt)\n");
         json_decref(params);

@@ -15,6 +15,7 @@ static void usage(FILE *out)
                  "commands:\n"
                  "  agent     run a node (coordinator or worker)\n"
                  "  call      call a JSON-RPC method on a node and print the result\n"
+                 "  token     get a bearer token (JWT) from a node, or revoke one\n"
                  "  vault     read and change the node's encrypted vault\n"
                  "  version   print the version\n"
                  "  help      show this help\n"
@@ -33,6 +34,8 @@ int main(int argc, char **argv)
         return p2p__cmd_agent(argc - 1, argv + 1);
     if (strcmp(cmd, "call") == 0)
         return p2p__cmd_call(argc - 1, argv + 1);
+    if (strcmp(cmd, "token") == 0)
+        return p2p__cmd_token(argc - 1, argv + 1);
     if (strcmp(cmd, "vault") == 0)
         return p2p__cmd_vault(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

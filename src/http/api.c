@@ -167,7 +167,7 @@ void p2p__api_auth_token(http_server *srv, h2o_req_t *req, const p2p_identity *i
         p2p__http_send_error(req, 400, "Bad Request", msg);
         return;
     }
-    const char *sub, *grant;
+    const char *sub, *grant; /* static strings or id->subject: `body` is freed below */
     if (key) {
         if (!p2p__guard_admin_key_ok(g, json_string_value(key), json_string_length(key))) {
             json_decref(body);
@@ -177,7 +177,7 @@ void p2p__api_auth_token(http_server *srv, h2o_req_t *req, const p2p_identity *i
             return;
         }
         sub = "admin";
-        grant = want ? want : "admin";
+        grant = want && strcmp(want, "viewer") == 0 ? "viewer" : "admin";
     } else if (id->via_cert) {
         sub = id->subject;
         grant = want && strcmp(want, "viewer") == 0 ? "viewer" : "node";

@@ -1,0 +1,254 @@
+/*
+ * token_cmd.c — `p2p token`: get a JWT from a node (with the admin API key, from
+ * a file or from the coordinator's own vault), and revoke one.
+ *
+ *   p2p token [--addr A] [--api-key-file F | --data-dir DIR] [--role admin|viewer] [--ttl S]
+ *   p2p token revoke [--addr A] [--token JWT | --token-file F] TOKEN
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "cli/https.h"
+#include "cli/password.h"
+#include "core/util.h"
+#include "p2p/p2p.h"
+#include "vault/vault.h"
+
+static void token_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: p2p token [--addr HOST:PORT] [--api-key-file F | --data-dir DIR] [--role admin|viewer]\n"
+            "                 [--ttl SECONDS] [--ca FILE] [--insecure]\n"
+            "       p2p token revoke [--addr HOST:PORT] [--token JWT | --token-file F] TOKEN\n"
+            "\n"
+            "Prints a bearer token (JWT) from the node's POST /auth/token. The admin API key\n"
+            "comes from --api-key-file (first line, mode 0600) or, on the coordinator's machine,\n"
+            "from its vault in --data-dir DIR (vault password from --password-file,\n"
+            "$P2P_VAULT_PASSWORD or a prompt). Use it with 'p2p call --token-file' or $P2P_TOKEN.\n"
+            "\n"
+            "'revoke' puts TOKEN on the node's deny list (needs an admin token: --token,\n"
+            "--token-file or $P2P_TOKEN).\n"
+            "\n"
+            "  --addr HOST:PORT   the node (default 127.0.0.1:8001, or $P2P_ADDR)\n"
+            "  --role R           admin (default) or viewer (read-only methods)\n"
+            "  --ttl SECONDS      lifetime (default: the node's jwt_ttl, 24 h)\n"
+            "\n"
+            "Exit status: 0 success, 1 refused or unreachable, 2 usage error.\n");
+}
+
+/* The admin API key from a file or the local vault. Returns 0 or an exit status. */
+static int admin_key(const char *key_file, const char *data_dir, const char *pw_file, char **out)
+{
+    if (key_file)
+        return p2p__password_get("p2p token", key_file, "--api-key-file", "P2P_API_KEY", "admin API key", 0, out);
+    const char *env = getenv("P2P_API_KEY");
+    if (!data_dir && env && *env) {
+        *out = p2p__xstrdup(env);
+        return 0;
+    }
+    if (!data_dir) {
+        fprintf(stderr, "p2p token: give --api-key-file F, set P2P_API_KEY, or --data-dir DIR on the coordinator\n");
+        return 2;
+    }
+    char *path = p2p__xasprintf("%s/vault.p2p", data_dir);
+    char *pw = NULL;
+    int st = p2p__password_get("p2p token", pw_file, "--password-file", "P2P_VAULT_PASSWORD", "vault password", 0, &pw);
+    if (st != 0) {
+        free(path);
+        return st;
+    }
+    vault *v = NULL;
+    char *err = NULL;
+    int r = vault_open(path, pw, &v, &err);
+    p2p__password_free(pw);
+    if (r != 0) {
+        fprintf(stderr, "p2p token: %s: %s\n", path, err ? err : p2p_strerror(r));
+        free(err);
+        free(path);
+        return r == -EBADMSG || r == -EINVAL ? 2 : 1;
+    }
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    r = vault_get(v, "keys", "admin_api_key", &buf, &len);
+    if (r != 0) {
+        fprintf(stderr, "p2p token: %s holds no admin API key (is it a coordinator's vault?)\n", path);
+        vault_close(v);
+        free(path);
+        return 1;
+    }
+    *out = p2p__xasprintf("%.*s", (int)len, (char *)buf);
+    vault_secret_free(buf, len + 1);
+    vault_close(v);
+    free(path);
+    return 0;
+}
+
+static int post_json(const char *addr, const char *ca_file, int insecure, const char *path, json_t *body,
+                     const char *bearer, json_t **out, int *status)
+{
+    char *text = json_dumps(body, JSON_COMPACT);
+    char *auth = bearer ? p2p__xasprintf("Authorization: Bearer %s", bearer) : NULL;
+    const char *headers[] = {"Content-Type: application/json", auth, NULL};
+    https_request req = {.addr = addr, .method = "POST", .path = path, .ca_file = ca_file, .insecure = insecure,
+                         .headers = headers, .body = text, .body_len = strlen(text), .timeout_s = 30};
+    https_response resp = {0};
+    char *err = NULL;
+    int r = https_do(&req, &resp, &err);
+    if (auth) {
+        memset(auth, 0, strlen(auth));
+        free(auth);
+    }
+    memset(text, 0, strlen(text));
+    free(text);
+    if (r != 0) {
+        fprintf(stderr, "p2p token: %s\n", err);
+        free(err);
+        return 1;
+    }
+    json_error_t jerr;
+    *status = resp.status;
+    *out = json_loads(resp.body ? resp.body : "", 0, &jerr);
+    https_response_free(&resp);
+    return 0;
+}
+
+int p2p__cmd_token(int argc, char **argv)
+{
+    const char *addr = getenv("P2P_ADDR"), *ca = NULL, *data_dir = NULL, *key_file = NULL, *pw_file = NULL;
+    const char *role = NULL, *token_arg = NULL, *token_file = NULL, *target = NULL;
+    long ttl = 0;
+    int insecure = 0, revoke = 0;
+    if (!addr || !*addr)
+        addr = "127.0.0.1:8001";
+    int i = 1;
+    if (argc > 1 && strcmp(argv[1], "revoke") == 0) {
+        revoke = 1;
+        i = 2;
+    }
+    for (; i < argc; i++) {
+        const char *a = argv[i];
+        const char **dst = NULL;
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            token_usage(stdout);
+            return 0;
+        } else if (strcmp(a, "--insecure") == 0) {
+            insecure = 1;
+            continue;
+        } else if (strcmp(a, "--addr") == 0) {
+            dst = &addr;
+        } else if (strcmp(a, "--ca") == 0) {
+            dst = &ca;
+        } else if (strcmp(a, "--data-dir") == 0) {
+            dst = &data_dir;
+        } else if (strcmp(a, "--api-key-file") == 0) {
+            dst = &key_file;
+        } else if (strcmp(a, "--password-file") == 0) {
+            dst = &pw_file;
+        } else if (strcmp(a, "--role") == 0) {
+            dst = &role;
+        } else if (strcmp(a, "--token") == 0) {
+            dst = &token_arg;
+        } else if (strcmp(a, "--token-file") == 0) {
+            dst = &token_file;
+        } else if (strcmp(a, "--ttl") == 0) {
+            char *end;
+            if (i + 1 >= argc || (ttl = strtol(argv[++i], &end, 10)) <= 0 || *end) {
+                fprintf(stderr, "p2p token: --ttl needs a positive number of seconds\n");
+                return 2;
+            }
+            continue;
+        } else if (revoke && a[0] != '-' && !target) {
+            target = a;
+            continue;
+        } else {
+            fprintf(stderr, "p2p token: unexpected argument '%s' (see --help)\n", a);
+            return 2;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "p2p token: %s needs a value\n", a);
+            return 2;
+        }
+        *dst = argv[++i];
+    }
+    if (role && strcmp(role, "admin") != 0 && strcmp(role, "viewer") != 0) {
+        fprintf(stderr, "p2p token: --role must be admin or viewer\n");
+        return 2;
+    }
+    if (revoke && !target) {
+        fprintf(stderr, "p2p token revoke: which token? (see --help)\n");
+        return 2;
+    }
+    char *ca_file = NULL;
+    if (insecure)
+        fprintf(stderr, "p2p token: WARNING: --insecure: the node's certificate is not verified\n");
+    else if (!(ca_file = p2p__cli_find_ca(ca, data_dir))) {
+        fprintf(stderr, "p2p token: no CA certificate found; pass --ca FILE or --data-dir DIR\n");
+        return 2;
+    }
+    int rc = 1, status = 0;
+    json_t *body = NULL, *resp = NULL;
+    char *secret = NULL;
+    if (revoke) {
+        int st = 0;
+        if (token_file)
+            st = p2p__password_get("p2p token", token_file, "--token-file", "P2P_TOKEN", "token", 0, &secret);
+        else if (token_arg)
+            secret = p2p__xstrdup(token_arg);
+        else if (getenv("P2P_TOKEN") && *getenv("P2P_TOKEN"))
+            secret = p2p__xstrdup(getenv("P2P_TOKEN"));
+        else {
+            fprintf(stderr, "p2p token revoke: needs an admin token: --token, --token-file or $P2P_TOKEN\n");
+            st = 2;
+        }
+        if (st != 0) {
+            free(ca_file);
+            return st;
+        }
+        body = json_pack("{s:s}", "token", target);
+        if (post_json(addr, ca_file, insecure, "/auth/revoke", body, secret, &resp, &status) == 0) {
+            if (status == 200) {
+                fprintf(stderr, "p2p token: revoked\n");
+                rc = 0;
+            } else {
+                json_t *e = json_object_get(resp, "error");
+                fprintf(stderr, "p2p token: HTTP %d: %s\n", status, json_is_string(e) ? json_string_value(e) : "");
+            }
+        }
+    } else {
+        int st = admin_key(key_file, data_dir, pw_file, &secret);
+        if (st != 0) {
+            free(ca_file);
+            return st;
+        }
+        body = json_pack("{s:s}", "api_key", secret);
+        if (role)
+            json_object_set_new(body, "role", json_string(role));
+        if (ttl)
+            json_object_set_new(body, "ttl", json_integer(ttl));
+        if (post_json(addr, ca_file, insecure, "/auth/token", body, NULL, &resp, &status) == 0) {
+            json_t *t = json_object_get(resp, "token");
+            if (status == 200 && json_is_string(t)) {
+                printf("%s\n", json_string_value(t));
+                rc = 0;
+            } else {
+                json_t *e = json_object_get(resp, "error");
+                fprintf(stderr, "p2p token: HTTP %d: %s\n", status, json_is_string(e) ? json_string_value(e) : "");
+            }
+        }
+    }
+    if (body) {
+        json_t *k = json_object_get(body, "api_key");
+        if (k)
+            json_string_set(k, "");
+    }
+    json_decref(body);
+    json_decref(resp);
+    p2p__password_free(secret);
+    free(ca_file);
+    return rc;
+}
