@@ -152,6 +152,42 @@ else
     meta pinning "not pinned (servers and load generator share $(nproc) CPU(s))"
 fi
 
+# The node answers only authenticated requests (GET /health aside). Its first start
+# creates the vault and the admin API key; a token from that key then goes on every
+# request, to all three servers alike (FastAPI and nginx check it too).
+export P2P_VAULT_PASSWORD=${P2P_VAULT_PASSWORD:-bench-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')}
+P2P_FLAGS+=(--admin-api-key-file "$TMP/admin.key")
+if ((HAVE_P2P)); then
+    P2P_DATA="$TMP/p2p-data"
+    mkdir -p "$P2P_DATA"
+    log "p2p: first start on an empty data dir (creates its vault, CA, keys and admin API key) ..."
+    "${CLI[@]}" "$PY" "$LIB" startup --runs 1 --port "$P2P_PORT" --data-dir "$P2P_DATA" \
+        --bin "$P2P_BIN" "${SRV_CPU_ARG[@]}" --log "$TMP/p2p.log" --json "$TMP/first.json" \
+        --deadline 30 -- "${P2P_FLAGS[@]}" >&2 || die "p2p first start failed; its log:
+$(tail -20 "$TMP/p2p.log")"
+    meta first_start_ms "$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["startup_ms"][0])' "$TMP/first.json")"
+    for f in ca.crt node.crt node.key; do
+        [[ -s $P2P_DATA/certs/$f ]] || note "p2p's first start did not create certs/$f"
+    done
+    if [[ -s $P2P_DATA/certs/node.key ]]; then
+        meta p2p_key "$(openssl pkey -in "$P2P_DATA/certs/node.key" -noout -text 2>/dev/null | head -1)"
+    fi
+
+    if [[ -z ${P2P_BENCH_TOKEN:-} ]]; then
+        "$P2P_BIN" agent --coordinator --node-id bench-node --port "$P2P_PORT" --bind-address 127.0.0.1 \
+            --data-dir "$P2P_DATA" "${P2P_FLAGS[@]}" 2>>"$TMP/p2p.log" >&2 &
+        boot_pid=$!
+        "$PY" "$LIB" wait "https://127.0.0.1:$P2P_PORT/health" --cacert "$P2P_DATA/certs/ca.crt" \
+            --deadline 30 --pid "$boot_pid" || die "p2p did not start; its log:
+$(tail -20 "$TMP/p2p.log")"
+        P2P_BENCH_TOKEN=$(curl -sf --cacert "$P2P_DATA/certs/ca.crt" -H 'Content-Type: application/json' \
+            -d "{\"api_key\":\"$(head -n1 "$TMP/admin.key")\"}" "https://127.0.0.1:$P2P_PORT/auth/token" |
+            "$PY" -c 'import json,sys; print(json.load(sys.stdin)["token"])') || die "could not get a token from p2p"
+        kill -TERM "$boot_pid"
+        wait "$boot_pid" || true
+    fi
+fi
+
 TOKEN=${P2P_BENCH_TOKEN:-}
 AUTH_CURL=()
 AUTH_H2=()
@@ -305,21 +341,6 @@ $(tail -20 "$TMP/p2p.log")"
 # ------------------------------------------------------------------ p2p: startup time, RSS
 P2P_URL="https://127.0.0.1:$P2P_PORT"
 if ((HAVE_P2P)); then
-    P2P_DATA="$TMP/p2p-data"
-    mkdir -p "$P2P_DATA"
-    log "p2p: first start on an empty data dir (creates its CA and keys) ..."
-    "${CLI[@]}" "$PY" "$LIB" startup --runs 1 --port "$P2P_PORT" --data-dir "$P2P_DATA" \
-        --bin "$P2P_BIN" "${SRV_CPU_ARG[@]}" --log "$TMP/p2p.log" --json "$TMP/first.json" \
-        --deadline 30 -- "${P2P_FLAGS[@]}" >&2 || die "p2p first start failed; its log:
-$(tail -20 "$TMP/p2p.log")"
-    meta first_start_ms "$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["startup_ms"][0])' "$TMP/first.json")"
-    for f in ca.crt node.crt node.key; do
-        [[ -s $P2P_DATA/certs/$f ]] || note "p2p's first start did not create certs/$f"
-    done
-    if [[ -s $P2P_DATA/certs/node.key ]]; then
-        meta p2p_key "$(openssl pkey -in "$P2P_DATA/certs/node.key" -noout -text 2>/dev/null | head -1)"
-    fi
-
     log "p2p: startup time, $STARTUP_RUNS starts with the keys on disk ..."
     "${CLI[@]}" "$PY" "$LIB" startup --runs "$STARTUP_RUNS" --port "$P2P_PORT" --data-dir "$P2P_DATA" \
         --bin "$P2P_BIN" "${SRV_CPU_ARG[@]}" --log "$TMP/p2p.log" --json "$TMP/startup.json" \

@@ -9,6 +9,9 @@ bin=$PWD/build/p2p
 port=${P2P_DEMO_PORT:-8001}
 dir=$(mktemp -d /tmp/p2p-demo.XXXXXX)
 pids=()
+# Each node keeps its secrets in an encrypted vault; the demo makes up a password.
+P2P_VAULT_PASSWORD=${P2P_VAULT_PASSWORD:-demo-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')}
+export P2P_VAULT_PASSWORD
 
 cleanup() {
   trap - INT TERM EXIT
@@ -27,7 +30,8 @@ start_node() { # name role port
   # stops each node once with SIGTERM (a second signal would skip the drain).
   # The log prefixer ignores SIGINT so the nodes' last lines are still shown.
   setsid "$bin" agent "--$role" --node-id "$name" --port "$p" --bind-address 127.0.0.1 \
-    --data-dir "$dir/$name" 2> >(trap '' INT; sed -u "s/^/[$name] /" >&2) &
+    --data-dir "$dir/$name" --admin-api-key-file "$dir/admin.key" \
+    2> >(trap '' INT; sed -u "s/^/[$name] /" >&2) &
   pids+=($!)
 }
 
@@ -49,14 +53,17 @@ cat <<MSG
   p2pcore demo is running (state in $dir)
 
   coordinator-1   https://127.0.0.1:$port   (CA: $dir/coordinator-1/certs/ca.crt)
+  admin API key   $dir/admin.key
+  vault password  P2P_VAULT_PASSWORD=$P2P_VAULT_PASSWORD
 
-  Try:
+  Log in (a bearer token for 24 h), then call the node:
+    export P2P_TOKEN=\$(build/p2p token --addr 127.0.0.1:$port --data-dir $dir/coordinator-1 --api-key-file $dir/admin.key)
     build/p2p call --addr 127.0.0.1:$port --data-dir $dir/coordinator-1 system/get_system_info
     build/p2p call --addr 127.0.0.1:$port --data-dir $dir/coordinator-1 system/ping '{"message":"hi"}'
     curl --cacert $dir/coordinator-1/certs/ca.crt https://127.0.0.1:$port/health
-    curl --cacert $dir/coordinator-1/certs/ca.crt 'https://127.0.0.1:$port/metrics?format=prometheus'
+    curl --cacert $dir/coordinator-1/certs/ca.crt -H "Authorization: Bearer \$P2P_TOKEN" 'https://127.0.0.1:$port/metrics?format=prometheus'
 
-  Workers join once the cluster layer lands; authentication once security lands.
+  Workers join once the cluster layer lands.
   Press Ctrl-C to stop.
 
 MSG
