@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-20}
-for t in jsonrpc config jwt vault; do
+for t in jsonrpc config jwt vault certreq; do
   bin=build-fuzz/fuzz_$t
   [[ -x $bin ]] || { echo "fuzz: $bin is missing (make build-fuzz/fuzz_jsonrpc)" >&2; exit 1; }
   work=build-fuzz/corpus-$t

@@ -313,21 +313,32 @@ int p2p__guard_issue(p2p_guard *g, const char *sub, const char *role, int64_t tt
     return r;
 }
 
+typedef struct revoke_wait {
+    p2p_guard *g;
+    p2p_guard_done_cb done;
+    void *arg;
+} revoke_wait;
+
 static void on_revoked_saved(int status, const char *err, void *arg)
 {
-    p2p_guard *g = arg;
+    revoke_wait *w = arg;
     if (status != 0)
-        p2p_log(g->ctx, P2P_LOG_ERROR, "security", "saving the revoked-token list failed: %s", err ? err : "?");
+        p2p_log(w->g->ctx, P2P_LOG_ERROR, "security", "saving the revoked-token list failed: %s", err ? err : "?");
+    w->done(status, w->arg);
+    free(w);
 }
 
-int p2p__guard_revoke(p2p_guard *g, const char *token, size_t len, const char **why)
+int p2p__guard_revoke(p2p_guard *g, const char *token, size_t len, const char **why, p2p_guard_done_cb done,
+                      void *arg)
 {
     p2p_jwt_claims cl;
     *why = NULL;
     p2p_jwt_opts opts = {P2P_JWT_DEFAULT_LEEWAY_S, NULL};
     if (p2p_jwt_verify(g->jwt_secret, sizeof g->jwt_secret, token, len, now_s(), &opts, &cl, why) != 0)
         return -EACCES;
-    int r = p2p_revoked_add(g->revoked, cl.jti, cl.exp);
+    /* the list keeps an entry until exp: one far in the future is kept "forever" */
+    int64_t exp = cl.exp > P2P_JWT_MAX_TIME ? P2P_JWT_MAX_TIME : cl.exp;
+    int r = p2p_revoked_add(g->revoked, cl.jti, exp);
     p2p_jwt_claims_free(&cl);
     if (r != 0) {
         *why = r == -ENOSPC ? "revocation list full" : "cannot revoke";
@@ -339,7 +350,16 @@ int p2p__guard_revoke(p2p_guard *g, const char *token, size_t len, const char **
     json_decref(doc);
     vault_put(g->v, "data", "revoked_tokens", text, strlen(text));
     free(text);
-    return vault_save_async(g->v, g->ctx->loop, on_revoked_saved, g);
+    /* Answer only once the list is on disk: a crash after the answer must not bring
+     * the token back. */
+    revoke_wait *w = p2p__xcalloc(1, sizeof(*w));
+    *w = (revoke_wait){g, done, arg};
+    r = vault_save_async(g->v, g->ctx->loop, on_revoked_saved, w);
+    if (r != 0) {
+        free(w);
+        done(r, arg);
+    }
+    return 0;
 }
 
 const uint8_t *p2p__guard_jwt_secret(p2p_guard *g, size_t *len)

@@ -48,8 +48,13 @@ int p2p__guard_admin_key_ok(p2p_guard *g, const char *key, size_t len);
 /* Issues a token for `sub` with `role` ("admin", "viewer", "node"); ttl 0 = jwt_ttl. */
 int p2p__guard_issue(p2p_guard *g, const char *sub, const char *role, int64_t ttl_s, char **token, int64_t *exp);
 
-/* Revokes a presented token (which must verify). Persists the list. */
-int p2p__guard_revoke(p2p_guard *g, const char *token, size_t len, const char **why);
+/* Revokes a presented token (which must verify) and saves the list to the vault.
+ * `done` runs once the list is on disk (status 0) or saving failed; it may run
+ * before this returns. Returns 0 (then `done` runs exactly once) or -EACCES with
+ * `why` when the token is not one this node would accept. */
+typedef void (*p2p_guard_done_cb)(int status, void *arg);
+int p2p__guard_revoke(p2p_guard *g, const char *token, size_t len, const char **why, p2p_guard_done_cb done,
+                      void *arg);
 
 /* The cluster JWT secret (for enrollment of workers), 32 bytes. */
 const uint8_t *p2p__guard_jwt_secret(p2p_guard *g, size_t *len);

@@ -64,24 +64,24 @@ int p2p__read_all_secret(int fd, size_t max, uint8_t **out, size_t *out_len)
 }
 
 /* First line of a password file that only its owner can read. Returns 0 or an exit status. */
-static int password_from_file(const char *prog, const char *path, char **out)
+static int password_from_file(const char *prog, const char *what, const char *path, char **out)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        fprintf(stderr, "%s: cannot open password file %s: %s\n", prog, path, strerror(errno));
+        fprintf(stderr, "%s: cannot open the %s file %s: %s\n", prog, what, path, strerror(errno));
         return 2;
     }
     struct stat st;
     if (fstat(fd, &st) != 0) {
-        fprintf(stderr, "%s: cannot stat password file %s: %s\n", prog, path, strerror(errno));
+        fprintf(stderr, "%s: cannot stat the %s file %s: %s\n", prog, what, path, strerror(errno));
         close(fd);
         return 2;
     }
     if (st.st_mode & 077) {
         fprintf(stderr,
-                "%s: password file %s is accessible by group or others (mode %04o); "
+                "%s: %s file %s is accessible by group or others (mode %04o); "
                 "refusing it: run chmod 600 %s\n",
-                prog, path, (unsigned)(st.st_mode & 07777), path);
+                prog, what, path, (unsigned)(st.st_mode & 07777), path);
         close(fd);
         return 2;
     }
@@ -90,14 +90,14 @@ static int password_from_file(const char *prog, const char *path, char **out)
     int r = p2p__read_all_secret(fd, 64 * 1024, &buf, &len);
     close(fd);
     if (r != 0) {
-        fprintf(stderr, "%s: cannot read password file %s: %s\n", prog, path, p2p_strerror(r));
+        fprintf(stderr, "%s: cannot read the %s file %s: %s\n", prog, what, path, p2p_strerror(r));
         return 2;
     }
     size_t line = strcspn((char *)buf, "\n");
     if (line > 0 && buf[line - 1] == '\r')
         line--;
     if (line == 0) {
-        fprintf(stderr, "%s: password file %s: the first line is empty\n", prog, path);
+        fprintf(stderr, "%s: %s file %s: the first line is empty\n", prog, what, path);
         vault_secret_free(buf, len + 1);
         return 2;
     }
@@ -154,7 +154,7 @@ int p2p__password_get(const char *prog, const char *file, const char *file_flag,
                       const char *what, int confirm, char **out)
 {
     if (file)
-        return password_from_file(prog, file, out);
+        return password_from_file(prog, what, file, out);
     const char *e = getenv(env);
     if (e && *e) {
         *out = p2p__xstrdup(e);

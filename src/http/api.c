@@ -63,6 +63,16 @@ static void on_guard_dispose(void *p)
         (*slot)->req = NULL;
 }
 
+/* Keeps a request answerable after its handler returned (see the top of the file). */
+static rpc_pending *pending_new(h2o_req_t *req)
+{
+    rpc_pending *pend = p2p__xcalloc(1, sizeof(*pend));
+    pend->req = req;
+    pend->guard = h2o_mem_alloc_shared(&req->pool, sizeof(*pend->guard), on_guard_dispose);
+    *pend->guard = pend;
+    return pend;
+}
+
 static void on_rpc_done(json_t *response, void *arg)
 {
     rpc_pending *pend = arg;
@@ -128,11 +138,7 @@ void p2p__api_rpc(http_server *srv, h2o_req_t *req, const p2p_identity *id)
         p2p__http_send_error(req, 403, "Forbidden", text);
         return;
     }
-    rpc_pending *pend = p2p__xcalloc(1, sizeof(*pend));
-    pend->req = req;
-    pend->guard = h2o_mem_alloc_shared(&req->pool, sizeof(*pend->guard), on_guard_dispose);
-    *pend->guard = pend;
-    jsonrpc_execute(srv->ctx, &msg, on_rpc_done, pend);
+    jsonrpc_execute(srv->ctx, &msg, on_rpc_done, pending_new(req));
 }
 
 /* ---- /auth/token and /auth/revoke ---------------------------------------- */
@@ -173,6 +179,7 @@ void p2p__api_auth_token(http_server *srv, h2o_req_t *req, const p2p_identity *i
             json_decref(body);
             p2p_log(srv->ctx, P2P_LOG_WARN, "security", "refused a token request with a wrong API key from %s",
                     id->client_ip);
+            h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, H2O_STRLIT("ApiKey realm=\"p2p\""));
             p2p__http_send_error(req, 401, "Unauthorized", "wrong API key");
             return;
         }
@@ -183,6 +190,7 @@ void p2p__api_auth_token(http_server *srv, h2o_req_t *req, const p2p_identity *i
         grant = want && strcmp(want, "viewer") == 0 ? "viewer" : "node";
     } else {
         json_decref(body);
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, H2O_STRLIT("ApiKey realm=\"p2p\""));
         p2p__http_send_error(req, 401, "Unauthorized", "give an api_key, or present a node certificate");
         return;
     }
@@ -201,6 +209,23 @@ void p2p__api_auth_token(http_server *srv, h2o_req_t *req, const p2p_identity *i
     json_decref(out);
 }
 
+static void on_revoke_saved(int status, void *arg)
+{
+    rpc_pending *pend = arg;
+    h2o_req_t *req = pend->req;
+    if (req) {
+        *pend->guard = NULL;
+        if (status == 0) {
+            json_t *out = json_pack("{s:b}", "revoked", 1);
+            p2p__http_send_json(req, 200, "OK", out);
+            json_decref(out);
+        } else {
+            p2p__http_send_error(req, 500, "Internal Server Error", "the revocation could not be saved");
+        }
+    }
+    free(pend);
+}
+
 void p2p__api_auth_revoke(http_server *srv, h2o_req_t *req, const p2p_identity *id)
 {
     json_t *body = json_body(req);
@@ -211,9 +236,13 @@ void p2p__api_auth_revoke(http_server *srv, h2o_req_t *req, const p2p_identity *
         return;
     }
     const char *why = NULL;
-    int r = p2p__guard_revoke(p2p__guard(srv->ctx), json_string_value(tok), json_string_length(tok), &why);
+    rpc_pending *pend = pending_new(req);
+    int r = p2p__guard_revoke(p2p__guard(srv->ctx), json_string_value(tok), json_string_length(tok), &why,
+                              on_revoke_saved, pend);
     json_decref(body);
     if (r != 0) {
+        *pend->guard = NULL;
+        free(pend);
         char msg[160];
         snprintf(msg, sizeof msg, "cannot revoke: %s", why ? why : p2p_strerror(r));
         p2p__http_send_error(req, r == -EACCES ? 400 : 500, r == -EACCES ? "Bad Request" : "Internal Server Error",
@@ -221,9 +250,6 @@ void p2p__api_auth_revoke(http_server *srv, h2o_req_t *req, const p2p_identity *
         return;
     }
     p2p_log(srv->ctx, P2P_LOG_INFO, "security", "token revoked by %s", id->subject);
-    json_t *out = json_pack("{s:b}", "revoked", 1);
-    p2p__http_send_json(req, 200, "OK", out);
-    json_decref(out);
 }
 
 /* ---- /services ------------------------------------------------------------ */

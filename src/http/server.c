@@ -23,6 +23,8 @@
 #include "http/internal.h"
 #include "http/server.h"
 #include "http/tls.h"
+#include "pki/pki.h"
+#include "vault/vault.h"
 #include "auth/guard.h"
 #include "auth/ratelimit.h"
 #include "rpc/jsonrpc.h"
@@ -475,21 +477,27 @@ static int start_listener(http_server *srv, char **err)
 static int setup_tls(http_server *srv, char **err)
 {
     p2p_config *cfg = &srv->ctx->cfg;
-    char *certs_dir = p2p__xasprintf("%s/certs", cfg->state_directory);
-    char *cert = *cfg->ssl_cert_file ? p2p__xstrdup(cfg->ssl_cert_file) : p2p__xasprintf("%s/node.crt", certs_dir);
-    char *key = *cfg->ssl_key_file ? p2p__xstrdup(cfg->ssl_key_file) : p2p__xasprintf("%s/node.key", certs_dir);
     int r = 0;
-    if (!*cfg->ssl_cert_file) {
+    if (*cfg->ssl_cert_file) { /* the operator's own certificate files */
+        if (!(srv->ssl = p2p__tls_server_ctx(cfg->ssl_cert_file, cfg->ssl_key_file, NULL, NULL, err)))
+            r = -EINVAL;
+    } else {
+        vault *v = p2p_shared_get(srv->ctx, "vault");
         const char *names[] = {cfg->bind_address, cfg->advertise_address};
-        r = p2p__tls_ensure_self_signed(certs_dir, cfg->node_id, names, 2, err);
+        char *cert = NULL, *key = NULL;
+        if (!v) {
+            *err = p2p__xstrdup("the vault is not open");
+            return -EINVAL;
+        }
+        r = p2p__tls_node_material(v, cfg->state_directory, cfg->node_id, names, 2, cfg->cert_lifetime, &cert, &key,
+                                   err);
+        if (r == 0 && !(srv->ssl = p2p__tls_server_ctx(NULL, NULL, cert, key, err)))
+            r = -EINVAL;
+        free(cert);
+        pki_secret_free(key);
     }
-    if (r == 0 && !(srv->ssl = p2p__tls_server_ctx(cert, key, err)))
-        r = -EINVAL;
     if (r == 0)
         srv->accept_ctx.ssl_ctx = srv->ssl;
-    free(certs_dir);
-    free(cert);
-    free(key);
     return r;
 }
 

@@ -1,9 +1,11 @@
 /*
- * tls.c — self-made CA and node certificate, and the server TLS context.
+ * tls.c — the node's certificate and key (kept in the vault), and the server
+ * TLS context.
  *
- * OpenSSL 3 EVP APIs only. Files are written through p2p__write_file_atomic, so
- * a crash during first start leaves either nothing or a complete file; a CA
- * without its node certificate is completed on the next start.
+ * Until enrollment, a node is its own CA: on first start it makes the CA and
+ * its certificate with the PKI module and stores every key in the vault; only
+ * the CA certificate (public) is written to <state_directory>/certs/ca.crt for
+ * clients. Keys written to disk by earlier versions are moved into the vault.
  */
 #include "http/tls.h"
 
@@ -20,6 +22,8 @@
 #include <unistd.h>
 
 #include "core/util.h"
+#include "pki/pki.h"
+#include "vault/vault.h"
 #include "h2o.h"
 #include "h2o/http2.h"
 
@@ -33,204 +37,159 @@ static char *ssl_err_text(const char *what)
     return p2p__xasprintf("%s%s%s", what, e ? ": " : "", buf);
 }
 
-static int write_pem_key(const char *path, EVP_PKEY *key)
+/* ---- the node's certificate, from the vault --------------------------------- */
+
+static char *vault_text(vault *v, const char *ns, const char *name)
 {
-    BIO *mem = BIO_new(BIO_s_mem());
-    int r = -EIO;
-    if (mem && PEM_write_bio_PrivateKey(mem, key, NULL, NULL, 0, NULL, NULL) == 1) {
-        char *data;
-        long len = BIO_get_mem_data(mem, &data);
-        r = p2p__write_file_atomic(path, data, (size_t)len, 0600);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (vault_get(v, ns, name, &buf, &len) != 0)
+        return NULL;
+    char *s = p2p__xmalloc(len + 1);
+    memcpy(s, buf, len);
+    s[len] = '\0';
+    vault_secret_free(buf, len + 1);
+    return s;
+}
+
+static void secret_free(char *s)
+{
+    if (s) {
+        OPENSSL_cleanse(s, strlen(s));
+        free(s);
     }
-    BIO_free(mem);
+}
+
+/* Moves PEM files left by versions that kept keys on disk into the vault. */
+static int import_legacy(vault *v, const char *dir, const char *file, const char *ns, const char *name, int *dirty,
+                         int *had_keyfile)
+{
+    char *path = p2p__xasprintf("%s/%s", dir, file), *data = NULL;
+    size_t len = 0;
+    int r = p2p__read_file(path, 1 << 20, &data, &len);
+    if (r == 0) {
+        vault_put(v, ns, name, data, len);
+        *dirty = 1;
+        if (strcmp(ns, "keys") == 0)
+            *had_keyfile = 1;
+        OPENSSL_cleanse(data, len);
+        free(data);
+    }
+    free(path);
     return r;
 }
 
-static int write_pem_cert(const char *path, X509 *cert)
+int p2p__tls_node_material(vault *v, const char *state_dir, const char *node_id, const char *const *names,
+                           size_t n_names, long lifetime_s, char **cert_pem, char **key_pem, char **err)
 {
-    BIO *mem = BIO_new(BIO_s_mem());
-    int r = -EIO;
-    if (mem && PEM_write_bio_X509(mem, cert) == 1) {
-        char *data;
-        long len = BIO_get_mem_data(mem, &data);
-        r = p2p__write_file_atomic(path, data, (size_t)len, 0644);
+    char *certs_dir = p2p__xasprintf("%s/certs", state_dir);
+    int dirty = 0, had_keyfile = 0, r = 0;
+    char *ca = NULL, *ca_key = NULL, *crt = NULL, *key = NULL, *csr = NULL;
+
+    crt = vault_text(v, "certificates", "node.crt");
+    key = vault_text(v, "keys", "node.key");
+    ca = vault_text(v, "certificates", "ca.crt");
+    if (!crt || !key || !ca) {
+        /* nothing in the vault yet: take over files from an older version, if any */
+        import_legacy(v, certs_dir, "ca.crt", "certificates", "ca.crt", &dirty, &had_keyfile);
+        import_legacy(v, certs_dir, "ca.key", "keys", "ca.key", &dirty, &had_keyfile);
+        if (import_legacy(v, certs_dir, "node.key", "keys", "node.key", &dirty, &had_keyfile) == 0)
+            import_legacy(v, certs_dir, "node.crt", "certificates", "node.crt", &dirty, &had_keyfile);
+        free(crt);
+        secret_free(key);
+        free(ca);
+        crt = vault_text(v, "certificates", "node.crt");
+        key = vault_text(v, "keys", "node.key");
+        ca = vault_text(v, "certificates", "ca.crt");
     }
-    BIO_free(mem);
-    return r;
-}
-
-static int add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
-{
-    X509V3_CTX v3;
-    X509V3_set_ctx_nodb(&v3);
-    X509V3_set_ctx(&v3, issuer, cert, NULL, NULL, 0);
-    X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, &v3, nid, value);
-    if (!ext)
-        return -1;
-    int ok = X509_add_ext(cert, ext, -1);
-    X509_EXTENSION_free(ext);
-    return ok == 1 ? 0 : -1;
-}
-
-static X509 *make_cert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *issuer_key, long days, int is_ca,
-                       const char *san)
-{
-    X509 *cert = X509_new();
-    if (!cert)
-        return NULL;
-    unsigned char serial[16];
-    BIGNUM *bn = NULL;
-    ASN1_INTEGER *sn = NULL;
-    if (RAND_bytes(serial, sizeof(serial)) != 1)
-        goto fail;
-    serial[0] &= 0x7f; /* positive */
-    bn = BN_bin2bn(serial, sizeof(serial), NULL);
-    sn = bn ? BN_to_ASN1_INTEGER(bn, NULL) : NULL;
-    if (!sn || X509_set_serialNumber(cert, sn) != 1)
-        goto fail;
-    X509_set_version(cert, 2);
-    X509_gmtime_adj(X509_getm_notBefore(cert), -300);
-    X509_gmtime_adj(X509_getm_notAfter(cert), days * 86400L);
-    X509_set_pubkey(cert, key);
-    X509_NAME *name = X509_get_subject_name(cert);
-    X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, (const unsigned char *)"p2pcore", -1, -1, 0);
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
-    X509_set_issuer_name(cert, issuer ? X509_get_subject_name(issuer) : name);
-    X509 *iss = issuer ? issuer : cert;
-    if (is_ca) {
-        if (add_ext(cert, iss, NID_basic_constraints, "critical,CA:TRUE,pathlen:0") ||
-            add_ext(cert, iss, NID_key_usage, "critical,keyCertSign,cRLSign") ||
-            add_ext(cert, iss, NID_subject_key_identifier, "hash"))
-            goto fail;
-    } else {
-        if (add_ext(cert, iss, NID_basic_constraints, "critical,CA:FALSE") ||
-            add_ext(cert, iss, NID_key_usage, "critical,digitalSignature,keyAgreement") ||
-            add_ext(cert, iss, NID_ext_key_usage, "serverAuth,clientAuth") ||
-            add_ext(cert, iss, NID_subject_key_identifier, "hash") ||
-            add_ext(cert, iss, NID_authority_key_identifier, "keyid") ||
-            (san && add_ext(cert, iss, NID_subject_alt_name, san)))
-            goto fail;
-    }
-    if (X509_sign(cert, issuer_key ? issuer_key : key, EVP_sha256()) <= 0)
-        goto fail;
-    BN_free(bn);
-    ASN1_INTEGER_free(sn);
-    return cert;
-fail:
-    BN_free(bn);
-    ASN1_INTEGER_free(sn);
-    X509_free(cert);
-    return NULL;
-}
-
-static int is_ip(const char *s)
-{
-    unsigned char buf[16];
-    return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
-}
-
-static char *build_san(const char *node_id, const char *const *names, size_t n)
-{
-    size_t cap = 256 + strlen(node_id);
-    for (size_t i = 0; i < n; i++)
-        cap += strlen(names[i]) + 8;
-    char *san = p2p__xmalloc(cap);
-    snprintf(san, cap, "DNS:%s,DNS:localhost,IP:127.0.0.1,IP:::1", node_id);
-    for (size_t i = 0; i < n; i++) {
-        if (!names[i] || !*names[i] || strcmp(names[i], "0.0.0.0") == 0 || strcmp(names[i], "::") == 0 ||
-            strcmp(names[i], "127.0.0.1") == 0 || strcmp(names[i], "::1") == 0 ||
-            strcmp(names[i], "localhost") == 0 || strcmp(names[i], node_id) == 0)
-            continue; /* wildcards, or already named above */
-        strcat(san, is_ip(names[i]) ? ",IP:" : ",DNS:");
-        strcat(san, names[i]);
-    }
-    return san;
-}
-
-static EVP_PKEY *load_key(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return NULL;
-    EVP_PKEY *k = PEM_read_PrivateKey(f, NULL, NULL, NULL);
-    fclose(f);
-    return k;
-}
-
-static X509 *load_cert(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return NULL;
-    X509 *c = PEM_read_X509(f, NULL, NULL, NULL);
-    fclose(f);
-    return c;
-}
-
-int p2p__tls_ensure_self_signed(const char *certs_dir, const char *node_id, const char *const *names, size_t n_names,
-                                char **err)
-{
-    char *ca_crt = p2p__xasprintf("%s/ca.crt", certs_dir), *ca_key = p2p__xasprintf("%s/ca.key", certs_dir);
-    char *crt = p2p__xasprintf("%s/node.crt", certs_dir), *key = p2p__xasprintf("%s/node.key", certs_dir);
-    EVP_PKEY *cakey = NULL, *nodekey = NULL;
-    X509 *cacert = NULL, *nodecert = NULL;
-    char *san = NULL;
-    int r = 0;
-
-    if (access(crt, R_OK) == 0 && access(key, R_OK) == 0)
-        goto out; /* already provisioned */
-    if ((r = p2p__mkdir_p(certs_dir, 0700)) != 0) {
-        *err = p2p__xasprintf("cannot create %s: %s", certs_dir, strerror(-r));
+    if (crt && key && !pki_key_matches_cert(key, crt)) {
+        *err = p2p__xstrdup("the node key and certificate in the vault do not match");
+        r = -EINVAL;
         goto out;
     }
-    if (access(ca_crt, R_OK) == 0 && access(ca_key, R_OK) == 0) {
-        cakey = load_key(ca_key);
-        cacert = load_cert(ca_crt);
-        if (!cakey || !cacert) {
-            *err = p2p__xasprintf("cannot read the CA in %s (remove ca.crt and ca.key to make a new one)", certs_dir);
-            r = -EINVAL;
-            goto out;
+    if (!crt || !key) {
+        ca_key = vault_text(v, "keys", "ca.key");
+        if (!ca || !ca_key) {
+            free(ca);
+            secret_free(ca_key);
+            ca = ca_key = NULL;
+            if ((r = pki_ca_create("p2pcore", 3650, &ca, &ca_key, err)) != 0)
+                goto out;
+            vault_put(v, "certificates", "ca.crt", ca, strlen(ca));
+            vault_put(v, "keys", "ca.key", ca_key, strlen(ca_key));
         }
-    } else {
-        cakey = EVP_EC_gen("P-256");
-        cacert = cakey ? make_cert(cakey, "p2pcore node CA", NULL, NULL, 3650, 1, NULL) : NULL;
-        if (!cacert) {
-            *err = ssl_err_text("cannot create the CA");
-            r = -EIO;
+        secret_free(key);
+        free(crt);
+        crt = key = NULL;
+        const char *all[20];
+        size_t n = 0;
+        static const char *const loopback[] = {"localhost", "127.0.0.1", "::1"};
+        for (size_t i = 0; i < 3; i++)
+            all[n++] = loopback[i];
+        for (size_t i = 0; i < n_names && n < 20; i++)
+            if (names[i] && *names[i] && strcmp(names[i], "0.0.0.0") != 0 && strcmp(names[i], "::") != 0)
+                all[n++] = names[i];
+        if ((r = pki_key_create(&key, err)) != 0 || (r = pki_csr_create(key, node_id, all, n, &csr, err)) != 0 ||
+            (r = pki_sign_csr(ca, ca_key, csr, lifetime_s, &crt, err)) != 0)
             goto out;
-        }
-        if ((r = write_pem_key(ca_key, cakey)) != 0 || (r = write_pem_cert(ca_crt, cacert)) != 0) {
-            *err = p2p__xasprintf("cannot write the CA in %s: %s", certs_dir, strerror(-r));
-            goto out;
+        vault_put(v, "certificates", "node.crt", crt, strlen(crt));
+        vault_put(v, "keys", "node.key", key, strlen(key));
+        dirty = 1;
+    }
+    if (dirty && (r = vault_save(v, err)) != 0)
+        goto out;
+    if (had_keyfile) { /* in the vault now: no private key stays on disk */
+        static const char *const keyfiles[] = {"ca.key", "node.key"};
+        for (size_t i = 0; i < 2; i++) {
+            char *path = p2p__xasprintf("%s/%s", certs_dir, keyfiles[i]);
+            unlink(path);
+            free(path);
         }
     }
-    san = build_san(node_id, names, n_names);
-    nodekey = EVP_EC_gen("P-256");
-    nodecert = nodekey ? make_cert(nodekey, node_id, cacert, cakey, 365, 0, san) : NULL;
-    if (!nodecert) {
-        *err = ssl_err_text("cannot create the node certificate");
-        r = -EIO;
+    /* The CA certificate is public: clients find it here (--data-dir). */
+    if ((r = p2p__mkdir_p(certs_dir, 0700)) == 0) {
+        char *path = p2p__xasprintf("%s/ca.crt", certs_dir), *old = NULL;
+        size_t olen = 0;
+        if (p2p__read_file(path, 1 << 20, &old, &olen) != 0 || olen != strlen(ca) || memcmp(old, ca, olen) != 0)
+            r = p2p__write_file_atomic(path, ca, strlen(ca), 0644);
+        free(old);
+        free(path);
+    }
+    if (r != 0) {
+        *err = p2p__xasprintf("cannot write %s/ca.crt: %s", certs_dir, strerror(-r));
         goto out;
     }
-    /* Key first: a certificate is only ever present together with its key. */
-    if ((r = write_pem_key(key, nodekey)) != 0 || (r = write_pem_cert(crt, nodecert)) != 0) {
-        *err = p2p__xasprintf("cannot write the node certificate in %s: %s", certs_dir, strerror(-r));
-        goto out;
-    }
+    *cert_pem = crt;
+    *key_pem = key;
+    crt = key = NULL;
 out:
-    EVP_PKEY_free(cakey);
-    EVP_PKEY_free(nodekey);
-    X509_free(cacert);
-    X509_free(nodecert);
-    free(san);
-    free(ca_crt);
-    free(ca_key);
+    free(ca);
+    secret_free(ca_key);
     free(crt);
-    free(key);
+    secret_free(key);
+    free(csr);
+    free(certs_dir);
     return r;
 }
 
-SSL_CTX *p2p__tls_server_ctx(const char *cert_file, const char *key_file, char **err)
+static int use_pem(SSL_CTX *ctx, const char *cert_pem, const char *key_pem, char **err)
+{
+    BIO *cb = BIO_new_mem_buf(cert_pem, -1), *kb = BIO_new_mem_buf(key_pem, -1);
+    X509 *cert = cb ? PEM_read_bio_X509(cb, NULL, NULL, NULL) : NULL;
+    EVP_PKEY *key = kb ? PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL) : NULL;
+    int ok = cert && key && SSL_CTX_use_certificate(ctx, cert) == 1 && SSL_CTX_use_PrivateKey(ctx, key) == 1 &&
+             SSL_CTX_check_private_key(ctx) == 1;
+    if (!ok)
+        *err = ssl_err_text("the node certificate or key is unusable");
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    BIO_free(cb);
+    BIO_free(kb);
+    return ok ? 0 : -EINVAL;
+}
+
+SSL_CTX *p2p__tls_server_ctx(const char *cert_file, const char *key_file, const char *cert_pem, const char *key_pem,
+                              char **err)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx) {
@@ -242,13 +201,18 @@ SSL_CTX *p2p__tls_server_ctx(const char *cert_file, const char *key_file, char *
     SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20");
     static const unsigned char sid_ctx[] = "p2pcore";
     SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1);
-    if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
-        *err = ssl_err_text(cert_file);
-        goto fail;
-    }
-    if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
-        *err = ssl_err_text(key_file);
-        goto fail;
+    if (cert_pem) {
+        if (use_pem(ctx, cert_pem, key_pem, err) != 0)
+            goto fail;
+    } else {
+        if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
+            *err = ssl_err_text(cert_file);
+            goto fail;
+        }
+        if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
+            *err = ssl_err_text(key_file);
+            goto fail;
+        }
     }
     /* h2o's own list names only h2; clients that offer just http/1.1 should see it chosen. */
     static const h2o_iovec_t alpn[] = {{H2O_STRLIT("h2")}, {H2O_STRLIT("http/1.1")}, {NULL, 0}};

@@ -18,14 +18,18 @@ typedef struct p2p_tls_paths {
     char *key;
 } p2p_tls_paths;
 
-/* Creates the CA and the node certificate under `certs_dir` when they are missing.
- * `names` are extra SANs (IP literals become IP SANs, others DNS SANs).
- * Keys are written with mode 0600, atomically. Returns 0 or a negative errno with
- * a heap message in `*err`. */
-int p2p__tls_ensure_self_signed(const char *certs_dir, const char *node_id, const char *const *names, size_t n_names,
-                                char **err);
+struct vault;
 
-/* A server SSL_CTX: TLS 1.2+, ECDHE AEAD suites, ALPN h2 and http/1.1. */
-SSL_CTX *p2p__tls_server_ctx(const char *cert_file, const char *key_file, char **err);
+/* The node's certificate and key (heap PEM; free the key with pki_secret_free):
+ * from the vault, made on first start (a CA of its own, 10 years, and a node
+ * certificate for `lifetime_s` with SANs node id, localhost, 127.0.0.1, ::1 and
+ * `names`). Writes the public CA certificate to <state_dir>/certs/ca.crt. */
+int p2p__tls_node_material(struct vault *v, const char *state_dir, const char *node_id, const char *const *names,
+                           size_t n_names, long lifetime_s, char **cert_pem, char **key_pem, char **err);
+
+/* A server SSL_CTX: TLS 1.2+, ECDHE AEAD suites, ALPN h2 and http/1.1. The
+ * certificate and key come from PEM text when `cert_pem` is set, else from files. */
+SSL_CTX *p2p__tls_server_ctx(const char *cert_file, const char *key_file, const char *cert_pem, const char *key_pem,
+                              char **err);
 
 #endif

@@ -40,29 +40,61 @@ def read_response(sock, timeout=10):
 # ---- start-up ----------------------------------------------------------------------------
 
 
-def test_first_start_creates_certificates(node_factory):
+def _served_cert(n):
+    with socket.create_connection(("127.0.0.1", n.port), timeout=T(5)) as raw:
+        with n.ssl_context().wrap_socket(raw, server_hostname="127.0.0.1") as s:
+            return s.getpeercert(binary_form=True)
+
+
+def test_first_start_creates_vault_and_ca_but_no_key_files(node_factory):
     n = node_factory.create("certs")
-    certs = n.data_dir / "certs"
-    for f in ("ca.crt", "node.crt", "node.key"):
-        assert (certs / f).is_file(), f
-        assert (certs / f).stat().st_size > 0
-    assert (certs / "node.key").stat().st_mode & 0o077 == 0, "node.key readable by group/others"
+    vault = n.data_dir / "vault.p2p"
+    assert vault.is_file() and vault.stat().st_size > 0
+    assert vault.stat().st_mode & 0o077 == 0, "the vault is readable by group/others"
+    assert (n.data_dir / "certs" / "ca.crt").is_file()
+    # private keys live only in the vault: no file under the data dir holds one in clear
+    for f in n.data_dir.rglob("*"):
+        if f.is_file():
+            assert b"PRIVATE KEY" not in f.read_bytes(), f"{f} holds a private key in clear text"
+    assert b"PRIVATE KEY" not in vault.read_bytes()
     assert n.wait_for_log("[agent]")
 
 
 def test_restart_reuses_certificates(node_factory):
     n = node_factory.create("restart")
     ca1 = n.ca.read_bytes()
-    crt1 = (n.data_dir / "certs" / "node.crt").read_bytes()
+    cert1 = _served_cert(n)
     ctx_before = n.ssl_context()
     assert n.stop(signal.SIGTERM, timeout=10) == 0
     n.start()
     assert n.ca.read_bytes() == ca1
-    assert (n.data_dir / "certs" / "node.crt").read_bytes() == crt1
+    assert _served_cert(n) == cert1, "the node made a new certificate on restart"
     # a client that trusted the CA before the restart still connects
     with socket.create_connection(("127.0.0.1", n.port), timeout=T(5)) as raw:
         with ctx_before.wrap_socket(raw, server_hostname="127.0.0.1") as s:
             assert s.version()
+    assert n.get("/health").status == 200
+
+
+def test_key_files_of_older_versions_move_into_the_vault(node_factory):
+    """Nodes that kept certs/*.key on disk keep their identity after an upgrade, and the
+    key files are gone afterwards."""
+    n = node_factory.create("legacy")
+    cert1 = _served_cert(n)
+    assert n.stop(signal.SIGTERM, timeout=10) == 0
+    # make a legacy layout: a fresh CA + node key/cert as files, and no vault yet
+    import subprocess as sp
+    certs = n.data_dir / "certs"
+    (n.data_dir / "vault.p2p").unlink()
+    sp.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", str(certs / "node.key"), "-out", str(certs / "node.crt"), "-days", "30",
+            "-subj", "/CN=legacy", "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    (certs / "ca.crt").write_bytes((certs / "node.crt").read_bytes())
+    legacy_der = sp.run(["openssl", "x509", "-in", str(certs / "node.crt"), "-outform", "DER"],
+                        check=True, capture_output=True).stdout
+    n.start()
+    assert _served_cert(n) == legacy_der != cert1
+    assert not (certs / "node.key").exists(), "the legacy key file was left on disk"
     assert n.get("/health").status == 200
 
 

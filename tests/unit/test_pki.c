@@ -4,6 +4,9 @@
  * OpenSSL sees it, the name policy's rejection table, malformed and tampered
  * CSRs, foreign CAs, expiry and renewal.
  *
+ * Also the cert-request body parser (src/pki/certreq.c): a real request, the
+ * field-by-field rejection table, and the answer's shape.
+ *
  * CSRs the module would never make (RSA, other curves, URI names, CA requests,
  * no CN) are assembled here with OpenSSL directly.
  */
@@ -24,6 +27,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "pki/certreq.h"
 #include "pki/pki.h"
 
 #define YEAR 31536000L
@@ -722,6 +726,233 @@ static void test_cert_parse_malformed(void **state)
     assert_int_equal(ERR_peek_error(), 0);
 }
 
+/* ---- the cert-request body (certreq.c) ------------------------------------ */
+
+#define CHAL "Q2hhbGxlbmdlLWZvci10aGUtd29ya2VyLTEyMzQ1Njc4"
+#define TOKEN "p2pj_secretsecretsecretsecretsecretsecretsecre"
+
+/* A request body with `csr` and the other members from `extra_json` spliced in
+ * ("" for the defaults). */
+static char *request_body(const char *csr, const char *members)
+{
+    json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:s, s:[s,s]}", "node_id", "worker-1", "csr", csr, "challenge", CHAL,
+                          "challenge_port", 8802, "join_token", TOKEN, "addresses", "10.0.0.1", "::0001");
+    assert_non_null(o);
+    if (members && *members) {
+        json_t *m = json_loads(members, 0, NULL);
+        assert_non_null(m);
+        const char *k;
+        json_t *v;
+        json_object_foreach(m, k, v)
+        {
+            if (json_is_null(v))
+                json_object_del(o, k);
+            else
+                json_object_set(o, k, v);
+        }
+        json_decref(m);
+    }
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return s;
+}
+
+static void test_certreq_valid(void **state)
+{
+    fixture *f = *state;
+    const char *names[] = {"10.0.0.1"};
+    char *csr = csr_for(f->key, "worker-1", names, 1), *body = request_body(csr, "");
+    certreq r = {0};
+    char *err = NULL;
+    assert_int_equal(certreq_parse(body, strlen(body), &r, &err), 0);
+    assert_null(err);
+    assert_string_equal(r.node_id, "worker-1");
+    assert_string_equal(r.csr, csr);
+    assert_string_equal(r.challenge, CHAL);
+    assert_int_equal(r.challenge_port, 8802);
+    assert_string_equal(r.join_token, TOKEN);
+    assert_int_equal(r.n_addresses, 2);
+    assert_string_equal(r.addresses[0], "10.0.0.1");
+    assert_string_equal(r.addresses[1], "::1"); /* canonical */
+
+    /* the worker side builds the same request */
+    json_t *j = certreq_request_json(&r);
+    char *again_text = json_dumps(j, JSON_COMPACT);
+    certreq again = {0};
+    assert_int_equal(certreq_parse(again_text, strlen(again_text), &again, NULL), 0);
+    assert_string_equal(again.join_token, TOKEN);
+    assert_int_equal(again.n_addresses, 2);
+    certreq_free(&again);
+    free(again_text);
+    json_decref(j);
+
+    /* and the coordinator can take it from there */
+    pki_csr_info info = {0};
+    assert_int_equal(pki_csr_parse(r.csr, strlen(r.csr), &info, NULL), 0);
+    assert_int_equal(pki_csr_check(&info, r.node_id, "10.0.0.1", NULL), 0);
+    pki_csr_info_free(&info);
+    certreq_free(&r);
+    certreq_free(&r);
+    free(body);
+
+    /* without addresses */
+    body = request_body(csr, "{\"addresses\":null}");
+    assert_int_equal(certreq_parse(body, strlen(body), &r, NULL), 0);
+    assert_null(r.addresses);
+    assert_int_equal(r.n_addresses, 0);
+    certreq_free(&r);
+    free(body);
+    free(csr);
+}
+
+static void test_certreq_rejections(void **state)
+{
+    fixture *f = *state;
+    const char *names[] = {"10.0.0.1"};
+    char *csr = csr_for(f->key, "worker-1", names, 1);
+    static const struct {
+        const char *members;
+        const char *needle;
+    } cases[] = {
+        {"{\"extra\":1}", "field 'extra': unknown"},
+        {"{\"Node_id\":\"x\"}", "field 'Node_id': unknown"},
+        {"{\"node_id\":null}", "field 'node_id': missing"},
+        {"{\"node_id\":7}", "field 'node_id': must be a string"},
+        {"{\"node_id\":\"bad id\"}", "field 'node_id': 'bad id'"},
+        {"{\"node_id\":\"\"}", "field 'node_id'"},
+        {"{\"csr\":null}", "field 'csr': missing"},
+        {"{\"csr\":[]}", "field 'csr': must be a string"},
+        {"{\"csr\":\"hello\"}", "field 'csr': not a PEM"},
+        {"{\"challenge\":null}", "field 'challenge': missing"},
+        {"{\"challenge\":\"tooshort\"}", "field 'challenge'"},
+        {"{\"challenge\":\"Q2hhbGxlbmdlLWZvci10aGUtd29ya2VyLTEyMzQ1Njc4====\"}", "field 'challenge'"},
+        {"{\"challenge\":\"Q2hhbGxlbmdlLWZvci10aGUtd29ya2VyLTEy+zQ1Njc4\"}", "field 'challenge'"},
+        {"{\"challenge_port\":null}", "field 'challenge_port': missing"},
+        {"{\"challenge_port\":0}", "field 'challenge_port'"},
+        {"{\"challenge_port\":65536}", "field 'challenge_port'"},
+        {"{\"challenge_port\":8802.0}", "field 'challenge_port'"},
+        {"{\"challenge_port\":\"8802\"}", "field 'challenge_port'"},
+        {"{\"join_token\":null}", "field 'join_token': missing"},
+        {"{\"join_token\":\"has space\"}", "field 'join_token'"},
+        {"{\"join_token\":true}", "field 'join_token': must be a string"},
+        {"{\"addresses\":\"10.0.0.1\"}", "field 'addresses'"},
+        {"{\"addresses\":[\"10.0.0.1\",\"example.com\"]}", "field 'addresses[1]': not an IP address"},
+        {"{\"addresses\":[1]}", "field 'addresses[0]': must be a string"},
+        {"{\"addresses\":[\"10.0.0.1\",\"10.0.0.01\"]}", "field 'addresses[1]'"},
+        {"{\"addresses\":[\"::1\",\"0::1\"]}", "field 'addresses[1]': ::1 is listed twice"},
+        {"{\"addresses\":[\"1.0.0.1\",\"1.0.0.2\",\"1.0.0.3\",\"1.0.0.4\",\"1.0.0.5\",\"1.0.0.6\",\"1.0.0.7\","
+         "\"1.0.0.8\",\"1.0.0.9\",\"1.0.0.10\",\"1.0.0.11\",\"1.0.0.12\",\"1.0.0.13\",\"1.0.0.14\",\"1.0.0.15\","
+         "\"1.0.0.16\",\"1.0.0.17\"]}",
+         "field 'addresses': 17 entries"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+        char *body = request_body(csr, cases[i].members), *err = NULL;
+        certreq r = {0};
+        int rc = certreq_parse(body, strlen(body), &r, &err);
+        if (rc != -EINVAL || !err || !strstr(err, cases[i].needle))
+            fail_msg("case %zu: rc %d, message '%s', expected '%s'", i, rc, err ? err : "(none)", cases[i].needle);
+        assert_null(strstr(err, TOKEN)); /* never echoes the secret */
+        assert_null(r.node_id);
+        free(err);
+        free(body);
+    }
+
+    /* long join token, long CSR */
+    char big[CERTREQ_MAX_CSR + 64];
+    memset(big, 'a', CERTREQ_MAX_JOIN_TOKEN + 1);
+    big[CERTREQ_MAX_JOIN_TOKEN + 1] = '\0';
+    char members[sizeof(big) + 64];
+    snprintf(members, sizeof(members), "{\"join_token\":\"%s\"}", big);
+    char *body = request_body(csr, members), *err = NULL;
+    certreq r = {0};
+    assert_int_equal(certreq_parse(body, strlen(body), &r, &err), -EINVAL);
+    assert_non_null(strstr(err, "field 'join_token': must be 1..256 bytes"));
+    free(err);
+    free(body);
+    snprintf(big, sizeof(big), "%s", csr);
+    memset(big + strlen(csr), '\n', CERTREQ_MAX_CSR + 1 - strlen(csr));
+    big[CERTREQ_MAX_CSR + 1] = '\0';
+    json_t *o = json_pack("{s:s}", "csr", big);
+    char *m = json_dumps(o, 0);
+    body = request_body(csr, m);
+    err = NULL;
+    assert_int_equal(certreq_parse(body, strlen(body), &r, &err), -EINVAL);
+    assert_non_null(strstr(err, "field 'csr': must be 1..16384 bytes"));
+    free(err);
+    free(body);
+    free(m);
+    json_decref(o);
+
+    /* body-level failures */
+    static const char *bodies[] = {"", "[]", "\"x\"", "{", "{\"node_id\":\"a\",\"node_id\":\"b\"}",
+                                   "{\"join_token\":\"" TOKEN "\"", "{\"join_token\":\"" TOKEN "\" x}",
+                                   "{\"node_id\":\"a\\u0000b\"}"};
+    for (size_t i = 0; i < sizeof(bodies) / sizeof(*bodies); i++) {
+        err = NULL;
+        assert_int_equal(certreq_parse(bodies[i], strlen(bodies[i]), &r, &err), -EINVAL);
+        assert_non_null(err);
+        if (strstr(err, "p2pj_"))
+            fail_msg("body %zu: message quotes the token: %s", i, err);
+        free(err);
+    }
+    char *huge = malloc(CERTREQ_MAX_BODY + 1);
+    memset(huge, ' ', CERTREQ_MAX_BODY + 1);
+    err = NULL;
+    assert_int_equal(certreq_parse(huge, CERTREQ_MAX_BODY + 1, &r, &err), -E2BIG);
+    free(err);
+    free(huge);
+    assert_int_equal(certreq_parse(NULL, 0, &r, NULL), -EINVAL);
+    free(csr);
+}
+
+static void test_certreq_response(void **state)
+{
+    fixture *f = *state;
+    const char *names[] = {"10.0.0.1"};
+    char *csr = csr_for(f->key, "worker-1", names, 1), *cert = NULL;
+    assert_int_equal(pki_sign_csr(f->ca_cert, f->ca_key, csr, YEAR, &cert, NULL), 0);
+    json_t *j = certreq_response_json(cert, f->ca_cert, "c2VjcmV0LWdvc3NpcC1rZXk=");
+    assert_non_null(j);
+    assert_int_equal(json_object_size(j), 3);
+    assert_string_equal(json_string_value(json_object_get(j, "certificate")), cert);
+    assert_string_equal(json_string_value(json_object_get(j, "ca_certificate")), f->ca_cert);
+    assert_string_equal(json_string_value(json_object_get(j, "gossip_key")), "c2VjcmV0LWdvc3NpcC1rZXk=");
+    json_object_set_new(j, "future_member", json_true()); /* ignored by the worker */
+    char *text = json_dumps(j, 0);
+    certreq_response resp = {0};
+    assert_int_equal(certreq_response_parse(text, strlen(text), &resp, NULL), 0);
+    assert_string_equal(resp.certificate, cert);
+    assert_string_equal(resp.gossip_key, "c2VjcmV0LWdvc3NpcC1rZXk=");
+    assert_int_equal(pki_cert_verify(resp.certificate, resp.ca_certificate, NULL), 0);
+    assert_int_equal(pki_key_matches_cert(f->key, resp.certificate), 1);
+    certreq_response_free(&resp);
+    free(text);
+    json_decref(j);
+
+    j = certreq_response_json(cert, f->ca_cert, NULL);
+    assert_int_equal(json_object_size(j), 2);
+    text = json_dumps(j, 0);
+    assert_int_equal(certreq_response_parse(text, strlen(text), &resp, NULL), 0);
+    assert_null(resp.gossip_key);
+    certreq_response_free(&resp);
+    free(text);
+    json_decref(j);
+    assert_null(certreq_response_json(NULL, f->ca_cert, NULL));
+
+    static const char *bad[] = {"{}", "{\"certificate\":\"x\",\"ca_certificate\":\"y\"}",
+                                "{\"certificate\":\"-----BEGIN CERTIFICATE-----\",\"ca_certificate\":1}",
+                                ("{\"certificate\":\"-----BEGIN CERTIFICATE-----\",\"ca_certificate\":"
+                                 "\"-----BEGIN CERTIFICATE-----\",\"gossip_key\":\"not base64!\"}")};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+        char *err = NULL;
+        assert_int_equal(certreq_response_parse(bad[i], strlen(bad[i]), &resp, &err), -EINVAL);
+        assert_non_null(err);
+        free(err);
+    }
+    free(cert);
+    free(csr);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -731,7 +962,8 @@ int main(void)
         cmocka_unit_test(test_csr_malformed),     cmocka_unit_test(test_csr_create_args),
         cmocka_unit_test(test_foreign_ca),        cmocka_unit_test(test_expired),
         cmocka_unit_test(test_renewal),           cmocka_unit_test(test_lifetime_clamped),
-        cmocka_unit_test(test_cert_parse_malformed),
+        cmocka_unit_test(test_cert_parse_malformed), cmocka_unit_test(test_certreq_valid),
+        cmocka_unit_test(test_certreq_rejections), cmocka_unit_test(test_certreq_response),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
