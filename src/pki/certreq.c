@@ -135,8 +135,8 @@ static int get_string(json_t *root, const char *field, size_t max, const char **
     return 0;
 }
 
-static const char *const request_fields[] = {"node_id", "csr", "challenge", "challenge_port", "join_token",
-                                             "addresses"};
+static const char *const request_fields[] = {"node_id",        "csr",        "challenge",
+                                             "challenge_port", "join_token", "addresses"};
 
 int certreq_parse(const char *body, size_t len, certreq *out, char **err)
 {

@@ -45,8 +45,8 @@
 /* A parsed request: owned copies, released by certreq_free(). */
 typedef struct certreq {
     char *node_id;
-    char *csr;        /* PEM */
-    char *challenge;  /* base64url */
+    char *csr;       /* PEM */
+    char *challenge; /* base64url */
     int challenge_port;
     char *join_token; /* secret: certreq_free() wipes it */
     char **addresses; /* canonical IP literals; NULL when absent */

@@ -178,8 +178,8 @@ size_t jointoken_purge(jointoken_table *t, int64_t now)
 
 int jointoken_create(jointoken_table *t, int64_t now, int64_t ttl_s, unsigned max_uses, char **token_out)
 {
-    if (!t || !token_out || now < 0 || ttl_s < 1 || ttl_s > JOINTOKEN_MAX_TTL_S ||
-        now > JOINTOKEN_MAX_TIME - ttl_s || max_uses < 1 || max_uses > JOINTOKEN_MAX_USES)
+    if (!t || !token_out || now < 0 || ttl_s < 1 || ttl_s > JOINTOKEN_MAX_TTL_S || now > JOINTOKEN_MAX_TIME - ttl_s ||
+        max_uses < 1 || max_uses > JOINTOKEN_MAX_USES)
         return -EINVAL;
     jointoken_purge(t, now);
     if (t->n >= JOINTOKEN_MAX_ENTRIES)

@@ -37,11 +37,11 @@
 #include <stdint.h>
 
 #define JOINTOKEN_PREFIX "p2pj_"
-#define JOINTOKEN_LEN 48          /* "p2pj_" + 43 base64url characters */
-#define JOINTOKEN_ID_LEN 8        /* hex digits */
+#define JOINTOKEN_LEN 48   /* "p2pj_" + 43 base64url characters */
+#define JOINTOKEN_ID_LEN 8 /* hex digits */
 #define JOINTOKEN_MAX_ENTRIES 1024
 #define JOINTOKEN_MAX_USES 1000000
-#define JOINTOKEN_MAX_TTL_S 31536000 /* 365 days */
+#define JOINTOKEN_MAX_TTL_S 31536000      /* 365 days */
 #define JOINTOKEN_MAX_TIME 253402300799LL /* 9999-12-31T23:59:59Z */
 
 typedef struct jointoken_table jointoken_table;

@@ -358,7 +358,7 @@ static X509 *read_one_cert(const char *pem, size_t len, const char **why)
 }
 
 /* One or more certificates. */
-static STACK_OF(X509) *read_cert_bundle(const char *pem, size_t len, const char **why)
+static STACK_OF(X509) * read_cert_bundle(const char *pem, size_t len, const char **why)
 {
     const char *pos = pem, *end = pem + len;
     if (len > PKI_MAX_CERT_PEM) {
@@ -620,18 +620,17 @@ int pki_ca_create(const char *cluster_name, long days, char **ca_cert_pem, char 
     time_t now = time(NULL);
     cert = X509_new();
     X509_NAME *name = cert ? X509_get_subject_name(cert) : NULL;
-    int ok = cert && X509_set_version(cert, X509_VERSION_3) == 1 && set_random_serial(cert) == 0 &&
-             ASN1_TIME_set(X509_getm_notBefore(cert), now - PKI_BACKDATE_S) &&
-             ASN1_TIME_set(X509_getm_notAfter(cert), now + (time_t)days * 86400) &&
-             X509_set_pubkey(cert, key) == 1 &&
-             X509_NAME_add_entry_by_NID(name, NID_organizationName, MBSTRING_ASC, (const unsigned char *)"p2pcore",
-                                        -1, -1, 0) == 1 &&
-             X509_NAME_add_entry_by_NID(name, NID_commonName, MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0) ==
-                 1 &&
-             X509_set_issuer_name(cert, name) == 1 &&
-             add_ext(cert, cert, NID_basic_constraints, "critical,CA:TRUE,pathlen:0") == 0 &&
-             add_ext(cert, cert, NID_key_usage, "critical,keyCertSign,cRLSign") == 0 &&
-             add_ext(cert, cert, NID_subject_key_identifier, "hash") == 0 && X509_sign(cert, key, EVP_sha256()) > 0;
+    int ok =
+        cert && X509_set_version(cert, X509_VERSION_3) == 1 && set_random_serial(cert) == 0 &&
+        ASN1_TIME_set(X509_getm_notBefore(cert), now - PKI_BACKDATE_S) &&
+        ASN1_TIME_set(X509_getm_notAfter(cert), now + (time_t)days * 86400) && X509_set_pubkey(cert, key) == 1 &&
+        X509_NAME_add_entry_by_NID(name, NID_organizationName, MBSTRING_ASC, (const unsigned char *)"p2pcore", -1, -1,
+                                   0) == 1 &&
+        X509_NAME_add_entry_by_NID(name, NID_commonName, MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0) == 1 &&
+        X509_set_issuer_name(cert, name) == 1 &&
+        add_ext(cert, cert, NID_basic_constraints, "critical,CA:TRUE,pathlen:0") == 0 &&
+        add_ext(cert, cert, NID_key_usage, "critical,keyCertSign,cRLSign") == 0 &&
+        add_ext(cert, cert, NID_subject_key_identifier, "hash") == 0 && X509_sign(cert, key, EVP_sha256()) > 0;
     free(cn);
     if (!ok) {
         rc = ssl_fail(err, -EIO, "cannot create the CA certificate");
@@ -680,8 +679,8 @@ int pki_csr_create(const char *key_pem, const char *node_id, const char *const *
     if (!key_pem || !node_id || !csr_pem || (n && !names))
         return fail(err, -EINVAL, "pki_csr_create: NULL argument");
     if (!pki_node_id_valid(node_id))
-        return fail(err, -EINVAL, "node id '%s' is invalid (1..%d characters of A-Z a-z 0-9 . _ -)",
-                    SHOWZ(node_id, b1), PKI_MAX_NODE_ID);
+        return fail(err, -EINVAL, "node id '%s' is invalid (1..%d characters of A-Z a-z 0-9 . _ -)", SHOWZ(node_id, b1),
+                    PKI_MAX_NODE_ID);
     if (n > MAX_PARSED_SANS)
         return fail(err, -EINVAL, "%zu names: at most %d", n, MAX_PARSED_SANS);
 
@@ -855,8 +854,8 @@ static int check_names(const pki_csr_info *csr, const char *claimed, const ipadd
 {
     char b1[SHOW_CAP], b2[SHOW_CAP];
     if (!pki_node_id_valid(claimed))
-        return fail(err, -EACCES, "node id '%s' is invalid (1..%d characters of A-Z a-z 0-9 . _ -)",
-                    SHOWZ(claimed, b1), PKI_MAX_NODE_ID);
+        return fail(err, -EACCES, "node id '%s' is invalid (1..%d characters of A-Z a-z 0-9 . _ -)", SHOWZ(claimed, b1),
+                    PKI_MAX_NODE_ID);
     if (!csr->node_id || strcmp(csr->node_id, claimed) != 0)
         return fail(err, -EACCES, "CSR CN '%s' does not match the node id '%s'",
                     csr->node_id ? SHOWZ(csr->node_id, b1) : "", SHOWZ(claimed, b2));
@@ -907,8 +906,7 @@ int pki_csr_check(const pki_csr_info *csr, const char *claimed_node_id, const ch
 
 /* ---- signing ---------------------------------------------------------------------------------- */
 
-static X509 *issue(X509 *ca, EVP_PKEY *ca_key, EVP_PKEY *pub, const pki_csr_info *info, time_t now,
-                   time_t not_after)
+static X509 *issue(X509 *ca, EVP_PKEY *ca_key, EVP_PKEY *pub, const pki_csr_info *info, time_t now, time_t not_after)
 {
     strlist dns = {0}, ips = {0};
     strlist_push(&dns, info->node_id, strlen(info->node_id));
@@ -1041,8 +1039,7 @@ int pki_cert_parse(const char *pem, size_t len, pki_cert_info *out, char **err)
     int crit = -1;
     gens = X509_get_ext_d2i(x, NID_subject_alt_name, &crit, NULL);
     if (!gens && crit != -1) {
-        rc = fail(err, -EINVAL, "certificate: %s subjectAltName extension",
-                  crit == -2 ? "more than one" : "malformed");
+        rc = fail(err, -EINVAL, "certificate: %s subjectAltName extension", crit == -2 ? "more than one" : "malformed");
         goto out;
     }
     if (gens && collect_sans(gens, 0, &dns, &ips, &e2) != 0) {

@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
 #include <cmocka.h>
 
 #include <errno.h>
@@ -310,9 +311,9 @@ static void test_json_malformed(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_format),        cmocka_unit_test(test_uses),
-        cmocka_unit_test(test_expiry),        cmocka_unit_test(test_revoke),
-        cmocka_unit_test(test_unknown_token), cmocka_unit_test(test_create_args_and_limit),
+        cmocka_unit_test(test_format),          cmocka_unit_test(test_uses),
+        cmocka_unit_test(test_expiry),          cmocka_unit_test(test_revoke),
+        cmocka_unit_test(test_unknown_token),   cmocka_unit_test(test_create_args_and_limit),
         cmocka_unit_test(test_json_round_trip), cmocka_unit_test(test_json_malformed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -14,6 +14,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
 #include <cmocka.h>
 
 #include <errno.h>
@@ -44,7 +45,8 @@ static int setup(void **state)
     fixture *f = calloc(1, sizeof(*f));
     char *err = NULL;
     if (!f || pki_ca_create("test-cluster", PKI_DEFAULT_CA_DAYS, &f->ca_cert, &f->ca_key, &err) != 0 ||
-        pki_ca_create("other-cluster", 30, &f->ca2_cert, &f->ca2_key, &err) != 0 || pki_key_create(&f->key, &err) != 0) {
+        pki_ca_create("other-cluster", 30, &f->ca2_cert, &f->ca2_key, &err) != 0 ||
+        pki_key_create(&f->key, &err) != 0) {
         fprintf(stderr, "setup: %s\n", err ? err : "?");
         return -1;
     }
@@ -363,8 +365,8 @@ static void test_check_rejections(void **state)
     }
 
     /* 15 IPs + the node id: exactly at the limit, accepted */
-    const char *ok_names[15] = {"10.0.0.1", "10.0.0.2",  "10.0.0.3",  "10.0.0.4",  "10.0.0.5",
-                                "10.0.0.6", "10.0.0.7",  "10.0.0.8",  "10.0.0.9",  "10.0.0.10",
+    const char *ok_names[15] = {"10.0.0.1",  "10.0.0.2",  "10.0.0.3",  "10.0.0.4",  "10.0.0.5",
+                                "10.0.0.6",  "10.0.0.7",  "10.0.0.8",  "10.0.0.9",  "10.0.0.10",
                                 "10.0.0.11", "10.0.0.12", "10.0.0.13", "10.0.0.14", "10.0.0.15"};
     char *csr = csr_for(f->key, "worker-1", ok_names, 15);
     pki_csr_info info = {0};
@@ -884,8 +886,13 @@ static void test_certreq_rejections(void **state)
     json_decref(o);
 
     /* body-level failures */
-    static const char *bodies[] = {"", "[]", "\"x\"", "{", "{\"node_id\":\"a\",\"node_id\":\"b\"}",
-                                   "{\"join_token\":\"" TOKEN "\"", "{\"join_token\":\"" TOKEN "\" x}",
+    static const char *bodies[] = {"",
+                                   "[]",
+                                   "\"x\"",
+                                   "{",
+                                   "{\"node_id\":\"a\",\"node_id\":\"b\"}",
+                                   "{\"join_token\":\"" TOKEN "\"",
+                                   "{\"join_token\":\"" TOKEN "\" x}",
                                    "{\"node_id\":\"a\\u0000b\"}"};
     for (size_t i = 0; i < sizeof(bodies) / sizeof(*bodies); i++) {
         err = NULL;
@@ -956,14 +963,22 @@ static void test_certreq_response(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_enrollment_flow),   cmocka_unit_test(test_certificate_profile),
-        cmocka_unit_test(test_check_rejections),  cmocka_unit_test(test_sign_rechecks),
-        cmocka_unit_test(test_csr_extensions_ignored), cmocka_unit_test(test_csr_tampered),
-        cmocka_unit_test(test_csr_malformed),     cmocka_unit_test(test_csr_create_args),
-        cmocka_unit_test(test_foreign_ca),        cmocka_unit_test(test_expired),
-        cmocka_unit_test(test_renewal),           cmocka_unit_test(test_lifetime_clamped),
-        cmocka_unit_test(test_cert_parse_malformed), cmocka_unit_test(test_certreq_valid),
-        cmocka_unit_test(test_certreq_rejections), cmocka_unit_test(test_certreq_response),
+        cmocka_unit_test(test_enrollment_flow),
+        cmocka_unit_test(test_certificate_profile),
+        cmocka_unit_test(test_check_rejections),
+        cmocka_unit_test(test_sign_rechecks),
+        cmocka_unit_test(test_csr_extensions_ignored),
+        cmocka_unit_test(test_csr_tampered),
+        cmocka_unit_test(test_csr_malformed),
+        cmocka_unit_test(test_csr_create_args),
+        cmocka_unit_test(test_foreign_ca),
+        cmocka_unit_test(test_expired),
+        cmocka_unit_test(test_renewal),
+        cmocka_unit_test(test_lifetime_clamped),
+        cmocka_unit_test(test_cert_parse_malformed),
+        cmocka_unit_test(test_certreq_valid),
+        cmocka_unit_test(test_certreq_rejections),
+        cmocka_unit_test(test_certreq_response),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
