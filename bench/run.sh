@@ -183,6 +183,7 @@ $(tail -20 "$TMP/p2p.log")"
         P2P_BENCH_TOKEN=$(curl -sf --cacert "$P2P_DATA/certs/ca.crt" -H 'Content-Type: application/json' \
             -d "{\"api_key\":\"$(head -n1 "$TMP/admin.key")\"}" "https://127.0.0.1:$P2P_PORT/auth/token" |
             "$PY" -c 'import json,sys; print(json.load(sys.stdin)["token"])') || die "could not get a token from p2p"
+        export P2P_BENCH_TOKEN # post.lua reads it from the environment
         kill -TERM "$boot_pid"
         wait "$boot_pid" || true
     fi

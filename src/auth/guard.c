@@ -27,6 +27,23 @@
 
 #define JWT_SECRET_LEN 32
 
+/* Verifying a JWT (HMAC, base64 and JSON twice) costs more than answering a cheap
+ * RPC, and a client sends the same token on every request. Tokens that verified
+ * are remembered (direct-mapped by hash, whole token compared on lookup) with their
+ * claims; a hit still checks expiry and the revocation list, so caching never
+ * extends what a token may do. */
+#define TOKEN_CACHE_SLOTS 256
+#define TOKEN_CACHE_MAX_LEN 1024
+
+typedef struct token_cache_entry {
+    char *token; /* NULL = empty */
+    size_t len;
+    p2p_role role;
+    char subject[128];
+    char jti[P2P_JWT_MAX_JTI + 1];
+    int64_t exp;
+} token_cache_entry;
+
 struct p2p_guard {
     p2p_ctx *ctx;
     vault *v;
@@ -35,7 +52,27 @@ struct p2p_guard {
     p2p_revoked *revoked;
     p2p_ratelimit *rl;
     char **trusted; /* NULL-terminated */
+    token_cache_entry cache[TOKEN_CACHE_SLOTS];
 };
+
+static size_t token_slot(const char *tok, size_t len)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)tok[i]) * 1099511628211ull;
+    return (size_t)(h % TOKEN_CACHE_SLOTS);
+}
+
+static void cache_clear(p2p_guard *g)
+{
+    for (size_t i = 0; i < TOKEN_CACHE_SLOTS; i++) {
+        if (g->cache[i].token) {
+            OPENSSL_cleanse(g->cache[i].token, g->cache[i].len);
+            free(g->cache[i].token);
+        }
+        memset(&g->cache[i], 0, sizeof g->cache[i]);
+    }
+}
 
 const char *p2p__role_name(p2p_role r)
 {
@@ -174,6 +211,7 @@ static int parse_trusted(p2p_guard *g, char **err)
 static void guard_stop(p2p_component *c)
 {
     p2p_guard *g = c->self;
+    cache_clear(g);
     if (g->admin_key) {
         OPENSSL_cleanse(g->admin_key, strlen(g->admin_key));
         free(g->admin_key);
@@ -270,15 +308,42 @@ void p2p__guard_identify(p2p_guard *g, const char *peer_node, const char *authz,
         id->why = "Authorization is not a Bearer token";
         return;
     }
+    int64_t now = now_s();
+    token_cache_entry *e = &g->cache[token_slot(tok, tlen)];
+    if (e->token && e->len == tlen && CRYPTO_memcmp(e->token, tok, tlen) == 0) {
+        if (now >= e->exp + P2P_JWT_DEFAULT_LEEWAY_S) {
+            id->why = "expired";
+        } else if (p2p_revoked_contains(g->revoked, e->jti)) {
+            id->why = "revoked";
+        } else {
+            id->role = e->role;
+            memcpy(id->subject, e->subject, sizeof id->subject);
+        }
+        return;
+    }
     p2p_jwt_opts opts = {P2P_JWT_DEFAULT_LEEWAY_S, g->revoked};
     p2p_jwt_claims cl;
     const char *why = NULL;
-    if (p2p_jwt_verify(g->jwt_secret, sizeof g->jwt_secret, tok, tlen, now_s(), &opts, &cl, &why) != 0) {
+    if (p2p_jwt_verify(g->jwt_secret, sizeof g->jwt_secret, tok, tlen, now, &opts, &cl, &why) != 0) {
         id->why = why ? why : "invalid token";
         return;
     }
     id->role = role_from(cl.role);
     snprintf(id->subject, sizeof id->subject, "%s", cl.sub);
+    /* Only tokens without nbf are cached: their validity is a pure function of now <= exp. */
+    if (tlen <= TOKEN_CACHE_MAX_LEN && !cl.has_nbf && strlen(cl.jti) <= P2P_JWT_MAX_JTI) {
+        if (e->token) {
+            OPENSSL_cleanse(e->token, e->len);
+            free(e->token);
+        }
+        e->token = p2p__xmalloc(tlen);
+        memcpy(e->token, tok, tlen);
+        e->len = tlen;
+        e->role = id->role;
+        memcpy(e->subject, id->subject, sizeof e->subject);
+        snprintf(e->jti, sizeof e->jti, "%s", cl.jti);
+        e->exp = cl.exp;
+    }
     p2p_jwt_claims_free(&cl);
 }
 
@@ -373,5 +438,6 @@ int p2p__guard_set_jwt_secret(p2p_guard *g, const uint8_t *secret, size_t len)
     if (len != JWT_SECRET_LEN)
         return -EINVAL;
     memcpy(g->jwt_secret, secret, len);
+    cache_clear(g); /* tokens of the old secret must verify again (and fail) */
     return vault_put(g->v, "keys", "jwt_secret", secret, len);
 }
