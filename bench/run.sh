@@ -166,12 +166,9 @@ if ((HAVE_P2P)); then
         --deadline 30 -- "${P2P_FLAGS[@]}" >&2 || die "p2p first start failed; its log:
 $(tail -20 "$TMP/p2p.log")"
     meta first_start_ms "$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["startup_ms"][0])' "$TMP/first.json")"
-    for f in ca.crt node.crt node.key; do
-        [[ -s $P2P_DATA/certs/$f ]] || note "p2p's first start did not create certs/$f"
-    done
-    if [[ -s $P2P_DATA/certs/node.key ]]; then
-        meta p2p_key "$(openssl pkey -in "$P2P_DATA/certs/node.key" -noout -text 2>/dev/null | head -1)"
-    fi
+    [[ -s $P2P_DATA/vault.p2p ]] || note "p2p's first start did not create its vault"
+    [[ -s $P2P_DATA/certs/ca.crt ]] || note "p2p's first start did not publish certs/ca.crt"
+    meta p2p_key "EC P-256 (kept in the vault)"
 
     if [[ -z ${P2P_BENCH_TOKEN:-} ]]; then
         "$P2P_BIN" agent --coordinator --node-id bench-node --port "$P2P_PORT" --bind-address 127.0.0.1 \
