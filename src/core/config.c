@@ -15,6 +15,7 @@
  * `coordinator_mode: true` gets port 8001.
  */
 #include "config.h"
+#include "core/util.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -128,22 +129,6 @@ static int find_key(const char *name)
 
 /* ---- messages ---- */
 
-static int fail(char **err, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char **err, int rc, const char *fmt, ...)
-{
-    if (!err) return rc;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    *err = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (*err) {
-        va_start(ap, fmt);
-        vsnprintf(*err, (size_t)n + 1, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
 
 /* A user-supplied value made safe to quote in a message: printable ASCII, truncated. */
 static const char *show(const char *s, size_t len, char *buf, size_t n)
@@ -546,10 +531,10 @@ static int set_node(p2p_config *c, yaml_document_t *doc, const keydef *k, yaml_n
     const char *name = k->info.name;
     if (v->type == YAML_SCALAR_NODE) {
         rc = set_text(c, k, (const char *)v->data.scalar.value, v->data.scalar.length, is_null(v), why, sizeof why);
-        return rc ? fail(err, rc, "%s:%lu: key '%s': %s", file, line_of(v), name, why) : 0;
+        return rc ? p2p__fail(err, rc, "%s:%lu: key '%s': %s", file, line_of(v), name, why) : 0;
     }
     if (v->type == YAML_MAPPING_NODE || k->type != T_ADDRS)
-        return fail(err, -EINVAL, "%s:%lu: key '%s': expected %s, got a %s", file, line_of(v), name,
+        return p2p__fail(err, -EINVAL, "%s:%lu: key '%s': expected %s, got a %s", file, line_of(v), name,
                     k->type == T_ADDRS ? "a list of host:port" : k->type == T_STR ? "a string"
                     : k->type == T_BOOL ? "true or false" : "an integer", node_kind(v));
     char *items[P2P_CONFIG_MAX_ADDRS + 1];
@@ -559,15 +544,15 @@ static int set_node(p2p_config *c, yaml_document_t *doc, const keydef *k, yaml_n
         yaml_node_t *e = yaml_document_get_node(doc, *it);
         if (!e) continue;
         if (e->type != YAML_SCALAR_NODE)
-            return fail(err, -EINVAL, "%s:%lu: key '%s': list entries must be host:port strings, got a %s", file,
+            return p2p__fail(err, -EINVAL, "%s:%lu: key '%s': list entries must be host:port strings, got a %s", file,
                         line_of(e), name, node_kind(e));
         if (strlen((const char *)e->data.scalar.value) != e->data.scalar.length)
-            return fail(err, -EINVAL, "%s:%lu: key '%s': must not contain NUL bytes", file, line_of(e), name);
+            return p2p__fail(err, -EINVAL, "%s:%lu: key '%s': must not contain NUL bytes", file, line_of(e), name);
         if (count <= P2P_CONFIG_MAX_ADDRS) items[count] = (char *)e->data.scalar.value, at[count] = e;
         count++;
     }
     rc = set_addrs(c, k, items, count, &bad, why, sizeof why);
-    return rc ? fail(err, rc, "%s:%lu: key '%s': %s", file, line_of(rc == -ENOMEM ? v : at[bad]), name, why) : 0;
+    return rc ? p2p__fail(err, rc, "%s:%lu: key '%s': %s", file, line_of(rc == -ENOMEM ? v : at[bad]), name, why) : 0;
 }
 
 static int load_root(p2p_config *c, yaml_document_t *doc, const char *file, char **err)
@@ -576,23 +561,23 @@ static int load_root(p2p_config *c, yaml_document_t *doc, const char *file, char
     unsigned long seen[NKEYS] = {0};
     if (!root || (root->type == YAML_SCALAR_NODE && is_null(root))) return 0; /* empty file */
     if (root->type != YAML_MAPPING_NODE)
-        return fail(err, -EINVAL, "%s:%lu: the file must be a mapping of 'key: value' lines, not a %s", file,
+        return p2p__fail(err, -EINVAL, "%s:%lu: the file must be a mapping of 'key: value' lines, not a %s", file,
                     line_of(root), node_kind(root));
     for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top; p++) {
         yaml_node_t *kn = yaml_document_get_node(doc, p->key), *vn = yaml_document_get_node(doc, p->value);
         if (!kn || !vn) continue;
         if (kn->type != YAML_SCALAR_NODE)
-            return fail(err, -EINVAL, "%s:%lu: keys must be names, not a %s", file, line_of(kn), node_kind(kn));
+            return p2p__fail(err, -EINVAL, "%s:%lu: keys must be names, not a %s", file, line_of(kn), node_kind(kn));
         const char *name = (const char *)kn->data.scalar.value;
         int i = strlen(name) == kn->data.scalar.length ? find_key(name) : -1;
         if (i < 0) {
             char v[64], hint[64];
             suggest(name, 0, hint, sizeof hint);
-            return fail(err, -EINVAL, "%s:%lu: key '%s': unknown key%s", file, line_of(kn),
+            return p2p__fail(err, -EINVAL, "%s:%lu: key '%s': unknown key%s", file, line_of(kn),
                         show(name, kn->data.scalar.length, v, sizeof v), hint);
         }
         if (seen[i])
-            return fail(err, -EINVAL, "%s:%lu: key '%s': duplicate key (first set on line %lu)", file, line_of(kn),
+            return p2p__fail(err, -EINVAL, "%s:%lu: key '%s': duplicate key (first set on line %lu)", file, line_of(kn),
                         name, seen[i]);
         seen[i] = line_of(kn);
         int rc = set_node(c, doc, &keys[i], vn, file, err);
@@ -605,12 +590,12 @@ static int load_root(p2p_config *c, yaml_document_t *doc, const char *file, char
 static int yaml_error(yaml_parser_t *p, const char *file, const char *buf, size_t len, char **err)
 {
     unsigned long line = (unsigned long)p->problem_mark.line + 1;
-    if (p->error == YAML_MEMORY_ERROR) return fail(err, -ENOMEM, "%s: out of memory", file);
+    if (p->error == YAML_MEMORY_ERROR) return p2p__fail(err, -ENOMEM, "%s: out of memory", file);
     if (p->error == YAML_READER_ERROR) { /* no mark: count lines up to the offset */
         line = 1;
         for (size_t i = 0; i < p->problem_offset && i < len; i++) line += buf[i] == '\n';
     }
-    return fail(err, -EINVAL, "%s:%lu: YAML syntax error: %s%s%s%s", file, line,
+    return p2p__fail(err, -EINVAL, "%s:%lu: YAML syntax error: %s%s%s%s", file, line,
                 p->problem ? p->problem : "unknown error", p->context ? " (" : "", p->context ? p->context : "",
                 p->context ? ")" : "");
 }
@@ -622,10 +607,10 @@ int p2p_config_load_buffer(p2p_config *cfg, const char *name, const char *buf, s
     p2p_config t;
     int rc;
     if (err) *err = NULL;
-    if (!yaml_parser_initialize(&parser)) return fail(err, -ENOMEM, "%s: out of memory", name);
+    if (!yaml_parser_initialize(&parser)) return p2p__fail(err, -ENOMEM, "%s: out of memory", name);
     if (copy_config(&t, cfg)) {
         yaml_parser_delete(&parser);
-        return fail(err, -ENOMEM, "%s: out of memory", name);
+        return p2p__fail(err, -ENOMEM, "%s: out of memory", name);
     }
     yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
     if (!yaml_parser_load(&parser, &doc)) {
@@ -637,14 +622,14 @@ int p2p_config_load_buffer(p2p_config *cfg, const char *name, const char *buf, s
                 rc = yaml_error(&parser, name, buf, len, err);
             } else {
                 yaml_node_t *r = yaml_document_get_root_node(&next);
-                if (r) rc = fail(err, -EINVAL, "%s:%lu: only one YAML document is allowed", name, line_of(r));
+                if (r) rc = p2p__fail(err, -EINVAL, "%s:%lu: only one YAML document is allowed", name, line_of(r));
                 yaml_document_delete(&next);
             }
         }
         yaml_document_delete(&doc);
     }
     yaml_parser_delete(&parser);
-    if (!rc && apply_role_defaults(&t)) rc = fail(err, -ENOMEM, "%s: out of memory", name);
+    if (!rc && apply_role_defaults(&t)) rc = p2p__fail(err, -ENOMEM, "%s: out of memory", name);
     if (rc) {
         p2p_config_free(&t);
         return rc;
@@ -659,20 +644,20 @@ int p2p_config_load_file(p2p_config *cfg, const char *path, char **err)
     FILE *f = fopen(path, "rb");
     if (!f) {
         int e = errno;
-        return fail(err, -e, "%s: cannot open: %s", path, strerror(e));
+        return p2p__fail(err, -e, "%s: cannot open: %s", path, strerror(e));
     }
     char *buf = malloc(MAX_FILE_SIZE + 1);
     if (!buf) {
         fclose(f);
-        return fail(err, -ENOMEM, "%s: out of memory", path);
+        return p2p__fail(err, -ENOMEM, "%s: out of memory", path);
     }
     size_t len = fread(buf, 1, MAX_FILE_SIZE + 1, f);
     int rc = 0;
     if (ferror(f)) {
         int e = errno ? errno : EIO;
-        rc = fail(err, -e, "%s: cannot read: %s", path, strerror(e));
+        rc = p2p__fail(err, -e, "%s: cannot read: %s", path, strerror(e));
     } else if (len > MAX_FILE_SIZE) {
-        rc = fail(err, -EFBIG, "%s: file is larger than %d bytes", path, MAX_FILE_SIZE);
+        rc = p2p__fail(err, -EFBIG, "%s: file is larger than %d bytes", path, MAX_FILE_SIZE);
     }
     fclose(f);
     if (!rc) rc = p2p_config_load_buffer(cfg, path, buf, len, err);
@@ -702,11 +687,11 @@ int p2p_config_set(p2p_config *cfg, const char *key, const char *value, char **e
     if (i < 0) {
         char hint[64];
         suggest(name, 1, hint, sizeof hint);
-        return fail(err, -EINVAL, "flag --%s: unknown option%s", flag, hint);
+        return p2p__fail(err, -EINVAL, "flag --%s: unknown option%s", flag, hint);
     }
     if (!value && keys[i].type == T_BOOL) value = "true";
-    if (!value) return fail(err, -EINVAL, "flag --%s: missing value", flag);
-    if (copy_config(&t, cfg)) return fail(err, -ENOMEM, "flag --%s: out of memory", flag);
+    if (!value) return p2p__fail(err, -EINVAL, "flag --%s: missing value", flag);
+    if (copy_config(&t, cfg)) return p2p__fail(err, -ENOMEM, "flag --%s: out of memory", flag);
     int rc = set_text(&t, &keys[i], value, strlen(value), 0, why, sizeof why);
     if (!rc) {
         t.explicit_[i] = 1;
@@ -714,7 +699,7 @@ int p2p_config_set(p2p_config *cfg, const char *key, const char *value, char **e
     }
     if (rc) {
         p2p_config_free(&t);
-        return fail(err, rc, "flag --%s: %s", flag, why);
+        return p2p__fail(err, rc, "flag --%s: %s", flag, why);
     }
     replace(cfg, &t);
     return 0;
@@ -745,15 +730,15 @@ int p2p_config_finalize(p2p_config *cfg, char **err)
     }
     int rc = 0;
     if (t.gossip_interval_min > t.gossip_interval_max)
-        rc = fail(err, -EINVAL, "key 'gossip_interval_min': %d is greater than gossip_interval_max (%d)",
+        rc = p2p__fail(err, -EINVAL, "key 'gossip_interval_min': %d is greater than gossip_interval_max (%d)",
                   t.gossip_interval_min, t.gossip_interval_max);
     else if (t.reporter_interval_min > t.reporter_interval_max)
-        rc = fail(err, -EINVAL, "key 'reporter_interval_min': %d is greater than reporter_interval_max (%d)",
+        rc = p2p__fail(err, -EINVAL, "key 'reporter_interval_min': %d is greater than reporter_interval_max (%d)",
                   t.reporter_interval_min, t.reporter_interval_max);
     else if (t.rate_limit_rpc_burst < 1 || t.rate_limit_health_burst < 1 || t.rate_limit_default_burst < 1)
-        rc = fail(err, -EINVAL, "key 'rate_limit_*_burst': bursts must be at least 1");
+        rc = p2p__fail(err, -EINVAL, "key 'rate_limit_*_burst': bursts must be at least 1");
     else if (!t.ssl_cert_file[0] != !t.ssl_key_file[0])
-        rc = fail(err, -EINVAL, "key '%s': ssl_cert_file and ssl_key_file must be set together",
+        rc = p2p__fail(err, -EINVAL, "key '%s': ssl_cert_file and ssl_key_file must be set together",
                   t.ssl_cert_file[0] ? "ssl_key_file" : "ssl_cert_file");
     if (rc) {
         p2p_config_free(&t);
@@ -763,7 +748,7 @@ int p2p_config_finalize(p2p_config *cfg, char **err)
     return 0;
 oom:
     p2p_config_free(&t);
-    return fail(err, -ENOMEM, "configuration: out of memory");
+    return p2p__fail(err, -ENOMEM, "configuration: out of memory");
 }
 
 typedef struct strbuf { char *p; size_t len, cap; int oom; } strbuf;

@@ -69,6 +69,25 @@ char *p2p__xasprintf(const char *fmt, ...)
     return s;
 }
 
+int p2p__fail(char **err, int rc, const char *fmt, ...)
+{
+    if (!err)
+        return rc;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *s = p2p__xmalloc(n > 0 ? (size_t)n + 1 : 1);
+    s[0] = '\0';
+    if (n > 0) {
+        va_start(ap, fmt);
+        vsnprintf(s, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+    }
+    *err = s;
+    return rc;
+}
+
 uint64_t p2p__wall_ms(void)
 {
     struct timespec ts;

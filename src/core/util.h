@@ -15,6 +15,10 @@ void *p2p__xrealloc(void *p, size_t n);
 char *p2p__xstrdup(const char *s);
 char *p2p__xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Sets *err (when err is not NULL) to a heap message and returns rc: the one way
+ * modules report an error with human detail. */
+int p2p__fail(char **err, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* Wall clock in milliseconds since the epoch. */
 uint64_t p2p__wall_ms(void);
 

@@ -23,26 +23,6 @@
 #define CSR_BEGIN "-----BEGIN CERTIFICATE REQUEST-----"
 #define CERT_BEGIN "-----BEGIN CERTIFICATE-----"
 
-static int fail(char **err, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int fail(char **err, int rc, const char *fmt, ...)
-{
-    if (!err)
-        return rc;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    char *s = p2p__xmalloc(n > 0 ? (size_t)n + 1 : 1);
-    s[0] = '\0';
-    if (n > 0) {
-        va_start(ap, fmt);
-        vsnprintf(s, (size_t)n + 1, fmt, ap);
-        va_end(ap);
-    }
-    *err = s;
-    return rc;
-}
 
 /* A member name from the wire, made safe for a message: printable ASCII, the
  * rest as \xNN, cut after 40 bytes. */
@@ -69,20 +49,20 @@ static const char *show(const char *s, char *buf)
 static int load_object(const char *body, size_t len, size_t max, json_t **out, char **err)
 {
     if (!body)
-        return fail(err, -EINVAL, "no body");
+        return p2p__fail(err, -EINVAL, "no body");
     if (len > max)
-        return fail(err, -E2BIG, "body of %zu bytes: at most %zu", len, max);
+        return p2p__fail(err, -E2BIG, "body of %zu bytes: at most %zu", len, max);
     json_error_t je;
     json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
     if (!root) {
         char *near = strstr(je.text, " near ");
         if (near)
             *near = '\0';
-        return fail(err, -EINVAL, "body is not valid JSON: %s (line %d, column %d)", je.text, je.line, je.column);
+        return p2p__fail(err, -EINVAL, "body is not valid JSON: %s (line %d, column %d)", je.text, je.line, je.column);
     }
     if (!json_is_object(root)) {
         json_decref(root);
-        return fail(err, -EINVAL, "body is not a JSON object");
+        return p2p__fail(err, -EINVAL, "body is not a JSON object");
     }
     *out = root;
     return 0;
@@ -123,15 +103,15 @@ static int get_string(json_t *root, const char *field, size_t max, const char **
 {
     json_t *v = json_object_get(root, field);
     if (!v)
-        return fail(err, -EINVAL, "field '%s': missing", field);
+        return p2p__fail(err, -EINVAL, "field '%s': missing", field);
     if (!json_is_string(v))
-        return fail(err, -EINVAL, "field '%s': must be a string", field);
+        return p2p__fail(err, -EINVAL, "field '%s': must be a string", field);
     *out = json_string_value(v);
     *len = json_string_length(v);
     if (strlen(*out) != *len)
-        return fail(err, -EINVAL, "field '%s': contains a NUL character", field);
+        return p2p__fail(err, -EINVAL, "field '%s': contains a NUL character", field);
     if (*len == 0 || *len > max)
-        return fail(err, -EINVAL, "field '%s': must be 1..%zu bytes long, not %zu", field, max, *len);
+        return p2p__fail(err, -EINVAL, "field '%s': must be 1..%zu bytes long, not %zu", field, max, *len);
     return 0;
 }
 
@@ -144,7 +124,7 @@ int certreq_parse(const char *body, size_t len, certreq *out, char **err)
     json_t *root = NULL;
     int rc;
     if (!out)
-        return fail(err, -EINVAL, "certreq_parse: NULL argument");
+        return p2p__fail(err, -EINVAL, "certreq_parse: NULL argument");
     if ((rc = load_object(body, len, CERTREQ_MAX_BODY, &root, err)) != 0)
         return rc;
 
@@ -156,7 +136,7 @@ int certreq_parse(const char *body, size_t len, certreq *out, char **err)
         while (i < sizeof(request_fields) / sizeof(*request_fields) && strcmp(key, request_fields[i]) != 0)
             i++;
         if (i == sizeof(request_fields) / sizeof(*request_fields)) {
-            rc = fail(err, -EINVAL, "field '%s': unknown", show(key, b1));
+            rc = p2p__fail(err, -EINVAL, "field '%s': unknown", show(key, b1));
             goto out;
         }
     }
@@ -166,37 +146,37 @@ int certreq_parse(const char *body, size_t len, certreq *out, char **err)
     if ((rc = get_string(root, "node_id", PKI_MAX_NODE_ID, &node_id, &node_id_len, err)) != 0)
         goto out;
     if (!pki_node_id_valid(node_id)) {
-        rc = fail(err, -EINVAL, "field 'node_id': '%s' is not a node id (1..%d characters of A-Z a-z 0-9 . _ -)",
+        rc = p2p__fail(err, -EINVAL, "field 'node_id': '%s' is not a node id (1..%d characters of A-Z a-z 0-9 . _ -)",
                   show(node_id, b1), PKI_MAX_NODE_ID);
         goto out;
     }
     if ((rc = get_string(root, "csr", CERTREQ_MAX_CSR, &csr, &csr_len, err)) != 0)
         goto out;
     if (!strstr(csr, CSR_BEGIN)) {
-        rc = fail(err, -EINVAL, "field 'csr': not a PEM certificate request");
+        rc = p2p__fail(err, -EINVAL, "field 'csr': not a PEM certificate request");
         goto out;
     }
     if ((rc = get_string(root, "challenge", CERTREQ_MAX_CHALLENGE, &challenge, &challenge_len, err)) != 0)
         goto out;
     if (challenge_len < CERTREQ_MIN_CHALLENGE || !is_b64url(challenge, challenge_len)) {
-        rc = fail(err, -EINVAL, "field 'challenge': must be %d..%d base64url characters", CERTREQ_MIN_CHALLENGE,
+        rc = p2p__fail(err, -EINVAL, "field 'challenge': must be %d..%d base64url characters", CERTREQ_MIN_CHALLENGE,
                   CERTREQ_MAX_CHALLENGE);
         goto out;
     }
     json_t *port = json_object_get(root, "challenge_port");
     if (!port) {
-        rc = fail(err, -EINVAL, "field 'challenge_port': missing");
+        rc = p2p__fail(err, -EINVAL, "field 'challenge_port': missing");
         goto out;
     }
     if (!json_is_integer(port) || json_integer_value(port) < 1 || json_integer_value(port) > 65535) {
-        rc = fail(err, -EINVAL, "field 'challenge_port': must be an integer 1..65535");
+        rc = p2p__fail(err, -EINVAL, "field 'challenge_port': must be an integer 1..65535");
         goto out;
     }
     /* The join token's value never appears in a message. */
     if ((rc = get_string(root, "join_token", CERTREQ_MAX_JOIN_TOKEN, &token, &token_len, err)) != 0)
         goto out;
     if (!is_visible_ascii(token, token_len)) {
-        rc = fail(err, -EINVAL, "field 'join_token': must be printable ASCII without spaces");
+        rc = p2p__fail(err, -EINVAL, "field 'join_token': must be printable ASCII without spaces");
         goto out;
     }
     json_t *addrs = json_object_get(root, "addresses");
@@ -204,25 +184,25 @@ int certreq_parse(const char *body, size_t len, certreq *out, char **err)
     char canon[CERTREQ_MAX_ADDRESSES][INET6_ADDRSTRLEN];
     if (addrs) {
         if (!json_is_array(addrs)) {
-            rc = fail(err, -EINVAL, "field 'addresses': must be an array of IP addresses");
+            rc = p2p__fail(err, -EINVAL, "field 'addresses': must be an array of IP addresses");
             goto out;
         }
         n_addrs = json_array_size(addrs);
         if (n_addrs > CERTREQ_MAX_ADDRESSES) {
-            rc = fail(err, -EINVAL, "field 'addresses': %zu entries, at most %d", n_addrs, CERTREQ_MAX_ADDRESSES);
+            rc = p2p__fail(err, -EINVAL, "field 'addresses': %zu entries, at most %d", n_addrs, CERTREQ_MAX_ADDRESSES);
             goto out;
         }
         for (size_t i = 0; i < n_addrs; i++) {
             json_t *a = json_array_get(addrs, i);
             if (!json_is_string(a) || strlen(json_string_value(a)) != json_string_length(a) ||
                 ip_canon(json_string_value(a), canon[i]) != 0) {
-                rc = fail(err, -EINVAL, "field 'addresses[%zu]': %s", i,
+                rc = p2p__fail(err, -EINVAL, "field 'addresses[%zu]': %s", i,
                           json_is_string(a) ? "not an IP address" : "must be a string");
                 goto out;
             }
             for (size_t k = 0; k < i; k++)
                 if (!strcmp(canon[k], canon[i])) {
-                    rc = fail(err, -EINVAL, "field 'addresses[%zu]': %s is listed twice", i, canon[i]);
+                    rc = p2p__fail(err, -EINVAL, "field 'addresses[%zu]': %s is listed twice", i, canon[i]);
                     goto out;
                 }
         }
@@ -331,7 +311,7 @@ int certreq_response_parse(const char *body, size_t len, certreq_response *out, 
     json_t *root = NULL;
     int rc;
     if (!out)
-        return fail(err, -EINVAL, "certreq_response_parse: NULL argument");
+        return p2p__fail(err, -EINVAL, "certreq_response_parse: NULL argument");
     if ((rc = load_object(body, len, 2 * CERTREQ_MAX_BODY, &root, err)) != 0)
         return rc;
     const char *cert, *ca, *gossip = NULL;
@@ -339,20 +319,20 @@ int certreq_response_parse(const char *body, size_t len, certreq_response *out, 
     if ((rc = get_string(root, "certificate", CERTREQ_MAX_CERT, &cert, &cert_len, err)) != 0)
         goto out;
     if (!strstr(cert, CERT_BEGIN)) {
-        rc = fail(err, -EINVAL, "field 'certificate': not a PEM certificate");
+        rc = p2p__fail(err, -EINVAL, "field 'certificate': not a PEM certificate");
         goto out;
     }
     if ((rc = get_string(root, "ca_certificate", CERTREQ_MAX_CERT, &ca, &ca_len, err)) != 0)
         goto out;
     if (!strstr(ca, CERT_BEGIN)) {
-        rc = fail(err, -EINVAL, "field 'ca_certificate': not a PEM certificate");
+        rc = p2p__fail(err, -EINVAL, "field 'ca_certificate': not a PEM certificate");
         goto out;
     }
     if (json_object_get(root, "gossip_key")) {
         if ((rc = get_string(root, "gossip_key", CERTREQ_MAX_GOSSIP_KEY, &gossip, &gossip_len, err)) != 0)
             goto out;
         if (!is_b64_any(gossip, gossip_len)) {
-            rc = fail(err, -EINVAL, "field 'gossip_key': must be base64");
+            rc = p2p__fail(err, -EINVAL, "field 'gossip_key': must be base64");
             goto out;
         }
     }

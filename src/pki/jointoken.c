@@ -36,26 +36,6 @@ struct jointoken_table {
     size_t cap;
 };
 
-static int fail(char **err, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int fail(char **err, int rc, const char *fmt, ...)
-{
-    if (!err)
-        return rc;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    char *s = p2p__xmalloc(n > 0 ? (size_t)n + 1 : 1);
-    s[0] = '\0';
-    if (n > 0) {
-        va_start(ap, fmt);
-        vsnprintf(s, (size_t)n + 1, fmt, ap);
-        va_end(ap);
-    }
-    *err = s;
-    return rc;
-}
 
 static void hex(const uint8_t *in, size_t n, char *out)
 {
@@ -313,9 +293,9 @@ static int int_member(const json_t *o, const char *name, size_t idx, json_int_t 
 {
     json_t *v = json_object_get(o, name);
     if (!v)
-        return fail(err, -EINVAL, "tokens[%zu].%s: missing", idx, name);
+        return p2p__fail(err, -EINVAL, "tokens[%zu].%s: missing", idx, name);
     if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
-        return fail(err, -EINVAL, "tokens[%zu].%s: must be an integer %lld..%lld", idx, name, (long long)lo,
+        return p2p__fail(err, -EINVAL, "tokens[%zu].%s: must be an integer %lld..%lld", idx, name, (long long)lo,
                     (long long)hi);
     *out = json_integer_value(v);
     return 0;
@@ -324,20 +304,20 @@ static int int_member(const json_t *o, const char *name, size_t idx, json_int_t 
 static int parse_entry(const json_t *o, size_t idx, entry *e, char **err)
 {
     if (!json_is_object(o))
-        return fail(err, -EINVAL, "tokens[%zu]: must be an object", idx);
+        return p2p__fail(err, -EINVAL, "tokens[%zu]: must be an object", idx);
     const char *key;
     json_t *v;
     json_object_foreach((json_t *)o, key, v)
     {
         if (strcmp(key, "hash") && strcmp(key, "created_at") && strcmp(key, "expires_at") && strcmp(key, "uses_left"))
-            return fail(err, -EINVAL, "tokens[%zu]: unknown member", idx);
+            return p2p__fail(err, -EINVAL, "tokens[%zu]: unknown member", idx);
     }
     json_t *h = json_object_get(o, "hash");
     if (!h)
-        return fail(err, -EINVAL, "tokens[%zu].hash: missing", idx);
+        return p2p__fail(err, -EINVAL, "tokens[%zu].hash: missing", idx);
     if (!json_is_string(h) || json_string_length(h) != 2 * HASH_LEN ||
         unhex_lower(json_string_value(h), e->hash, HASH_LEN) != 0)
-        return fail(err, -EINVAL, "tokens[%zu].hash: must be 64 lowercase hex digits", idx);
+        return p2p__fail(err, -EINVAL, "tokens[%zu].hash: must be 64 lowercase hex digits", idx);
     json_int_t created, expires, uses;
     int rc;
     if ((rc = int_member(o, "created_at", idx, 0, JOINTOKEN_MAX_TIME - 1, &created, err)) != 0 ||
@@ -345,7 +325,7 @@ static int parse_entry(const json_t *o, size_t idx, entry *e, char **err)
         (rc = int_member(o, "uses_left", idx, 0, JOINTOKEN_MAX_USES, &uses, err)) != 0)
         return rc;
     if (expires - created > JOINTOKEN_MAX_TTL_S)
-        return fail(err, -EINVAL, "tokens[%zu].expires_at: more than %d s after created_at", idx, JOINTOKEN_MAX_TTL_S);
+        return p2p__fail(err, -EINVAL, "tokens[%zu].expires_at: more than %d s after created_at", idx, JOINTOKEN_MAX_TTL_S);
     e->created_at = created;
     e->expires_at = expires;
     e->uses_left = (unsigned)uses;
@@ -355,31 +335,31 @@ static int parse_entry(const json_t *o, size_t idx, entry *e, char **err)
 int jointoken_table_from_json(const json_t *doc, jointoken_table **out, char **err)
 {
     if (!out)
-        return fail(err, -EINVAL, "jointoken_table_from_json: NULL argument");
+        return p2p__fail(err, -EINVAL, "jointoken_table_from_json: NULL argument");
     if (!json_is_object(doc))
-        return fail(err, -EINVAL, "join tokens: not a JSON object");
+        return p2p__fail(err, -EINVAL, "join tokens: not a JSON object");
     const char *key;
     json_t *v;
     json_object_foreach((json_t *)doc, key, v)
     {
         if (strcmp(key, "version") && strcmp(key, "tokens"))
-            return fail(err, -EINVAL, "join tokens: unknown member");
+            return p2p__fail(err, -EINVAL, "join tokens: unknown member");
     }
     json_t *ver = json_object_get(doc, "version");
     if (!json_is_integer(ver) || json_integer_value(ver) != 1)
-        return fail(err, -EINVAL, "join tokens: version must be 1");
+        return p2p__fail(err, -EINVAL, "join tokens: version must be 1");
     json_t *tokens = json_object_get(doc, "tokens");
     if (!json_is_array(tokens))
-        return fail(err, -EINVAL, "join tokens: 'tokens' must be an array");
+        return p2p__fail(err, -EINVAL, "join tokens: 'tokens' must be an array");
     size_t n = json_array_size(tokens);
     if (n > JOINTOKEN_MAX_ENTRIES)
-        return fail(err, -EINVAL, "join tokens: %zu entries, at most %d", n, JOINTOKEN_MAX_ENTRIES);
+        return p2p__fail(err, -EINVAL, "join tokens: %zu entries, at most %d", n, JOINTOKEN_MAX_ENTRIES);
     jointoken_table *t = jointoken_table_new();
     for (size_t i = 0; i < n; i++) {
         entry e;
         int rc = parse_entry(json_array_get(tokens, i), i, &e, err);
         if (rc == 0 && find_id(t, e.hash) >= 0)
-            rc = fail(err, -EINVAL, "tokens[%zu]: id already used by another entry", i);
+            rc = p2p__fail(err, -EINVAL, "tokens[%zu]: id already used by another entry", i);
         if (rc != 0) {
             jointoken_table_free(t);
             return rc;

@@ -40,26 +40,6 @@
 
 /* ---- errors and messages --------------------------------------------------------------------- */
 
-static int fail(char **err, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int fail(char **err, int rc, const char *fmt, ...)
-{
-    if (!err)
-        return rc;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    char *s = p2p__xmalloc(n > 0 ? (size_t)n + 1 : 1);
-    s[0] = '\0';
-    if (n > 0) {
-        va_start(ap, fmt);
-        vsnprintf(s, (size_t)n + 1, fmt, ap);
-        va_end(ap);
-    }
-    *err = s;
-    return rc;
-}
 
 /* `what` plus the reason of the newest OpenSSL error, if any. */
 static int ssl_fail(char **err, int rc, const char *what)
@@ -68,7 +48,7 @@ static int ssl_fail(char **err, int rc, const char *what)
     char buf[256] = "";
     if (e)
         ERR_error_string_n(e, buf, sizeof(buf));
-    return fail(err, rc, "%s%s%s", what, e ? ": " : "", buf);
+    return p2p__fail(err, rc, "%s%s%s", what, e ? ": " : "", buf);
 }
 
 /* Untrusted bytes rendered for a message: printable ASCII as is, anything else
@@ -474,32 +454,32 @@ static int collect_sans(const GENERAL_NAMES *gens, int strict, strlist *dns, str
     char b1[SHOW_CAP];
     int n = sk_GENERAL_NAME_num(gens);
     if (n > MAX_PARSED_SANS)
-        return fail(err, -EINVAL, "%d subjectAltNames (at most %d are read)", n, MAX_PARSED_SANS);
+        return p2p__fail(err, -EINVAL, "%d subjectAltNames (at most %d are read)", n, MAX_PARSED_SANS);
     for (int i = 0; i < n; i++) {
         const GENERAL_NAME *gn = sk_GENERAL_NAME_value(gens, i);
         if (gn->type == GEN_DNS) {
             const char *s = (const char *)ASN1_STRING_get0_data(gn->d.dNSName);
             size_t len = (size_t)ASN1_STRING_length(gn->d.dNSName);
             if (!name_syntax_ok(s, len))
-                return fail(err, -EINVAL, "invalid DNS subjectAltName '%s'", show(s, len, b1));
+                return p2p__fail(err, -EINVAL, "invalid DNS subjectAltName '%s'", show(s, len, b1));
             strlist_push(dns, s, len);
         } else if (gn->type == GEN_IPADD) {
             ipaddr ip;
             char text[INET6_ADDRSTRLEN];
             if (ip_from_bytes(ASN1_STRING_get0_data(gn->d.iPAddress), (size_t)ASN1_STRING_length(gn->d.iPAddress),
                               &ip) != 0)
-                return fail(err, -EINVAL, "IP subjectAltName of %d bytes (4 or 16 expected)",
+                return p2p__fail(err, -EINVAL, "IP subjectAltName of %d bytes (4 or 16 expected)",
                             ASN1_STRING_length(gn->d.iPAddress));
             ip_text(&ip, text);
             strlist_push(ips, text, strlen(text));
         } else if (strict) {
             if (gn->type == GEN_EMAIL || gn->type == GEN_URI) {
                 const ASN1_IA5STRING *s = gn->type == GEN_EMAIL ? gn->d.rfc822Name : gn->d.uniformResourceIdentifier;
-                return fail(err, -EINVAL, "subjectAltName %s:%s: only DNS and IP names are allowed",
+                return p2p__fail(err, -EINVAL, "subjectAltName %s:%s: only DNS and IP names are allowed",
                             gen_type_name(gn->type),
                             show((const char *)ASN1_STRING_get0_data(s), (size_t)ASN1_STRING_length(s), b1));
             }
-            return fail(err, -EINVAL, "subjectAltName of type %s: only DNS and IP names are allowed",
+            return p2p__fail(err, -EINVAL, "subjectAltName of type %s: only DNS and IP names are allowed",
                         gen_type_name(gn->type));
         }
     }
@@ -597,16 +577,16 @@ int pki_ca_create(const char *cluster_name, long days, char **ca_cert_pem, char 
 {
     char b1[SHOW_CAP];
     if (!cluster_name || !ca_cert_pem || !ca_key_pem)
-        return fail(err, -EINVAL, "pki_ca_create: NULL argument");
+        return p2p__fail(err, -EINVAL, "pki_ca_create: NULL argument");
     size_t nlen = strlen(cluster_name);
     int name_ok = nlen >= 1 && nlen <= PKI_MAX_CLUSTER_NAME;
     for (size_t i = 0; name_ok && i < nlen; i++)
         name_ok = (unsigned char)cluster_name[i] >= 0x20 && (unsigned char)cluster_name[i] < 0x7f;
     if (!name_ok)
-        return fail(err, -EINVAL, "cluster name '%s': must be 1..%d printable ASCII characters",
+        return p2p__fail(err, -EINVAL, "cluster name '%s': must be 1..%d printable ASCII characters",
                     show(cluster_name, nlen, b1), PKI_MAX_CLUSTER_NAME);
     if (days < 1 || days > PKI_MAX_CA_DAYS)
-        return fail(err, -EINVAL, "CA validity of %ld days: must be 1..%d", days, PKI_MAX_CA_DAYS);
+        return p2p__fail(err, -EINVAL, "CA validity of %ld days: must be 1..%d", days, PKI_MAX_CA_DAYS);
 
     ERR_set_mark();
     int rc = -EIO;
@@ -656,7 +636,7 @@ out:
 int pki_key_create(char **key_pem, char **err)
 {
     if (!key_pem)
-        return fail(err, -EINVAL, "pki_key_create: NULL argument");
+        return p2p__fail(err, -EINVAL, "pki_key_create: NULL argument");
     ERR_set_mark();
     int rc = 0;
     EVP_PKEY *key = EVP_EC_gen("P-256");
@@ -677,12 +657,12 @@ int pki_csr_create(const char *key_pem, const char *node_id, const char *const *
 {
     char b1[SHOW_CAP];
     if (!key_pem || !node_id || !csr_pem || (n && !names))
-        return fail(err, -EINVAL, "pki_csr_create: NULL argument");
+        return p2p__fail(err, -EINVAL, "pki_csr_create: NULL argument");
     if (!pki_node_id_valid(node_id))
-        return fail(err, -EINVAL, "node id '%s' is invalid (1..%d characters of A-Z a-z 0-9 . _ -)", SHOWZ(node_id, b1),
+        return p2p__fail(err, -EINVAL, "node id '%s' is invalid (1..%d characters of A-Z a-z 0-9 . _ -)", SHOWZ(node_id, b1),
                     PKI_MAX_NODE_ID);
     if (n > MAX_PARSED_SANS)
-        return fail(err, -EINVAL, "%zu names: at most %d", n, MAX_PARSED_SANS);
+        return p2p__fail(err, -EINVAL, "%zu names: at most %d", n, MAX_PARSED_SANS);
 
     strlist dns = {0}, ips = {0};
     strlist_push(&dns, node_id, strlen(node_id));
@@ -692,7 +672,7 @@ int pki_csr_create(const char *key_pem, const char *node_id, const char *const *
         if (!names[i] || !name_syntax_ok(names[i], strlen(names[i]))) {
             strlist_free(&dns);
             strlist_free(&ips);
-            return fail(err, -EINVAL, "name '%s': must be 1..%d printable ASCII characters without spaces",
+            return p2p__fail(err, -EINVAL, "name '%s': must be 1..%d printable ASCII characters without spaces",
                         names[i] ? SHOWZ(names[i], b1) : "(null)", MAX_NAME_LEN);
         }
         if (ip_parse(names[i], &ip) == 0) {
@@ -712,7 +692,7 @@ int pki_csr_create(const char *key_pem, const char *node_id, const char *const *
     BIO *out = NULL;
     EVP_PKEY *key = read_key(key_pem);
     if (!is_p256(key)) {
-        rc = fail(err, -EINVAL, "the key is not a readable unencrypted EC P-256 private key");
+        rc = p2p__fail(err, -EINVAL, "the key is not a readable unencrypted EC P-256 private key");
         goto out;
     }
     req = X509_REQ_new();
@@ -755,12 +735,12 @@ static int csr_parse(const char *pem, size_t len, pki_csr_info *out, X509_REQ **
     long der_len = 0;
     const char *pos = pem;
     if (len > PKI_MAX_CSR_PEM)
-        return fail(err, -EINVAL, "CSR of %zu bytes: at most %d", len, PKI_MAX_CSR_PEM);
+        return p2p__fail(err, -EINVAL, "CSR of %zu bytes: at most %d", len, PKI_MAX_CSR_PEM);
     if (pem_block(&pos, pem + len, "CERTIFICATE REQUEST", &der, &der_len, &why) != 0)
-        return fail(err, -EINVAL, "CSR: %s", why);
+        return p2p__fail(err, -EINVAL, "CSR: %s", why);
     if (skip_space(pos, pem + len) != pem + len) {
         OPENSSL_free(der);
-        return fail(err, -EINVAL, "CSR: data after the CSR");
+        return p2p__fail(err, -EINVAL, "CSR: data after the CSR");
     }
     const unsigned char *q = der;
     X509_REQ *req = d2i_X509_REQ(NULL, &q, der_len);
@@ -768,7 +748,7 @@ static int csr_parse(const char *pem, size_t len, pki_csr_info *out, X509_REQ **
     OPENSSL_free(der);
     if (!whole) {
         X509_REQ_free(req);
-        return fail(err, -EINVAL, "CSR: malformed");
+        return p2p__fail(err, -EINVAL, "CSR: malformed");
     }
 
     int rc = -EINVAL;
@@ -779,40 +759,40 @@ static int csr_parse(const char *pem, size_t len, pki_csr_info *out, X509_REQ **
     EVP_PKEY *pub = X509_REQ_get0_pubkey(req);
     int sig_nid = X509_REQ_get_signature_nid(req);
     if (X509_REQ_get_version(req) != X509_REQ_VERSION_1) {
-        rc = fail(err, -EINVAL, "CSR: version %ld (only version 1 exists)", X509_REQ_get_version(req) + 1);
+        rc = p2p__fail(err, -EINVAL, "CSR: version %ld (only version 1 exists)", X509_REQ_get_version(req) + 1);
         goto out;
     }
     if (!is_p256(pub)) {
-        rc = fail(err, -EINVAL, "CSR: the key must be EC P-256");
+        rc = p2p__fail(err, -EINVAL, "CSR: the key must be EC P-256");
         goto out;
     }
     if (sig_nid != NID_ecdsa_with_SHA256 && sig_nid != NID_ecdsa_with_SHA384 && sig_nid != NID_ecdsa_with_SHA512) {
-        rc = fail(err, -EINVAL, "CSR: signature algorithm %s not allowed (ECDSA with SHA-256/384/512)",
+        rc = p2p__fail(err, -EINVAL, "CSR: signature algorithm %s not allowed (ECDSA with SHA-256/384/512)",
                   sig_nid == NID_undef ? "unknown" : OBJ_nid2sn(sig_nid));
         goto out;
     }
     if (X509_REQ_verify(req, pub) != 1) {
-        rc = fail(err, -EBADMSG, "CSR: the signature does not verify");
+        rc = p2p__fail(err, -EBADMSG, "CSR: the signature does not verify");
         goto out;
     }
     if (subject_cn(X509_REQ_get_subject_name(req), &cn, &why) != 0) {
-        rc = fail(err, -EINVAL, "CSR: %s", why);
+        rc = p2p__fail(err, -EINVAL, "CSR: %s", why);
         goto out;
     }
     exts = X509_REQ_get_extensions(req);
     int crit = -1;
     gens = exts ? X509V3_get_d2i(exts, NID_subject_alt_name, &crit, NULL) : NULL;
     if (!gens && crit == -2) {
-        rc = fail(err, -EINVAL, "CSR: more than one subjectAltName extension");
+        rc = p2p__fail(err, -EINVAL, "CSR: more than one subjectAltName extension");
         goto out;
     }
     if (!gens && crit >= 0) {
-        rc = fail(err, -EINVAL, "CSR: malformed subjectAltName extension");
+        rc = p2p__fail(err, -EINVAL, "CSR: malformed subjectAltName extension");
         goto out;
     }
     char *e2 = NULL;
     if (gens && collect_sans(gens, 1, &dns, &ips, &e2) != 0) {
-        rc = fail(err, -EINVAL, "CSR: %s", e2);
+        rc = p2p__fail(err, -EINVAL, "CSR: %s", e2);
         free(e2);
         goto out;
     }
@@ -842,7 +822,7 @@ out:
 int pki_csr_parse(const char *csr_pem, size_t len, pki_csr_info *out, char **err)
 {
     if (!csr_pem || !out)
-        return fail(err, -EINVAL, "pki_csr_parse: NULL argument");
+        return p2p__fail(err, -EINVAL, "pki_csr_parse: NULL argument");
     ERR_set_mark();
     int rc = csr_parse(csr_pem, len, out, NULL, err);
     ERR_pop_to_mark();
@@ -854,19 +834,19 @@ static int check_names(const pki_csr_info *csr, const char *claimed, const ipadd
 {
     char b1[SHOW_CAP], b2[SHOW_CAP];
     if (!pki_node_id_valid(claimed))
-        return fail(err, -EACCES, "node id '%s' is invalid (1..%d characters of A-Z a-z 0-9 . _ -)", SHOWZ(claimed, b1),
+        return p2p__fail(err, -EACCES, "node id '%s' is invalid (1..%d characters of A-Z a-z 0-9 . _ -)", SHOWZ(claimed, b1),
                     PKI_MAX_NODE_ID);
     if (!csr->node_id || strcmp(csr->node_id, claimed) != 0)
-        return fail(err, -EACCES, "CSR CN '%s' does not match the node id '%s'",
+        return p2p__fail(err, -EACCES, "CSR CN '%s' does not match the node id '%s'",
                     csr->node_id ? SHOWZ(csr->node_id, b1) : "", SHOWZ(claimed, b2));
     if (csr->n_dns + csr->n_ips > PKI_MAX_SANS)
-        return fail(err, -EACCES, "CSR has %zu subjectAltNames: at most %d", csr->n_dns + csr->n_ips, PKI_MAX_SANS);
+        return p2p__fail(err, -EACCES, "CSR has %zu subjectAltNames: at most %d", csr->n_dns + csr->n_ips, PKI_MAX_SANS);
     for (size_t i = 0; i < csr->n_dns; i++) {
         const char *d = csr->dns[i];
         if (strchr(d, '*'))
-            return fail(err, -EACCES, "DNS:%s: wildcard names are not allowed", SHOWZ(d, b1));
+            return p2p__fail(err, -EACCES, "DNS:%s: wildcard names are not allowed", SHOWZ(d, b1));
         if (strcmp(d, claimed) != 0 && strcmp(d, "localhost") != 0)
-            return fail(err, -EACCES, "DNS:%s is not allowed (only the node id '%s' or 'localhost')", SHOWZ(d, b1),
+            return p2p__fail(err, -EACCES, "DNS:%s is not allowed (only the node id '%s' or 'localhost')", SHOWZ(d, b1),
                         claimed);
     }
     int found = 0;
@@ -874,16 +854,16 @@ static int check_names(const pki_csr_info *csr, const char *claimed, const ipadd
         ipaddr ip;
         const char *why;
         if (ip_parse(csr->ips[i], &ip) != 0)
-            return fail(err, -EACCES, "IP:%s is not an IP address", SHOWZ(csr->ips[i], b1));
+            return p2p__fail(err, -EACCES, "IP:%s is not an IP address", SHOWZ(csr->ips[i], b1));
         if ((why = ip_not_host(&ip)) != NULL)
-            return fail(err, -EACCES, "IP:%s is not a host address: %s", csr->ips[i], why);
+            return p2p__fail(err, -EACCES, "IP:%s is not a host address: %s", csr->ips[i], why);
         if (request_ip && ip_equal(&ip, request_ip))
             found = 1;
     }
     if (request_ip && !found) {
         char text[INET6_ADDRSTRLEN];
         ip_text(request_ip, text);
-        return fail(err, -EACCES, "the request came from %s, which is not among the CSR's IP subjectAltNames", text);
+        return p2p__fail(err, -EACCES, "the request came from %s, which is not among the CSR's IP subjectAltNames", text);
     }
     return 0;
 }
@@ -892,10 +872,10 @@ int pki_csr_check(const pki_csr_info *csr, const char *claimed_node_id, const ch
 {
     char b1[SHOW_CAP];
     if (!csr || !claimed_node_id || !request_ip)
-        return fail(err, -EINVAL, "pki_csr_check: NULL argument");
+        return p2p__fail(err, -EINVAL, "pki_csr_check: NULL argument");
     ipaddr src;
     if (ip_parse(request_ip, &src) != 0)
-        return fail(err, -EINVAL, "request address '%s' is not an IP address", SHOWZ(request_ip, b1));
+        return p2p__fail(err, -EINVAL, "request address '%s' is not an IP address", SHOWZ(request_ip, b1));
     if (ip_v4_mapped(&src)) { /* ::ffff:a.b.c.d from a dual-stack socket is a.b.c.d */
         unsigned char v4[4];
         memcpy(v4, src.b + 12, 4);
@@ -946,9 +926,9 @@ int pki_sign_csr(const char *ca_cert_pem, const char *ca_key_pem, const char *cs
                  char **cert_pem, char **err)
 {
     if (!ca_cert_pem || !ca_key_pem || !csr_pem || !cert_pem)
-        return fail(err, -EINVAL, "pki_sign_csr: NULL argument");
+        return p2p__fail(err, -EINVAL, "pki_sign_csr: NULL argument");
     if (lifetime_seconds < 1 || lifetime_seconds > PKI_MAX_CERT_LIFETIME_S)
-        return fail(err, -EINVAL, "certificate lifetime of %ld s: must be 1..%ld", lifetime_seconds,
+        return p2p__fail(err, -EINVAL, "certificate lifetime of %ld s: must be 1..%ld", lifetime_seconds,
                     PKI_MAX_CERT_LIFETIME_S);
     ERR_set_mark();
     int rc = -EINVAL;
@@ -959,30 +939,30 @@ int pki_sign_csr(const char *ca_cert_pem, const char *ca_key_pem, const char *cs
     EVP_PKEY *ca_key = NULL;
     X509 *ca = read_one_cert(ca_cert_pem, strlen(ca_cert_pem), &why);
     if (!ca) {
-        rc = fail(err, -EINVAL, "CA certificate: %s", why);
+        rc = p2p__fail(err, -EINVAL, "CA certificate: %s", why);
         goto out;
     }
     ca_key = read_key(ca_key_pem);
     if (!ca_key) {
-        rc = fail(err, -EINVAL, "CA key: not a readable unencrypted private key");
+        rc = p2p__fail(err, -EINVAL, "CA key: not a readable unencrypted private key");
         goto out;
     }
     if (X509_check_ca(ca) < 1) {
-        rc = fail(err, -EINVAL, "the CA certificate is not a CA");
+        rc = p2p__fail(err, -EINVAL, "the CA certificate is not a CA");
         goto out;
     }
     if (X509_check_private_key(ca, ca_key) != 1) {
-        rc = fail(err, -EINVAL, "the CA key does not belong to the CA certificate");
+        rc = p2p__fail(err, -EINVAL, "the CA key does not belong to the CA certificate");
         goto out;
     }
     time_t now = time(NULL);
     int64_t ca_nb, ca_na;
     if (asn1_time_unix(X509_get0_notBefore(ca), &ca_nb) != 0 || asn1_time_unix(X509_get0_notAfter(ca), &ca_na) != 0) {
-        rc = fail(err, -EINVAL, "the CA certificate has unreadable validity times");
+        rc = p2p__fail(err, -EINVAL, "the CA certificate has unreadable validity times");
         goto out;
     }
     if ((int64_t)now < ca_nb || (int64_t)now >= ca_na) {
-        rc = fail(err, -EKEYEXPIRED, "the CA certificate is not valid now (expired or not yet valid)");
+        rc = p2p__fail(err, -EKEYEXPIRED, "the CA certificate is not valid now (expired or not yet valid)");
         goto out;
     }
     if ((rc = csr_parse(csr_pem, strlen(csr_pem), &info, &req, err)) != 0)
@@ -1015,7 +995,7 @@ out:
 int pki_cert_parse(const char *pem, size_t len, pki_cert_info *out, char **err)
 {
     if (!pem || !out)
-        return fail(err, -EINVAL, "pki_cert_parse: NULL argument");
+        return p2p__fail(err, -EINVAL, "pki_cert_parse: NULL argument");
     ERR_set_mark();
     int rc = -EINVAL;
     const char *why = NULL;
@@ -1025,25 +1005,25 @@ int pki_cert_parse(const char *pem, size_t len, pki_cert_info *out, char **err)
     int64_t nb, na;
     X509 *x = read_one_cert(pem, len, &why);
     if (!x) {
-        rc = fail(err, -EINVAL, "certificate: %s", why);
+        rc = p2p__fail(err, -EINVAL, "certificate: %s", why);
         goto out;
     }
     if (subject_cn(X509_get_subject_name(x), &cn, &why) != 0) {
-        rc = fail(err, -EINVAL, "certificate: %s", why);
+        rc = p2p__fail(err, -EINVAL, "certificate: %s", why);
         goto out;
     }
     if (asn1_time_unix(X509_get0_notBefore(x), &nb) != 0 || asn1_time_unix(X509_get0_notAfter(x), &na) != 0) {
-        rc = fail(err, -EINVAL, "certificate: unreadable validity times");
+        rc = p2p__fail(err, -EINVAL, "certificate: unreadable validity times");
         goto out;
     }
     int crit = -1;
     gens = X509_get_ext_d2i(x, NID_subject_alt_name, &crit, NULL);
     if (!gens && crit != -1) {
-        rc = fail(err, -EINVAL, "certificate: %s subjectAltName extension", crit == -2 ? "more than one" : "malformed");
+        rc = p2p__fail(err, -EINVAL, "certificate: %s subjectAltName extension", crit == -2 ? "more than one" : "malformed");
         goto out;
     }
     if (gens && collect_sans(gens, 0, &dns, &ips, &e2) != 0) {
-        rc = fail(err, -EINVAL, "certificate: %s", e2);
+        rc = p2p__fail(err, -EINVAL, "certificate: %s", e2);
         free(e2);
         goto out;
     }
@@ -1071,9 +1051,9 @@ out:
 int pki_cert_verify_at(const char *cert_pem, const char *ca_pem, int64_t now, char **err)
 {
     if (!cert_pem || !ca_pem)
-        return fail(err, -EINVAL, "pki_cert_verify: NULL argument");
+        return p2p__fail(err, -EINVAL, "pki_cert_verify: NULL argument");
     if (now < 0 || now > 253402300799LL)
-        return fail(err, -EINVAL, "pki_cert_verify: time %lld out of range", (long long)now);
+        return p2p__fail(err, -EINVAL, "pki_cert_verify: time %lld out of range", (long long)now);
     ERR_set_mark();
     int rc = -EINVAL;
     const char *why = NULL;
@@ -1082,16 +1062,16 @@ int pki_cert_verify_at(const char *cert_pem, const char *ca_pem, int64_t now, ch
     STACK_OF(X509) *cas = NULL;
     X509 *leaf = read_one_cert(cert_pem, strlen(cert_pem), &why);
     if (!leaf) {
-        rc = fail(err, -EINVAL, "certificate: %s", why);
+        rc = p2p__fail(err, -EINVAL, "certificate: %s", why);
         goto out;
     }
     cas = read_cert_bundle(ca_pem, strlen(ca_pem), &why);
     if (!cas) {
-        rc = fail(err, -EINVAL, "CA certificate: %s", why);
+        rc = p2p__fail(err, -EINVAL, "CA certificate: %s", why);
         goto out;
     }
     if (X509_check_ca(leaf) != 0) {
-        rc = fail(err, -EACCES, "the certificate is a CA certificate, not a node certificate");
+        rc = p2p__fail(err, -EACCES, "the certificate is a CA certificate, not a node certificate");
         goto out;
     }
     store = X509_STORE_new();
@@ -1103,7 +1083,7 @@ int pki_cert_verify_at(const char *cert_pem, const char *ca_pem, int64_t now, ch
     for (int i = 0; i < sk_X509_num(cas); i++) {
         X509 *ca = sk_X509_value(cas, i);
         if (X509_check_ca(ca) < 1) {
-            rc = fail(err, -EINVAL, "CA certificate %d of the bundle is not a CA", i + 1);
+            rc = p2p__fail(err, -EINVAL, "CA certificate %d of the bundle is not a CA", i + 1);
             goto out;
         }
         if (X509_STORE_add_cert(store, ca) != 1) {
@@ -1124,7 +1104,7 @@ int pki_cert_verify_at(const char *cert_pem, const char *ca_pem, int64_t now, ch
     }
     int code = X509_STORE_CTX_get_error(ctx), depth = X509_STORE_CTX_get_error_depth(ctx);
     rc = code == X509_V_ERR_CERT_HAS_EXPIRED ? -EKEYEXPIRED : -EACCES;
-    rc = fail(err, rc, "%s: %s", depth == 0 ? "certificate" : "CA certificate", X509_verify_cert_error_string(code));
+    rc = p2p__fail(err, rc, "%s: %s", depth == 0 ? "certificate" : "CA certificate", X509_verify_cert_error_string(code));
 out:
     X509_STORE_CTX_free(ctx);
     X509_STORE_free(store);

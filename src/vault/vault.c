@@ -73,26 +73,6 @@ struct vault {
 
 /* ---- errors -------------------------------------------------------------------------------- */
 
-static int fail(char **err, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int fail(char **err, int rc, const char *fmt, ...)
-{
-    if (!err)
-        return rc;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    char *s = p2p__xmalloc(n > 0 ? (size_t)n + 1 : 1);
-    s[0] = '\0';
-    if (n > 0) {
-        va_start(ap, fmt);
-        vsnprintf(s, (size_t)n + 1, fmt, ap);
-        va_end(ap);
-    }
-    *err = s;
-    return rc;
-}
 
 static void secret_free(void *p, size_t len)
 {
@@ -153,21 +133,21 @@ static int header_parse(const uint8_t *buf, size_t len, vault_header *out, char 
     const size_t magic_len = sizeof(((vault_wire_header *)0)->magic);
     size_t m = len < magic_len ? len : magic_len;
     if (m > 0 && memcmp(buf, VAULT_MAGIC, m) != 0)
-        return fail(err, -EINVAL, "not a p2p vault (bad magic)");
+        return p2p__fail(err, -EINVAL, "not a p2p vault (bad magic)");
     if (len < offsetof(vault_wire_header, kdf))
-        return fail(err, -EBADMSG, "vault file is truncated (%zu bytes)", len);
+        return p2p__fail(err, -EBADMSG, "vault file is truncated (%zu bytes)", len);
     uint16_t version = get_be16(buf + offsetof(vault_wire_header, version));
     if (version != VAULT_FORMAT_VERSION)
-        return fail(err, -EINVAL, "unsupported vault version %u (this build reads version %u)", version,
+        return p2p__fail(err, -EINVAL, "unsupported vault version %u (this build reads version %u)", version,
                     VAULT_FORMAT_VERSION);
     if (len < VAULT_MIN_FILE)
-        return fail(err, -EBADMSG, "vault file is truncated (%zu bytes; a vault has at least %d)", len, VAULT_MIN_FILE);
+        return p2p__fail(err, -EBADMSG, "vault file is truncated (%zu bytes; a vault has at least %d)", len, VAULT_MIN_FILE);
     uint16_t kdf = get_be16(buf + offsetof(vault_wire_header, kdf));
     if (kdf != VAULT_KDF_PBKDF2_SHA256)
-        return fail(err, -EINVAL, "unsupported key derivation id %u in the vault header", kdf);
+        return p2p__fail(err, -EINVAL, "unsupported key derivation id %u in the vault header", kdf);
     uint32_t iterations = get_be32(buf + offsetof(vault_wire_header, iterations));
     if (iterations < VAULT_FLOOR_ITERATIONS || iterations > VAULT_MAX_ITERATIONS)
-        return fail(err, -EINVAL, "vault header claims %u key-derivation iterations (allowed %u..%u)", iterations,
+        return p2p__fail(err, -EINVAL, "vault header claims %u key-derivation iterations (allowed %u..%u)", iterations,
                     VAULT_FLOOR_ITERATIONS, VAULT_MAX_ITERATIONS);
     out->version = version;
     out->kdf = kdf;
@@ -566,27 +546,27 @@ static int decode_entry(vault *v, int nsi, const char *name, json_t *obj, char *
 {
     const char *ns = vault_namespaces[nsi];
     if (!name_valid(name))
-        return fail(err, -EBADMSG, "vault contents are malformed: bad entry name in %s", ns);
+        return p2p__fail(err, -EBADMSG, "vault contents are malformed: bad entry name in %s", ns);
     json_t *value = json_object_get(obj, "value");
     json_t *enc = json_object_get(obj, "encoding");
     json_t *ts = json_object_get(obj, "updated_at");
     if (!json_is_object(obj) || !json_is_string(value) || (enc && !json_is_string(enc)) ||
         (ts && (!json_is_integer(ts) || json_integer_value(ts) < 0)))
-        return fail(err, -EBADMSG, "vault contents are malformed: entry %s/%s", ns, name);
+        return p2p__fail(err, -EBADMSG, "vault contents are malformed: entry %s/%s", ns, name);
     const char *s = json_string_value(value);
     size_t slen = json_string_length(value);
     uint8_t *data;
     size_t len;
     if (!enc) {
         if (slen > VAULT_MAX_VALUE)
-            return fail(err, -EBADMSG, "vault contents are malformed: entry %s/%s is too large", ns, name);
+            return p2p__fail(err, -EBADMSG, "vault contents are malformed: entry %s/%s is too large", ns, name);
         data = copy_value(s, slen);
         len = slen;
     } else if (strcmp(json_string_value(enc), "base64") == 0) {
         if (b64_decode(s, slen, &data, &len) != 0)
-            return fail(err, -EBADMSG, "vault contents are malformed: entry %s/%s: bad base64", ns, name);
+            return p2p__fail(err, -EBADMSG, "vault contents are malformed: entry %s/%s: bad base64", ns, name);
     } else {
-        return fail(err, -EBADMSG, "vault contents are malformed: entry %s/%s: unknown encoding", ns, name);
+        return p2p__fail(err, -EBADMSG, "vault contents are malformed: entry %s/%s: unknown encoding", ns, name);
     }
     ns_set(&v->ns[nsi], name, data, len, ts ? (uint64_t)json_integer_value(ts) : 0);
     return 0;
@@ -598,17 +578,17 @@ static int doc_decode(vault *v, const uint8_t *text, size_t len, char **err)
     json_t *doc = json_loadb((const char *)text, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!json_is_object(doc)) { /* jerr.text may quote the plaintext: keep it out of the message */
         json_decref(doc);
-        return fail(err, -EBADMSG, "vault contents are malformed: not a JSON object");
+        return p2p__fail(err, -EBADMSG, "vault contents are malformed: not a JSON object");
     }
     int r = 0;
     json_t *ver = json_object_get(doc, "version");
     json_t *entries = json_object_get(doc, "entries");
     if (!json_is_integer(ver) || !json_is_object(entries)) {
-        r = fail(err, -EBADMSG, "vault contents are malformed: no version or entries");
+        r = p2p__fail(err, -EBADMSG, "vault contents are malformed: no version or entries");
         goto out;
     }
     if (json_integer_value(ver) != 1) {
-        r = fail(err, -EINVAL, "unsupported vault contents version %lld", (long long)json_integer_value(ver));
+        r = p2p__fail(err, -EINVAL, "unsupported vault contents version %lld", (long long)json_integer_value(ver));
         goto out;
     }
     const char *ns;
@@ -617,7 +597,7 @@ static int doc_decode(vault *v, const uint8_t *text, size_t len, char **err)
     {
         int i = ns_index(ns);
         if (i < 0 || !json_is_object(nsobj)) {
-            r = fail(err, -EBADMSG, "vault contents are malformed: unknown namespace");
+            r = p2p__fail(err, -EBADMSG, "vault contents are malformed: unknown namespace");
             goto out;
         }
         const char *name;
@@ -673,15 +653,15 @@ static int vault_encode(const vault *v, uint8_t **file, size_t *file_len, char *
     size_t len;
     int r = doc_dump(v, JSON_COMPACT, &text, &len);
     if (r != 0)
-        return fail(err, r, "cannot serialize the vault: %s", p2p_strerror(r));
+        return p2p__fail(err, r, "cannot serialize the vault: %s", p2p_strerror(r));
     if (len > VAULT_MAX_FILE - VAULT_MIN_FILE) {
         secret_free(text, len + 1);
-        return fail(err, -EFBIG, "the vault would exceed %u bytes", VAULT_MAX_FILE);
+        return p2p__fail(err, -EFBIG, "the vault would exceed %u bytes", VAULT_MAX_FILE);
     }
     uint8_t nonce[VAULT_NONCE_LEN];
     if (RAND_bytes(nonce, sizeof nonce) != 1) {
         secret_free(text, len + 1);
-        return fail(err, -EIO, "the random generator failed");
+        return p2p__fail(err, -EIO, "the random generator failed");
     }
     size_t total = VAULT_MIN_FILE + len;
     uint8_t *out = p2p__xmalloc(total);
@@ -690,7 +670,7 @@ static int vault_encode(const vault *v, uint8_t **file, size_t *file_len, char *
     secret_free(text, len + 1);
     if (r != 0) {
         free(out);
-        return fail(err, r, "encryption failed");
+        return p2p__fail(err, r, "encryption failed");
     }
     *file = out;
     *file_len = total;
@@ -709,17 +689,17 @@ static int open_image(const char *path, const uint8_t *buf, size_t len, const ch
     if (min_it < VAULT_FLOOR_ITERATIONS)
         min_it = VAULT_FLOOR_ITERATIONS;
     if (h.iterations < min_it)
-        return fail(err, -EINVAL, "vault header claims %u key-derivation iterations, fewer than the minimum %u",
+        return p2p__fail(err, -EINVAL, "vault header claims %u key-derivation iterations, fewer than the minimum %u",
                     h.iterations, min_it);
     if (h.iterations > max_it)
-        return fail(err, -EINVAL, "vault header claims %u key-derivation iterations, more than the maximum %u",
+        return p2p__fail(err, -EINVAL, "vault header claims %u key-derivation iterations, more than the maximum %u",
                     h.iterations, max_it);
     vault *v = vault_new(path);
     v->iterations = h.iterations;
     memcpy(v->salt, h.salt, VAULT_SALT_LEN);
     if ((r = derive_key(password, h.salt, h.iterations, v->key)) != 0) {
         vault_free(v);
-        return fail(err, r, "key derivation failed");
+        return p2p__fail(err, r, "key derivation failed");
     }
     size_t ct_len = h.ciphertext_len;
     uint8_t *plain = p2p__xmalloc(ct_len + 1);
@@ -727,7 +707,7 @@ static int open_image(const char *path, const uint8_t *buf, size_t len, const ch
     memcpy(tag, buf + VAULT_HEADER_LEN + ct_len, VAULT_TAG_LEN);
     r = gcm(0, v->key, buf, buf + VAULT_HEADER_LEN, ct_len, plain, tag);
     if (r != 0) {
-        r = fail(err, -EBADMSG, "wrong password or corrupted file (authentication failed; AES-GCM cannot tell which)");
+        r = p2p__fail(err, -EBADMSG, "wrong password or corrupted file (authentication failed; AES-GCM cannot tell which)");
     } else {
         plain[ct_len] = '\0';
         r = doc_decode(v, plain, ct_len, err);
@@ -745,23 +725,23 @@ int vault_open_buffer(const uint8_t *buf, size_t len, const char *password, cons
                       char **err)
 {
     if ((!buf && len) || !password || !out)
-        return fail(err, -EINVAL, "invalid arguments");
+        return p2p__fail(err, -EINVAL, "invalid arguments");
     return open_image(NULL, buf, len, password, opts, out, err);
 }
 
 int vault_open_ex(const char *path, const char *password, const vault_opts *opts, vault **out, char **err)
 {
     if (!path || !password || !out)
-        return fail(err, -EINVAL, "invalid arguments");
+        return p2p__fail(err, -EINVAL, "invalid arguments");
     char *buf;
     size_t len;
     int r = p2p__read_file(path, VAULT_MAX_FILE, &buf, &len);
     if (r == -ENOENT)
-        return fail(err, r, "no vault at %s", path);
+        return p2p__fail(err, r, "no vault at %s", path);
     if (r == -EFBIG)
-        return fail(err, -EINVAL, "%s is larger than %u bytes: not a p2p vault", path, VAULT_MAX_FILE);
+        return p2p__fail(err, -EINVAL, "%s is larger than %u bytes: not a p2p vault", path, VAULT_MAX_FILE);
     if (r != 0)
-        return fail(err, r, "cannot read %s: %s", path, p2p_strerror(r));
+        return p2p__fail(err, r, "cannot read %s: %s", path, p2p_strerror(r));
     r = open_image(path, (const uint8_t *)buf, len, password, opts, out, err);
     free(buf);
     return r;
@@ -811,39 +791,39 @@ static int write_atomic(const char *path, const uint8_t *data, size_t len, int e
     uint8_t rnd[8];
     if (RAND_bytes(rnd, sizeof rnd) != 1) {
         free(dir);
-        return fail(err, -EIO, "the random generator failed");
+        return p2p__fail(err, -EIO, "the random generator failed");
     }
     char *tmp = p2p__xasprintf("%s/.%s.tmp.%02x%02x%02x%02x%02x%02x%02x%02x", dir, base, rnd[0], rnd[1], rnd[2], rnd[3],
                                rnd[4], rnd[5], rnd[6], rnd[7]);
     int r = 0, fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) {
-        r = fail(err, -errno, "cannot create a temporary file in %s: %s", dir, strerror(errno));
+        r = p2p__fail(err, -errno, "cannot create a temporary file in %s: %s", dir, strerror(errno));
         goto out;
     }
     if ((r = write_all(fd, data, len)) == 0 && fsync(fd) != 0)
         r = -errno;
     if (r != 0) {
         close(fd);
-        r = fail(err, r, "cannot write %s: %s", tmp, p2p_strerror(r));
+        r = p2p__fail(err, r, "cannot write %s: %s", tmp, p2p_strerror(r));
         goto unlink_tmp;
     }
     if (close(fd) != 0) {
-        r = fail(err, -errno, "cannot write %s: %s", tmp, strerror(errno));
+        r = p2p__fail(err, -errno, "cannot write %s: %s", tmp, strerror(errno));
         goto unlink_tmp;
     }
     if (exclusive) {
         if (link(tmp, path) != 0) {
-            r = errno == EEXIST ? fail(err, -EEXIST, "%s already exists", path)
-                                : fail(err, -errno, "cannot create %s: %s", path, strerror(errno));
+            r = errno == EEXIST ? p2p__fail(err, -EEXIST, "%s already exists", path)
+                                : p2p__fail(err, -errno, "cannot create %s: %s", path, strerror(errno));
             goto unlink_tmp;
         }
         unlink(tmp);
     } else if (rename(tmp, path) != 0) {
-        r = fail(err, -errno, "cannot replace %s: %s", path, strerror(errno));
+        r = p2p__fail(err, -errno, "cannot replace %s: %s", path, strerror(errno));
         goto unlink_tmp;
     }
     if ((r = fsync_dir(dir)) != 0)
-        r = fail(err, r, "cannot sync directory %s: %s", dir, p2p_strerror(r));
+        r = p2p__fail(err, r, "cannot sync directory %s: %s", dir, p2p_strerror(r));
     goto out;
 unlink_tmp:
     unlink(tmp);
@@ -858,33 +838,33 @@ out:
 static int check_new_password(const char *password, char **err)
 {
     if (!password || !*password)
-        return fail(err, -EINVAL, "the password must not be empty");
+        return p2p__fail(err, -EINVAL, "the password must not be empty");
     return 0;
 }
 
 int vault_create(const char *path, const char *password, uint32_t iterations, vault **out, char **err)
 {
     if (!path || !out)
-        return fail(err, -EINVAL, "invalid arguments");
+        return p2p__fail(err, -EINVAL, "invalid arguments");
     int r = check_new_password(password, err);
     if (r != 0)
         return r;
     if (iterations == 0)
         iterations = VAULT_DEFAULT_ITERATIONS;
     if (iterations < VAULT_FLOOR_ITERATIONS || iterations > VAULT_MAX_ITERATIONS)
-        return fail(err, -EINVAL, "iterations must be within %u..%u", VAULT_FLOOR_ITERATIONS, VAULT_MAX_ITERATIONS);
+        return p2p__fail(err, -EINVAL, "iterations must be within %u..%u", VAULT_FLOOR_ITERATIONS, VAULT_MAX_ITERATIONS);
     struct stat st;
     if (lstat(path, &st) == 0) /* early, before the slow derivation; link() checks again */
-        return fail(err, -EEXIST, "%s already exists", path);
+        return p2p__fail(err, -EEXIST, "%s already exists", path);
     vault *v = vault_new(path);
     v->iterations = iterations;
     if (RAND_bytes(v->salt, VAULT_SALT_LEN) != 1) {
         vault_free(v);
-        return fail(err, -EIO, "the random generator failed");
+        return p2p__fail(err, -EIO, "the random generator failed");
     }
     if ((r = derive_key(password, v->salt, iterations, v->key)) != 0) {
         vault_free(v);
-        return fail(err, r, "key derivation failed");
+        return p2p__fail(err, r, "key derivation failed");
     }
     uint8_t *file;
     size_t len;
@@ -904,9 +884,9 @@ int vault_create(const char *path, const char *password, uint32_t iterations, va
 int vault_save(vault *v, char **err)
 {
     if (!v || !v->path)
-        return fail(err, -EINVAL, "this vault has no file");
+        return p2p__fail(err, -EINVAL, "this vault has no file");
     if (v->running || v->closing)
-        return fail(err, -EBUSY, "an asynchronous save is in progress");
+        return p2p__fail(err, -EBUSY, "an asynchronous save is in progress");
     uint8_t *file;
     size_t len;
     int r = vault_encode(v, &file, &len, err);
@@ -922,25 +902,25 @@ int vault_save(vault *v, char **err)
 int vault_passwd(vault *v, const char *new_password, uint32_t iterations, char **err)
 {
     if (!v)
-        return fail(err, -EINVAL, "invalid arguments");
+        return p2p__fail(err, -EINVAL, "invalid arguments");
     int r = check_new_password(new_password, err);
     if (r != 0)
         return r;
     if (iterations == 0)
         iterations = v->iterations;
     if (iterations < VAULT_FLOOR_ITERATIONS || iterations > VAULT_MAX_ITERATIONS)
-        return fail(err, -EINVAL, "iterations must be within %u..%u", VAULT_FLOOR_ITERATIONS, VAULT_MAX_ITERATIONS);
+        return p2p__fail(err, -EINVAL, "iterations must be within %u..%u", VAULT_FLOOR_ITERATIONS, VAULT_MAX_ITERATIONS);
     if (v->running || v->closing)
-        return fail(err, -EBUSY, "an asynchronous save is in progress");
+        return p2p__fail(err, -EBUSY, "an asynchronous save is in progress");
     uint8_t old_salt[VAULT_SALT_LEN], old_key[VAULT_KEY_LEN];
     uint32_t old_iterations = v->iterations;
     memcpy(old_salt, v->salt, sizeof old_salt);
     memcpy(old_key, v->key, sizeof old_key);
     v->iterations = iterations;
     if (RAND_bytes(v->salt, VAULT_SALT_LEN) != 1) {
-        r = fail(err, -EIO, "the random generator failed");
+        r = p2p__fail(err, -EIO, "the random generator failed");
     } else if ((r = derive_key(new_password, v->salt, v->iterations, v->key)) != 0) {
-        r = fail(err, r, "key derivation failed");
+        r = p2p__fail(err, r, "key derivation failed");
     } else {
         r = vault_save(v, err);
     }
@@ -999,7 +979,7 @@ static int save_start(vault *v, waiter_list *waiters, char **err)
         job->v = v;
         job->req.data = job;
         if ((r = uv_queue_work(v->loop, &job->req, save_work, save_after)) != 0)
-            r = fail(err, r, "cannot queue the save: %s", uv_strerror(r));
+            r = p2p__fail(err, r, "cannot queue the save: %s", uv_strerror(r));
     }
     if (r != 0) {
         free(job->file);
