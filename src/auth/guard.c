@@ -93,18 +93,6 @@ static p2p_role role_from(const char *s)
     return P2P_ROLE_NONE;
 }
 
-static char *b64url(const uint8_t *in, size_t n)
-{
-    char *out = p2p__xmalloc(4 * ((n + 2) / 3) + 1);
-    int len = EVP_EncodeBlock((unsigned char *)out, in, (int)n);
-    while (len > 0 && out[len - 1] == '=')
-        len--;
-    out[len] = '\0';
-    for (char *p = out; *p; p++)
-        *p = *p == '+' ? '-' : *p == '/' ? '_' : *p;
-    return out;
-}
-
 static int64_t now_s(void)
 {
     return (int64_t)time(NULL);
@@ -157,11 +145,11 @@ static int load_secrets(p2p_guard *g, char **err)
                 *err = p2p__xstrdup("no randomness for the admin API key");
                 return -EIO;
             }
-            char *enc = b64url(raw, sizeof raw);
+            char enc[4 * ((sizeof raw + 2) / 3) + 1];
+            p2p__b64url_encode(raw, sizeof raw, enc);
             OPENSSL_cleanse(raw, sizeof raw);
             g->admin_key = p2p__xasprintf("p2pa_%s", enc);
-            OPENSSL_cleanse(enc, strlen(enc));
-            free(enc);
+            OPENSSL_cleanse(enc, sizeof enc);
             vault_put(g->v, "keys", "admin_api_key", g->admin_key, strlen(g->admin_key));
             dirty = 1;
             p2p_log(g->ctx, P2P_LOG_WARN, "security",

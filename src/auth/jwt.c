@@ -27,8 +27,6 @@
 
 /* ---- base64url ---------------------------------------------------------- */
 
-static const char b64url_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
 static int b64url_value(unsigned char c)
 {
     if (c >= 'A' && c <= 'Z')
@@ -44,29 +42,6 @@ static int b64url_value(unsigned char c)
     return -1;
 }
 
-/* Encodes n bytes without padding into out (room for 4*ceil(n/3)+1); NUL-terminates. */
-static void b64url_encode(const uint8_t *in, size_t n, char *out)
-{
-    size_t o = 0, i = 0;
-    for (; i + 3 <= n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-        out[o++] = b64url_alphabet[v >> 18];
-        out[o++] = b64url_alphabet[(v >> 12) & 63];
-        out[o++] = b64url_alphabet[(v >> 6) & 63];
-        out[o++] = b64url_alphabet[v & 63];
-    }
-    if (n - i == 1) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        out[o++] = b64url_alphabet[v >> 18];
-        out[o++] = b64url_alphabet[(v >> 12) & 63];
-    } else if (n - i == 2) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
-        out[o++] = b64url_alphabet[v >> 18];
-        out[o++] = b64url_alphabet[(v >> 12) & 63];
-        out[o++] = b64url_alphabet[(v >> 6) & 63];
-    }
-    out[o] = '\0';
-}
 
 /* Strict decode of unpadded base64url: rejects a length of 1 mod 4 and
  * non-zero unused trailing bits (so every byte string has one encoding).
@@ -374,7 +349,7 @@ int p2p_jwt_verify(const uint8_t *secret, size_t secret_len, const char *token, 
         goto out;
     }
     char expect[HS256_SIG_B64_LEN + 2];
-    b64url_encode(mac, mac_len, expect);
+    p2p__b64url_encode(mac, mac_len, expect);
     OPENSSL_cleanse(mac, sizeof(mac));
     if (slen != HS256_SIG_B64_LEN || CRYPTO_memcmp(expect, sseg, HS256_SIG_B64_LEN) != 0) {
         *why = "bad signature";

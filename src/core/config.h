@@ -31,9 +31,9 @@ typedef struct p2p_config {
 
     /* TLS */
     int https_enabled;      /* default true */
-    char *ssl_cert_file;    /* default "" = <state_directory>/certs/node.crt (created on first start) */
-    char *ssl_key_file;     /* default "" = <state_directory>/certs/node.key */
-    char *ssl_ca_cert_file; /* default "" = <state_directory>/certs/ca.crt */
+    char *ssl_cert_file;    /* default "" = the node's own certificate, kept in the vault */
+    char *ssl_key_file;     /* default "" = the node's own key, kept in the vault */
+    char *ssl_ca_cert_file; /* default "" = <state_directory>/certs/ca.crt (written by the node) */
     int ssl_verify;         /* default true */
 
     /* HTTP server limits */

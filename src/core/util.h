@@ -19,6 +19,10 @@ char *p2p__xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)))
  * modules report an error with human detail. */
 int p2p__fail(char **err, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* Encodes n bytes as base64url without padding into out, which has room for
+ * 4*ceil(n/3)+1 bytes; NUL-terminates. */
+void p2p__b64url_encode(const uint8_t *in, size_t n, char *out);
+
 /* Wall clock in milliseconds since the epoch. */
 uint64_t p2p__wall_ms(void);
 

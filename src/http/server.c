@@ -623,12 +623,6 @@ int p2p__http_register(p2p_ctx *ctx)
     return 0;
 }
 
-int p2p__http_port(p2p_ctx *ctx)
-{
-    http_server *srv = p2p_shared_get(ctx, "http");
-    return srv ? srv->port : -1;
-}
-
 /* ---- graceful drain ------------------------------------------------------- */
 
 /* h2o 2.2 does nothing for HTTP/1 on a shutdown request: connections idle in

@@ -17,7 +17,4 @@ int p2p__http_register(p2p_ctx *ctx);
  * and call `done` once none is left or `grace_ms` has passed. */
 void p2p__http_drain(p2p_ctx *ctx, uint64_t grace_ms, void (*done)(p2p_ctx *ctx, int timed_out));
 
-/* The port the server listens on (useful when configured as 0). */
-int p2p__http_port(p2p_ctx *ctx);
-
 #endif

@@ -1,22 +1,15 @@
 /*
  * tls.h — the node's TLS material and server context.
  *
- * Until enrollment exists, a node makes its own CA and node certificate in its
- * data directory on first start (ECDSA P-256; CA 10 years, node 1 year; node
- * SANs: its id, localhost, 127.0.0.1, ::1 and its configured addresses).
+ * Until enrollment exists, a node makes its own CA and node certificate on first
+ * start (ECDSA P-256; CA 10 years, node cert_lifetime; SANs: its id, localhost,
+ * 127.0.0.1, ::1 and its configured addresses) and keeps the keys in its vault.
  */
 #ifndef P2P_HTTP_TLS_H
 #define P2P_HTTP_TLS_H
 
 #include <openssl/ssl.h>
 #include <stddef.h>
-
-typedef struct p2p_tls_paths {
-    char *ca_cert;
-    char *ca_key;
-    char *cert;
-    char *key;
-} p2p_tls_paths;
 
 struct vault;
 

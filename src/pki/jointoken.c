@@ -62,30 +62,6 @@ static int unhex_lower(const char *s, uint8_t *out, size_t n)
     return s[2 * n] == '\0' ? 0 : -1;
 }
 
-static void b64url(const uint8_t *in, size_t n, char *out)
-{
-    static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    size_t o = 0, i = 0;
-    for (; i + 3 <= n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-        out[o++] = a[v >> 18];
-        out[o++] = a[(v >> 12) & 63];
-        out[o++] = a[(v >> 6) & 63];
-        out[o++] = a[v & 63];
-    }
-    if (n - i == 1) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        out[o++] = a[v >> 18];
-        out[o++] = a[(v >> 12) & 63];
-    } else if (n - i == 2) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
-        out[o++] = a[v >> 18];
-        out[o++] = a[(v >> 12) & 63];
-        out[o++] = a[(v >> 6) & 63];
-    }
-    out[o] = '\0';
-}
-
 static int sha256(const void *data, size_t len, uint8_t out[HASH_LEN])
 {
     unsigned int olen = 0;
@@ -176,7 +152,7 @@ int jointoken_create(jointoken_table *t, int64_t now, int64_t ttl_s, unsigned ma
         if (!ok)
             break;
         memcpy(tok, JOINTOKEN_PREFIX, sizeof(JOINTOKEN_PREFIX) - 1);
-        b64url(rnd, sizeof(rnd), tok + sizeof(JOINTOKEN_PREFIX) - 1);
+        p2p__b64url_encode(rnd, sizeof(rnd), tok + sizeof(JOINTOKEN_PREFIX) - 1);
         if (sha256(tok, strlen(tok), e.hash) != 0)
             break;
         if (find_id(t, e.hash) < 0) {

@@ -7,7 +7,9 @@ import time
 
 import pytest
 
-from conftest import T, close_with_reset, run_p2p
+import os
+
+from conftest import T, close_with_reset, free_port, run_p2p
 
 
 def read_response(sock, timeout=10):
@@ -283,3 +285,53 @@ def test_second_signal_skips_the_wait(node_factory):
         assert elapsed < T(1.5), f"took {elapsed:.1f}s after the second signal"
     finally:
         s.close()
+
+
+# ---- the vault at start-up ---------------------------------------------------------------------
+
+
+def _agent_env(**extra):
+    env = {k: v for k, v in os.environ.items() if k != "P2P_VAULT_PASSWORD"}
+    env.update(extra)
+    return env
+
+
+def _agent_args(n):
+    return ["agent", "--coordinator", "--node-id", n.name, "--port", str(free_port()),
+            "--bind-address", "127.0.0.1", "--data-dir", str(n.data_dir)]
+
+
+def test_wrong_vault_password_exits_2_and_leaves_the_vault(node_factory):
+    n = node_factory.create("wrongpw")
+    assert n.stop(signal.SIGTERM, timeout=10) == 0
+    vault = n.data_dir / "vault.p2p"
+    before = vault.read_bytes()
+    cp = run_p2p(*_agent_args(n), timeout=20, env=_agent_env(P2P_VAULT_PASSWORD="not-the-password"))
+    assert cp.returncode == 2, cp.stderr
+    assert "password" in cp.stderr and "vault" in cp.stderr, cp.stderr
+    assert vault.read_bytes() == before, "a failed open changed the vault"
+
+
+def test_no_vault_password_exits_2_with_the_ways_to_give_one(node_factory, tmp_path):
+    n = node_factory.create("nopw", start=False)
+    cp = run_p2p(*_agent_args(n), timeout=20, env=_agent_env())
+    assert cp.returncode == 2, cp.stderr
+    assert "P2P_VAULT_PASSWORD" in cp.stderr and "--password-file" in cp.stderr, cp.stderr
+    assert not (n.data_dir / "vault.p2p").exists()
+
+
+def test_password_file_readable_by_others_is_refused(node_factory, tmp_path):
+    n = node_factory.create("pwfile", start=False)
+    pw = tmp_path / "pw"
+    pw.write_text("a-password\n")
+    pw.chmod(0o644)
+    cp = run_p2p(*_agent_args(n), "--password-file", pw, timeout=20, env=_agent_env())
+    assert cp.returncode == 2, cp.stderr
+    assert "chmod 600" in cp.stderr, cp.stderr
+    assert not (n.data_dir / "vault.p2p").exists()
+    # the same file with mode 0600 is taken (it wins over P2P_VAULT_PASSWORD)
+    pw.chmod(0o600)
+    ok = node_factory.create("pwfile-ok", extra_args=["--password-file", pw])
+    assert ok.stop(signal.SIGTERM, timeout=10) == 0
+    cp = run_p2p("vault", "list", "--data-dir", ok.data_dir, "--password-file", pw, timeout=20, env=_agent_env())
+    assert cp.returncode == 0, cp.stderr
