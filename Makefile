@@ -47,7 +47,7 @@ test-sanitize: build-asan/p2p
 
 build-fuzz/fuzz_jsonrpc: FORCE
 	@CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DP2P_FUZZ=ON >/dev/null
-	@cmake --build build-fuzz -j $(JOBS) --target fuzz_jsonrpc fuzz_config fuzz_jwt fuzz_vault fuzz_certreq
+	@cmake --build build-fuzz -j $(JOBS) --target fuzz_all
 
 fuzz-smoke: build-fuzz/fuzz_jsonrpc
 	@scripts/fuzz.sh $(FUZZ_SECONDS)
