@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <curl/curl.h>
 #include <uv.h>
 
 #include "auth/guard.h"
@@ -23,6 +24,8 @@
 #include "core/ctx.h"
 #include "core/util.h"
 #include "http/server.h"
+#include "pki/cluster.h"
+#include "pki/enroll.h"
 
 typedef struct agent {
     p2p_ctx *ctx;
@@ -51,6 +54,10 @@ static void agent_usage(FILE *out)
             "  --log-level L       debug, info, warn or error\n"
             "  --password-file F   vault password (first line of F, mode 0600); else $P2P_VAULT_PASSWORD,\n"
             "                      else asked on the terminal. The vault is DIR/vault.p2p.\n"
+            "  --join-token T      a worker's first start: the join token from the coordinator\n"
+            "                      ('p2p token create --join'); else $P2P_JOIN_TOKEN or config join_token.\n"
+            "                      A worker without a valid certificate enrolls with coordinator_addresses;\n"
+            "                      later starts reuse the certificate in its vault.\n"
             "  --print-config      print the effective config as YAML and exit\n"
             "  -h, --help          show this help\n"
             "\n"
@@ -167,6 +174,27 @@ static int open_node_vault(p2p_ctx *ctx)
     return 0;
 }
 
+/* ---- enrollment ------------------------------------------------------------ */
+
+/* A worker without a valid certificate enrolls with the coordinator before
+ * anything starts. Returns 0 or an exit status. */
+static int enroll_if_needed(p2p_ctx *ctx)
+{
+    p2p_config *cfg = &ctx->cfg;
+    vault *v = p2p_shared_get(ctx, "vault");
+    if (cfg->coordinator_mode || !cfg->https_enabled || *cfg->ssl_cert_file || p2p__enroll_have_valid_cert(v))
+        return 0;
+    const char *join = *cfg->join_token ? cfg->join_token : getenv("P2P_JOIN_TOKEN");
+    char *err = NULL;
+    int r = p2p__enroll_worker(ctx, v, join, &err);
+    if (r != 0) {
+        p2p_log(ctx, P2P_LOG_ERROR, "enroll", "%s", err ? err : p2p_strerror(r));
+        free(err);
+        return r == -EACCES || r == -EINVAL ? 2 : 1;
+    }
+    return 0;
+}
+
 /* ---- arguments ------------------------------------------------------------ */
 
 static int parse_args(int argc, char **argv, p2p_config *cfg, int *print_config)
@@ -277,6 +305,7 @@ int p2p__cmd_agent(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
 
+    curl_global_init(CURL_GLOBAL_DEFAULT);
     uv_loop_t loop;
     uv_loop_init(&loop);
     agent a = {0};
@@ -298,7 +327,12 @@ int p2p__cmd_agent(int argc, char **argv)
         exit_code = r;
         goto out;
     }
+    if ((r = enroll_if_needed(ctx)) != 0) {
+        exit_code = r;
+        goto out;
+    }
     p2p__guard_register(ctx);
+    p2p__pki_register(ctx);
     p2p__system_register(ctx);
     p2p__http_register(ctx);
     if ((r = p2p__components_start(ctx, &err)) != 0) {

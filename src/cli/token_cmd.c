@@ -25,6 +25,9 @@ static void token_usage(FILE *out)
             "usage: p2p token [--addr HOST:PORT] [--api-key-file F | --data-dir DIR] [--role admin|viewer]\n"
             "                 [--ttl SECONDS] [--ca FILE] [--insecure]\n"
             "       p2p token revoke [--addr HOST:PORT] [--token JWT | --token-file F] TOKEN\n"
+            "       p2p token create --join [--ttl SECONDS] [--uses N] [credentials]\n"
+            "       p2p token list --join [credentials]\n"
+            "       p2p token revoke --join ID [credentials]\n"
             "\n"
             "Prints a bearer token (JWT) from the node's POST /auth/token. The admin API key\n"
             "comes from --api-key-file (first line, mode 0600) or, on the coordinator's machine,\n"
@@ -33,6 +36,13 @@ static void token_usage(FILE *out)
             "\n"
             "'revoke' puts TOKEN on the node's deny list (needs an admin token: --token,\n"
             "--token-file or $P2P_TOKEN).\n"
+            "\n"
+            "Join tokens (on the coordinator) let new workers enroll: 'create --join' prints one\n"
+            "(shown once; it ends with the CA pin the worker checks), valid --ttl seconds (default\n"
+            "3600) for --uses enrollments (default 1). Give it to the worker with --join-token or\n"
+            "$P2P_JOIN_TOKEN. 'list --join' shows the live ones by id; 'revoke --join ID' removes one.\n"
+            "Credentials: an admin token (--token, --token-file, $P2P_TOKEN), else the admin API\n"
+            "key as above, exchanged for a short-lived token.\n"
             "\n"
             "  --addr HOST:PORT   the node (default 127.0.0.1:8001, or $P2P_ADDR)\n"
             "  --role R           admin (default) or viewer (read-only methods)\n"
@@ -117,17 +127,126 @@ static int post_json(const char *addr, const char *ca_file, int insecure, const 
     return 0;
 }
 
+/* An admin bearer token: given, or obtained with the admin API key. Returns 0 or an exit status. */
+static int bearer_for(const char *addr, const char *ca_file, int insecure, const char *token_arg, const char *token_file,
+                      const char *key_file, const char *data_dir, const char *pw_file, char **out)
+{
+    if (token_file)
+        return p2p__password_get("p2p token", token_file, "--token-file", "P2P_TOKEN", "token", 0, out);
+    if (token_arg) {
+        *out = p2p__xstrdup(token_arg);
+        return 0;
+    }
+    if (getenv("P2P_TOKEN") && *getenv("P2P_TOKEN") && !key_file && !data_dir) {
+        *out = p2p__xstrdup(getenv("P2P_TOKEN"));
+        return 0;
+    }
+    char *key = NULL;
+    int st = admin_key(key_file, data_dir, pw_file, &key);
+    if (st != 0)
+        return st;
+    json_t *body = json_pack("{s:s, s:i}", "api_key", key, "ttl", 60), *resp = NULL;
+    int status = 0, rc = 1;
+    if (post_json(addr, ca_file, insecure, "/auth/token", body, NULL, &resp, &status) == 0) {
+        json_t *t = json_object_get(resp, "token");
+        if (status == 200 && json_is_string(t)) {
+            *out = p2p__xstrdup(json_string_value(t));
+            rc = 0;
+        } else {
+            json_t *e = json_object_get(resp, "error");
+            fprintf(stderr, "p2p token: HTTP %d: %s\n", status, json_is_string(e) ? json_string_value(e) : "");
+        }
+    }
+    json_string_set(json_object_get(body, "api_key"), "");
+    json_decref(body);
+    json_decref(resp);
+    p2p__password_free(key);
+    return rc;
+}
+
+/* Calls a method of the "auth" service on the coordinator; prints errors. Returns 0 and *result, or 1. */
+static int rpc_call(const char *addr, const char *ca_file, int insecure, const char *bearer, const char *method,
+                    json_t *params, json_t **result)
+{
+    json_t *body = json_pack("{s:s, s:i, s:s, s:O}", "jsonrpc", "2.0", "id", 1, "method", method, "params", params);
+    json_t *resp = NULL;
+    int status = 0, rc = 1;
+    if (post_json(addr, ca_file, insecure, "/rpc", body, bearer, &resp, &status) == 0) {
+        json_t *res = json_object_get(resp, "result");
+        json_t *err = json_object_get(resp, "error");
+        if (status == 200 && res) {
+            *result = json_incref(res);
+            rc = 0;
+        } else if (err) {
+            fprintf(stderr, "p2p token: %s\n", json_string_value(json_object_get(err, "message")));
+        } else {
+            json_t *e = json_object_get(resp, "error");
+            fprintf(stderr, "p2p token: HTTP %d%s%s\n", status, json_is_string(e) ? ": " : "",
+                    json_is_string(e) ? json_string_value(e) : "");
+        }
+    }
+    json_decref(body);
+    json_decref(resp);
+    return rc;
+}
+
+static int join_command(const char *sub, const char *addr, const char *ca_file, int insecure, const char *bearer,
+                        long ttl, long uses, const char *id)
+{
+    json_t *params = json_object(), *res = NULL;
+    int rc = 1;
+    if (strcmp(sub, "create") == 0) {
+        if (ttl)
+            json_object_set_new(params, "ttl", json_integer(ttl));
+        if (uses)
+            json_object_set_new(params, "uses", json_integer(uses));
+        if (rpc_call(addr, ca_file, insecure, bearer, "auth/create_join_token", params, &res) == 0) {
+            printf("%s\n", json_string_value(json_object_get(res, "token")));
+            fprintf(stderr, "p2p token: join token %s, %lld use(s), expires at %lld (Unix time); it is shown only once\n",
+                    json_string_value(json_object_get(res, "id")),
+                    (long long)json_integer_value(json_object_get(res, "uses")),
+                    (long long)json_integer_value(json_object_get(res, "expires_at")));
+            rc = 0;
+        }
+    } else if (strcmp(sub, "list") == 0) {
+        if (rpc_call(addr, ca_file, insecure, bearer, "auth/list_join_tokens", params, &res) == 0) {
+            printf("%-10s %-12s %-12s %s\n", "ID", "CREATED", "EXPIRES", "USES LEFT");
+            size_t i;
+            json_t *t;
+            json_array_foreach(res, i, t)
+            {
+                printf("%-10s %-12lld %-12lld %lld\n", json_string_value(json_object_get(t, "id")),
+                       (long long)json_integer_value(json_object_get(t, "created_at")),
+                       (long long)json_integer_value(json_object_get(t, "expires_at")),
+                       (long long)json_integer_value(json_object_get(t, "uses_left")));
+            }
+            rc = 0;
+        }
+    } else {
+        json_object_set_new(params, "id", json_string(id));
+        if (rpc_call(addr, ca_file, insecure, bearer, "auth/revoke_join_token", params, &res) == 0) {
+            fprintf(stderr, "p2p token: join token %s revoked\n", id);
+            rc = 0;
+        }
+    }
+    json_decref(params);
+    json_decref(res);
+    return rc;
+}
+
 int p2p__cmd_token(int argc, char **argv)
 {
     const char *addr = getenv("P2P_ADDR"), *ca = NULL, *data_dir = NULL, *key_file = NULL, *pw_file = NULL;
     const char *role = NULL, *token_arg = NULL, *token_file = NULL, *target = NULL;
-    long ttl = 0;
-    int insecure = 0, revoke = 0;
+    long ttl = 0, uses = 0;
+    int insecure = 0, revoke = 0, join = 0;
+    const char *sub = NULL;
     if (!addr || !*addr)
         addr = "127.0.0.1:8001";
     int i = 1;
-    if (argc > 1 && strcmp(argv[1], "revoke") == 0) {
-        revoke = 1;
+    if (argc > 1 && (strcmp(argv[1], "revoke") == 0 || strcmp(argv[1], "create") == 0 || strcmp(argv[1], "list") == 0)) {
+        sub = argv[1];
+        revoke = strcmp(sub, "revoke") == 0;
         i = 2;
     }
     for (; i < argc; i++) {
@@ -138,6 +257,16 @@ int p2p__cmd_token(int argc, char **argv)
             return 0;
         } else if (strcmp(a, "--insecure") == 0) {
             insecure = 1;
+            continue;
+        } else if (strcmp(a, "--join") == 0) {
+            join = 1;
+            continue;
+        } else if (strcmp(a, "--uses") == 0) {
+            char *end;
+            if (i + 1 >= argc || (uses = strtol(argv[++i], &end, 10)) <= 0 || *end) {
+                fprintf(stderr, "p2p token: --uses needs a positive number\n");
+                return 2;
+            }
             continue;
         } else if (strcmp(a, "--addr") == 0) {
             dst = &addr;
@@ -179,6 +308,14 @@ int p2p__cmd_token(int argc, char **argv)
         fprintf(stderr, "p2p token: --role must be admin or viewer\n");
         return 2;
     }
+    if (join && !sub) {
+        fprintf(stderr, "p2p token: --join goes with create, list or revoke (see --help)\n");
+        return 2;
+    }
+    if (sub && !revoke && !join) {
+        fprintf(stderr, "p2p token %s: only join tokens: add --join (see --help)\n", sub);
+        return 2;
+    }
     if (revoke && !target) {
         fprintf(stderr, "p2p token revoke: which token? (see --help)\n");
         return 2;
@@ -193,6 +330,16 @@ int p2p__cmd_token(int argc, char **argv)
     int rc = 1, status = 0;
     json_t *body = NULL, *resp = NULL;
     char *secret = NULL;
+    if (join) {
+        int st = bearer_for(addr, ca_file, insecure, token_arg, token_file, key_file, data_dir, pw_file, &secret);
+        if (st == 0)
+            rc = join_command(sub, addr, ca_file, insecure, secret, ttl, uses, target);
+        else
+            rc = st;
+        p2p__password_free(secret);
+        free(ca_file);
+        return rc;
+    }
     if (revoke) {
         int st = 0;
         if (token_file)

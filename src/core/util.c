@@ -112,6 +112,50 @@ void p2p__b64url_encode(const uint8_t *in, size_t n, char *out)
     out[o] = '\0';
 }
 
+int p2p__b64url_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '-')
+        return 62;
+    if (c == '_')
+        return 63;
+    return -1;
+}
+
+
+/* Strict decode of unpadded base64url: rejects a length of 1 mod 4 and
+ * non-zero unused trailing bits (so every byte string has one encoding).
+ * `out` needs room for 3*n/4 bytes. Returns 0 or -1. */
+int p2p__b64url_decode(const char *in, size_t n, uint8_t *out, size_t *out_len)
+{
+    if (n % 4 == 1)
+        return -1;
+    size_t o = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        int v = p2p__b64url_value((unsigned char)in[i]);
+        if (v < 0)
+            return -1;
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (uint8_t)(acc >> bits);
+            acc &= (1u << bits) - 1;
+        }
+    }
+    if (acc != 0) /* leftover bits (2 or 4) must be zero */
+        return -1;
+    *out_len = o;
+    return 0;
+}
+
 uint64_t p2p__wall_ms(void)
 {
     struct timespec ts;

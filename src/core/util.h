@@ -23,6 +23,12 @@ int p2p__fail(char **err, int rc, const char *fmt, ...) __attribute__((format(pr
  * 4*ceil(n/3)+1 bytes; NUL-terminates. */
 void p2p__b64url_encode(const uint8_t *in, size_t n, char *out);
 
+/* Strict decode of unpadded base64url (a length of 1 mod 4 and non-zero unused
+ * trailing bits are refused, so every byte string has one encoding). `out` needs
+ * room for 3*n/4 bytes. Returns 0 or -1. p2p__b64url_value: 0..63 or -1. */
+int p2p__b64url_decode(const char *in, size_t n, uint8_t *out, size_t *out_len);
+int p2p__b64url_value(unsigned char c);
+
 /* Wall clock in milliseconds since the epoch. */
 uint64_t p2p__wall_ms(void);
 

@@ -18,6 +18,7 @@
 #include "builtin/sysinfo.h"
 #include "core/util.h"
 #include "http/internal.h"
+#include "pki/cluster.h"
 #include "rpc/jsonrpc.h"
 #include "rpc/registry.h"
 
@@ -250,6 +251,51 @@ void p2p__api_auth_revoke(http_server *srv, h2o_req_t *req, const p2p_identity *
         return;
     }
     p2p_log(srv->ctx, P2P_LOG_INFO, "security", "token revoked by %s", id->subject);
+}
+
+/* ---- /internal: the CA certificate, enrollment and renewal ------------------ */
+
+void p2p__api_ca_cert(http_server *srv, h2o_req_t *req)
+{
+    p2p_tls_material m;
+    if (p2p__pki_material(srv->ctx, &m) != 0 || !m.ca) {
+        p2p__http_send_error(req, 404, "Not Found", "this node has no CA certificate");
+        return;
+    }
+    p2p__http_send(req, 200, "OK", "application/x-pem-file", m.ca, strlen(m.ca));
+}
+
+static void on_pki_reply(int status, json_t *body, void *arg)
+{
+    rpc_pending *pend = arg;
+    h2o_req_t *req = pend->req;
+    if (req) {
+        *pend->guard = NULL;
+        static const struct {
+            int status;
+            const char *reason;
+        } reasons[] = {{200, "OK"},        {400, "Bad Request"}, {401, "Unauthorized"}, {403, "Forbidden"},
+                       {404, "Not Found"}, {500, "Internal Server Error"}, {503, "Service Unavailable"}};
+        const char *reason = "Error";
+        for (size_t i = 0; i < sizeof reasons / sizeof reasons[0]; i++)
+            if (reasons[i].status == status)
+                reason = reasons[i].reason;
+        p2p__http_send_json(req, status, reason, body);
+    }
+    json_decref(body);
+    free(pend);
+}
+
+void p2p__api_cert_request(http_server *srv, h2o_req_t *req, const p2p_identity *id)
+{
+    p2p__pki_cert_request(srv->ctx, req->entity.base ? req->entity.base : "", req->entity.len, id->client_ip,
+                          on_pki_reply, pending_new(req));
+}
+
+void p2p__api_cert_renew(http_server *srv, h2o_req_t *req, const p2p_identity *id)
+{
+    p2p__pki_cert_renew(srv->ctx, req->entity.base ? req->entity.base : "", req->entity.len,
+                        id->via_cert ? id->subject : NULL, id->client_ip, on_pki_reply, pending_new(req));
 }
 
 /* ---- /services ------------------------------------------------------------ */

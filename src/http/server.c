@@ -23,6 +23,7 @@
 #include "http/internal.h"
 #include "http/server.h"
 #include "http/tls.h"
+#include "pki/cluster.h"
 #include "pki/pki.h"
 #include "vault/vault.h"
 #include "auth/guard.h"
@@ -161,7 +162,19 @@ typedef struct route {
     int rl_class; /* P2P_RL_* */
 } route;
 
-enum { R_HEALTH, R_RPC, R_SERVICES, R_SERVICE, R_METRICS, R_METRICS_SERVICE, R_AUTH_TOKEN, R_AUTH_REVOKE };
+enum {
+    R_HEALTH,
+    R_RPC,
+    R_SERVICES,
+    R_SERVICE,
+    R_METRICS,
+    R_METRICS_SERVICE,
+    R_AUTH_TOKEN,
+    R_AUTH_REVOKE,
+    R_CA_CERT,
+    R_CERT_REQUEST,
+    R_CERT_RENEW,
+};
 
 /* Every route the node serves, with who may call it. The system tests walk this
  * list (GET /routes is not served: tests/system/test_auth.py keeps its own copy
@@ -175,6 +188,9 @@ static const route routes[] = {
     {"/metrics/", ROUTE_PREFIX, "GET", R_METRICS_SERVICE, AUTH_ANY, P2P_RL_OTHER},
     {"/auth/token", ROUTE_EXACT, "POST", R_AUTH_TOKEN, AUTH_SELF, P2P_RL_OTHER},
     {"/auth/revoke", ROUTE_EXACT, "POST", R_AUTH_REVOKE, AUTH_ADMIN, P2P_RL_OTHER},
+    {"/internal/ca-cert", ROUTE_EXACT, "GET", R_CA_CERT, AUTH_OPEN, P2P_RL_OTHER},
+    {"/internal/cert-request", ROUTE_EXACT, "POST", R_CERT_REQUEST, AUTH_SELF, P2P_RL_OTHER}, /* join token */
+    {"/internal/cert-renew", ROUTE_EXACT, "POST", R_CERT_RENEW, AUTH_NODE, P2P_RL_OTHER},
 };
 
 static h2o_iovec_t header_value(h2o_req_t *req, const h2o_token_t *token)
@@ -235,7 +251,8 @@ static int admit(http_server *srv, h2o_req_t *req, const route *r, p2p_identity 
     case AUTH_NODE:
         if (id->via_cert)
             return 1;
-        send_unauthorized(req, id->why ? id->why : "a node certificate is required");
+        /* no credentials: a plain challenge; a token: it is not enough here */
+        send_unauthorized(req, id->why ? id->why : id->role != P2P_ROLE_NONE ? "a node certificate is required" : NULL);
         return 0;
     case AUTH_ANY:
         if (id->role != P2P_ROLE_NONE)
@@ -337,6 +354,15 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         break;
     case R_METRICS_SERVICE:
         p2p__api_metrics(srv, req, rest, rest_len);
+        break;
+    case R_CA_CERT:
+        p2p__api_ca_cert(srv, req);
+        break;
+    case R_CERT_REQUEST:
+        p2p__api_cert_request(srv, req, &id);
+        break;
+    case R_CERT_RENEW:
+        p2p__api_cert_renew(srv, req, &id);
         break;
     }
     return 0;
@@ -474,31 +500,70 @@ static int start_listener(http_server *srv, char **err)
     return 0;
 }
 
-static int setup_tls(http_server *srv, char **err)
+/* The verified client certificate of a TLS connection: remember its node id on
+ * the connection record (h2o 2.2 offers no accessor for the peer certificate). */
+static int on_verify(int ok, X509_STORE_CTX *xs)
+{
+    if (!ok || X509_STORE_CTX_get_error_depth(xs) != 0)
+        return ok;
+    SSL *ssl = X509_STORE_CTX_get_ex_data(xs, SSL_get_ex_data_X509_STORE_CTX_idx());
+    http_server *srv = ssl ? SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)) : NULL;
+    h2o_socket_t *sock = ssl ? BIO_get_data(SSL_get_rbio(ssl)) : NULL;
+    X509 *cert = X509_STORE_CTX_get_current_cert(xs);
+    if (!srv || !sock || !cert)
+        return 0;
+    char cn[PKI_MAX_NODE_ID + 2] = "";
+    int n = X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof cn);
+    if (n <= 0 || (size_t)n >= sizeof cn || !pki_node_id_valid(cn))
+        return 0; /* not one of our node certificates */
+    int fd = h2o_socket_get_fd(sock);
+    if (fd < 0 || (size_t)fd >= srv->n_by_fd || !srv->by_fd[fd])
+        return 0;
+    snprintf(srv->by_fd[fd]->peer_node, sizeof srv->by_fd[fd]->peer_node, "%s", cn);
+    return 1;
+}
+
+static SSL_CTX *make_ssl(http_server *srv, char **err)
 {
     p2p_config *cfg = &srv->ctx->cfg;
-    int r = 0;
-    if (*cfg->ssl_cert_file) { /* the operator's own certificate files */
-        if (!(srv->ssl = p2p__tls_server_ctx(cfg->ssl_cert_file, cfg->ssl_key_file, NULL, NULL, err)))
-            r = -EINVAL;
-    } else {
-        vault *v = p2p_shared_get(srv->ctx, "vault");
-        const char *names[] = {cfg->bind_address, cfg->advertise_address};
-        char *cert = NULL, *key = NULL;
-        if (!v) {
-            *err = p2p__xstrdup("the vault is not open");
-            return -EINVAL;
-        }
-        r = p2p__tls_node_material(v, cfg->state_directory, cfg->node_id, names, 2, cfg->cert_lifetime, &cert, &key,
-                                   err);
-        if (r == 0 && !(srv->ssl = p2p__tls_server_ctx(NULL, NULL, cert, key, err)))
-            r = -EINVAL;
-        free(cert);
-        pki_secret_free(key);
+    p2p_tls_material m;
+    if (p2p__pki_material(srv->ctx, &m) != 0 || !m.cert || !m.key) {
+        *err = p2p__xstrdup("no TLS certificate (the pki component is not running)");
+        return NULL;
     }
-    if (r == 0)
-        srv->accept_ctx.ssl_ctx = srv->ssl;
-    return r;
+    SSL_CTX *ssl = p2p__tls_server_ctx(NULL, NULL, m.cert, m.key, err);
+    if (ssl && m.ca && cfg->ssl_verify && p2p__tls_client_auth(ssl, m.ca, on_verify, srv, err) != 0) {
+        SSL_CTX_free(ssl);
+        ssl = NULL;
+    }
+    return ssl;
+}
+
+/* Renewal: new connections get the new certificate; established ones keep the
+ * context they started with (each SSL holds a reference to it). */
+static void on_material_change(p2p_ctx *ctx, void *arg)
+{
+    http_server *srv = arg;
+    char *err = NULL;
+    SSL_CTX *ssl = make_ssl(srv, &err);
+    if (!ssl) {
+        p2p_log(ctx, P2P_LOG_ERROR, "http", "cannot use the renewed certificate: %s", err);
+        free(err);
+        return;
+    }
+    SSL_CTX_free(srv->ssl);
+    srv->ssl = ssl;
+    srv->accept_ctx.ssl_ctx = ssl;
+    p2p_log(ctx, P2P_LOG_INFO, "http", "serving the renewed certificate to new connections");
+}
+
+static int setup_tls(http_server *srv, char **err)
+{
+    if (!(srv->ssl = make_ssl(srv, err)))
+        return -EINVAL;
+    srv->accept_ctx.ssl_ctx = srv->ssl;
+    p2p__pki_on_change(srv->ctx, on_material_change, srv);
+    return 0;
 }
 
 static void http_stop(p2p_component *c);
@@ -589,6 +654,7 @@ static void http_stop(p2p_component *c)
         }
         srv->h2o_ready = 0;
     }
+    p2p__pki_on_change(srv->ctx, NULL, NULL);
     if (srv->ssl) {
         SSL_CTX_free(srv->ssl);
         srv->ssl = NULL;
@@ -597,7 +663,7 @@ static void http_stop(p2p_component *c)
 
 static const p2p_component_ops http_ops = {
     .name = "http",
-    .deps = (const char *const[]){"system", "security", NULL},
+    .deps = (const char *const[]){"system", "security", "pki", NULL},
     .start = http_start,
     .stop = http_stop,
 };

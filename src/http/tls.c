@@ -2,10 +2,11 @@
  * tls.c — the node's certificate and key (kept in the vault), and the server
  * TLS context.
  *
- * Until enrollment, a node is its own CA: on first start it makes the CA and
- * its certificate with the PKI module and stores every key in the vault; only
- * the CA certificate (public) is written to <state_directory>/certs/ca.crt for
- * clients. Keys written to disk by earlier versions are moved into the vault.
+ * The coordinator is the cluster CA: on first start it makes the CA and its
+ * certificate with the PKI module and stores every key in the vault; only the CA
+ * certificate (public) is written to <state_directory>/certs/ca.crt for clients.
+ * Keys written to disk by earlier versions are moved into the vault. Workers
+ * enroll instead (pki/enroll.c).
  */
 #include "http/tls.h"
 
@@ -214,6 +215,11 @@ SSL_CTX *p2p__tls_server_ctx(const char *cert_file, const char *key_file, const 
             goto fail;
         }
     }
+    /* No session resumption: a resumed session skips the client-certificate check
+     * that tells us the peer's node id (see p2p__tls_client_auth). */
+    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_num_tickets(ctx, 0);
     /* h2o's own list names only h2; clients that offer just http/1.1 should see it chosen. */
     static const h2o_iovec_t alpn[] = {{H2O_STRLIT("h2")}, {H2O_STRLIT("http/1.1")}, {NULL, 0}};
     h2o_ssl_register_alpn_protocols(ctx, alpn);
@@ -221,4 +227,30 @@ SSL_CTX *p2p__tls_server_ctx(const char *cert_file, const char *key_file, const 
 fail:
     SSL_CTX_free(ctx);
     return NULL;
+}
+
+int p2p__tls_client_auth(SSL_CTX *ctx, const char *ca_pem, int (*verify_cb)(int, X509_STORE_CTX *), void *app,
+                         char **err)
+{
+    BIO *b = BIO_new_mem_buf(ca_pem, -1);
+    X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+    int n = 0;
+    X509 *x;
+    while (b && (x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
+        if (X509_STORE_add_cert(store, x) == 1)
+            n++;
+        X509_free(x);
+    }
+    ERR_clear_error(); /* the end of the PEM stream leaves an error behind */
+    BIO_free(b);
+    if (n == 0) {
+        *err = p2p__xstrdup("the CA bundle has no usable certificate");
+        return -EINVAL;
+    }
+    /* Ask for a certificate, do not require one: operators come with tokens. A
+     * certificate that does not verify fails the handshake. */
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, verify_cb);
+    SSL_CTX_set_verify_depth(ctx, 2);
+    SSL_CTX_set_app_data(ctx, app);
+    return 0;
 }

@@ -1,9 +1,9 @@
 /*
  * tls.h — the node's TLS material and server context.
  *
- * Until enrollment exists, a node makes its own CA and node certificate on first
- * start (ECDSA P-256; CA 10 years, node cert_lifetime; SANs: its id, localhost,
- * 127.0.0.1, ::1 and its configured addresses) and keeps the keys in its vault.
+ * The coordinator makes the cluster CA and its own certificate on first start
+ * (ECDSA P-256; CA 10 years, node cert_lifetime; SANs: its id and addresses)
+ * and keeps the keys in its vault. Workers get theirs by enrollment (pki/enroll.h).
  */
 #ifndef P2P_HTTP_TLS_H
 #define P2P_HTTP_TLS_H
@@ -25,4 +25,10 @@ int p2p__tls_node_material(struct vault *v, const char *state_dir, const char *n
 SSL_CTX *p2p__tls_server_ctx(const char *cert_file, const char *key_file, const char *cert_pem, const char *key_pem,
                               char **err);
 
+/* Mutual TLS on a server context: trust the CA certificates in `ca_pem`, ask
+ * every client for a certificate (not required), fail the handshake when one is
+ * presented that does not verify, and call `verify_cb` (OpenSSL's callback) with
+ * `app` as the context's app data. */
+int p2p__tls_client_auth(SSL_CTX *ctx, const char *ca_pem, int (*verify_cb)(int, X509_STORE_CTX *), void *app,
+                         char **err);
 #endif

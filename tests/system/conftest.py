@@ -104,7 +104,7 @@ class Node:
     live = []
 
     def __init__(self, workdir, name="node", coordinator=True, extra_args=(), config=None,
-                 data_dir=None, port=None, argv=None):
+                 data_dir=None, port=None, argv=None, join=None, join_token=None):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.name = name
@@ -115,6 +115,10 @@ class Node:
         self.fixed_port = port
         # argv: run exactly `p2p <argv>` (e.g. only --config FILE); needs `port` and `data_dir`
         self.argv = [str(a) for a in argv] if argv is not None else None
+        # join: the coordinator Node a worker enrolls with (a fresh join token is made
+        # for its first start unless join_token is given)
+        self.join = join
+        self.join_token = join_token
         self.port = None
         self.proc = None
         self.returncode = None
@@ -136,6 +140,8 @@ class Node:
             cmd.append("--coordinator")
         cmd += ["--node-id", self.name, "--port", str(self.port), "--bind-address", "127.0.0.1",
                 "--data-dir", str(self.data_dir), "--admin-api-key-file", str(self.admin_key_path)]
+        if self.join is not None:
+            cmd += ["--coordinator-addresses", self.join.addr]
         return cmd + self.extra_args
 
     def start(self, timeout=15):
@@ -165,6 +171,8 @@ class Node:
         self.returncode = None
         env = dict(os.environ)
         env.setdefault("P2P_VAULT_PASSWORD", VAULT_PASSWORD)
+        if self.join is not None and not (self.data_dir / "vault.p2p").exists():
+            env["P2P_JOIN_TOKEN"] = self.join_token or self.join.create_join_token()
         self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
                                      stdout=self._stdout_f, stderr=self._stderr_f,
                                      cwd=str(self.workdir), env=env)
@@ -318,10 +326,17 @@ class Node:
 
     @property
     def token(self):
-        """An admin token, obtained once per node."""
+        """An admin token, obtained once per node (a worker's from its coordinator:
+        enrolled nodes share the cluster's JWT secret)."""
         if self._token is None:
-            self._token = self.new_token()
+            self._token = self.join.new_token() if self.join is not None else self.new_token()
         return self._token
+
+    def create_join_token(self, ttl=600, uses=1):
+        """A join token (with its CA pin) from this coordinator."""
+        resp = self.rpc("auth/create_join_token", {"ttl": ttl, "uses": uses})
+        assert "result" in resp, resp
+        return resp["result"]["token"]
 
     def auth_line(self):
         """The Authorization header line, for hand-written raw requests."""

@@ -45,6 +45,9 @@ ROUTES = [
     ("GET", "/metrics/", "ROUTE_PREFIX", "AUTH_ANY"),
     ("POST", "/auth/token", "ROUTE_EXACT", "AUTH_SELF"),
     ("POST", "/auth/revoke", "ROUTE_EXACT", "AUTH_ADMIN"),
+    ("GET", "/internal/ca-cert", "ROUTE_EXACT", "AUTH_OPEN"),
+    ("POST", "/internal/cert-request", "ROUTE_EXACT", "AUTH_SELF"),
+    ("POST", "/internal/cert-renew", "ROUTE_EXACT", "AUTH_NODE"),
 ]
 # the suffix used to call a prefix route
 PREFIX_SAMPLE = "system"
@@ -229,6 +232,19 @@ def test_route_refuses_anonymous(node, route):
         assert r.status == 200, r
         assert r.headers.get("WWW-Authenticate") is None
         return
+    if auth == "AUTH_SELF" and path == "/internal/cert-request":
+        # the join token in the body is the credential: nothing is signed without one
+        r = anonymous_request(node, method, url, body=b"this is not json")
+        assert_json_error(r, 400)
+        r = anonymous_request(node, method, url, body=b"{}")
+        assert_json_error(r, 400)
+        forged = {"node_id": "intruder", "csr": "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n"
+                  "-----END CERTIFICATE REQUEST-----\n", "challenge": "A" * 43, "challenge_port": 8802,
+                  "join_token": "p2pj_" + "x" * 43}
+        r = anonymous_request(node, method, url, body=json.dumps(forged).encode())
+        assert "join token refused" in assert_json_error(r, 403)
+        assert "certificate" not in r.json()
+        return
     if auth == "AUTH_SELF":
         assert path == "/auth/token", f"no expectations written for the AUTH_SELF route {path}"
         r = anonymous_request(node, method, url, body=b"this is not json")
@@ -271,11 +287,22 @@ def test_admin_token_may_call_every_route(node, route):
         r = post(node, url, {"token": victim}, token=node.token)
         assert r.status == 200, r
         assert r.json() == {"revoked": True}
+    elif path == "/internal/cert-request":
+        # a token is not a join token: the body decides, and an empty one is refused
+        r = post(node, url, {}, token=node.token)
+        assert_json_error(r, 400)
+    elif auth == "AUTH_NODE":
+        # only a node certificate opens these (tests/system/test_enroll.py); a token does not
+        r = post(node, url, {}, token=node.token)
+        assert_unauthorized(r, "a node certificate is required")
     else:
         assert method == "GET", f"no sample request written for {method} {path}"
         r = node.request(method, url, headers=bearer(node.token), auth=False)
         assert r.status == 200, r
-        r.json()
+        if path == "/internal/ca-cert":
+            assert r.body.startswith(b"-----BEGIN CERTIFICATE-----"), r
+        else:
+            r.json()
 
 
 def test_unknown_path_and_method(node):

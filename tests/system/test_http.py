@@ -44,7 +44,8 @@ def test_uptime_increases(node):
 
 
 def test_worker_role(node_factory):
-    w = node_factory.create("worker1", coordinator=False)
+    c = node_factory.create("coord")
+    w = node_factory.create("worker1", coordinator=False, join=c)
     h = w.get("/health").json()
     assert h["role"] == "worker"
     assert h["node_id"] == "worker1"

@@ -1,0 +1,935 @@
+/*
+ * cluster.c — the "pki" component (see cluster.h).
+ *
+ * Slow work (key generation, signing, the challenge fetch, the renewal request)
+ * runs on the thread pool with copies of what it needs; the results come back
+ * to the loop, which alone touches the component's state. A job that finishes
+ * after the component stopped only frees its copies.
+ */
+#include "pki/cluster.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "auth/guard.h"
+#include "core/util.h"
+#include "http/tls.h"
+#include "pki/certreq.h"
+#include "pki/enroll.h"
+#include "pki/jointoken.h"
+#include "pki/pki.h"
+#include "vault/vault.h"
+
+#define USED_CHALLENGES 1024
+#define BOOTSTRAP_TOKEN_TTL_S 86400
+#define BOOTSTRAP_TOKEN_USES 10
+
+typedef struct p2p_pki {
+    p2p_ctx *ctx;
+    vault *v;
+    int running, from_files;
+    char *cert, *key, *ca, *ca_key; /* ca_key: coordinator only */
+    uint8_t gossip_key[32];
+    int have_gossip_key;
+    jointoken_table *tokens; /* coordinator only */
+    struct {
+        char c[ENROLL_CHALLENGE_LEN + 1];
+        uint64_t at;
+    } used[USED_CHALLENGES];
+    size_t used_next;
+    uv_timer_t timer;
+    int timer_open, renewing, jobs;
+    void (*on_change)(p2p_ctx *ctx, void *arg);
+    void *on_change_arg;
+    p2p_pki_stats stats;
+} p2p_pki;
+
+static p2p_pki *get(p2p_ctx *ctx)
+{
+    return p2p_shared_get(ctx, "pki");
+}
+
+static int64_t now_s(void)
+{
+    return (int64_t)time(NULL);
+}
+
+static void update_not_after(p2p_pki *p)
+{
+    pki_cert_info info = {0};
+    if (p->cert && pki_cert_parse(p->cert, strlen(p->cert), &info, NULL) == 0)
+        p->stats.cert_not_after = info.not_after;
+    pki_cert_info_free(&info);
+}
+
+/* ---- join tokens (coordinator) ---------------------------------------------- */
+
+static int save_tokens(p2p_pki *p)
+{
+    json_t *doc = jointoken_table_to_json(p->tokens);
+    char *s = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    int r = vault_put(p->v, "data", "join_tokens", s, strlen(s));
+    free(s);
+    return r;
+}
+
+/* The join string an operator hands to a worker: token "." CA pin. */
+static char *join_string(p2p_pki *p, const char *token)
+{
+    char pin[ENROLL_PIN_LEN + 1];
+    if (p2p__enroll_ca_pin(p->ca, pin) != 0)
+        return p2p__xstrdup(token);
+    return p2p__xasprintf("%s.%s", token, pin);
+}
+
+static int load_tokens(p2p_pki *p, int *dirty, char **err)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (vault_get(p->v, "data", "join_tokens", &buf, &len) == 0) {
+        json_error_t jerr;
+        json_t *doc = json_loadb((const char *)buf, len, 0, &jerr);
+        vault_secret_free(buf, len + 1);
+        char *e = NULL;
+        int r = doc ? jointoken_table_from_json(doc, &p->tokens, &e) : -EINVAL;
+        json_decref(doc);
+        if (r != 0) {
+            p2p__fail(err, r, "the join tokens in the vault are unreadable: %s", e ? e : jerr.text);
+            free(e);
+            return r;
+        }
+        return 0;
+    }
+    /* first start: one bootstrap token for the operator */
+    p->tokens = jointoken_table_new();
+    char *tok = NULL;
+    if (jointoken_create(p->tokens, now_s(), BOOTSTRAP_TOKEN_TTL_S, BOOTSTRAP_TOKEN_USES, &tok) != 0)
+        return p2p__fail(err, -EIO, "cannot create the bootstrap join token");
+    char *js = join_string(p, tok);
+    p2p_log(p->ctx, P2P_LOG_WARN, "pki",
+            "new cluster: join token for workers (shown once; valid %d h, %d uses; make more with "
+            "'p2p token create --join'): %s",
+            BOOTSTRAP_TOKEN_TTL_S / 3600, BOOTSTRAP_TOKEN_USES, js);
+    pki_secret_free(js);
+    jointoken_secret_free(tok);
+    *dirty = 1;
+    return save_tokens(p);
+}
+
+/* ---- start / stop --------------------------------------------------------- */
+
+static int load_files(p2p_pki *p, char **err)
+{
+    p2p_config *cfg = &p->ctx->cfg;
+    size_t len;
+    int r = p2p__read_file(cfg->ssl_cert_file, PKI_MAX_CERT_PEM, &p->cert, &len);
+    if (r == 0)
+        r = p2p__read_file(cfg->ssl_key_file, 1 << 20, &p->key, &len);
+    if (r != 0)
+        return p2p__fail(err, r, "cannot read ssl_cert_file/ssl_key_file: %s", p2p_strerror(r));
+    if (*cfg->ssl_ca_cert_file && p2p__read_file(cfg->ssl_ca_cert_file, PKI_MAX_CERT_PEM, &p->ca, &len) != 0)
+        return p2p__fail(err, -ENOENT, "cannot read ssl_ca_cert_file %s", cfg->ssl_ca_cert_file);
+    p->from_files = 1;
+    return 0;
+}
+
+static void write_public_ca(p2p_pki *p)
+{
+    char *dir = p2p__xasprintf("%s/certs", p->ctx->cfg.state_directory);
+    char *path = p2p__xasprintf("%s/ca.crt", dir), *old = NULL;
+    size_t olen = 0;
+    if (p2p__mkdir_p(dir, 0700) == 0 &&
+        (p2p__read_file(path, 1 << 20, &old, &olen) != 0 || olen != strlen(p->ca) || memcmp(old, p->ca, olen) != 0))
+        p2p__write_file_atomic(path, p->ca, strlen(p->ca), 0644);
+    free(old);
+    free(path);
+    free(dir);
+}
+
+static void pki_stop(p2p_component *c);
+static void on_timer(uv_timer_t *t);
+
+static int pki_start(p2p_component *c, char **err)
+{
+    p2p_pki *p = c->self;
+    p2p_ctx *ctx = c->ctx;
+    p2p_config *cfg = &ctx->cfg;
+    int r = 0, dirty = 0;
+    p->v = p2p_shared_get(ctx, "vault");
+    if (!p->v)
+        return p2p__fail(err, -EINVAL, "the vault is not open");
+    if (!cfg->https_enabled) {
+        p->running = 1;
+        return 0;
+    }
+    if (*cfg->ssl_cert_file) {
+        if ((r = load_files(p, err)) != 0)
+            goto fail;
+    } else if (cfg->coordinator_mode) {
+        char **names = NULL;
+        size_t n = 0;
+        p2p__node_names(ctx, &names, &n);
+        r = p2p__tls_node_material(p->v, cfg->state_directory, cfg->node_id, (const char *const *)names, n,
+                                   cfg->cert_lifetime, &p->cert, &p->key, err);
+        for (size_t i = 0; i < n; i++)
+            free(names[i]);
+        free(names);
+        if (r != 0)
+            goto fail;
+        p->ca = p2p__vault_text(p->v, "certificates", "ca.crt");
+        p->ca_key = p2p__vault_text(p->v, "keys", "ca.key");
+        if (!p->ca) {
+            r = p2p__fail(err, -EINVAL, "the vault has no CA certificate (certificates/ca.crt)");
+            goto fail;
+        }
+        if (!p->ca_key)
+            p2p_log(ctx, P2P_LOG_WARN, "pki",
+                    "the vault has no CA key (keys/ca.key): this coordinator cannot enroll workers or renew certificates");
+    } else {
+        p->cert = p2p__vault_text(p->v, "certificates", "node.crt");
+        p->key = p2p__vault_text(p->v, "keys", "node.key");
+        p->ca = p2p__vault_text(p->v, "certificates", "ca.crt");
+        if (!p->cert || !p->key || !p->ca) {
+            r = p2p__fail(err, -EINVAL, "this worker is not enrolled (no certificate in the vault)");
+            goto fail;
+        }
+        write_public_ca(p);
+    }
+    if (!p->from_files) {
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        if (vault_get(p->v, "keys", "gossip_key", &buf, &len) == 0 && len == 32) {
+            memcpy(p->gossip_key, buf, 32);
+            p->have_gossip_key = 1;
+        }
+        if (buf)
+            vault_secret_free(buf, len + 1);
+        if (!p->have_gossip_key && cfg->coordinator_mode) {
+            if (RAND_bytes(p->gossip_key, 32) != 1) {
+                r = p2p__fail(err, -EIO, "no randomness for the gossip key");
+                goto fail;
+            }
+            p->have_gossip_key = 1;
+            vault_put(p->v, "keys", "gossip_key", p->gossip_key, 32);
+            dirty = 1;
+        }
+        if (cfg->coordinator_mode && p->ca_key && (r = load_tokens(p, &dirty, err)) != 0)
+            goto fail;
+        if (dirty && (r = vault_save(p->v, err)) != 0)
+            goto fail;
+    }
+    update_not_after(p);
+    if (!p->from_files) {
+        uv_timer_init(ctx->loop, &p->timer);
+        p->timer.data = p;
+        p->timer_open = 1;
+        uint64_t every = (uint64_t)cfg->cert_lifetime * 1000 / 20;
+        every = every < 1000 ? 1000 : every > 600000 ? 600000 : every;
+        uv_timer_start(&p->timer, on_timer, 0, every);
+        uv_unref((uv_handle_t *)&p->timer);
+    }
+    p->running = 1;
+    return 0;
+fail:
+    pki_stop(c);
+    return r;
+}
+
+static void pki_stop(p2p_component *c)
+{
+    p2p_pki *p = c->self;
+    p->running = 0;
+    if (p->timer_open) {
+        uv_close((uv_handle_t *)&p->timer, NULL);
+        p->timer_open = 0;
+    }
+    free(p->cert);
+    pki_secret_free(p->key);
+    free(p->ca);
+    pki_secret_free(p->ca_key);
+    p->cert = p->key = p->ca = p->ca_key = NULL;
+    OPENSSL_cleanse(p->gossip_key, sizeof p->gossip_key);
+    p->have_gossip_key = 0;
+    jointoken_table_free(p->tokens);
+    p->tokens = NULL;
+}
+
+/* ---- renewal -------------------------------------------------------------- */
+
+typedef struct renew_job {
+    uv_work_t w;
+    p2p_pki *p;
+    int coordinator;
+    char *node_id, **names;
+    size_t n_names;
+    char *cert, *key, *ca, *ca_key; /* copies of the current material */
+    char *coord_addrs[16];
+    size_t n_coord;
+    long lifetime;
+    /* results */
+    char *new_cert, *new_key, *new_ca, *msg;
+} renew_job;
+
+static void renew_work(uv_work_t *w)
+{
+    renew_job *j = w->data;
+    char *csr = NULL, *err = NULL;
+    if (pki_key_create(&j->new_key, &err) != 0 ||
+        pki_csr_create(j->new_key, j->node_id, (const char *const *)j->names, j->n_names, &csr, &err) != 0) {
+        j->msg = err;
+        return;
+    }
+    if (j->coordinator) {
+        if (pki_sign_csr(j->ca, j->ca_key, csr, j->lifetime, &j->new_cert, &err) != 0)
+            j->msg = err;
+        free(csr);
+        return;
+    }
+    json_t *doc = json_pack("{s:s}", "csr", csr);
+    char *body = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    for (size_t i = 0; i < j->n_coord && !j->new_cert; i++) {
+        const char *addr = j->coord_addrs[i];
+        const char *colon = strrchr(addr, ':');
+        char *url = (addr[0] != '[' && colon && strchr(addr, ':') != colon)
+                        ? p2p__xasprintf("https://[%.*s]%s/internal/cert-renew", (int)(colon - addr), addr, colon)
+                        : p2p__xasprintf("https://%s/internal/cert-renew", addr);
+        p2p_fetch f = {.url = url, .body = body, .body_len = strlen(body), .ca_pem = j->ca, .cert_pem = j->cert,
+                       .key_pem = j->key, .timeout_ms = 20000, .max_body = 2 * CERTREQ_MAX_BODY};
+        int r = p2p__fetch_run(&f);
+        free(url);
+        free(j->msg);
+        j->msg = NULL;
+        if (r != 0) {
+            j->msg = p2p__xasprintf("%s: %s", addr, f.error);
+        } else if (f.status != 200) {
+            json_t *e = json_loadb(f.answer, f.answer_len, 0, NULL);
+            const char *why = e ? json_string_value(json_object_get(e, "error")) : NULL;
+            j->msg = p2p__xasprintf("%s answered %ld: %s", addr, f.status, why ? why : "no reason given");
+            json_decref(e);
+        } else {
+            certreq_response resp = {0};
+            if (certreq_response_parse(f.answer, f.answer_len, &resp, &err) != 0 ||
+                pki_cert_verify(resp.certificate, resp.ca_certificate, &err) != 0 ||
+                pki_key_matches_cert(j->new_key, resp.certificate) != 1) {
+                j->msg = p2p__xasprintf("%s: unusable answer: %s", addr, err ? err : "not for our key");
+                free(err);
+                err = NULL;
+            } else {
+                j->new_cert = resp.certificate;
+                j->new_ca = resp.ca_certificate;
+                resp.certificate = resp.ca_certificate = NULL;
+            }
+            certreq_response_free(&resp);
+        }
+        p2p__fetch_clear(&f);
+    }
+    free(body);
+    free(csr);
+}
+
+static void renew_job_free(renew_job *j)
+{
+    free(j->node_id);
+    for (size_t i = 0; i < j->n_names; i++)
+        free(j->names[i]);
+    free(j->names);
+    free(j->cert);
+    pki_secret_free(j->key);
+    free(j->ca);
+    pki_secret_free(j->ca_key);
+    for (size_t i = 0; i < j->n_coord; i++)
+        free(j->coord_addrs[i]);
+    free(j->new_cert);
+    pki_secret_free(j->new_key);
+    free(j->new_ca);
+    free(j->msg);
+    free(j);
+}
+
+static void on_renew_saved(int status, const char *err, void *arg)
+{
+    p2p_pki *p = arg;
+    if (status != 0)
+        p2p_log(p->ctx, P2P_LOG_ERROR, "pki", "saving the renewed certificate to the vault failed: %s",
+                err ? err : p2p_strerror(status));
+}
+
+static void renew_done(uv_work_t *w, int status)
+{
+    renew_job *j = w->data;
+    p2p_pki *p = j->p;
+    p->jobs--;
+    p->renewing = 0;
+    if (!p->running) {
+        renew_job_free(j);
+        return;
+    }
+    if (!j->new_cert) {
+        p->stats.renewal_failures++;
+        p2p_log(p->ctx, P2P_LOG_ERROR, "pki", "certificate renewal failed: %s (retrying)", j->msg ? j->msg : "?");
+        renew_job_free(j);
+        return;
+    }
+    vault_put(p->v, "certificates", "node.crt", j->new_cert, strlen(j->new_cert));
+    vault_put(p->v, "keys", "node.key", j->new_key, strlen(j->new_key));
+    if (j->new_ca)
+        vault_put(p->v, "certificates", "ca.crt", j->new_ca, strlen(j->new_ca));
+    vault_save_async(p->v, p->ctx->loop, on_renew_saved, p);
+    free(p->cert);
+    pki_secret_free(p->key);
+    p->cert = j->new_cert;
+    p->key = j->new_key;
+    j->new_cert = j->new_key = NULL;
+    if (j->new_ca) {
+        free(p->ca);
+        p->ca = j->new_ca;
+        j->new_ca = NULL;
+        write_public_ca(p);
+    }
+    update_not_after(p);
+    p->stats.renewals++;
+    p2p_log(p->ctx, P2P_LOG_INFO, "pki", "certificate renewed; valid until %lld (Unix time)",
+            (long long)p->stats.cert_not_after);
+    renew_job_free(j);
+    if (p->on_change)
+        p->on_change(p->ctx, p->on_change_arg);
+}
+
+static void start_renewal(p2p_pki *p, char **names, size_t n_names, const char *why)
+{
+    p2p_config *cfg = &p->ctx->cfg;
+    renew_job *j = p2p__xcalloc(1, sizeof(*j));
+    j->p = p;
+    j->w.data = j;
+    j->coordinator = cfg->coordinator_mode;
+    j->node_id = p2p__xstrdup(cfg->node_id);
+    j->names = names;
+    j->n_names = n_names;
+    j->cert = p2p__xstrdup(p->cert);
+    j->key = p2p__xstrdup(p->key);
+    j->ca = p2p__xstrdup(p->ca);
+    j->ca_key = p->ca_key ? p2p__xstrdup(p->ca_key) : NULL;
+    for (size_t i = 0; i < cfg->n_coordinator_addresses && i < 16; i++)
+        j->coord_addrs[j->n_coord++] = p2p__xstrdup(cfg->coordinator_addresses[i]);
+    j->lifetime = cfg->cert_lifetime;
+    p->renewing = 1;
+    p->jobs++;
+    p2p_log(p->ctx, P2P_LOG_INFO, "pki", "renewing the node certificate: %s", why);
+    uv_queue_work(p->ctx->loop, &j->w, renew_work, renew_done);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    p2p_pki *p = t->data;
+    if (!p->running || p->renewing || !p->cert || (p->ctx->cfg.coordinator_mode && !p->ca_key))
+        return;
+    pki_cert_info info = {0};
+    if (pki_cert_parse(p->cert, strlen(p->cert), &info, NULL) != 0)
+        return;
+    char **names = NULL;
+    size_t n = 0;
+    p2p__node_names(p->ctx, &names, &n);
+    const char *ips[PKI_MAX_SANS];
+    size_t ni = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct in6_addr a6;
+        if (inet_pton(AF_INET, names[i], &a6) == 1 || inet_pton(AF_INET6, names[i], &a6) == 1)
+            ips[ni++] = names[i];
+    }
+    int64_t now = now_s();
+    int need = pki_cert_needs_renewal(&info, now, p->ctx->cfg.cert_renew_before, ips, ni);
+    const char *why = now >= info.not_after - p->ctx->cfg.cert_renew_before ? "it expires soon"
+                                                                              : "the node's addresses changed";
+    pki_cert_info_free(&info);
+    if (need == 0) {
+        for (size_t i = 0; i < n; i++)
+            free(names[i]);
+        free(names);
+        return;
+    }
+    start_renewal(p, names, n, why);
+}
+
+/* ---- enrollment and renewal requests (coordinator) ---------------------------- */
+
+typedef struct sign_job {
+    uv_work_t w;
+    p2p_pki *p;
+    p2p_pki_reply cb;
+    void *arg;
+    int renew;
+    certreq rq;
+    char ip[INET6_ADDRSTRLEN];
+    char keyauth[ENROLL_KEYAUTH_LEN + 1];
+    char *ca, *ca_key;
+    long lifetime;
+    char *cert, *msg;
+    int status;
+} sign_job;
+
+static json_t *err_body(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static json_t *err_body(const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    return json_pack("{s:s}", "error", buf);
+}
+
+static void sign_work(uv_work_t *w)
+{
+    sign_job *j = w->data;
+    if (!j->renew) {
+        char *url = strchr(j->ip, ':') ? p2p__xasprintf("http://[%s]:%d/internal/cert-challenge/%s", j->ip,
+                                                        j->rq.challenge_port, j->rq.challenge)
+                                       : p2p__xasprintf("http://%s:%d/internal/cert-challenge/%s", j->ip,
+                                                        j->rq.challenge_port, j->rq.challenge);
+        p2p_fetch f = {.url = url, .timeout_ms = 5000, .max_body = 1024};
+        int r = p2p__fetch_run(&f);
+        free(url);
+        int ok = r == 0 && f.status == 200 && f.answer_len == ENROLL_KEYAUTH_LEN &&
+                 CRYPTO_memcmp(f.answer, j->keyauth, ENROLL_KEYAUTH_LEN) == 0;
+        if (!ok) {
+            j->status = 403;
+            j->msg = r != 0 ? p2p__xasprintf("cannot fetch the challenge from %s:%d: %s", j->ip, j->rq.challenge_port,
+                                             f.error)
+                            : p2p__xasprintf("the challenge at %s:%d did not check out (HTTP %ld)", j->ip,
+                                             j->rq.challenge_port, f.status);
+            p2p__fetch_clear(&f);
+            return;
+        }
+        p2p__fetch_clear(&f);
+    }
+    char *err = NULL;
+    if (pki_sign_csr(j->ca, j->ca_key, j->rq.csr, j->lifetime, &j->cert, &err) != 0) {
+        j->status = 403;
+        j->msg = err;
+        return;
+    }
+    j->status = 200;
+}
+
+static void sign_job_free(sign_job *j)
+{
+    certreq_free(&j->rq);
+    free(j->ca);
+    pki_secret_free(j->ca_key);
+    free(j->cert);
+    free(j->msg);
+    free(j);
+}
+
+typedef struct save_wait {
+    p2p_pki_reply cb;
+    void *arg;
+    json_t *body;
+} save_wait;
+
+static void on_issue_saved(int status, const char *err, void *arg)
+{
+    save_wait *s = arg;
+    if (status != 0) {
+        json_decref(s->body);
+        s->cb(500, err_body("the coordinator could not save its vault: %s", err ? err : p2p_strerror(status)), s->arg);
+    } else {
+        s->cb(200, s->body, s->arg);
+    }
+    free(s);
+}
+
+static json_t *issue_body(p2p_pki *p, const char *cert, int with_secrets)
+{
+    char gk[44] = "";
+    p2p__b64url_encode(p->gossip_key, 32, gk);
+    json_t *body = certreq_response_json(cert, p->ca, with_secrets && p->have_gossip_key ? gk : NULL);
+    OPENSSL_cleanse(gk, sizeof gk);
+    if (with_secrets) {
+        size_t len = 0;
+        const uint8_t *js = p2p__guard_jwt_secret(p2p__guard(p->ctx), &len);
+        char enc[64];
+        if (js && len == 32) {
+            p2p__b64url_encode(js, 32, enc);
+            json_object_set_new(body, "jwt_secret", json_string(enc));
+            OPENSSL_cleanse(enc, sizeof enc);
+        }
+    }
+    return body;
+}
+
+static void sign_done(uv_work_t *w, int status)
+{
+    sign_job *j = w->data;
+    p2p_pki *p = j->p;
+    p->jobs--;
+    if (!p->running) {
+        j->cb(503, err_body("the node is stopping"), j->arg);
+        sign_job_free(j);
+        return;
+    }
+    if (j->status != 200) {
+        p->stats.enroll_refused++;
+        p2p_log(p->ctx, P2P_LOG_WARN, "pki", "%s for '%s' from %s refused: %s",
+                j->renew ? "renewal" : "enrollment", j->rq.node_id, j->ip, j->msg);
+        j->cb(j->status, err_body("%s", j->msg), j->arg);
+        sign_job_free(j);
+        return;
+    }
+    if (!j->renew) {
+        /* the token may have been used up by a concurrent request meanwhile */
+        if (jointoken_consume(p->tokens, j->rq.join_token, now_s()) != 0) {
+            p->stats.enroll_refused++;
+            j->cb(403, err_body("join token refused (unknown, expired or used up)"), j->arg);
+            sign_job_free(j);
+            return;
+        }
+        save_tokens(p);
+        p->stats.enrolled++;
+        p2p_log(p->ctx, P2P_LOG_INFO, "pki", "enrolled node '%s' from %s", j->rq.node_id, j->ip);
+        save_wait *s = p2p__xcalloc(1, sizeof(*s));
+        s->cb = j->cb;
+        s->arg = j->arg;
+        s->body = issue_body(p, j->cert, 1);
+        sign_job_free(j);
+        if (vault_save_async(p->v, p->ctx->loop, on_issue_saved, s) != 0)
+            on_issue_saved(-EIO, "cannot queue the save", s);
+        return;
+    }
+    p->stats.renewed_issued++;
+    p2p_log(p->ctx, P2P_LOG_INFO, "pki", "renewed the certificate of node '%s' (%s)", j->rq.node_id, j->ip);
+    j->cb(200, issue_body(p, j->cert, 0), j->arg);
+    sign_job_free(j);
+}
+
+static int challenge_seen(p2p_pki *p, const char *ch, uint64_t now)
+{
+    for (size_t i = 0; i < USED_CHALLENGES; i++)
+        if (p->used[i].at && now - p->used[i].at <= 2 * ENROLL_CHALLENGE_TTL_MS &&
+            strcmp(p->used[i].c, ch) == 0)
+            return 1;
+    return 0;
+}
+
+static void canonical_ip(const char *in, char *out, size_t n)
+{
+    snprintf(out, n, "%s", in);
+    if (strncasecmp(in, "::ffff:", 7) == 0 && strchr(in + 7, '.'))
+        snprintf(out, n, "%s", in + 7); /* IPv4-mapped: its IPv4 form */
+}
+
+static sign_job *job_new(p2p_pki *p, p2p_pki_reply cb, void *arg, const char *peer_ip)
+{
+    sign_job *j = p2p__xcalloc(1, sizeof(*j));
+    j->p = p;
+    j->w.data = j;
+    j->cb = cb;
+    j->arg = arg;
+    canonical_ip(peer_ip ? peer_ip : "", j->ip, sizeof j->ip);
+    j->ca = p2p__xstrdup(p->ca);
+    j->ca_key = p2p__xstrdup(p->ca_key);
+    j->lifetime = p->ctx->cfg.cert_lifetime;
+    return j;
+}
+
+static int csr_ok(sign_job *j, const char *claimed, char **msg)
+{
+    pki_csr_info info = {0};
+    char *err = NULL;
+    int r = pki_csr_parse(j->rq.csr, strlen(j->rq.csr), &info, &err);
+    if (r == 0)
+        r = pki_csr_check(&info, claimed, j->ip, &err);
+    pki_csr_info_free(&info);
+    if (r != 0)
+        *msg = err ? err : p2p__xstrdup("the CSR is refused");
+    else
+        free(err);
+    return r == 0;
+}
+
+void p2p__pki_cert_request(p2p_ctx *ctx, const char *body, size_t len, const char *peer_ip, p2p_pki_reply cb,
+                           void *arg)
+{
+    p2p_pki *p = get(ctx);
+    if (!p || !p->running || !p->tokens || !p->ca_key) {
+        cb(404, err_body("this node is not a certificate authority"), arg);
+        return;
+    }
+    sign_job *j = job_new(p, cb, arg, peer_ip);
+    char *msg = NULL;
+    if (certreq_parse(body, len, &j->rq, &msg) != 0) {
+        p->stats.enroll_refused++;
+        cb(400, err_body("%s", msg ? msg : "malformed request"), arg);
+        free(msg);
+        sign_job_free(j);
+        return;
+    }
+    uint64_t now = p2p__wall_ms(), made = 0;
+    int status = 403;
+    if (jointoken_check(p->tokens, j->rq.join_token, now_s()) != 0) {
+        msg = p2p__xstrdup("join token refused (unknown, expired or used up)");
+    } else if (p2p__enroll_challenge_time(j->rq.challenge, &made) != 0) {
+        status = 400;
+        msg = p2p__xstrdup("challenge: not a p2p challenge");
+    } else if (made + ENROLL_CHALLENGE_TTL_MS < now || made > now + ENROLL_CHALLENGE_TTL_MS) {
+        msg = p2p__xstrdup("challenge expired (older than 60 s, or the clocks differ by more than that)");
+    } else if (challenge_seen(p, j->rq.challenge, now)) {
+        msg = p2p__xstrdup("challenge already used");
+    } else if (csr_ok(j, j->rq.node_id, &msg)) {
+        status = 0;
+    }
+    if (status != 0) {
+        p->stats.enroll_refused++;
+        p2p_log(ctx, P2P_LOG_WARN, "pki", "enrollment of '%s' from %s refused: %s", j->rq.node_id, j->ip, msg);
+        cb(status, err_body("%s", msg), arg);
+        free(msg);
+        sign_job_free(j);
+        return;
+    }
+    snprintf(p->used[p->used_next].c, sizeof p->used[0].c, "%s", j->rq.challenge);
+    p->used[p->used_next].at = now;
+    p->used_next = (p->used_next + 1) % USED_CHALLENGES;
+    p2p__enroll_key_auth(j->rq.challenge, j->rq.csr, j->keyauth);
+    p->jobs++;
+    uv_queue_work(ctx->loop, &j->w, sign_work, sign_done);
+}
+
+void p2p__pki_cert_renew(p2p_ctx *ctx, const char *body, size_t len, const char *peer_node, const char *peer_ip,
+                         p2p_pki_reply cb, void *arg)
+{
+    p2p_pki *p = get(ctx);
+    if (!p || !p->running || !p->ca_key) {
+        cb(404, err_body("this node is not a certificate authority"), arg);
+        return;
+    }
+    if (!peer_node) {
+        cb(401, err_body("renewal needs the node's current certificate"), arg);
+        return;
+    }
+    json_error_t jerr;
+    json_t *doc = len <= CERTREQ_MAX_BODY ? json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
+    const char *csr = doc ? json_string_value(json_object_get(doc, "csr")) : NULL;
+    if (!csr || json_object_size(doc) != 1 || strlen(csr) > CERTREQ_MAX_CSR) {
+        json_decref(doc);
+        cb(400, err_body("expected {\"csr\": PEM}"), arg);
+        return;
+    }
+    sign_job *j = job_new(p, cb, arg, peer_ip);
+    j->renew = 1;
+    j->rq.csr = p2p__xstrdup(csr);
+    j->rq.node_id = p2p__xstrdup(peer_node);
+    json_decref(doc);
+    char *msg = NULL;
+    if (!csr_ok(j, peer_node, &msg)) {
+        p->stats.enroll_refused++;
+        cb(403, err_body("%s", msg), arg);
+        free(msg);
+        sign_job_free(j);
+        return;
+    }
+    p->jobs++;
+    uv_queue_work(ctx->loop, &j->w, sign_work, sign_done);
+}
+
+/* ---- the "auth" RPC service (coordinator) ------------------------------------- */
+
+typedef struct rpc_save {
+    p2p_call *call;
+    json_t *result;
+} rpc_save;
+
+static void on_rpc_saved(int status, const char *err, void *arg)
+{
+    rpc_save *s = arg;
+    if (status != 0) {
+        json_decref(s->result);
+        p2p_call_error(s->call, P2P_RPC_INTERNAL_ERROR, "the vault could not be saved", NULL);
+    } else {
+        p2p_call_reply(s->call, s->result);
+    }
+    free(s);
+}
+
+static void reply_after_save(p2p_pki *p, p2p_call *call, json_t *result)
+{
+    save_tokens(p);
+    rpc_save *s = p2p__xcalloc(1, sizeof(*s));
+    s->call = call;
+    s->result = result;
+    if (vault_save_async(p->v, p->ctx->loop, on_rpc_saved, s) != 0)
+        on_rpc_saved(-EIO, NULL, s);
+}
+
+static int int_param(json_t *params, const char *name, json_int_t def, json_int_t lo, json_int_t hi, json_int_t *out)
+{
+    json_t *v = json_is_object(params) ? json_object_get(params, name) : NULL;
+    if (!v) {
+        *out = def;
+        return 0;
+    }
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
+        return -1;
+    *out = json_integer_value(v);
+    return 0;
+}
+
+static void m_create_join_token(p2p_call *call, json_t *params, void *udata)
+{
+    p2p_pki *p = udata;
+    json_int_t ttl, uses;
+    if (params && !json_is_object(params) && !json_is_null(params)) {
+        p2p_call_error(call, P2P_RPC_INVALID_PARAMS, "Invalid params: expected {ttl?, uses?}", NULL);
+        return;
+    }
+    if (int_param(params, "ttl", 3600, 1, JOINTOKEN_MAX_TTL_S, &ttl) != 0 ||
+        int_param(params, "uses", 1, 1, JOINTOKEN_MAX_USES, &uses) != 0) {
+        p2p_call_error(call, P2P_RPC_INVALID_PARAMS,
+                       "Invalid params: ttl is 1..31536000 seconds, uses is 1..1000000", NULL);
+        return;
+    }
+    char *tok = NULL;
+    int64_t now = now_s();
+    int r = jointoken_create(p->tokens, now, ttl, (unsigned)uses, &tok);
+    if (r != 0) {
+        p2p_call_error(call, P2P_RPC_INTERNAL_ERROR,
+                       r == -ENOSPC ? "too many join tokens; revoke some" : "cannot create a join token", NULL);
+        return;
+    }
+    char id[JOINTOKEN_ID_LEN + 1];
+    jointoken_token_id(tok, id);
+    char *js = join_string(p, tok);
+    jointoken_secret_free(tok);
+    json_t *res = json_pack("{s:s, s:s, s:I, s:I}", "token", js, "id", id, "expires_at", (json_int_t)(now + ttl),
+                            "uses", uses);
+    pki_secret_free(js);
+    p2p_log(p->ctx, P2P_LOG_INFO, "pki", "join token %s created (%lld s, %lld uses)", id, (long long)ttl,
+            (long long)uses);
+    reply_after_save(p, call, res);
+}
+
+static void m_list_join_tokens(p2p_call *call, json_t *params, void *udata)
+{
+    p2p_pki *p = udata;
+    p2p_call_reply(call, jointoken_list(p->tokens, now_s()));
+}
+
+static void m_revoke_join_token(p2p_call *call, json_t *params, void *udata)
+{
+    p2p_pki *p = udata;
+    const char *id = json_is_object(params) ? json_string_value(json_object_get(params, "id")) : NULL;
+    if (!id) {
+        p2p_call_error(call, P2P_RPC_INVALID_PARAMS, "Invalid params: expected {id: string}", NULL);
+        return;
+    }
+    if (jointoken_revoke(p->tokens, id) != 0) {
+        p2p_call_error(call, P2P_RPC_INVALID_PARAMS, "no join token with that id", NULL);
+        return;
+    }
+    reply_after_save(p, call, json_pack("{s:s, s:b}", "id", id, "revoked", 1));
+}
+
+static const p2p_method_desc auth_methods[] = {
+    {"create_join_token", "Creates a join token for new workers (shown once) with its CA pin.",
+     "{ttl?: seconds (default 3600), uses?: int (default 1)}", 0, m_create_join_token, NULL},
+    {"list_join_tokens", "The join tokens not yet expired: id, created_at, expires_at, uses_left.", "none",
+     P2P_METHOD_READONLY, m_list_join_tokens, NULL},
+    {"revoke_join_token", "Removes a join token by id.", "{id: string}", 0, m_revoke_join_token, NULL},
+};
+
+static int register_auth_service(p2p_pki *p, char **err)
+{
+    static const p2p_service_desc desc = {"auth", P2P_VERSION, "Cluster membership credentials (coordinator)", 1};
+    int r = p2p_service_register(p->ctx, &desc);
+    if (r == -EEXIST)
+        r = 0;
+    for (size_t i = 0; r == 0 && i < sizeof(auth_methods) / sizeof(auth_methods[0]); i++) {
+        p2p_method_desc d = auth_methods[i];
+        d.udata = p;
+        r = p2p_method_register(p->ctx, "auth", &d);
+        if (r == -EEXIST)
+            r = 0;
+    }
+    if (r != 0)
+        return p2p__fail(err, r, "cannot register the auth service: %s", p2p_strerror(r));
+    return 0;
+}
+
+static int pki_start_all(p2p_component *c, char **err)
+{
+    int r = pki_start(c, err);
+    p2p_pki *p = c->self;
+    if (r == 0 && p->tokens && (r = register_auth_service(p, err)) != 0)
+        pki_stop(c);
+    return r;
+}
+
+/* ---- registration and accessors --------------------------------------------- */
+
+static const p2p_component_ops pki_ops = {
+    .name = "pki",
+    .deps = (const char *const[]){"security", NULL},
+    .start = pki_start_all,
+    .stop = pki_stop,
+};
+
+static void free_pki(p2p_ctx *ctx, void *arg)
+{
+    (void)ctx;
+    free(arg);
+}
+
+int p2p__pki_register(p2p_ctx *ctx)
+{
+    p2p_pki *p = p2p__xcalloc(1, sizeof(*p));
+    p->ctx = ctx;
+    if (!p2p__component_add(ctx, &pki_ops, p)) {
+        free(p);
+        return -EEXIST;
+    }
+    p2p_shared_set(ctx, "pki", p);
+    p2p__ctx_on_shutdown(ctx, free_pki, p);
+    return 0;
+}
+
+int p2p__pki_material(p2p_ctx *ctx, p2p_tls_material *out)
+{
+    p2p_pki *p = get(ctx);
+    memset(out, 0, sizeof(*out));
+    if (!p || !p->running)
+        return -ENOENT;
+    out->cert = p->cert;
+    out->key = p->key;
+    out->ca = p->ca;
+    return 0;
+}
+
+void p2p__pki_on_change(p2p_ctx *ctx, void (*cb)(p2p_ctx *ctx, void *arg), void *arg)
+{
+    p2p_pki *p = get(ctx);
+    if (p) {
+        p->on_change = cb;
+        p->on_change_arg = arg;
+    }
+}
+
+const uint8_t *p2p__pki_gossip_key(p2p_ctx *ctx)
+{
+    p2p_pki *p = get(ctx);
+    return p && p->have_gossip_key ? p->gossip_key : NULL;
+}
+
+int p2p__pki_stats(p2p_ctx *ctx, p2p_pki_stats *out)
+{
+    p2p_pki *p = get(ctx);
+    if (!p)
+        return -ENOENT;
+    *out = p->stats;
+    return 0;
+}
