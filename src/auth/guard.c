@@ -216,6 +216,29 @@ static void guard_stop(p2p_component *c)
     g->trusted = NULL;
 }
 
+static int make_limiter(const p2p_config *cfg, p2p_ratelimit **out)
+{
+    p2p_ratelimit_opts o;
+    p2p_ratelimit_opts_default(&o);
+    o.rates[P2P_RL_RPC] = (p2p_ratelimit_rate){(uint32_t)cfg->rate_limit_rpc_requests, (uint32_t)cfg->rate_limit_rpc_burst};
+    o.rates[P2P_RL_HEALTH] =
+        (p2p_ratelimit_rate){(uint32_t)cfg->rate_limit_health_requests, (uint32_t)cfg->rate_limit_health_burst};
+    o.rates[P2P_RL_OTHER] =
+        (p2p_ratelimit_rate){(uint32_t)cfg->rate_limit_default_requests, (uint32_t)cfg->rate_limit_default_burst};
+    return p2p_ratelimit_new(&o, out);
+}
+
+int p2p__guard_reconfigure(p2p_guard *g)
+{
+    p2p_ratelimit *rl = NULL;
+    int r = make_limiter(&g->ctx->cfg, &rl);
+    if (r != 0)
+        return r;
+    p2p_ratelimit_free(g->rl);
+    g->rl = rl; /* buckets start full again: a new rate is a fresh start */
+    return 0;
+}
+
 static int guard_start(p2p_component *c, char **err)
 {
     p2p_guard *g = c->self;
@@ -228,17 +251,8 @@ static int guard_start(p2p_component *c, char **err)
     int r = load_secrets(g, err);
     if (r == 0)
         r = parse_trusted(g, err);
-    if (r == 0) {
-        p2p_ratelimit_opts o;
-        p2p_ratelimit_opts_default(&o);
-        o.rates[P2P_RL_RPC] = (p2p_ratelimit_rate){(uint32_t)cfg->rate_limit_rpc_requests, (uint32_t)cfg->rate_limit_rpc_burst};
-        o.rates[P2P_RL_HEALTH] =
-            (p2p_ratelimit_rate){(uint32_t)cfg->rate_limit_health_requests, (uint32_t)cfg->rate_limit_health_burst};
-        o.rates[P2P_RL_OTHER] =
-            (p2p_ratelimit_rate){(uint32_t)cfg->rate_limit_default_requests, (uint32_t)cfg->rate_limit_default_burst};
-        if ((r = p2p_ratelimit_new(&o, &g->rl)) != 0)
-            *err = p2p__xasprintf("rate limiter: %s", p2p_strerror(r));
-    }
+    if (r == 0 && (r = make_limiter(cfg, &g->rl)) != 0)
+        *err = p2p__xasprintf("rate limiter: %s", p2p_strerror(r));
     if (r != 0)
         guard_stop(c);
     return r;

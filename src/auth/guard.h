@@ -62,5 +62,7 @@ const uint8_t *p2p__guard_jwt_secret(p2p_guard *g, size_t *len);
 int p2p__guard_set_jwt_secret(p2p_guard *g, const uint8_t *secret, size_t len);
 
 const char *p2p__role_name(p2p_role r);
+/* Rebuilds the rate limiter from the current config (after system/update_config). */
+int p2p__guard_reconfigure(p2p_guard *g);
 
 #endif

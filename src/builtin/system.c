@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "builtin/runconfig.h"
 #include "builtin/sysinfo.h"
 #include "core/util.h"
 #include "rpc/registry.h"
@@ -180,6 +181,11 @@ static const p2p_method_desc methods[] = {
      P2P_METHOD_READONLY | P2P_METHOD_PUBLIC, m_list_services, NULL},
     {"list_methods", "Every method on this node with its description and parameters.", "{service?: string}",
      P2P_METHOD_READONLY | P2P_METHOD_PUBLIC, m_list_methods, NULL},
+    {"get_config", "The node's effective config (secrets hidden), the keys update_config may change and the stored "
+                   "overrides.",
+     "none", P2P_METHOD_READONLY, p2p__runconfig_get, NULL},
+    {"update_config", "Changes whitelisted config keys at run time and stores them in the vault (all or nothing).",
+     "{key: value, ...} or {config: {key: value, ...}}", 0, p2p__runconfig_update, NULL},
 };
 
 static void on_cpu_timer(uv_timer_t *t)

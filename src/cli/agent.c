@@ -16,6 +16,7 @@
 #include <uv.h>
 
 #include "auth/guard.h"
+#include "builtin/runconfig.h"
 #include "builtin/system.h"
 #include "cli/password.h"
 #include "vault/vault.h"
@@ -327,6 +328,7 @@ int p2p__cmd_agent(int argc, char **argv)
         exit_code = r;
         goto out;
     }
+    p2p__runconfig_apply_stored(ctx);
     if ((r = enroll_if_needed(ctx)) != 0) {
         exit_code = r;
         goto out;

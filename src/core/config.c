@@ -820,3 +820,32 @@ char *p2p_config_to_yaml(const p2p_config *cfg)
     }
     return b.p;
 }
+
+json_t *p2p_config_to_json(const p2p_config *cfg)
+{
+    json_t *o = json_object();
+    for (size_t i = 0; i < NKEYS; i++) {
+        const keydef *k = &keys[i];
+        json_t *v = NULL;
+        switch (k->type) {
+        case T_STR: {
+            const char *s = *FIELD(cfg, k, char *);
+            if (k->off == OFF(join_token))
+                v = json_string(s && *s ? "(set)" : ""); /* a secret: never shown */
+            else
+                v = s ? json_string(s) : json_null();
+            break;
+        }
+        case T_INT: v = json_integer(*FIELD(cfg, k, int)); break;
+        case T_INT64: v = json_integer((json_int_t)*FIELD(cfg, k, int64_t)); break;
+        case T_BOOL: v = json_boolean(*FIELD(cfg, k, int)); break;
+        case T_ADDRS:
+            v = json_array();
+            for (size_t j = 0; j < cfg->n_coordinator_addresses; j++)
+                json_array_append_new(v, json_string(FIELD(cfg, k, char *)[j]));
+            break;
+        }
+        json_object_set_new(o, k->info.name, v);
+    }
+    return o;
+}

@@ -15,6 +15,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <jansson.h>
 
 #define P2P_CONFIG_MAX_ADDRS 16
 
@@ -118,6 +119,10 @@ int p2p_config_finalize(p2p_config *cfg, char **err);
 
 /* The effective config as YAML text (heap; caller frees), suitable as a config file. */
 char *p2p_config_to_yaml(const p2p_config *cfg);
+
+/* The effective config as a JSON object (a new reference), one member per key;
+ * secrets (join_token) are shown as "(set)" or "". */
+json_t *p2p_config_to_json(const p2p_config *cfg);
 
 /* Iterates the key table: returns the name/type/default/description of key i, or
  * NULL past the end. Used by the docs generator and `--help`. */
