@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # demo.sh — starts a local cluster from build/p2p in a temporary directory and
-# tells you how to talk to it. Ctrl-C stops every node cleanly and removes the
-# directory. Ports: P2P_DEMO_PORT (default 8001) for the coordinator.
+# tells you how to talk to it: a coordinator and two workers, which enroll with
+# it by themselves (a join token made through the coordinator's API). Ctrl-C
+# stops every node cleanly and removes the directory. Ports: P2P_DEMO_PORT
+# (default 8001) for the coordinator, the next two for the workers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=$PWD/build/p2p
@@ -24,13 +26,14 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
-start_node() { # name role port
+start_node() { # name role port [extra args]
   local name=$1 role=$2 p=$3
+  shift 3
   # Own session: a Ctrl-C on the terminal reaches only this script, which then
   # stops each node once with SIGTERM (a second signal would skip the drain).
   # The log prefixer ignores SIGINT so the nodes' last lines are still shown.
   setsid "$bin" agent "--$role" --node-id "$name" --port "$p" --bind-address 127.0.0.1 \
-    --data-dir "$dir/$name" --admin-api-key-file "$dir/admin.key" \
+    --data-dir "$dir/$name" --admin-api-key-file "$dir/admin.key" "$@" \
     2> >(trap '' INT; sed -u "s/^/[$name] /" >&2) &
   pids+=($!)
 }
@@ -48,11 +51,23 @@ wait_healthy() { # name port
 start_node coordinator-1 coordinator "$port"
 wait_healthy coordinator-1 "$port"
 
+# One join token for both workers (shown once; it carries the CA pin the workers check).
+join=$("$bin" token create --join --uses 2 --ttl 600 --addr "127.0.0.1:$port" \
+  --data-dir "$dir/coordinator-1" --api-key-file "$dir/admin.key" 2>/dev/null)
+export P2P_JOIN_TOKEN=$join
+for i in 1 2; do
+  start_node "worker-$i" worker $((port + i)) --coordinator-addresses "127.0.0.1:$port" --enroll-challenge-port 0
+done
+unset P2P_JOIN_TOKEN
+for i in 1 2; do wait_healthy "worker-$i" $((port + i)); done
+
 cat <<MSG
 
   p2pcore demo is running (state in $dir)
 
   coordinator-1   https://127.0.0.1:$port   (CA: $dir/coordinator-1/certs/ca.crt)
+  worker-1        https://127.0.0.1:$((port + 1))   (enrolled: its certificate comes from the coordinator's CA)
+  worker-2        https://127.0.0.1:$((port + 2))
   admin API key   $dir/admin.key
   vault password  P2P_VAULT_PASSWORD=$P2P_VAULT_PASSWORD
 
@@ -63,7 +78,8 @@ cat <<MSG
     curl --cacert $dir/coordinator-1/certs/ca.crt https://127.0.0.1:$port/health
     curl --cacert $dir/coordinator-1/certs/ca.crt -H "Authorization: Bearer \$P2P_TOKEN" 'https://127.0.0.1:$port/metrics?format=prometheus'
 
-  Workers join once the cluster layer lands.
+    build/p2p call --addr 127.0.0.1:$((port + 1)) --data-dir $dir/coordinator-1 system/get_system_info
+    build/p2p token list --join --addr 127.0.0.1:$port --data-dir $dir/coordinator-1 --api-key-file $dir/admin.key
   Press Ctrl-C to stop.
 
 MSG
