@@ -225,19 +225,27 @@ def test_ca_pin_mismatch_is_refused(node_factory):
 
 
 def test_workers_on_one_host_enroll_at_once(node_factory):
-    """They share the default challenge port: the ones that find it taken use another."""
+    """Several workers on one host enroll at the same moment. The configured challenge
+    port is held by someone else (here: the test), so each takes a free port and names
+    it in its request, instead of failing with "address already in use"."""
     c = node_factory.create("coord")
-    port = free_port()
-    token = c.create_join_token(uses=3)
-    ws = [node_factory.create(f"worker-{i}", coordinator=False, join=c, join_token=token, start=False,
-                              extra_args=["--enroll-challenge-port", port]) for i in range(3)]
-    for w in ws:
-        w.port = free_port()
-        w._spawn()
-    for w in ws:
-        w.wait_healthy(timeout=30)
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen(1)
+    port = squatter.getsockname()[1]
+    try:
+        token = c.create_join_token(uses=3)
+        ws = [node_factory.create(f"worker-{i}", coordinator=False, join=c, join_token=token, start=False,
+                                  extra_args=["--enroll-challenge-port", port]) for i in range(3)]
+        for w in ws:
+            w.port = free_port()
+            w._spawn()
+        for w in ws:
+            w.wait_healthy(timeout=30)
+    finally:
+        squatter.close()
     assert c.stderr().count("enrolled node") == 3
-    assert sum("is in use" in w.stderr() for w in ws) >= 1
+    assert all("is in use" in w.stderr() for w in ws)
 
 
 # ---- the challenge protocol, played by hand -------------------------------------------------------
