@@ -1,0 +1,169 @@
+/*
+ * client.h — the node's outbound HTTP client for node-to-node calls.
+ *
+ * libcurl's multi-socket API driven by the node's libuv loop: one uv_poll_t per
+ * socket curl asks us to watch, one uv_timer_t for curl's timeout. Transfers are
+ * HTTP/2 over mutual TLS (HTTP/1.1 when a peer does not offer h2), pooled in the
+ * multi handle's connection cache and multiplexed: concurrent calls to one peer
+ * share one connection (CURLMOPT_PIPELINING + CURLOPT_PIPEWAIT). Limit of curl
+ * 7.88: PIPEWAIT only holds requests back while curl knows nothing about the
+ * peer yet. Once it has a multiplexing connection there that a burst cannot use
+ * (full of streams, or made with TLS material replaced since), each request of
+ * the burst opens its own connection, up to max_host_connections.
+ *
+ * Peer identity. A request names the node it means (`node_id`) and the address
+ * to reach it at. The URL is https://<node_id>:<port><path> and the TCP connection
+ * goes to <address>:<port> (CURLOPT_CONNECT_TO), so the server certificate is
+ * verified against the cluster CA *and* must carry the node id as a subjectAltName:
+ * a node answering on an address we believed was another node's fails with
+ * P2P_HTTPC_E_TLS. Names compare case-insensitively, as DNS names do, so node
+ * ids that differ only in case must not both be enrolled. Node ids that read as
+ * IPv4 numbers ("10", "0x0a", "10.1") are refused: curl would make them IPs. Peer and host verification are always on;
+ * only the CA given here is trusted (the system CA store is not consulted), no proxy from the environment is used, no
+ * redirect is followed, and only https is spoken.
+ *
+ * TLS material (CA bundle, client certificate, client key) is PEM text in memory,
+ * never a file: keys live in the vault. p2p__httpc_set_tls swaps it (certificate
+ * renewal): requests already running keep the material they started with; later
+ * requests use the new one and therefore new connections (curl never reuses a
+ * connection made with different certificates); old connections idle out.
+ *
+ * Threading: everything here runs on the loop thread, which owns the client.
+ * Nothing blocks: set_tls/new parse the PEM once (about a millisecond).
+ *
+ * Callbacks: every request accepted by p2p__httpc_request gets exactly one call
+ * of its callback, on the loop thread: on completion, on failure, on timeout, on
+ * p2p__httpc_cancel and on p2p__httpc_free/close (P2P_HTTPC_E_CANCELLED). Cancel
+ * and free call back synchronously, before they return. A callback may start new
+ * requests, cancel others and free/close the client (the teardown then finishes
+ * when the callback returns). The response body is borrowed: valid only during
+ * the callback.
+ *
+ * Errors: functions returning int give 0 or a negative errno (-EINVAL for bad
+ * arguments, -ENOENT for an unknown request id, -ESHUTDOWN once the client is
+ * closing) and, where they take `char **err`, a heap message the caller frees.
+ *
+ * Teardown: p2p__httpc_free (or _close with a done callback) cancels what is in
+ * flight, closes every connection and starts closing the libuv handles. The
+ * memory is released from the handles' close callbacks, so the caller must run
+ * the loop afterwards (uv_run until it has no more active handles, as the agent's
+ * shutdown does) — never uv_loop_close right after free.
+ *
+ * Process set-up: call p2p__httpc_global_init() once from main (before threads
+ * exist); it is idempotent and p2p__httpc_new calls it too.
+ */
+#ifndef P2P_RPC_CLIENT_H
+#define P2P_RPC_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct p2p__httpc p2p__httpc;
+
+/* Client options. Zero fields take the defaults in brackets. */
+typedef struct p2p__httpc_opts {
+    const char *ca_pem;             /* cluster CA bundle (one or more certificates), required */
+    const char *cert_pem;           /* this node's certificate, required */
+    const char *key_pem;            /* its private key, required; copied and wiped on free */
+    uint32_t connect_timeout_ms;    /* TCP + TLS handshake [5000] */
+    uint32_t default_timeout_ms;    /* whole request, when a request gives none [30000] */
+    uint32_t max_host_connections;  /* per peer (node id + port) [4] */
+    uint32_t max_total_connections; /* all peers; 0 = no limit [0] */
+    uint32_t max_streams;           /* concurrent HTTP/2 streams per connection [100] */
+    uint32_t max_idle_connections;  /* connection cache size [64] */
+    uint32_t idle_seconds;          /* reuse a connection idle at most this long; keep it below
+                                       the peers' http_idle_timeout (60 s by default) [50] */
+    size_t max_response_bytes;      /* larger responses fail with E_PROTOCOL [16 MiB] */
+} p2p__httpc_opts;
+
+/* Why a request ended. OK means an HTTP response arrived: check `status`. */
+typedef enum p2p__httpc_error {
+    P2P_HTTPC_OK = 0,
+    P2P_HTTPC_E_TIMEOUT,   /* connect or whole-request timeout */
+    P2P_HTTPC_E_CONNECT,   /* refused, unreachable: the request was not sent */
+    P2P_HTTPC_E_TLS,       /* handshake or verification failure: the request was not processed */
+    P2P_HTTPC_E_PROTOCOL,  /* reset, closed, malformed or oversized response, HTTP/2 error: the
+                              request may have been processed. Under TLS 1.3 a peer rejecting
+                              our certificate without an alert (h2o 2.2) lands here too; the
+                              message then says so. */
+    P2P_HTTPC_E_CANCELLED, /* p2p__httpc_cancel, p2p__httpc_free/close */
+    P2P_HTTPC_E_INTERNAL,  /* curl refused an option, out of memory */
+} p2p__httpc_error;
+
+/* A request. Everything is copied by p2p__httpc_request; nothing needs to
+ * outlive the call. */
+typedef struct p2p__httpc_req {
+    const char *method;  /* "GET" or "POST"; NULL: POST with a body, else GET */
+    const char *node_id; /* the peer's node id: URL host and the name its certificate must carry */
+    const char *address; /* IPv4 or IPv6 literal (no brackets, no zone) to connect to */
+    uint16_t port;
+    const char *path; /* "/rpc"; may carry a query; no spaces or control characters */
+    const void *body; /* POST only; may be NULL with body_len 0 */
+    size_t body_len;
+    const char *content_type;   /* with a body; NULL: application/json */
+    const char *const *headers; /* n_headers "Name: value" lines (e.g. Authorization); not Host,
+                                   Content-Type, Content-Length, Transfer-Encoding, Connection, Expect */
+    size_t n_headers;
+    uint32_t timeout_ms; /* whole request; 0: opts.default_timeout_ms */
+} p2p__httpc_req;
+
+/* What a callback receives; valid only during the callback. */
+typedef struct p2p__httpc_res {
+    uint64_t id;            /* as returned by p2p__httpc_request */
+    p2p__httpc_error error; /* P2P_HTTPC_OK when a response arrived */
+    int status;             /* HTTP status, or 0 without a response */
+    int curl_code;          /* CURLcode, 0 for OK and for CANCELLED */
+    const char *message;    /* human detail (curl's error buffer); "" on OK */
+    const uint8_t *body;    /* response body, NUL-terminated for convenience */
+    size_t body_len;
+    double total_ms; /* time from start to the end of the transfer */
+} p2p__httpc_res;
+
+typedef void (*p2p__httpc_cb)(void *udata, const p2p__httpc_res *res);
+
+/* Counters since creation; `active` is the number of requests in flight. */
+typedef struct p2p__httpc_stats {
+    uint64_t requests;  /* accepted by p2p__httpc_request */
+    uint64_t responses; /* ended with an HTTP response (any status) */
+    uint64_t failures;  /* ended with an error other than CANCELLED */
+    uint64_t cancelled;
+    uint64_t connections; /* connections opened (CURLINFO_NUM_CONNECTS summed) */
+    uint64_t tls_updates; /* successful p2p__httpc_set_tls calls */
+    size_t active;
+    size_t sockets; /* sockets being watched now */
+} p2p__httpc_stats;
+
+/* curl_global_init, once per process (thread-safe, idempotent). 0 or -EIO. */
+int p2p__httpc_global_init(void);
+
+/* Creates a client on `loop`. Validates the TLS material (the key must match
+ * the certificate). Returns NULL with *err set (heap) on failure. */
+p2p__httpc *p2p__httpc_new(uv_loop_t *loop, const p2p__httpc_opts *o, char **err);
+
+/* Replaces the TLS material for requests started from now on (see above).
+ * 0, or -EINVAL (unparsable, key does not match) leaving the old material. */
+int p2p__httpc_set_tls(p2p__httpc *c, const char *ca_pem, const char *cert_pem, const char *key_pem, char **err);
+
+/* Starts a request. Returns its id (> 0), or 0 with *err set when the request is
+ * malformed or the client is closing; then `cb` is never called. */
+uint64_t p2p__httpc_request(p2p__httpc *c, const p2p__httpc_req *r, p2p__httpc_cb cb, void *udata, char **err);
+
+/* Cancels a request in flight: its callback runs (E_CANCELLED) before this
+ * returns. 0, or -ENOENT when it already ended (its callback has run). */
+int p2p__httpc_cancel(p2p__httpc *c, uint64_t id);
+
+void p2p__httpc_stats_get(const p2p__httpc *c, p2p__httpc_stats *out);
+
+/* Name of an error, "ok", "timeout", "connect", "tls", ... */
+const char *p2p__httpc_error_name(p2p__httpc_error e);
+
+/* Cancels everything (callbacks run before this returns), closes connections
+ * and handles; `done(arg)` runs from the loop once the last handle has closed
+ * and the memory is gone. `done` may be NULL. Run the loop afterwards. */
+void p2p__httpc_close(p2p__httpc *c, void (*done)(void *arg), void *arg);
+
+/* p2p__httpc_close(c, NULL, NULL); NULL is fine. */
+void p2p__httpc_free(p2p__httpc *c);
+
+#endif
