@@ -48,6 +48,12 @@ typedef struct p2p_call p2p_call;
 #define P2P_RPC_INVALID_PARAMS (-32602)
 #define P2P_RPC_INTERNAL_ERROR (-32603)
 #define P2P_RPC_SHUTTING_DOWN (-32000)
+/* Calls to other nodes (p2p_call_remote, X-P2P-Node forwarding). A remote
+ * method's own error is passed through unchanged. */
+#define P2P_RPC_E_UNKNOWN_NODE (-32001) /**< no such node in the cluster (or no live node of a role) */
+#define P2P_RPC_E_NODE_DOWN (-32002)    /**< the node is dead or left */
+#define P2P_RPC_E_TIMEOUT (-32003)      /**< no answer in time */
+#define P2P_RPC_E_TRANSPORT (-32004)    /**< connection, TLS or HTTP failure */
 
 /** A method handler. `params` is borrowed: an object, an array, or NULL when absent.
  * The handler must complete `call` exactly once with p2p_call_reply() or
@@ -97,6 +103,20 @@ P2P_EXTERN p2p_ctx *p2p_call_ctx(const p2p_call *call);
 
 /** The full method path of a call ("service/method"). */
 P2P_EXTERN const char *p2p_call_method(const p2p_call *call);
+
+/** Completion of p2p_call_remote, on the loop thread, exactly once. `results`
+ * (borrowed) is {"node_id", "result"} or {"node_id", "error": {code, message,
+ * data?}} for a single target, or an array of those for a fan-out. */
+typedef void (*p2p_remote_cb)(p2p_ctx *ctx, json_t *results, void *udata);
+
+/** Calls `method` ("service/name") with `params` (borrowed; object, array or
+ * NULL) on `target`: "local" (or NULL), a node id, "role:NAME" (one live node of
+ * that role, this one when it qualifies), "all" or "all:ROLE" (every live node,
+ * this one included, at once). Remote calls go over pooled HTTP/2 with mutual
+ * TLS. `timeout_ms` 0 = 30 s. Returns 0 (then `cb` runs, maybe before this
+ * returns) or -EINVAL. */
+P2P_EXTERN int p2p_call_remote(p2p_ctx *ctx, const char *target, const char *method, json_t *params,
+                               uint32_t timeout_ms, p2p_remote_cb cb, void *udata);
 
 /** Log levels. */
 typedef enum p2p_log_level { P2P_LOG_DEBUG, P2P_LOG_INFO, P2P_LOG_WARN, P2P_LOG_ERROR } p2p_log_level;

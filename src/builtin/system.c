@@ -14,6 +14,8 @@
 
 #include "builtin/runconfig.h"
 #include "builtin/sysinfo.h"
+#include "membership/node.h"
+#include "rpc/remote.h"
 #include "core/util.h"
 #include "rpc/registry.h"
 
@@ -169,6 +171,11 @@ static void m_list_methods(p2p_call *call, json_t *params, void *udata)
     p2p_call_reply(call, out);
 }
 
+static void m_get_cluster_nodes(p2p_call *call, json_t *params, void *udata)
+{
+    p2p_call_reply(call, p2p__membership_nodes_json(p2p_call_ctx(call)));
+}
+
 static const p2p_method_desc methods[] = {
     {"ping", "Answers with pong, the node id and the time; echoes an optional message.", "{message?: string}",
      P2P_METHOD_READONLY | P2P_METHOD_PUBLIC, m_ping, NULL},
@@ -181,6 +188,8 @@ static const p2p_method_desc methods[] = {
      P2P_METHOD_READONLY | P2P_METHOD_PUBLIC, m_list_services, NULL},
     {"list_methods", "Every method on this node with its description and parameters.", "{service?: string}",
      P2P_METHOD_READONLY | P2P_METHOD_PUBLIC, m_list_methods, NULL},
+    {"get_cluster_nodes", "The cluster's members as this node sees them: id, status, addresses, role, services.",
+     "none", P2P_METHOD_READONLY | P2P_METHOD_PUBLIC, m_get_cluster_nodes, NULL},
     {"get_config", "The node's effective config (secrets hidden), the keys update_config may change and the stored "
                    "overrides.",
      "none", P2P_METHOD_READONLY, p2p__runconfig_get, NULL},
@@ -202,6 +211,8 @@ static int system_start(p2p_component *c, char **err)
     int r = p2p_service_register(ctx, &desc);
     if (r == -EEXIST)
         r = 0; /* restarted component: the registry keeps the service */
+    if (r == 0)
+        r = p2p__remote_register_service(ctx);
     for (size_t i = 0; r == 0 && i < sizeof(methods) / sizeof(methods[0]); i++) {
         p2p_method_desc d = methods[i];
         d.udata = svc;

@@ -25,6 +25,7 @@
 #include "core/ctx.h"
 #include "core/util.h"
 #include "http/server.h"
+#include "membership/node.h"
 #include "pki/cluster.h"
 #include "pki/enroll.h"
 
@@ -335,6 +336,7 @@ int p2p__cmd_agent(int argc, char **argv)
     }
     p2p__guard_register(ctx);
     p2p__pki_register(ctx);
+    p2p__membership_register(ctx);
     p2p__system_register(ctx);
     p2p__http_register(ctx);
     if ((r = p2p__components_start(ctx, &err)) != 0) {

@@ -7,6 +7,7 @@
 
 int p2p__cmd_agent(int argc, char **argv);
 int p2p__cmd_call(int argc, char **argv);
+int p2p__cmd_members(int argc, char **argv);
 int p2p__cmd_token(int argc, char **argv);
 
 /* The CA file to trust: --ca, $P2P_CA, DIR/certs/ca.crt, or a local data directory's. */

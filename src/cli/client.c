@@ -19,7 +19,8 @@ static void call_usage(FILE *out)
 {
     fprintf(out,
             "usage: p2p call [--addr HOST:PORT] [--ca FILE] [--data-dir DIR] [--insecure]\n"
-            "                [--timeout SECONDS] METHOD [PARAMS_JSON]\n"
+            "                [--timeout SECONDS] [--node ID] METHOD [PARAMS_JSON]\n"
+            "       p2p members [--addr HOST:PORT] [--ca FILE] [--data-dir DIR] [--json]\n"
             "\n"
             "Calls METHOD (service/method, e.g. system/get_system_info) on a node and prints\n"
             "the result as JSON. PARAMS_JSON is an object or an array, e.g. '{\"message\":\"hi\"}'.\n"
@@ -32,7 +33,12 @@ static void call_usage(FILE *out)
             "  --token JWT        bearer token (from 'p2p token'); else $P2P_TOKEN\n"
             "  --token-file F     read the token from F (mode 0600)\n"
             "  --timeout SECONDS  give up after this long (default 30)\n"
+            "  --node ID          run the method on node ID, through the node at --addr (which\n"
+            "                     forwards it over mutual TLS; needs an admin token)\n"
             "  -h, --help         show this help\n"
+            "\n"
+            "'p2p members' lists the cluster as the node at --addr sees it: node, address, role,\n"
+            "status, services, last seen (--json: the raw answer of system/get_cluster_nodes).\n"
             "\n"
             "Exit status: 0 on a result, 1 on an RPC error or a failed connection, 2 on usage errors.\n");
 }
@@ -53,12 +59,48 @@ char *p2p__cli_find_ca(const char *ca, const char *data_dir)
     return NULL;
 }
 
-int p2p__cmd_call(int argc, char **argv)
+/* The member table of `p2p members`. */
+static void print_members(json_t *res)
 {
+    json_t *nodes = json_object_get(res, "nodes");
+    printf("%-24s %-22s %-12s %-8s %-28s %s\n", "NODE", "ADDRESS", "ROLE", "STATUS", "SERVICES", "LAST SEEN");
+    size_t i;
+    json_t *n;
+    double now = (double)p2p__wall_ms() / 1000.0;
+    json_array_foreach(nodes, i, n)
+    {
+        char addr[80], svcs[256] = "", seen[32];
+        snprintf(addr, sizeof addr, "%s:%lld", json_string_value(json_array_get(json_object_get(n, "addresses"), 0)) ?: "-",
+                 (long long)json_integer_value(json_object_get(n, "port")));
+        size_t j;
+        json_t *s;
+        json_array_foreach(json_object_get(n, "services"), j, s)
+        {
+            size_t l = strlen(svcs);
+            snprintf(svcs + l, sizeof svcs - l, "%s%s", l ? "," : "", json_string_value(json_object_get(s, "name")) ?: "?");
+        }
+        json_t *ls = json_object_get(n, "last_seen");
+        if (json_is_true(json_object_get(n, "self")))
+            snprintf(seen, sizeof seen, "(this node)");
+        else if (json_is_number(ls))
+            snprintf(seen, sizeof seen, "%.1fs ago", now - json_number_value(ls) < 0 ? 0 : now - json_number_value(ls));
+        else
+            snprintf(seen, sizeof seen, "never");
+        printf("%-24s %-22s %-12s %-8s %-28s %s\n", json_string_value(json_object_get(n, "node_id")), addr,
+               json_string_value(json_object_get(n, "role")), json_string_value(json_object_get(n, "status")),
+               *svcs ? svcs : "-", seen);
+    }
+}
+
+static int run_call(int argc, char **argv, int members)
+{
+    const char *prog = members ? "p2p members" : "p2p call";
     const char *addr = getenv("P2P_ADDR"), *ca = NULL, *data_dir = NULL, *method = NULL, *params_text = NULL;
-    const char *token_arg = NULL, *token_file = NULL;
+    const char *token_arg = NULL, *token_file = NULL, *node = NULL;
     long timeout = 30;
-    int insecure = 0;
+    int insecure = 0, raw_json = 0;
+    if (members)
+        method = "system/get_cluster_nodes";
     if (!addr || !*addr)
         addr = "127.0.0.1:8001";
     for (int i = 1; i < argc; i++) {
@@ -70,6 +112,11 @@ int p2p__cmd_call(int argc, char **argv)
         } else if (strcmp(a, "--insecure") == 0) {
             insecure = 1;
             continue;
+        } else if (members && strcmp(a, "--json") == 0) {
+            raw_json = 1;
+            continue;
+        } else if (!members && strcmp(a, "--node") == 0) {
+            target = &node;
         } else if (strcmp(a, "--addr") == 0) {
             target = &addr;
         } else if (strcmp(a, "--ca") == 0) {
@@ -82,25 +129,25 @@ int p2p__cmd_call(int argc, char **argv)
             target = &token_file;
         } else if (strcmp(a, "--timeout") == 0) {
             if (i + 1 >= argc || (timeout = strtol(argv[++i], NULL, 10)) <= 0) {
-                fprintf(stderr, "p2p call: --timeout needs a positive number of seconds\n");
+                fprintf(stderr, "%s: --timeout needs a positive number of seconds\n", prog);
                 return 2;
             }
             continue;
         } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "p2p call: unknown option '%s' (see --help)\n", a);
+            fprintf(stderr, "%s: unknown option '%s' (see --help)\n", prog, a);
             return 2;
         } else if (!method) {
             method = a;
             continue;
-        } else if (!params_text) {
+        } else if (!members && !params_text) {
             params_text = a;
             continue;
         } else {
-            fprintf(stderr, "p2p call: unexpected argument '%s' (see --help)\n", a);
+            fprintf(stderr, "%s: unexpected argument '%s' (see --help)\n", prog, a);
             return 2;
         }
         if (i + 1 >= argc) {
-            fprintf(stderr, "p2p call: %s needs a value\n", a);
+            fprintf(stderr, "%s: %s needs a value\n", prog, a);
             return 2;
         }
         *target = argv[++i];
@@ -114,7 +161,7 @@ int p2p__cmd_call(int argc, char **argv)
         json_error_t jerr;
         params = json_loads(params_text, 0, &jerr);
         if (!params || !(json_is_object(params) || json_is_array(params))) {
-            fprintf(stderr, "p2p call: PARAMS_JSON must be a JSON object or array%s%s\n", params ? "" : ": ",
+            fprintf(stderr, "%s: PARAMS_JSON must be a JSON object or array%s%s\n", prog, params ? "" : ": ",
                     params ? "" : jerr.text);
             json_decref(params);
             return 2;
@@ -122,14 +169,14 @@ int p2p__cmd_call(int argc, char **argv)
     }
     char *ca_file = NULL;
     if (insecure) {
-        fprintf(stderr, "p2p call: WARNING: --insecure: the node's certificate is not verified\n");
+        fprintf(stderr, "%s: WARNING: --insecure: the node's certificate is not verified\n", prog);
     } else if (!(ca_file = p2p__cli_find_ca(ca, data_dir))) {
-        fprintf(stderr, "p2p call: no CA certificate found; pass --ca FILE or --data-dir DIR "
-                        "(the node's state directory, which holds certs/ca.crt)\n");
+        fprintf(stderr, "%s: no CA certificate found; pass --ca FILE or --data-dir DIR "
+                        "(the node's state directory, which holds certs/ca.crt)\n", prog);
         json_decref(params);
         return 2;
     } else if (access(ca_file, R_OK) != 0) {
-        fprintf(stderr, "p2p call: cannot read CA certificate %s: %s\n", ca_file, strerror(errno));
+        fprintf(stderr, "%s: cannot read CA certificate %s: %s\n", prog, ca_file, strerror(errno));
         free(ca_file);
         json_decref(params);
         return 2;
@@ -144,7 +191,7 @@ int p2p__cmd_call(int argc, char **argv)
     int rc = 1;
     char *token = NULL;
     if (token_file) {
-        int st = p2p__password_get("p2p call", token_file, "--token-file", "P2P_TOKEN", "token", 0, &token);
+        int st = p2p__password_get(prog, token_file, "--token-file", "P2P_TOKEN", "token", 0, &token);
         if (st != 0) {
             free(body);
             free(ca_file);
@@ -157,7 +204,9 @@ int p2p__cmd_call(int argc, char **argv)
     }
     char *auth = token ? p2p__xasprintf("Authorization: Bearer %s", token) : NULL;
     p2p__password_free(token);
-    const char *headers[] = {"Content-Type: application/json", "Accept: application/json", auth, NULL};
+    char *node_hdr = node ? p2p__xasprintf("X-P2P-Node: %s", node) : NULL;
+    const char *headers[] = {"Content-Type: application/json", "Accept: application/json",
+                             auth ? auth : node_hdr, auth ? node_hdr : NULL, NULL};
     https_request hreq = {.addr = addr,
                           .method = "POST",
                           .path = "/rpc",
@@ -170,7 +219,7 @@ int p2p__cmd_call(int argc, char **argv)
     https_response resp = {0};
     char *herr = NULL;
     if (https_do(&hreq, &resp, &herr) != 0) {
-        fprintf(stderr, "p2p call: %s\n", herr);
+        fprintf(stderr, "%s: %s\n", prog, herr);
         free(herr);
         goto out;
     }
@@ -182,7 +231,7 @@ int p2p__cmd_call(int argc, char **argv)
     json_t *doc = json_loads(resp.body, 0, &jerr);
     if (resp.status != 200 || !json_is_object(doc)) {
         json_t *e = json_is_object(doc) ? json_object_get(doc, "error") : NULL;
-        fprintf(stderr, "p2p call: HTTP %d from %s%s%s\n", resp.status, addr, json_is_string(e) ? ": " : "",
+        fprintf(stderr, "%s: HTTP %d from %s%s%s\n", prog, resp.status, addr, json_is_string(e) ? ": " : "",
                 json_is_string(e) ? json_string_value(e) : "");
         json_decref(doc);
         goto out;
@@ -198,6 +247,9 @@ int p2p__cmd_call(int argc, char **argv)
             fprintf(stderr, "data: %s\n", d);
             free(d);
         }
+    } else if (members && !raw_json) {
+        print_members(json_object_get(doc, "result"));
+        rc = 0;
     } else {
         char *out = json_dumps(json_object_get(doc, "result"),
                                JSON_INDENT(2) | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
@@ -208,8 +260,19 @@ int p2p__cmd_call(int argc, char **argv)
     json_decref(doc);
 out:
     https_response_free(&resp);
+    free(node_hdr);
     free(auth);
     free(body);
     free(ca_file);
     return rc;
+}
+
+int p2p__cmd_call(int argc, char **argv)
+{
+    return run_call(argc, argv, 0);
+}
+
+int p2p__cmd_members(int argc, char **argv)
+{
+    return run_call(argc, argv, 1);
 }

@@ -14,7 +14,8 @@ static void usage(FILE *out)
                  "\n"
                  "commands:\n"
                  "  agent     run a node (coordinator or worker)\n"
-                 "  call      call a JSON-RPC method on a node and print the result\n"
+                 "  call      call a JSON-RPC method on a node (or, with --node, on any node) and print the result\n"
+                 "  members   list the cluster's nodes: address, role, status, services, last seen\n"
                  "  token     get a bearer token (JWT) from a node, or revoke one\n"
                  "  vault     read and change the node's encrypted vault\n"
                  "  version   print the version\n"
@@ -34,6 +35,8 @@ int main(int argc, char **argv)
         return p2p__cmd_agent(argc - 1, argv + 1);
     if (strcmp(cmd, "call") == 0)
         return p2p__cmd_call(argc - 1, argv + 1);
+    if (strcmp(cmd, "members") == 0)
+        return p2p__cmd_members(argc - 1, argv + 1);
     if (strcmp(cmd, "token") == 0)
         return p2p__cmd_token(argc - 1, argv + 1);
     if (strcmp(cmd, "vault") == 0)

@@ -18,7 +18,10 @@
 #include "builtin/sysinfo.h"
 #include "core/util.h"
 #include "http/internal.h"
+#include "membership/node.h"
 #include "pki/cluster.h"
+#include "pki/pki.h"
+#include "rpc/remote.h"
 #include "rpc/jsonrpc.h"
 #include "rpc/registry.h"
 
@@ -123,12 +126,74 @@ static const char *first_forbidden(http_server *srv, const jsonrpc_msg *msg, con
     return NULL;
 }
 
+/* ---- X-P2P-Node: the call is for another node ------------------------------- */
+
+static void on_forwarded(void *arg, int status, const char *body, size_t len, int err, const char *msg)
+{
+    rpc_pending *pend = arg;
+    h2o_req_t *req = pend->req;
+    if (req) {
+        *pend->guard = NULL;
+        if (status) {
+            p2p__http_send(req, status, status == 200 ? "OK" : "Upstream Status", "application/json", body, len);
+        } else {
+            json_t *e = jsonrpc_error_response(json_null(), err, msg && *msg ? msg : "the node did not answer", NULL);
+            p2p__http_send_json(req, 200, "OK", e);
+            json_decref(e);
+        }
+    }
+    free(pend);
+}
+
+/* Returns 1 when the request was for another node (and is answered), else 0. */
+static int forward_if_asked(http_server *srv, h2o_req_t *req, const p2p_identity *id)
+{
+    ssize_t i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-p2p-node"), -1);
+    if (i < 0)
+        return 0;
+    h2o_iovec_t v = req->headers.entries[i].value;
+    char node[PKI_MAX_NODE_ID + 1];
+    if (v.len == 0 || v.len > PKI_MAX_NODE_ID) {
+        p2p__http_send_error(req, 400, "Bad Request", "X-P2P-Node must name a node id");
+        return 1;
+    }
+    memcpy(node, v.base, v.len);
+    node[v.len] = '\0';
+    if (!pki_node_id_valid(node)) {
+        p2p__http_send_error(req, 400, "Bad Request", "X-P2P-Node must name a node id");
+        return 1;
+    }
+    if (strcmp(node, srv->ctx->cfg.node_id) == 0)
+        return 0; /* that is us */
+    if (id->role != P2P_ROLE_ADMIN && id->role != P2P_ROLE_NODE) {
+        p2p__http_send_error(req, 403, "Forbidden", "calling another node through this one needs the admin role");
+        return 1;
+    }
+    rpc_pending *pend = pending_new(req);
+    int r = p2p__remote_forward(srv->ctx, node, req->entity.base ? req->entity.base : "", req->entity.len, 30000,
+                                on_forwarded, pend);
+    if (r != 0) {
+        *pend->guard = NULL;
+        free(pend);
+        json_t *e = jsonrpc_error_response(json_null(), r,
+                                           r == P2P_RPC_E_UNKNOWN_NODE ? "no such node in the cluster"
+                                           : r == P2P_RPC_E_NODE_DOWN  ? "the node is not alive (dead or left)"
+                                                                       : "cannot reach the node",
+                                           NULL);
+        p2p__http_send_json(req, 200, "OK", e);
+        json_decref(e);
+    }
+    return 1;
+}
+
 void p2p__api_rpc(http_server *srv, h2o_req_t *req, const p2p_identity *id)
 {
     if (!is_json_type(req)) {
         p2p__http_send_error(req, 415, "Unsupported Media Type", "Content-Type must be application/json");
         return;
     }
+    if (forward_if_asked(srv, req, id))
+        return;
     jsonrpc_msg msg;
     jsonrpc_decode(req->entity.base ? req->entity.base : "", req->entity.len, &msg);
     const char *denied = first_forbidden(srv, &msg, id);
@@ -296,6 +361,27 @@ void p2p__api_cert_renew(http_server *srv, h2o_req_t *req, const p2p_identity *i
 {
     p2p__pki_cert_renew(srv->ctx, req->entity.base ? req->entity.base : "", req->entity.len,
                         id->via_cert ? id->subject : NULL, id->client_ip, on_pki_reply, pending_new(req));
+}
+
+/* ---- /cluster/nodes and push-pull ---------------------------------------------- */
+
+void p2p__api_cluster_nodes(http_server *srv, h2o_req_t *req)
+{
+    json_t *out = p2p__membership_nodes_json(srv->ctx);
+    p2p__http_send_json(req, 200, "OK", out);
+    json_decref(out);
+}
+
+void p2p__api_gossip_exchange(http_server *srv, h2o_req_t *req)
+{
+    const char *why = NULL;
+    json_t *out = p2p__membership_exchange(srv->ctx, req->entity.base ? req->entity.base : "", req->entity.len, &why);
+    if (!out) {
+        p2p__http_send_error(req, 400, "Bad Request", why);
+        return;
+    }
+    p2p__http_send_json(req, 200, "OK", out);
+    json_decref(out);
 }
 
 /* ---- /services ------------------------------------------------------------ */

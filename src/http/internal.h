@@ -64,6 +64,8 @@ void p2p__api_auth_revoke(http_server *srv, h2o_req_t *req, const struct p2p_ide
 void p2p__api_ca_cert(http_server *srv, h2o_req_t *req);
 void p2p__api_cert_request(http_server *srv, h2o_req_t *req, const struct p2p_identity *id);
 void p2p__api_cert_renew(http_server *srv, h2o_req_t *req, const struct p2p_identity *id);
+void p2p__api_cluster_nodes(http_server *srv, h2o_req_t *req);
+void p2p__api_gossip_exchange(http_server *srv, h2o_req_t *req);
 /* The node id from the client certificate of the request's connection, or NULL. */
 const char *p2p__http_peer_node(http_server *srv, h2o_req_t *req);
 void p2p__api_services(http_server *srv, h2o_req_t *req, const char *name, size_t name_len);

@@ -174,6 +174,8 @@ enum {
     R_CA_CERT,
     R_CERT_REQUEST,
     R_CERT_RENEW,
+    R_CLUSTER_NODES,
+    R_GOSSIP_EXCHANGE,
 };
 
 /* Every route the node serves, with who may call it. The system tests walk this
@@ -191,6 +193,9 @@ static const route routes[] = {
     {"/internal/ca-cert", ROUTE_EXACT, "GET", R_CA_CERT, AUTH_OPEN, P2P_RL_OTHER},
     {"/internal/cert-request", ROUTE_EXACT, "POST", R_CERT_REQUEST, AUTH_SELF, P2P_RL_OTHER}, /* join token */
     {"/internal/cert-renew", ROUTE_EXACT, "POST", R_CERT_RENEW, AUTH_NODE, P2P_RL_OTHER},
+    {"/cluster/nodes", ROUTE_EXACT, "GET", R_CLUSTER_NODES, AUTH_ANY, P2P_RL_OTHER},
+    {"/internal/gossip/exchange", ROUTE_EXACT, "POST", R_GOSSIP_EXCHANGE, AUTH_NODE, P2P_RL_OTHER},
+    {"/internal/gossip/join", ROUTE_EXACT, "POST", R_GOSSIP_EXCHANGE, AUTH_NODE, P2P_RL_OTHER},
 };
 
 static h2o_iovec_t header_value(h2o_req_t *req, const h2o_token_t *token)
@@ -363,6 +368,12 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         break;
     case R_CERT_RENEW:
         p2p__api_cert_renew(srv, req, &id);
+        break;
+    case R_CLUSTER_NODES:
+        p2p__api_cluster_nodes(srv, req);
+        break;
+    case R_GOSSIP_EXCHANGE:
+        p2p__api_gossip_exchange(srv, req);
         break;
     }
     return 0;
@@ -654,7 +665,7 @@ static void http_stop(p2p_component *c)
         }
         srv->h2o_ready = 0;
     }
-    p2p__pki_on_change(srv->ctx, NULL, NULL);
+    p2p__pki_off_change(srv->ctx, on_material_change, srv);
     if (srv->ssl) {
         SSL_CTX_free(srv->ssl);
         srv->ssl = NULL;

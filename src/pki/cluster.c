@@ -44,8 +44,10 @@ typedef struct p2p_pki {
     size_t used_next;
     uv_timer_t timer;
     int timer_open, renewing, jobs;
-    void (*on_change)(p2p_ctx *ctx, void *arg);
-    void *on_change_arg;
+    struct {
+        void (*fn)(p2p_ctx *ctx, void *arg);
+        void *arg;
+    } on_change[4];
     p2p_pki_stats stats;
 } p2p_pki;
 
@@ -398,8 +400,9 @@ static void renew_done(uv_work_t *w, int status)
     p2p_log(p->ctx, P2P_LOG_INFO, "pki", "certificate renewed; valid until %lld (Unix time)",
             (long long)p->stats.cert_not_after);
     renew_job_free(j);
-    if (p->on_change)
-        p->on_change(p->ctx, p->on_change_arg);
+    for (size_t i = 0; i < 4; i++)
+        if (p->on_change[i].fn)
+            p->on_change[i].fn(p->ctx, p->on_change[i].arg);
 }
 
 static void start_renewal(p2p_pki *p, char **names, size_t n_names, const char *why)
@@ -910,13 +913,24 @@ int p2p__pki_material(p2p_ctx *ctx, p2p_tls_material *out)
     return 0;
 }
 
-void p2p__pki_on_change(p2p_ctx *ctx, void (*cb)(p2p_ctx *ctx, void *arg), void *arg)
+int p2p__pki_on_change(p2p_ctx *ctx, void (*cb)(p2p_ctx *ctx, void *arg), void *arg)
 {
     p2p_pki *p = get(ctx);
-    if (p) {
-        p->on_change = cb;
-        p->on_change_arg = arg;
-    }
+    for (size_t i = 0; p && i < 4; i++)
+        if (!p->on_change[i].fn) {
+            p->on_change[i].fn = cb;
+            p->on_change[i].arg = arg;
+            return 0;
+        }
+    return -ENOSPC;
+}
+
+void p2p__pki_off_change(p2p_ctx *ctx, void (*cb)(p2p_ctx *ctx, void *arg), void *arg)
+{
+    p2p_pki *p = get(ctx);
+    for (size_t i = 0; p && i < 4; i++)
+        if (p->on_change[i].fn == cb && p->on_change[i].arg == arg)
+            p->on_change[i].fn = NULL;
 }
 
 const uint8_t *p2p__pki_gossip_key(p2p_ctx *ctx)

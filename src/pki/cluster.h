@@ -39,8 +39,10 @@ typedef struct p2p_tls_material {
 } p2p_tls_material;
 int p2p__pki_material(p2p_ctx *ctx, p2p_tls_material *out);
 
-/* Called on the loop after renewal installed new material. One listener. */
-void p2p__pki_on_change(p2p_ctx *ctx, void (*cb)(p2p_ctx *ctx, void *arg), void *arg);
+/* Called on the loop after renewal installed new material (up to 4 listeners;
+ * -ENOSPC beyond). off_change removes one. */
+int p2p__pki_on_change(p2p_ctx *ctx, void (*cb)(p2p_ctx *ctx, void *arg), void *arg);
+void p2p__pki_off_change(p2p_ctx *ctx, void (*cb)(p2p_ctx *ctx, void *arg), void *arg);
 
 /* The cluster gossip key (32 bytes) or NULL. */
 const uint8_t *p2p__pki_gossip_key(p2p_ctx *ctx);

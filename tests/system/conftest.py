@@ -104,7 +104,8 @@ class Node:
     live = []
 
     def __init__(self, workdir, name="node", coordinator=True, extra_args=(), config=None,
-                 data_dir=None, port=None, argv=None, join=None, join_token=None):
+                 data_dir=None, port=None, argv=None, join=None, join_token=None,
+                 netns=None, host="127.0.0.1", bind_address=None):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.name = name
@@ -119,6 +120,12 @@ class Node:
         # for its first start unless join_token is given)
         self.join = join
         self.join_token = join_token
+        # netns: run inside this network namespace (`ip netns exec`, see netns.py); host:
+        # the address the test process uses to reach the node (URLs, TLS name, `addr`);
+        # bind_address: --bind-address (default: host)
+        self.netns = netns
+        self.host = host
+        self.bind_address = bind_address or host
         self.port = None
         self.proc = None
         self.returncode = None
@@ -131,14 +138,15 @@ class Node:
 
     # -- process ----------------------------------------------------------------
     def command(self):
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
         if self.argv is not None:
-            return [P2P_BIN] + self.argv
-        cmd = [P2P_BIN, "agent"]
+            return prefix + [P2P_BIN] + self.argv
+        cmd = prefix + [P2P_BIN, "agent"]
         if self.config:
             cmd += ["--config", str(self.config)]
         if self.coordinator:
             cmd.append("--coordinator")
-        cmd += ["--node-id", self.name, "--port", str(self.port), "--bind-address", "127.0.0.1",
+        cmd += ["--node-id", self.name, "--port", str(self.port), "--bind-address", self.bind_address,
                 "--data-dir", str(self.data_dir), "--admin-api-key-file", str(self.admin_key_path)]
         if self.join is not None:
             cmd += ["--coordinator-addresses", self.join.addr]
@@ -279,12 +287,16 @@ class Node:
         return self.data_dir / "certs" / "ca.crt"
 
     @property
+    def _host_port(self):
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @property
     def url(self):
-        return f"https://127.0.0.1:{self.port}"
+        return f"https://{self._host_port}"
 
     @property
     def addr(self):
-        return f"127.0.0.1:{self.port}"
+        return self._host_port
 
     def ssl_context(self, alpn=None):
         ctx = ssl.create_default_context(cafile=str(self.ca))
@@ -296,15 +308,15 @@ class Node:
     def tls_socket(self, timeout=5, alpn=None, ctx=None):
         """A raw TLS connection (handshake done) to the node."""
         ctx = ctx or self.ssl_context(alpn)
-        raw = socket.create_connection(("127.0.0.1", self.port), timeout=T(timeout))
+        raw = socket.create_connection((self.host, self.port), timeout=T(timeout))
         try:
-            return ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+            return ctx.wrap_socket(raw, server_hostname=self.host)
         except BaseException:
             raw.close()
             raise
 
     def connection(self, timeout=10):
-        return http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ssl_context(),
+        return http.client.HTTPSConnection(self.host, self.port, context=self.ssl_context(),
                                            timeout=T(timeout))
 
     # -- credentials ------------------------------------------------------------

@@ -48,6 +48,9 @@ ROUTES = [
     ("GET", "/internal/ca-cert", "ROUTE_EXACT", "AUTH_OPEN"),
     ("POST", "/internal/cert-request", "ROUTE_EXACT", "AUTH_SELF"),
     ("POST", "/internal/cert-renew", "ROUTE_EXACT", "AUTH_NODE"),
+    ("GET", "/cluster/nodes", "ROUTE_EXACT", "AUTH_ANY"),
+    ("POST", "/internal/gossip/exchange", "ROUTE_EXACT", "AUTH_NODE"),
+    ("POST", "/internal/gossip/join", "ROUTE_EXACT", "AUTH_NODE"),
 ]
 # the suffix used to call a prefix route
 PREFIX_SAMPLE = "system"

@@ -1,0 +1,796 @@
+/*
+ * node.c — the "membership" component (see node.h): wires the pure SWIM state
+ * machine to a libuv UDP socket, seals every datagram, drives the protocol
+ * timer, runs push-pull anti-entropy over HTTPS, keeps the snapshot, and
+ * answers lookups for the API and remote calls.
+ *
+ * Timers: one for SWIM (re-armed to p2p_swim_next_timeout after every event),
+ * one for push-pull (adaptive: gossip_interval_min .. gossip_interval_max
+ * seconds, longer as the cluster grows), one for housekeeping (meta changes,
+ * rejoin with backoff while alone, snapshot every 10 s when changed).
+ */
+#include "membership/node.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <math.h>
+#include <openssl/rand.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/util.h"
+#include "membership/seal.h"
+#include "membership/swim.h"
+#include "pki/cluster.h"
+#include "pki/enroll.h"
+#include "rpc/client.h"
+#include "rpc/registry.h"
+
+#define RECV_BUF 65536
+#define SEND_BUF (65507)
+#define HOUSEKEEP_MS 1000
+#define SNAPSHOT_EVERY_MS 10000
+#define MAX_LISTENERS 8
+
+typedef struct listener {
+    p2p_membership_listener fn;
+    void *arg;
+} listener;
+
+typedef struct membership {
+    p2p_ctx *ctx;
+    int running;
+    p2p_swim *swim;
+    p2p__seal_ctx *seal;
+    p2p__httpc *http;
+    uv_udp_t udp;
+    int udp_open;
+    uv_timer_t timer, pp_timer, hk_timer;
+    int timers_open;
+    uint8_t recv_buf[RECV_BUF];
+    uint8_t send_buf[SEND_BUF];
+    uint8_t open_buf[RECV_BUF];
+    char *meta;
+    char self_addr[INET6_ADDRSTRLEN];
+    listener listeners[MAX_LISTENERS];
+    size_t n_listeners;
+    /* joining */
+    uint64_t next_join_ms;
+    unsigned join_backoff;
+    /* snapshot */
+    int dirty;
+    uint64_t last_snapshot_ms;
+    int snapshot_writing;
+    /* push-pull */
+    int pp_inflight;
+    /* counters */
+    uint64_t dropped[8]; /* by seal error class */
+    uint64_t send_errors, pushpulls, pushpull_failures;
+} membership;
+
+static membership *get(p2p_ctx *ctx)
+{
+    return p2p_shared_get(ctx, "membership");
+}
+
+static uint64_t now_ms(membership *m)
+{
+    return uv_now(m->ctx->loop);
+}
+
+/* ---- datagrams -------------------------------------------------------------- */
+
+static void on_swim_send(void *udata, const char *addr, uint16_t port, const uint8_t *buf, size_t len)
+{
+    membership *m = udata;
+    if (!m->udp_open)
+        return;
+    size_t out_len = 0;
+    if (p2p__seal(m->seal, p2p__wall_ms(), buf, len, m->send_buf, sizeof m->send_buf, &out_len) != 0) {
+        m->send_errors++;
+        return;
+    }
+    struct sockaddr_storage ss;
+    if (uv_ip4_addr(addr, port, (struct sockaddr_in *)&ss) != 0 &&
+        uv_ip6_addr(addr, port, (struct sockaddr_in6 *)&ss) != 0) {
+        m->send_errors++;
+        return;
+    }
+    uv_buf_t b = uv_buf_init((char *)m->send_buf, (unsigned)out_len);
+    if (uv_udp_try_send(&m->udp, &b, 1, (const struct sockaddr *)&ss) < 0)
+        m->send_errors++; /* a full socket buffer drops the datagram, as the network would */
+}
+
+static const char *event_name(p2p_swim_event ev)
+{
+    switch (ev) {
+    case P2P_SWIM_EV_JOIN: return "join";
+    case P2P_SWIM_EV_UPDATE: return "update";
+    case P2P_SWIM_EV_SUSPECT: return "suspect";
+    case P2P_SWIM_EV_DEAD: return "dead";
+    case P2P_SWIM_EV_LEAVE: return "leave";
+    case P2P_SWIM_EV_ALIVE_AGAIN: return "alive";
+    case P2P_SWIM_EV_REAPED: return "reaped";
+    }
+    return "?";
+}
+
+static void on_swim_event(void *udata, p2p_swim_event ev, const p2p_swim_member *mem)
+{
+    membership *m = udata;
+    m->dirty = 1;
+    if (ev != P2P_SWIM_EV_UPDATE && ev != P2P_SWIM_EV_REAPED)
+        p2p_log(m->ctx, P2P_LOG_INFO, "membership", "%s %s (incarnation %u)", mem->node.id,
+                p2p_swim_state_name(mem->state), mem->node.incarnation);
+    else if (ev == P2P_SWIM_EV_REAPED)
+        p2p_log(m->ctx, P2P_LOG_DEBUG, "membership", "%s forgotten", mem->node.id);
+    for (size_t i = 0; i < m->n_listeners; i++)
+        m->listeners[i].fn(m->ctx, event_name(ev), mem->node.id, m->listeners[i].arg);
+}
+
+static void on_swim_timer(uv_timer_t *t)
+{
+    membership *m = t->data;
+    if (!m->running)
+        return;
+    uint64_t wait = p2p_swim_tick(m->swim, now_ms(m));
+    uv_timer_start(&m->timer, on_swim_timer, wait ? wait : 1, 0);
+}
+
+/* After input (a datagram, a merge, a join): the next deadline may be sooner. */
+static void arm_timer(membership *m)
+{
+    if (!m->running)
+        return;
+    uint64_t wait = p2p_swim_next_timeout(m->swim, now_ms(m));
+    uv_timer_start(&m->timer, on_swim_timer, wait ? wait : 1, 0);
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+    membership *m = h->data;
+    b->base = (char *)m->recv_buf;
+    b->len = sizeof m->recv_buf;
+}
+
+static void on_recv(uv_udp_t *u, ssize_t n, const uv_buf_t *b, const struct sockaddr *from, unsigned flags)
+{
+    membership *m = u->data;
+    if (n <= 0 || !from || !m->running)
+        return;
+    size_t len = 0;
+    int r = p2p__seal_open(m->seal, p2p__wall_ms(), (const uint8_t *)b->base, (size_t)n, m->open_buf,
+                           sizeof m->open_buf, &len, NULL);
+    if (r != 0)
+        return; /* counted by the seal layer, never trusted */
+    char addr[INET6_ADDRSTRLEN];
+    uint16_t port;
+    if (from->sa_family == AF_INET) {
+        uv_ip4_name((const struct sockaddr_in *)from, addr, sizeof addr);
+        port = ntohs(((const struct sockaddr_in *)from)->sin_port);
+    } else {
+        uv_ip6_name((const struct sockaddr_in6 *)from, addr, sizeof addr);
+        port = ntohs(((const struct sockaddr_in6 *)from)->sin6_port);
+    }
+    p2p_swim_receive(m->swim, now_ms(m), addr, port, m->open_buf, len);
+    arm_timer(m);
+}
+
+/* ---- node records ------------------------------------------------------------ */
+
+/* The meta a node gossips: its services with their methods. */
+static char *build_meta(p2p_ctx *ctx)
+{
+    json_t *svcs = json_array();
+    p2p_registry *reg = ctx->registry;
+    for (size_t i = 0; i < reg->n_services; i++) {
+        p2p_service *s = reg->services[i];
+        json_t *methods = json_array();
+        for (size_t j = 0; j < s->n_methods; j++)
+            json_array_append_new(methods, json_string(s->methods[j]->name));
+        json_array_append_new(svcs, json_pack("{s:s, s:s, s:s, s:o}", "name", s->name, "version",
+                                              s->version ? s->version : "", "status", s->status ? s->status : "",
+                                              "methods", methods));
+    }
+    json_t *meta = json_pack("{s:o, s:[], s:{}}", "services", svcs, "capabilities", "metadata");
+    char *text = json_dumps(meta, JSON_COMPACT);
+    json_decref(meta);
+    if (text && strlen(text) > P2P_GOSSIP_META_MAX) { /* too many services: names only */
+        free(text);
+        json_t *names = json_array();
+        for (size_t i = 0; i < reg->n_services; i++)
+            json_array_append_new(names, json_pack("{s:s}", "name", reg->services[i]->name));
+        meta = json_pack("{s:o, s:b}", "services", names, "truncated", 1);
+        text = json_dumps(meta, JSON_COMPACT);
+        json_decref(meta);
+    }
+    return text;
+}
+
+static const char *state_label(p2p_swim_state st)
+{
+    return p2p_swim_state_name(st);
+}
+
+static json_t *member_json(membership *m, const p2p_swim_member *mem)
+{
+    json_t *addrs = json_array();
+    for (unsigned i = 0; i < mem->node.naddrs; i++)
+        json_array_append_new(addrs, json_string(mem->node.addrs[i]));
+    json_t *o = json_pack("{s:s, s:s, s:I, s:o, s:i, s:s, s:b}", "node_id", mem->node.id, "status",
+                          state_label(mem->state), "incarnation", (json_int_t)mem->node.incarnation, "addresses",
+                          addrs, "port", mem->node.port, "role", mem->node.role, "self", mem->is_self);
+    uint64_t now = now_ms(m), wall = p2p__wall_ms();
+    uint64_t seen = mem->is_self ? now : mem->last_seen_ms;
+    json_object_set_new(o, "last_seen", seen ? json_real((double)(wall - (now - seen)) / 1000.0) : json_null());
+    json_t *meta = mem->node.meta_len ? json_loadb(mem->node.meta, mem->node.meta_len, 0, NULL) : NULL;
+    json_t *svcs = json_object_get(meta, "services"), *caps = json_object_get(meta, "capabilities");
+    json_t *md = json_object_get(meta, "metadata");
+    json_object_set_new(o, "services", json_is_array(svcs) ? json_incref(svcs) : json_array());
+    json_object_set_new(o, "capabilities", json_is_array(caps) ? json_incref(caps) : json_array());
+    json_object_set_new(o, "metadata", json_is_object(md) ? json_incref(md) : json_object());
+    json_decref(meta);
+    return o;
+}
+
+json_t *p2p__membership_nodes_json(p2p_ctx *ctx)
+{
+    membership *m = get(ctx);
+    json_t *arr = json_array();
+    if (m && m->running)
+        for (size_t i = 0; i < p2p_swim_member_count(m->swim); i++)
+            json_array_append_new(arr, member_json(m, p2p_swim_member_at(m->swim, i)));
+    return json_pack("{s:s, s:o}", "self", ctx->cfg.node_id, "nodes", arr);
+}
+
+int p2p__membership_lookup(p2p_ctx *ctx, const char *node_id, char *addr, size_t addr_len, uint16_t *port)
+{
+    membership *m = get(ctx);
+    const p2p_swim_member *mem = m && m->running ? p2p_swim_find(m->swim, node_id) : NULL;
+    if (!mem)
+        return -ENOENT;
+    if (mem->state == P2P_SWIM_DEAD || mem->state == P2P_SWIM_LEFT)
+        return -ENODEV;
+    snprintf(addr, addr_len, "%s", mem->node.naddrs ? mem->node.addrs[0] : "");
+    *port = mem->node.port;
+    return 0;
+}
+
+json_t *p2p__membership_live_ids(p2p_ctx *ctx, const char *role)
+{
+    membership *m = get(ctx);
+    json_t *arr = json_array();
+    if (!m || !m->running)
+        return arr;
+    for (size_t i = 0; i < p2p_swim_member_count(m->swim); i++) {
+        const p2p_swim_member *mem = p2p_swim_member_at(m->swim, i);
+        if ((mem->state == P2P_SWIM_ALIVE || mem->state == P2P_SWIM_SUSPECT) &&
+            (!role || strcmp(role, mem->node.role) == 0))
+            json_array_append_new(arr, json_string(mem->node.id));
+    }
+    return arr;
+}
+
+p2p__httpc *p2p__membership_client(p2p_ctx *ctx)
+{
+    membership *m = get(ctx);
+    return m && m->running ? m->http : NULL;
+}
+
+int p2p__membership_listen(p2p_ctx *ctx, p2p_membership_listener fn, void *arg)
+{
+    membership *m = get(ctx);
+    if (!m || m->n_listeners >= MAX_LISTENERS)
+        return -ENOSPC;
+    m->listeners[m->n_listeners++] = (listener){fn, arg};
+    return 0;
+}
+
+/* ---- records as JSON (push-pull and snapshot) ----------------------------------- */
+
+static json_t *record_json(const p2p_swim_member *mem)
+{
+    json_t *addrs = json_array();
+    for (unsigned i = 0; i < mem->node.naddrs; i++)
+        json_array_append_new(addrs, json_string(mem->node.addrs[i]));
+    return json_pack("{s:s, s:I, s:i, s:o, s:s, s:s%, s:s}", "id", mem->node.id, "incarnation",
+                     (json_int_t)mem->node.incarnation, "port", mem->node.port, "addrs", addrs, "role",
+                     mem->node.role, "meta", mem->node.meta ? mem->node.meta : "", mem->node.meta_len, "state",
+                     p2p_swim_state_name(mem->state));
+}
+
+static json_t *state_json(membership *m)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; i < p2p_swim_member_count(m->swim); i++)
+        json_array_append_new(arr, record_json(p2p_swim_member_at(m->swim, i)));
+    return json_pack("{s:i, s:s, s:o}", "version", 1, "from", m->ctx->cfg.node_id, "nodes", arr);
+}
+
+/* Parses one record; 0 or -EINVAL. The meta string stays owned by `o`. */
+static int parse_record(json_t *o, p2p_gossip_node *n, p2p_swim_state *st)
+{
+    memset(n, 0, sizeof(*n));
+    const char *id = json_string_value(json_object_get(o, "id"));
+    const char *role = json_string_value(json_object_get(o, "role"));
+    const char *state = json_string_value(json_object_get(o, "state"));
+    json_t *inc = json_object_get(o, "incarnation"), *port = json_object_get(o, "port");
+    json_t *addrs = json_object_get(o, "addrs"), *meta = json_object_get(o, "meta");
+    if (!id || !role || !state || !json_is_integer(inc) || !json_is_integer(port) || !json_is_array(addrs) ||
+        !json_is_string(meta) || strlen(id) > P2P_GOSSIP_ID_MAX || strlen(role) > P2P_GOSSIP_ROLE_MAX ||
+        json_integer_value(inc) < 0 || json_integer_value(inc) > UINT32_MAX || json_integer_value(port) < 1 ||
+        json_integer_value(port) > 65535 || json_array_size(addrs) > P2P_GOSSIP_MAX_ADDRS ||
+        json_string_length(meta) > P2P_GOSSIP_META_MAX)
+        return -EINVAL;
+    if (!strcmp(state, "alive"))
+        *st = P2P_SWIM_ALIVE;
+    else if (!strcmp(state, "suspect"))
+        *st = P2P_SWIM_SUSPECT;
+    else if (!strcmp(state, "dead"))
+        *st = P2P_SWIM_DEAD;
+    else if (!strcmp(state, "left"))
+        *st = P2P_SWIM_LEFT;
+    else
+        return -EINVAL;
+    snprintf(n->id, sizeof n->id, "%s", id);
+    snprintf(n->role, sizeof n->role, "%s", role);
+    n->incarnation = (uint32_t)json_integer_value(inc);
+    n->port = (uint16_t)json_integer_value(port);
+    size_t i;
+    json_t *a;
+    json_array_foreach(addrs, i, a)
+    {
+        const char *s = json_string_value(a);
+        if (!s || strlen(s) >= P2P_GOSSIP_ADDRSTRLEN)
+            return -EINVAL;
+        snprintf(n->addrs[n->naddrs++], P2P_GOSSIP_ADDRSTRLEN, "%s", s);
+    }
+    n->meta = json_string_value(meta);
+    n->meta_len = json_string_length(meta);
+    return 0;
+}
+
+static int merge_state(membership *m, json_t *doc)
+{
+    json_t *nodes = json_object_get(doc, "nodes");
+    if (!json_is_array(nodes) || json_array_size(nodes) > 100000)
+        return -EINVAL;
+    size_t i;
+    json_t *o;
+    int bad = 0;
+    uint64_t now = now_ms(m);
+    json_array_foreach(nodes, i, o)
+    {
+        p2p_gossip_node n;
+        p2p_swim_state st;
+        if (parse_record(o, &n, &st) != 0 || p2p_swim_merge_remote(m->swim, now, &n, st) != 0)
+            bad++;
+    }
+    arm_timer(m);
+    return bad ? -EINVAL : 0;
+}
+
+json_t *p2p__membership_exchange(p2p_ctx *ctx, const char *body, size_t len, const char **why)
+{
+    membership *m = get(ctx);
+    if (!m || !m->running) {
+        *why = "membership is not running on this node";
+        return NULL;
+    }
+    json_error_t jerr;
+    json_t *doc = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!json_is_object(doc) || merge_state(m, doc) != 0) {
+        json_decref(doc);
+        *why = "expected {\"nodes\": [records]} with valid records";
+        return NULL;
+    }
+    json_decref(doc);
+    return state_json(m);
+}
+
+/* ---- push-pull -------------------------------------------------------------------- */
+
+static void on_pushpull(void *udata, const p2p__httpc_res *res)
+{
+    membership *m = udata;
+    m->pp_inflight = 0;
+    if (!m->running || res->error == P2P_HTTPC_E_CANCELLED)
+        return;
+    if (res->error != P2P_HTTPC_OK || res->status != 200) {
+        m->pushpull_failures++;
+        p2p_log(m->ctx, P2P_LOG_DEBUG, "membership", "push-pull failed: %s (HTTP %d)",
+                res->error != P2P_HTTPC_OK ? res->message : "refused", res->status);
+        return;
+    }
+    json_t *doc = json_loadb((const char *)res->body, res->body_len, 0, NULL);
+    if (!json_is_object(doc) || merge_state(m, doc) != 0)
+        m->pushpull_failures++;
+    else
+        m->pushpulls++;
+    json_decref(doc);
+}
+
+/* The adaptive interval: gossip_interval_min for small clusters, growing with the
+ * cluster (memberlist's pushPullScale) up to gossip_interval_max. */
+static uint64_t pushpull_interval_ms(membership *m)
+{
+    p2p_config *cfg = &m->ctx->cfg;
+    size_t n = p2p_swim_live_count(m->swim);
+    double mult = n > 32 ? ceil(log2((double)n) - log2(32.0)) + 1 : 1;
+    double s = cfg->gossip_interval_min * mult;
+    if (s > cfg->gossip_interval_max)
+        s = cfg->gossip_interval_max;
+    return (uint64_t)(s * 1000);
+}
+
+static void on_pp_timer(uv_timer_t *t)
+{
+    membership *m = t->data;
+    uv_timer_start(&m->pp_timer, on_pp_timer, pushpull_interval_ms(m), 0);
+    if (!m->running || !m->http || m->pp_inflight)
+        return;
+    /* one random live member other than self */
+    size_t n = p2p_swim_member_count(m->swim), live = 0;
+    for (size_t i = 0; i < n; i++) {
+        const p2p_swim_member *mem = p2p_swim_member_at(m->swim, i);
+        live += !mem->is_self && mem->state == P2P_SWIM_ALIVE;
+    }
+    if (!live)
+        return;
+    uint32_t pick;
+    RAND_bytes((unsigned char *)&pick, sizeof pick);
+    pick %= (uint32_t)live;
+    for (size_t i = 0; i < n; i++) {
+        const p2p_swim_member *mem = p2p_swim_member_at(m->swim, i);
+        if (mem->is_self || mem->state != P2P_SWIM_ALIVE || pick--)
+            continue;
+        json_t *st = state_json(m);
+        char *body = json_dumps(st, JSON_COMPACT);
+        json_decref(st);
+        p2p__httpc_req req = {.method = "POST", .node_id = mem->node.id, .address = mem->node.addrs[0],
+                              .port = mem->node.port, .path = "/internal/gossip/exchange", .body = body,
+                              .body_len = strlen(body), .timeout_ms = 10000};
+        char *err = NULL;
+        if (p2p__httpc_request(m->http, &req, on_pushpull, m, &err) != 0)
+            m->pp_inflight = 1;
+        free(err);
+        free(body);
+        break;
+    }
+}
+
+static void on_tls_change(p2p_ctx *ctx, void *arg)
+{
+    membership *m = arg;
+    p2p_tls_material t;
+    if (m->http && p2p__pki_material(ctx, &t) == 0 && t.cert)
+        p2p__httpc_set_tls(m->http, t.ca, t.cert, t.key, NULL);
+}
+
+/* ---- snapshot ------------------------------------------------------------------ */
+
+typedef struct snap_job {
+    uv_work_t w;
+    membership *m;
+    char *path, *text;
+} snap_job;
+
+static void snap_work(uv_work_t *w)
+{
+    snap_job *j = w->data;
+    p2p__write_file_atomic(j->path, j->text, strlen(j->text), 0600);
+}
+
+static void snap_done(uv_work_t *w, int status)
+{
+    snap_job *j = w->data;
+    j->m->snapshot_writing = 0;
+    free(j->path);
+    free(j->text);
+    free(j);
+}
+
+static char *snapshot_path(membership *m)
+{
+    return p2p__xasprintf("%s/members.json", m->ctx->cfg.state_directory);
+}
+
+static void save_snapshot(membership *m, int sync)
+{
+    json_t *st = state_json(m);
+    char *text = json_dumps(st, JSON_COMPACT);
+    json_decref(st);
+    if (sync) {
+        char *path = snapshot_path(m);
+        p2p__write_file_atomic(path, text, strlen(text), 0600);
+        free(path);
+        free(text);
+        return;
+    }
+    snap_job *j = p2p__xcalloc(1, sizeof(*j));
+    j->w.data = j;
+    j->m = m;
+    j->path = snapshot_path(m);
+    j->text = text;
+    m->snapshot_writing = 1;
+    uv_queue_work(m->ctx->loop, &j->w, snap_work, snap_done);
+}
+
+/* Rejoins the peers a previous run knew (the coordinator may be down). */
+static void load_snapshot(membership *m)
+{
+    char *path = snapshot_path(m), *text = NULL;
+    size_t len = 0;
+    if (p2p__read_file(path, 16 << 20, &text, &len) == 0) {
+        json_t *doc = json_loadb(text, len, 0, NULL);
+        json_t *nodes = json_object_get(doc, "nodes");
+        size_t i, joined = 0;
+        json_t *o;
+        json_array_foreach(nodes, i, o)
+        {
+            p2p_gossip_node n;
+            p2p_swim_state st;
+            if (parse_record(o, &n, &st) != 0 || !strcmp(n.id, m->ctx->cfg.node_id) || st == P2P_SWIM_LEFT ||
+                !n.naddrs)
+                continue;
+            if (p2p_swim_join(m->swim, now_ms(m), n.addrs[0], n.port) == 0)
+                joined++;
+        }
+        if (joined)
+            p2p_log(m->ctx, P2P_LOG_INFO, "membership", "rejoining %zu peer(s) from %s", joined, path);
+        json_decref(doc);
+        free(text);
+    }
+    free(path);
+}
+
+/* ---- joining and housekeeping ------------------------------------------------- */
+
+static void join_seeds(membership *m)
+{
+    p2p_config *cfg = &m->ctx->cfg;
+    for (size_t i = 0; i < cfg->n_coordinator_addresses; i++) {
+        const char *a = cfg->coordinator_addresses[i];
+        const char *colon = strrchr(a, ':');
+        if (!colon)
+            continue;
+        char host[INET6_ADDRSTRLEN + 2];
+        size_t hl = (size_t)(colon - a);
+        if (hl >= sizeof host)
+            continue;
+        memcpy(host, a, hl);
+        host[hl] = '\0';
+        char *h = host;
+        if (h[0] == '[' && hl > 2 && h[hl - 1] == ']') {
+            h[hl - 1] = '\0';
+            h++;
+        }
+        int port = atoi(colon + 1);
+        if (port == m->ctx->cfg.port && (!strcmp(h, m->self_addr) || !strcmp(h, "127.0.0.1")) &&
+            cfg->coordinator_mode)
+            continue; /* ourselves */
+        p2p_swim_join(m->swim, now_ms(m), h, (uint16_t)port);
+    }
+    arm_timer(m);
+}
+
+static void on_hk_timer(uv_timer_t *t)
+{
+    membership *m = t->data;
+    if (!m->running)
+        return;
+    uint64_t now = now_ms(m);
+    /* services changed: gossip the new meta */
+    char *meta = build_meta(m->ctx);
+    if (meta && (!m->meta || strcmp(meta, m->meta) != 0)) {
+        if (p2p_swim_set_meta(m->swim, now, meta) == 0) {
+            free(m->meta);
+            m->meta = meta;
+            meta = NULL;
+            arm_timer(m);
+        }
+    }
+    free(meta);
+    /* alone: keep trying the seeds, with backoff (1, 2, 4 ... 30 s) */
+    if (p2p_swim_live_count(m->swim) <= 1 && now >= m->next_join_ms) {
+        join_seeds(m);
+        m->join_backoff = m->join_backoff ? (m->join_backoff * 2 > 30000 ? 30000 : m->join_backoff * 2) : 1000;
+        m->next_join_ms = now + m->join_backoff;
+    } else if (p2p_swim_live_count(m->swim) > 1) {
+        m->join_backoff = 0;
+    }
+    if (m->dirty && !m->snapshot_writing && now - m->last_snapshot_ms >= SNAPSHOT_EVERY_MS) {
+        m->dirty = 0;
+        m->last_snapshot_ms = now;
+        save_snapshot(m, 0);
+    }
+}
+
+/* ---- start / stop ----------------------------------------------------------------- */
+
+/* The address other nodes reach us at: advertise_address, else a specific
+ * bind_address, else the first non-loopback interface address, else 127.0.0.1. */
+static void pick_self_addr(membership *m)
+{
+    p2p_config *cfg = &m->ctx->cfg;
+    if (*cfg->advertise_address) {
+        snprintf(m->self_addr, sizeof m->self_addr, "%s", cfg->advertise_address);
+        return;
+    }
+    if (strcmp(cfg->bind_address, "0.0.0.0") != 0 && strcmp(cfg->bind_address, "::") != 0) {
+        snprintf(m->self_addr, sizeof m->self_addr, "%s", cfg->bind_address);
+        return;
+    }
+    snprintf(m->self_addr, sizeof m->self_addr, "127.0.0.1");
+    char **names = NULL;
+    size_t n = 0;
+    p2p__node_names(m->ctx, &names, &n);
+    for (size_t i = 0; i < n; i++) {
+        struct in_addr a4;
+        if (!strcmp(names[i], "127.0.0.1") || inet_pton(AF_INET, names[i], &a4) != 1)
+            continue;
+        snprintf(m->self_addr, sizeof m->self_addr, "%s", names[i]);
+        break;
+    }
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+static void membership_stop(p2p_component *c);
+
+static int membership_start(p2p_component *c, char **err)
+{
+    membership *m = c->self;
+    p2p_ctx *ctx = c->ctx;
+    p2p_config *cfg = &ctx->cfg;
+    const uint8_t *key = p2p__pki_gossip_key(ctx);
+    if (!key) {
+        p2p_log(ctx, P2P_LOG_WARN, "membership", "no cluster gossip key in the vault: membership is off");
+        return 0;
+    }
+    pick_self_addr(m);
+    m->seal = p2p__seal_new(key, cfg->node_id, NULL);
+    if (!m->seal)
+        return p2p__fail(err, -EIO, "cannot set up gossip sealing");
+    m->meta = build_meta(ctx);
+    p2p_gossip_node self = {0};
+    snprintf(self.id, sizeof self.id, "%s", cfg->node_id);
+    snprintf(self.role, sizeof self.role, "%s", p2p_node_role(ctx));
+    self.port = (uint16_t)cfg->port;
+    self.naddrs = 1;
+    snprintf(self.addrs[0], sizeof self.addrs[0], "%s", m->self_addr);
+    self.meta = m->meta;
+    self.meta_len = strlen(m->meta);
+    p2p_swim_config sc;
+    p2p_swim_config_default(&sc);
+    RAND_bytes((unsigned char *)&sc.seed, sizeof sc.seed);
+    sc.packet_budget = 1400 - P2P_SEAL_OVERHEAD;
+    p2p_swim_callbacks cb = {.udata = m, .send = on_swim_send, .event = on_swim_event};
+    const char *why = NULL;
+    if (p2p_swim_new(&sc, &self, &cb, uv_now(ctx->loop), &m->swim, &why) != 0) {
+        p2p__seal_free(m->seal);
+        m->seal = NULL;
+        return p2p__fail(err, -EINVAL, "membership: %s", why ? why : "bad self record");
+    }
+    /* UDP on the HTTPS port number */
+    struct sockaddr_storage ss;
+    if (uv_ip4_addr(cfg->bind_address, cfg->port, (struct sockaddr_in *)&ss) != 0 &&
+        uv_ip6_addr(cfg->bind_address, cfg->port, (struct sockaddr_in6 *)&ss) != 0) {
+        membership_stop(c);
+        return p2p__fail(err, -EINVAL, "bind_address '%s' is not an IP address", cfg->bind_address);
+    }
+    uv_udp_init(ctx->loop, &m->udp);
+    m->udp.data = m;
+    m->udp_open = 1;
+    int r = uv_udp_bind(&m->udp, (struct sockaddr *)&ss, 0);
+    if (r == 0)
+        r = uv_udp_recv_start(&m->udp, on_alloc, on_recv);
+    if (r != 0) {
+        membership_stop(c);
+        return p2p__fail(err, r, "cannot bind UDP %s:%d for gossip: %s", cfg->bind_address, cfg->port,
+                         uv_strerror(r));
+    }
+    int size = 4 << 20;
+    uv_recv_buffer_size((uv_handle_t *)&m->udp, &size);
+    /* HTTPS client for push-pull */
+    p2p_tls_material t;
+    if (p2p__pki_material(ctx, &t) == 0 && t.cert && t.ca) {
+        p2p__httpc_global_init();
+        p2p__httpc_opts o = {.ca_pem = t.ca, .cert_pem = t.cert, .key_pem = t.key};
+        char *herr = NULL;
+        m->http = p2p__httpc_new(ctx->loop, &o, &herr);
+        if (!m->http)
+            p2p_log(ctx, P2P_LOG_WARN, "membership", "no push-pull: %s", herr ? herr : "?");
+        free(herr);
+    }
+    uv_timer_init(ctx->loop, &m->timer);
+    uv_timer_init(ctx->loop, &m->pp_timer);
+    uv_timer_init(ctx->loop, &m->hk_timer);
+    m->timer.data = m->pp_timer.data = m->hk_timer.data = m;
+    m->timers_open = 1;
+    m->running = 1;
+    load_snapshot(m);
+    join_seeds(m);
+    m->join_backoff = 1000;
+    m->next_join_ms = uv_now(ctx->loop) + 1000;
+    uv_timer_start(&m->hk_timer, on_hk_timer, HOUSEKEEP_MS, HOUSEKEEP_MS);
+    uv_timer_start(&m->pp_timer, on_pp_timer, pushpull_interval_ms(m), 0);
+    arm_timer(m);
+    p2p__pki_on_change(ctx, on_tls_change, m);
+    p2p_log(ctx, P2P_LOG_INFO, "membership", "gossip on udp://%s:%d as %s (advertising %s)", cfg->bind_address,
+            cfg->port, cfg->node_id, m->self_addr);
+    return 0;
+}
+
+static p2p_ctx *ctx_of(membership *m)
+{
+    return m->ctx;
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void membership_stop(p2p_component *c)
+{
+    membership *m = c->self;
+    if (m->running && m->swim) {
+        /* graceful leave: tell others at once, so they mark us left, not dead */
+        uint64_t now = now_ms(m);
+        if (p2p_swim_leave(m->swim, now) == 0)
+            for (int i = 0; i < 4 && !p2p_swim_leave_done(m->swim); i++)
+                p2p_swim_tick(m->swim, now + (uint64_t)i * 250);
+        save_snapshot(m, 1);
+    }
+    m->running = 0;
+    p2p__pki_off_change(ctx_of(m), on_tls_change, m);
+    if (m->timers_open) {
+        uv_close((uv_handle_t *)&m->timer, on_closed);
+        uv_close((uv_handle_t *)&m->pp_timer, on_closed);
+        uv_close((uv_handle_t *)&m->hk_timer, on_closed);
+        m->timers_open = 0;
+    }
+    if (m->udp_open) {
+        uv_close((uv_handle_t *)&m->udp, on_closed);
+        m->udp_open = 0;
+    }
+    if (m->http) {
+        p2p__httpc_free(m->http);
+        m->http = NULL;
+    }
+    p2p_swim_free(m->swim);
+    m->swim = NULL;
+    p2p__seal_free(m->seal);
+    m->seal = NULL;
+    free(m->meta);
+    m->meta = NULL;
+}
+
+static const p2p_component_ops membership_ops = {
+    .name = "membership",
+    .deps = (const char *const[]){"pki", NULL},
+    .start = membership_start,
+    .stop = membership_stop,
+};
+
+static void free_membership(p2p_ctx *ctx, void *arg)
+{
+    (void)ctx;
+    free(arg);
+}
+
+int p2p__membership_register(p2p_ctx *ctx)
+{
+    membership *m = p2p__xcalloc(1, sizeof(*m));
+    m->ctx = ctx;
+    if (!p2p__component_add(ctx, &membership_ops, m)) {
+        free(m);
+        return -EEXIST;
+    }
+    p2p_shared_set(ctx, "membership", m);
+    p2p__ctx_on_shutdown(ctx, free_membership, m);
+    return 0;
+}

@@ -1,0 +1,21 @@
+/*
+ * remote.h — calls to other nodes (see remote.c). The public entry point,
+ * p2p_call_remote, is declared in include/p2p/p2p.h.
+ */
+#ifndef P2P_RPC_REMOTE_H
+#define P2P_RPC_REMOTE_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/ctx.h"
+
+/* Registers the "cluster" service (cluster/call). */
+int p2p__remote_register_service(p2p_ctx *ctx);
+
+/* Forwards a raw JSON-RPC body to a node's /rpc. Returns 0 (then `cb` runs once,
+ * later, with the HTTP status and body, or status 0 and an error code/message)
+ * or a P2P_RPC_E_* code when it cannot start (unknown node, not alive, no client). */
+typedef void (*p2p_remote_raw_cb)(void *arg, int status, const char *body, size_t len, int err, const char *msg);
+int p2p__remote_forward(p2p_ctx *ctx, const char *node_id, const char *body, size_t len, uint32_t timeout_ms,
+                        p2p_remote_raw_cb cb, void *arg);
+#endif
