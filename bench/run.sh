@@ -466,5 +466,5 @@ rc=0
 cp "$TMP/report.txt" "$RESULTS_DIR/latest.txt"
 cat "$TMP/report.txt"
 log "saved to $RESULTS_DIR/latest.txt"
-if [[ ${BENCH_MEMBERSHIP:-0} == 1 ]]; then "$PY" "$HERE/membership/run.py" --sizes "${BENCH_MEMBERSHIP_SIZES:-50,200,500}" --p2p-bin "$P2P_BIN" --systems "$( ((HAVE_P2P)) && echo serf,p2p || echo serf)" || log "membership benchmark exited with status $?"; fi
+if [[ ${BENCH_MEMBERSHIP:-1} == 1 ]]; then "$PY" "$HERE/membership/run.py" --sizes "${BENCH_MEMBERSHIP_SIZES:-50,200,500}" --p2p-bin "$P2P_BIN" --systems "$( ((HAVE_P2P)) && echo serf,p2p || echo serf)" || log "membership benchmark exited with status $?"; fi
 exit "$rc"

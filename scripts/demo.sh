@@ -78,6 +78,8 @@ cat <<MSG
     curl --cacert $dir/coordinator-1/certs/ca.crt https://127.0.0.1:$port/health
     curl --cacert $dir/coordinator-1/certs/ca.crt -H "Authorization: Bearer \$P2P_TOKEN" 'https://127.0.0.1:$port/metrics?format=prometheus'
 
+    build/p2p members --addr 127.0.0.1:$port --data-dir $dir/coordinator-1
+    build/p2p call --addr 127.0.0.1:$port --data-dir $dir/coordinator-1 --node worker-2 system/get_system_info
     build/p2p call --addr 127.0.0.1:$((port + 1)) --data-dir $dir/coordinator-1 system/get_system_info
     build/p2p token list --join --addr 127.0.0.1:$port --data-dir $dir/coordinator-1 --api-key-file $dir/admin.key
   Press Ctrl-C to stop.
