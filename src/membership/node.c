@@ -771,7 +771,7 @@ static void membership_stop(p2p_component *c)
 
 static const p2p_component_ops membership_ops = {
     .name = "membership",
-    .deps = (const char *const[]){"pki", NULL},
+    .deps = (const char *const[]){"pki", "system", NULL}, /* system: its services are in our first record */
     .start = membership_start,
     .stop = membership_stop,
 };

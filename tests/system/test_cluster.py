@@ -64,6 +64,9 @@ def rpc(node, method, params=None, headers=None):
 
 
 def test_five_nodes_see_each_other_with_services(cluster):
+    # services are announced with each node's record (and re-announced when they change)
+    wait_until(lambda: all(any(s["name"] == "system" for s in members(n)["w3"]["services"]) for n in cluster),
+               10, "w3's services known everywhere")
     for n in cluster:
         m = members(n)
         assert set(m) == {x.name for x in cluster}
