@@ -40,27 +40,6 @@ static char *ssl_err_text(const char *what)
 
 /* ---- the node's certificate, from the vault --------------------------------- */
 
-static char *vault_text(vault *v, const char *ns, const char *name)
-{
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    if (vault_get(v, ns, name, &buf, &len) != 0)
-        return NULL;
-    char *s = p2p__xmalloc(len + 1);
-    memcpy(s, buf, len);
-    s[len] = '\0';
-    vault_secret_free(buf, len + 1);
-    return s;
-}
-
-static void secret_free(char *s)
-{
-    if (s) {
-        OPENSSL_cleanse(s, strlen(s));
-        free(s);
-    }
-}
-
 /* Moves PEM files left by versions that kept keys on disk into the vault. */
 static int import_legacy(vault *v, const char *dir, const char *file, const char *ns, const char *name, int *dirty,
                          int *had_keyfile)
@@ -80,6 +59,23 @@ static int import_legacy(vault *v, const char *dir, const char *file, const char
     return r;
 }
 
+int p2p__tls_write_public_ca(const char *state_dir, const char *ca_pem)
+{
+    char *dir = p2p__xasprintf("%s/certs", state_dir);
+    int r = p2p__mkdir_p(dir, 0700);
+    if (r == 0) {
+        char *path = p2p__xasprintf("%s/ca.crt", dir), *old = NULL;
+        size_t olen = 0;
+        if (p2p__read_file(path, 1 << 20, &old, &olen) != 0 || olen != strlen(ca_pem) ||
+            memcmp(old, ca_pem, olen) != 0)
+            r = p2p__write_file_atomic(path, ca_pem, strlen(ca_pem), 0644);
+        free(old);
+        free(path);
+    }
+    free(dir);
+    return r;
+}
+
 int p2p__tls_node_material(vault *v, const char *state_dir, const char *node_id, const char *const *names,
                            size_t n_names, long lifetime_s, char **cert_pem, char **key_pem, char **err)
 {
@@ -87,9 +83,9 @@ int p2p__tls_node_material(vault *v, const char *state_dir, const char *node_id,
     int dirty = 0, had_keyfile = 0, r = 0;
     char *ca = NULL, *ca_key = NULL, *crt = NULL, *key = NULL, *csr = NULL;
 
-    crt = vault_text(v, "certificates", "node.crt");
-    key = vault_text(v, "keys", "node.key");
-    ca = vault_text(v, "certificates", "ca.crt");
+    crt = vault_get_text(v, "certificates", "node.crt");
+    key = vault_get_text(v, "keys", "node.key");
+    ca = vault_get_text(v, "certificates", "ca.crt");
     if (!crt || !key || !ca) {
         /* nothing in the vault yet: take over files from an older version, if any */
         import_legacy(v, certs_dir, "ca.crt", "certificates", "ca.crt", &dirty, &had_keyfile);
@@ -97,11 +93,11 @@ int p2p__tls_node_material(vault *v, const char *state_dir, const char *node_id,
         if (import_legacy(v, certs_dir, "node.key", "keys", "node.key", &dirty, &had_keyfile) == 0)
             import_legacy(v, certs_dir, "node.crt", "certificates", "node.crt", &dirty, &had_keyfile);
         free(crt);
-        secret_free(key);
+        pki_secret_free(key);
         free(ca);
-        crt = vault_text(v, "certificates", "node.crt");
-        key = vault_text(v, "keys", "node.key");
-        ca = vault_text(v, "certificates", "ca.crt");
+        crt = vault_get_text(v, "certificates", "node.crt");
+        key = vault_get_text(v, "keys", "node.key");
+        ca = vault_get_text(v, "certificates", "ca.crt");
     }
     if (crt && key && !pki_key_matches_cert(key, crt)) {
         *err = p2p__xstrdup("the node key and certificate in the vault do not match");
@@ -109,17 +105,17 @@ int p2p__tls_node_material(vault *v, const char *state_dir, const char *node_id,
         goto out;
     }
     if (!crt || !key) {
-        ca_key = vault_text(v, "keys", "ca.key");
+        ca_key = vault_get_text(v, "keys", "ca.key");
         if (!ca || !ca_key) {
             free(ca);
-            secret_free(ca_key);
+            pki_secret_free(ca_key);
             ca = ca_key = NULL;
             if ((r = pki_ca_create("p2pcore", 3650, &ca, &ca_key, err)) != 0)
                 goto out;
             vault_put(v, "certificates", "ca.crt", ca, strlen(ca));
             vault_put(v, "keys", "ca.key", ca_key, strlen(ca_key));
         }
-        secret_free(key);
+        pki_secret_free(key);
         free(crt);
         crt = key = NULL;
         const char *all[20];
@@ -147,16 +143,7 @@ int p2p__tls_node_material(vault *v, const char *state_dir, const char *node_id,
             free(path);
         }
     }
-    /* The CA certificate is public: clients find it here (--data-dir). */
-    if ((r = p2p__mkdir_p(certs_dir, 0700)) == 0) {
-        char *path = p2p__xasprintf("%s/ca.crt", certs_dir), *old = NULL;
-        size_t olen = 0;
-        if (p2p__read_file(path, 1 << 20, &old, &olen) != 0 || olen != strlen(ca) || memcmp(old, ca, olen) != 0)
-            r = p2p__write_file_atomic(path, ca, strlen(ca), 0644);
-        free(old);
-        free(path);
-    }
-    if (r != 0) {
+    if ((r = p2p__tls_write_public_ca(state_dir, ca)) != 0) {
         *err = p2p__xasprintf("cannot write %s/ca.crt: %s", certs_dir, strerror(-r));
         goto out;
     }
@@ -165,9 +152,9 @@ int p2p__tls_node_material(vault *v, const char *state_dir, const char *node_id,
     crt = key = NULL;
 out:
     free(ca);
-    secret_free(ca_key);
+    pki_secret_free(ca_key);
     free(crt);
-    secret_free(key);
+    pki_secret_free(key);
     free(csr);
     free(certs_dir);
     return r;

@@ -20,6 +20,10 @@ struct vault;
 int p2p__tls_node_material(struct vault *v, const char *state_dir, const char *node_id, const char *const *names,
                            size_t n_names, long lifetime_s, char **cert_pem, char **key_pem, char **err);
 
+/* Writes the public CA certificate to <state_dir>/certs/ca.crt (mode 0644) for
+ * clients, unless it already holds exactly that. 0 or a negative errno. */
+int p2p__tls_write_public_ca(const char *state_dir, const char *ca_pem);
+
 /* A server SSL_CTX: TLS 1.2+, ECDHE AEAD suites, ALPN h2 and http/1.1. The
  * certificate and key come from PEM text when `cert_pem` is set, else from files. */
 SSL_CTX *p2p__tls_server_ctx(const char *cert_file, const char *key_file, const char *cert_pem, const char *key_pem,

@@ -143,15 +143,10 @@ static int load_files(p2p_pki *p, char **err)
 
 static void write_public_ca(p2p_pki *p)
 {
-    char *dir = p2p__xasprintf("%s/certs", p->ctx->cfg.state_directory);
-    char *path = p2p__xasprintf("%s/ca.crt", dir), *old = NULL;
-    size_t olen = 0;
-    if (p2p__mkdir_p(dir, 0700) == 0 &&
-        (p2p__read_file(path, 1 << 20, &old, &olen) != 0 || olen != strlen(p->ca) || memcmp(old, p->ca, olen) != 0))
-        p2p__write_file_atomic(path, p->ca, strlen(p->ca), 0644);
-    free(old);
-    free(path);
-    free(dir);
+    int r = p2p__tls_write_public_ca(p->ctx->cfg.state_directory, p->ca);
+    if (r != 0)
+        p2p_log(p->ctx, P2P_LOG_WARN, "pki", "cannot write %s/certs/ca.crt for clients: %s",
+                p->ctx->cfg.state_directory, p2p_strerror(r));
 }
 
 static void pki_stop(p2p_component *c);
@@ -184,8 +179,8 @@ static int pki_start(p2p_component *c, char **err)
         free(names);
         if (r != 0)
             goto fail;
-        p->ca = p2p__vault_text(p->v, "certificates", "ca.crt");
-        p->ca_key = p2p__vault_text(p->v, "keys", "ca.key");
+        p->ca = vault_get_text(p->v, "certificates", "ca.crt");
+        p->ca_key = vault_get_text(p->v, "keys", "ca.key");
         if (!p->ca) {
             r = p2p__fail(err, -EINVAL, "the vault has no CA certificate (certificates/ca.crt)");
             goto fail;
@@ -194,9 +189,9 @@ static int pki_start(p2p_component *c, char **err)
             p2p_log(ctx, P2P_LOG_WARN, "pki",
                     "the vault has no CA key (keys/ca.key): this coordinator cannot enroll workers or renew certificates");
     } else {
-        p->cert = p2p__vault_text(p->v, "certificates", "node.crt");
-        p->key = p2p__vault_text(p->v, "keys", "node.key");
-        p->ca = p2p__vault_text(p->v, "certificates", "ca.crt");
+        p->cert = vault_get_text(p->v, "certificates", "node.crt");
+        p->key = vault_get_text(p->v, "keys", "node.key");
+        p->ca = vault_get_text(p->v, "certificates", "ca.crt");
         if (!p->cert || !p->key || !p->ca) {
             r = p2p__fail(err, -EINVAL, "this worker is not enrolled (no certificate in the vault)");
             goto fail;
@@ -298,10 +293,7 @@ static void renew_work(uv_work_t *w)
     json_decref(doc);
     for (size_t i = 0; i < j->n_coord && !j->new_cert; i++) {
         const char *addr = j->coord_addrs[i];
-        const char *colon = strrchr(addr, ':');
-        char *url = (addr[0] != '[' && colon && strchr(addr, ':') != colon)
-                        ? p2p__xasprintf("https://[%.*s]%s/internal/cert-renew", (int)(colon - addr), addr, colon)
-                        : p2p__xasprintf("https://%s/internal/cert-renew", addr);
+        char *url = p2p__enroll_url(addr, "/internal/cert-renew");
         p2p_fetch f = {.url = url, .body = body, .body_len = strlen(body), .ca_pem = j->ca, .cert_pem = j->cert,
                        .key_pem = j->key, .timeout_ms = 20000, .max_body = 2 * CERTREQ_MAX_BODY};
         int r = p2p__fetch_run(&f);

@@ -114,24 +114,11 @@ int p2p__enroll_join_split(const char *join, char *token, size_t token_cap, char
     return 0;
 }
 
-char *p2p__vault_text(vault *v, const char *ns, const char *name)
-{
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    if (vault_get(v, ns, name, &buf, &len) != 0)
-        return NULL;
-    char *s = p2p__xmalloc(len + 1);
-    memcpy(s, buf, len);
-    s[len] = '\0';
-    vault_secret_free(buf, len + 1);
-    return s;
-}
-
 int p2p__enroll_have_valid_cert(vault *v)
 {
-    char *crt = p2p__vault_text(v, "certificates", "node.crt");
-    char *key = p2p__vault_text(v, "keys", "node.key");
-    char *ca = p2p__vault_text(v, "certificates", "ca.crt");
+    char *crt = vault_get_text(v, "certificates", "node.crt");
+    char *key = vault_get_text(v, "keys", "node.key");
+    char *ca = vault_get_text(v, "certificates", "ca.crt");
     int ok = crt && key && ca && pki_key_matches_cert(key, crt) == 1 && pki_cert_verify(crt, ca, NULL) == 0;
     free(crt);
     pki_secret_free(key);
@@ -406,7 +393,7 @@ static int chal_listen(enroll *e, int port, char **err)
 
 /* ---- one attempt, on the thread pool ----------------------------------------- */
 
-static char *url_for(const char *hostport, const char *path)
+char *p2p__enroll_url(const char *hostport, const char *path)
 {
     /* "host:port", "[v6]:port" or a bare IPv6 literal with a port after the last ':' */
     const char *colon = strrchr(hostport, ':');
@@ -428,7 +415,7 @@ static void attempt_work(uv_work_t *w)
         const char *addr = cfg->coordinator_addresses[i];
         free(e->w_msg);
         e->w_msg = NULL;
-        char *url = url_for(addr, "/internal/ca-cert");
+        char *url = p2p__enroll_url(addr, "/internal/ca-cert");
         p2p_fetch f = {.url = url, .timeout_ms = 5000, .max_body = PKI_MAX_CERT_PEM};
         int r = p2p__fetch_run(&f);
         free(url);
@@ -454,7 +441,7 @@ static void attempt_work(uv_work_t *w)
         }
         char *ca = p2p__xstrdup(f.answer);
         p2p__fetch_clear(&f);
-        url = url_for(addr, "/internal/cert-request");
+        url = p2p__enroll_url(addr, "/internal/cert-request");
         p2p_fetch q = {.url = url, .body = body, .body_len = strlen(body), .ca_pem = ca, .timeout_ms = 20000,
                        .max_body = 2 * CERTREQ_MAX_BODY};
         r = p2p__fetch_run(&q);

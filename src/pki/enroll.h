@@ -88,8 +88,8 @@ int p2p__enroll_have_valid_cert(struct vault *v);
  * array of heap strings. */
 void p2p__node_names(p2p_ctx *ctx, char ***names, size_t *n);
 
-/* Reads a text entry of the vault into a heap string (free secrets with
- * pki_secret_free), or NULL. */
-char *p2p__vault_text(struct vault *v, const char *ns, const char *name);
+/* https://HOST:PORT/path for a coordinator address "host:port", "[v6]:port" or a
+ * bare IPv6 literal with a port after the last ':'. Heap string. */
+char *p2p__enroll_url(const char *hostport, const char *path);
 
 #endif

@@ -361,6 +361,20 @@ int vault_get(const vault *v, const char *ns, const char *name, uint8_t **buf, s
     return 0;
 }
 
+char *vault_get_text(const vault *v, const char *ns, const char *name)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (vault_get(v, ns, name, &buf, &len) != 0)
+        return NULL;
+    char *s = malloc(len + 1);
+    if (s) {
+        memcpy(s, buf, len + 1); /* vault_get NUL-terminates */
+    }
+    vault_secret_free(buf, len + 1);
+    return s;
+}
+
 int vault_updated_at(const vault *v, const char *ns, const char *name, uint64_t *out_ms)
 {
     const ns_table *t;

@@ -162,6 +162,10 @@ void vault_close(vault *v);
  * not counted in *len). Free it with vault_secret_free(). -ENOENT when absent. */
 int vault_get(const vault *v, const char *ns, const char *name, uint8_t **buf, size_t *len);
 
+/* ns/name as a heap C string (for PEM and other text entries), or NULL when
+ * absent. Free with free(), or wipe first when it is a secret (pki_secret_free). */
+char *vault_get_text(const vault *v, const char *ns, const char *name);
+
 /* Sets ns/name to `len` bytes (copied), replacing any previous value. In memory
  * only until a save. -EINVAL on a bad namespace or name (empty, longer than
  * VAULT_MAX_NAME, control characters, invalid UTF-8); -EFBIG above VAULT_MAX_VALUE. */
