@@ -8,6 +8,15 @@
  * one for push-pull (adaptive: gossip_interval_min .. gossip_interval_max
  * seconds, longer as the cluster grows), one for housekeeping (meta changes,
  * rejoin with backoff while alone, snapshot every 10 s when changed).
+ *
+ * Advertised address (addrsel.h): advertise_address, else a specific
+ * bind_address, else detected. Detection never blocks the start: the node
+ * starts with the best-ranked interface address (p2p__addrsel_rank against the
+ * coordinator_addresses that are IP literals), then a probe
+ * (p2p__addrsel_select) checks which candidate reaches a coordinator; if that
+ * is another address the self record changes (p2p_swim_set_addrs: new
+ * incarnation, ALIVE gossiped). A watcher re-reads the interfaces every 5 s and
+ * probes again when they changed. Every change is logged "advertising A (why)".
  */
 #include "membership/node.h"
 
@@ -20,6 +29,7 @@
 #include <time.h>
 
 #include "core/util.h"
+#include "membership/addrsel.h"
 #include "membership/seal.h"
 #include "membership/swim.h"
 #include "pki/cluster.h"
@@ -53,6 +63,13 @@ typedef struct membership {
     uint8_t open_buf[RECV_BUF];
     char *meta;
     char self_addr[INET6_ADDRSTRLEN];
+    /* address selection (detect mode only) */
+    int detect;                                    /* no advertise/bind override */
+    char *coord_ips[P2P_ADDRSEL_MAX_TARGETS];      /* coordinator IP literals ("ip:port") */
+    size_t n_coord_ips;
+    p2p_addrsel_probe *probe;                      /* in flight, or NULL */
+    p2p_addrsel_watch *watch;
+    int reprobe;                                   /* interfaces changed while probing */
     listener listeners[MAX_LISTENERS];
     size_t n_listeners;
     /* joining */
@@ -609,33 +626,168 @@ static void on_hk_timer(uv_timer_t *t)
 
 /* ---- start / stop ----------------------------------------------------------------- */
 
-/* The address other nodes reach us at: advertise_address, else a specific
- * bind_address, else the first non-loopback interface address, else 127.0.0.1. */
+/* The coordinator addresses usable by address selection: IP literals with a
+ * port ("ip:port", "[v6]:port"); host names are skipped. */
+static void collect_coord_ips(membership *m)
+{
+    p2p_config *cfg = &m->ctx->cfg;
+    for (size_t i = 0; i < cfg->n_coordinator_addresses && m->n_coord_ips < P2P_ADDRSEL_MAX_TARGETS; i++) {
+        struct sockaddr_storage sa;
+        if (p2p__addrsel_parse_target(cfg->coordinator_addresses[i], &sa) == 0)
+            m->coord_ips[m->n_coord_ips++] = p2p__xstrdup(cfg->coordinator_addresses[i]);
+    }
+}
+
+/* Copies an address (truncated to fit: advertise_address may be a long name). */
+static void copy_addr(char *dst, size_t cap, const char *src)
+{
+    size_t n = strnlen(src, cap - 1);
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+static void set_self_addr(membership *m, const char *ip, const char *reason)
+{
+    copy_addr(m->self_addr, sizeof m->self_addr, ip);
+    p2p_log(m->ctx, P2P_LOG_INFO, "membership", "advertising %s (%s)", m->self_addr, reason);
+}
+
+/* The address to start with, without blocking: the overrides, else the
+ * best-ranked interface address, else 127.0.0.1. */
 static void pick_self_addr(membership *m)
 {
     p2p_config *cfg = &m->ctx->cfg;
+    m->detect = 0;
     if (*cfg->advertise_address) {
-        snprintf(m->self_addr, sizeof m->self_addr, "%s", cfg->advertise_address);
+        set_self_addr(m, cfg->advertise_address, "advertise_address");
         return;
     }
-    if (strcmp(cfg->bind_address, "0.0.0.0") != 0 && strcmp(cfg->bind_address, "::") != 0) {
-        snprintf(m->self_addr, sizeof m->self_addr, "%s", cfg->bind_address);
+    if (*cfg->bind_address && strcmp(cfg->bind_address, "0.0.0.0") != 0 && strcmp(cfg->bind_address, "::") != 0) {
+        set_self_addr(m, cfg->bind_address, "bind_address");
         return;
     }
-    snprintf(m->self_addr, sizeof m->self_addr, "127.0.0.1");
-    char **names = NULL;
+    m->detect = 1;
+    p2p_addrsel_iface *ifs = NULL;
     size_t n = 0;
-    p2p__node_names(m->ctx, &names, &n);
-    for (size_t i = 0; i < n; i++) {
-        struct in_addr a4;
-        if (!strcmp(names[i], "127.0.0.1") || inet_pton(AF_INET, names[i], &a4) != 1)
-            continue;
-        snprintf(m->self_addr, sizeof m->self_addr, "%s", names[i]);
-        break;
+    p2p_addrsel_cand best[1];
+    size_t nbest = 0;
+    char *err = NULL;
+    if (p2p__addrsel_interfaces(NULL, &ifs, &n) == 0 &&
+        p2p__addrsel_rank(ifs, n, (const char *const *)m->coord_ips, m->n_coord_ips, best, 1, &nbest, &err) == 0 &&
+        nbest == 1) {
+        char why[P2P_ADDRSEL_IP_MAX + 128];
+        p2p__addrsel_describe(&best[0], why, sizeof why);
+        char reason[sizeof why + 32];
+        snprintf(reason, sizeof reason, "best ranked, not probed yet: %s", why);
+        set_self_addr(m, best[0].ip, reason);
+    } else {
+        set_self_addr(m, "127.0.0.1", err ? err : "no usable interface address");
     }
-    for (size_t i = 0; i < n; i++)
-        free(names[i]);
-    free(names);
+    free(err);
+    free(ifs);
+}
+
+/* True when `ip` is one of the current interface addresses. */
+static int have_interface_addr(const char *ip)
+{
+    p2p_addrsel_iface *ifs = NULL;
+    size_t n = 0;
+    int found = 0;
+    if (p2p__addrsel_interfaces(NULL, &ifs, &n) != 0)
+        return 1; /* cannot tell: keep what we have */
+    for (size_t i = 0; i < n && !found; i++)
+        found = !strcmp(ifs[i].ip, ip);
+    free(ifs);
+    return found;
+}
+
+static void start_probe(membership *m);
+
+static void on_addr_selected(void *arg, int status, const p2p_addrsel_cand *chosen, const char *reason)
+{
+    membership *m = arg;
+    m->probe = NULL;
+    if (!m->running)
+        return;
+    if (chosen && strcmp(chosen->ip, m->self_addr) != 0 &&
+        (status == 0 || !have_interface_addr(m->self_addr))) {
+        /* a failed probe (coordinators unreachable) only moves us off an address we no longer have */
+        char addrs[1][P2P_GOSSIP_ADDRSTRLEN];
+        copy_addr(addrs[0], sizeof addrs[0], chosen->ip);
+        int r = p2p_swim_set_addrs(m->swim, now_ms(m), (const char (*)[P2P_GOSSIP_ADDRSTRLEN])addrs, 1);
+        if (r == 0) {
+            char line[P2P_ADDRSEL_IP_MAX + 512];
+            snprintf(line, sizeof line, "%s%s", status == 0 ? "" : "fallback, ", reason ? reason : "probe");
+            set_self_addr(m, chosen->ip, line);
+            m->dirty = 1;
+            arm_timer(m);
+        } else {
+            p2p_log(m->ctx, P2P_LOG_WARN, "membership", "cannot advertise %s: %s", chosen->ip, strerror(-r));
+        }
+    } else {
+        p2p_log(m->ctx, P2P_LOG_DEBUG, "membership", "address probe: keeping %s (%s)", m->self_addr,
+                reason ? reason : "?");
+    }
+    if (m->reprobe) {
+        m->reprobe = 0;
+        start_probe(m);
+    }
+}
+
+static void start_probe(membership *m)
+{
+    if (!m->running || !m->detect)
+        return;
+    if (m->probe) {
+        m->reprobe = 1; /* after this one: the interfaces changed meanwhile */
+        return;
+    }
+    p2p_addrsel_opts o = {.coordinators = (const char *const *)m->coord_ips, .n_coordinators = m->n_coord_ips};
+    char *err = NULL;
+    int r = p2p__addrsel_select(m->ctx->loop, &o, on_addr_selected, m, &m->probe, &err);
+    if (r != 0) {
+        m->probe = NULL;
+        p2p_log(m->ctx, P2P_LOG_DEBUG, "membership", "address probe not started: %s", err ? err : strerror(-r));
+    }
+    free(err);
+}
+
+static void on_ifaces_changed(void *arg, const p2p_addrsel_iface *ifs, size_t n)
+{
+    membership *m = arg;
+    (void)ifs;
+    p2p_log(m->ctx, P2P_LOG_DEBUG, "membership", "interface addresses changed (%zu now): probing again", n);
+    start_probe(m);
+}
+
+static void start_addr_selection(membership *m)
+{
+    if (!m->detect)
+        return;
+    start_probe(m);
+    char *err = NULL;
+    if (p2p__addrsel_watch(m->ctx->loop, P2P_ADDRSEL_DEFAULT_WATCH_MS, NULL, NULL, on_ifaces_changed, m, &m->watch,
+                           &err) != 0) {
+        m->watch = NULL;
+        p2p_log(m->ctx, P2P_LOG_WARN, "membership", "not watching interface addresses: %s", err ? err : "?");
+    }
+    free(err);
+}
+
+static void stop_addr_selection(membership *m)
+{
+    if (m->probe) {
+        p2p__addrsel_probe_cancel(m->probe);
+        m->probe = NULL;
+    }
+    if (m->watch) {
+        p2p__addrsel_watch_stop(m->watch);
+        m->watch = NULL;
+    }
+    for (size_t i = 0; i < m->n_coord_ips; i++)
+        free(m->coord_ips[i]);
+    m->n_coord_ips = 0;
+    m->reprobe = 0;
 }
 
 static void membership_stop(p2p_component *c);
@@ -650,10 +802,13 @@ static int membership_start(p2p_component *c, char **err)
         p2p_log(ctx, P2P_LOG_WARN, "membership", "no cluster gossip key in the vault: membership is off");
         return 0;
     }
+    collect_coord_ips(m);
     pick_self_addr(m);
     m->seal = p2p__seal_new(key, cfg->node_id, NULL);
-    if (!m->seal)
+    if (!m->seal) {
+        stop_addr_selection(m);
         return p2p__fail(err, -EIO, "cannot set up gossip sealing");
+    }
     m->meta = build_meta(ctx);
     p2p_gossip_node self = {0};
     snprintf(self.id, sizeof self.id, "%s", cfg->node_id);
@@ -672,6 +827,7 @@ static int membership_start(p2p_component *c, char **err)
     if (p2p_swim_new(&sc, &self, &cb, uv_now(ctx->loop), &m->swim, &why) != 0) {
         p2p__seal_free(m->seal);
         m->seal = NULL;
+        stop_addr_selection(m);
         return p2p__fail(err, -EINVAL, "membership: %s", why ? why : "bad self record");
     }
     /* UDP on the HTTPS port number */
@@ -719,6 +875,7 @@ static int membership_start(p2p_component *c, char **err)
     uv_timer_start(&m->pp_timer, on_pp_timer, pushpull_interval_ms(m), 0);
     arm_timer(m);
     p2p__pki_on_change(ctx, on_tls_change, m);
+    start_addr_selection(m);
     p2p_log(ctx, P2P_LOG_INFO, "membership", "gossip on udp://%s:%d as %s (advertising %s)", cfg->bind_address,
             cfg->port, cfg->node_id, m->self_addr);
     return 0;
@@ -746,6 +903,7 @@ static void membership_stop(p2p_component *c)
         save_snapshot(m, 1);
     }
     m->running = 0;
+    stop_addr_selection(m);
     p2p__pki_off_change(ctx_of(m), on_tls_change, m);
     if (m->timers_open) {
         uv_close((uv_handle_t *)&m->timer, on_closed);

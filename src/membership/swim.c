@@ -1438,6 +1438,25 @@ int p2p_swim_set_meta(p2p_swim *s, uint64_t now, const char *meta)
     return 0;
 }
 
+int p2p_swim_set_addrs(p2p_swim *s, uint64_t now, const char addrs[][P2P_GOSSIP_ADDRSTRLEN], uint8_t n)
+{
+    clock_in(s, now);
+    if (s->left)
+        return -EALREADY;
+    char canon[P2P_GOSSIP_MAX_ADDRS][P2P_GOSSIP_ADDRSTRLEN];
+    if (!addrs || n == 0 || n > P2P_GOSSIP_MAX_ADDRS)
+        return -EINVAL;
+    for (unsigned i = 0; i < n; i++)
+        if (p2p_gossip_addr_canon(addrs[i], canon[i]) < 0)
+            return -EINVAL;
+    p2p_gossip_node *self = &s->self->pub.node;
+    memcpy(self->addrs, canon, sizeof(canon[0]) * n);
+    self->naddrs = n;
+    set_incarnation(s, s->self, self->incarnation + 1);
+    broadcast_alive(s, s->self);
+    return 0;
+}
+
 int p2p_swim_leave(p2p_swim *s, uint64_t now)
 {
     now = clock_in(s, now);

@@ -233,13 +233,17 @@ int p2p_swim_merge_remote(p2p_swim *s, uint64_t now, const p2p_gossip_node *node
 /* Changes own meta (NULL = empty): bumps the incarnation, broadcasts ALIVE.
  * Returns 0, -EINVAL (too long, NUL inside) or -EALREADY (after leave). */
 int p2p_swim_set_meta(p2p_swim *s, uint64_t now, const char *meta);
+/* Changes own addresses (n = 1..P2P_GOSSIP_MAX_ADDRS IP literals, the first is
+ * advertised): bumps the incarnation, broadcasts ALIVE. Returns 0, -EINVAL (bad
+ * count or address) or -EALREADY (after leave). */
+int p2p_swim_set_addrs(p2p_swim *s, uint64_t now, const char addrs[][P2P_GOSSIP_ADDRSTRLEN], uint8_t n);
 /* Graceful leave (see above). Returns 0 or -EALREADY. */
 int p2p_swim_leave(p2p_swim *s, uint64_t now);
 bool p2p_swim_leave_done(const p2p_swim *s);
 
 /* Members, self included, in an unspecified order. Pointers and indexes are
  * valid until the next mutating call (tick, receive, join, merge, set_meta,
- * leave). */
+ * set_addrs, leave). */
 size_t p2p_swim_member_count(const p2p_swim *s);
 const p2p_swim_member *p2p_swim_member_at(const p2p_swim *s, size_t i);
 const p2p_swim_member *p2p_swim_find(const p2p_swim *s, const char *id);

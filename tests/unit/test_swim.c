@@ -5,7 +5,7 @@
  * sent datagrams captured and decoded): configuration, the Lifeguard and
  * retransmit arithmetic, the merge-rule table, refutation, suspicion timers
  * with independent confirmations, one probe cycle with local health, the
- * restart hint, set_meta and leave.
+ * restart hint, set_meta, set_addrs and leave.
  *
  * Part 2 is a simulated network: N instances on one simulated clock (1 ms
  * steps), datagrams delivered by the test after 1-4 ms, optionally lost.
@@ -813,6 +813,45 @@ static void test_meta_and_leave(void **state)
     strcpy(ping.from, "x");
     assert_int_equal(inject_from(&h, "10.0.0.2", 7000, &ping, 1), 0);
     assert_true(h_find_msg(&h, 7000, P2P_GOSSIP_ACK, NULL, NULL));
+    h_free(&h);
+}
+
+static void test_set_addrs(void **state)
+{
+    (void)state;
+    harness h;
+    h_new(&h);
+    p2p_gossip_node x = make_node("x", "10.0.0.2", 7000, 1, NULL);
+    assert_int_equal(p2p_swim_merge_remote(h.s, 0, &x, P2P_SWIM_ALIVE), 0);
+    h_advance(&h, 400);
+    h_clear(&h);
+    const char two[2][P2P_GOSSIP_ADDRSTRLEN] = {"192.168.7.9", "::1"};
+    assert_int_equal(p2p_swim_set_addrs(h.s, h.now, two, 2), 0);
+    const p2p_swim_member *me = p2p_swim_self(h.s);
+    assert_int_equal(me->node.incarnation, 2);
+    assert_int_equal(me->node.naddrs, 2);
+    assert_string_equal(me->node.addrs[0], "192.168.7.9");
+    assert_string_equal(me->node.addrs[1], "::1");
+    h_advance(&h, h.now + 400);
+    p2p_gossip_msg a;
+    assert_true(h_find_msg(&h, 7000, P2P_GOSSIP_ALIVE, "me", &a));
+    assert_int_equal(a.node.incarnation, 2);
+    assert_int_equal(a.node.naddrs, 2);
+    assert_string_equal(a.node.addrs[0], "192.168.7.9");
+    /* canonical form */
+    const char v6[1][P2P_GOSSIP_ADDRSTRLEN] = {"fd00:0:0::5"};
+    assert_int_equal(p2p_swim_set_addrs(h.s, h.now, v6, 1), 0);
+    assert_string_equal(p2p_swim_self(h.s)->node.addrs[0], "fd00::5");
+    assert_int_equal(p2p_swim_self(h.s)->node.incarnation, 3);
+    /* bad input changes nothing */
+    const char bad[1][P2P_GOSSIP_ADDRSTRLEN] = {"not-an-ip"};
+    assert_int_equal(p2p_swim_set_addrs(h.s, h.now, bad, 1), -EINVAL);
+    assert_int_equal(p2p_swim_set_addrs(h.s, h.now, two, 0), -EINVAL);
+    assert_int_equal(p2p_swim_set_addrs(h.s, h.now, two, P2P_GOSSIP_MAX_ADDRS + 1), -EINVAL);
+    assert_int_equal(p2p_swim_self(h.s)->node.incarnation, 3);
+    assert_string_equal(p2p_swim_self(h.s)->node.addrs[0], "fd00::5");
+    assert_int_equal(p2p_swim_leave(h.s, h.now), 0);
+    assert_int_equal(p2p_swim_set_addrs(h.s, h.now, two, 1), -EALREADY);
     h_free(&h);
 }
 
@@ -1678,6 +1717,7 @@ int main(void)
         cmocka_unit_test(test_ping_handling),
         cmocka_unit_test(test_restart_hint),
         cmocka_unit_test(test_meta_and_leave),
+        cmocka_unit_test(test_set_addrs),
         cmocka_unit_test(test_join_retries),
         cmocka_unit_test(test_stall_guard),
         cmocka_unit_test(test_sync_answer),
