@@ -80,7 +80,10 @@ typedef struct membership {
     uint64_t last_snapshot_ms;
     int snapshot_writing;
     /* push-pull */
-    int pp_inflight;
+    int pp_inflight, rc_inflight;
+    unsigned pp_level;          /* quiet rounds in a row: the interval doubles with each */
+    int pp_changed;             /* a membership change since the last round */
+    uint64_t next_reconnect_ms; /* next push-pull to a dead member */
     /* counters */
     uint64_t dropped[8]; /* by seal error class */
     uint64_t send_errors, pushpulls, pushpull_failures;
@@ -137,6 +140,8 @@ static void on_swim_event(void *udata, p2p_swim_event ev, const p2p_swim_member 
 {
     membership *m = udata;
     m->dirty = 1;
+    if (ev != P2P_SWIM_EV_REAPED)
+        m->pp_changed = 1;
     if (ev != P2P_SWIM_EV_UPDATE && ev != P2P_SWIM_EV_REAPED)
         p2p_log(m->ctx, P2P_LOG_INFO, "membership", "%s %s (incarnation %u)", mem->node.id,
                 p2p_swim_state_name(mem->state), mem->node.incarnation);
@@ -317,12 +322,75 @@ static json_t *record_json(const p2p_swim_member *mem)
                      p2p_swim_state_name(mem->state));
 }
 
+/* Push-pull carries a digest, {"id": [incarnation, "state"], ...}, and full records
+ * only where the other side is behind, so a steady cluster exchanges ~40 bytes per
+ * member instead of whole records (services included). */
+static int state_rank(p2p_swim_state st)
+{
+    switch (st) {
+    case P2P_SWIM_ALIVE: return 0;
+    case P2P_SWIM_SUSPECT: return 1;
+    case P2P_SWIM_DEAD: return 2;
+    case P2P_SWIM_LEFT: return 3;
+    }
+    return 0;
+}
+
+static int state_parse(const char *s, p2p_swim_state *st)
+{
+    static const p2p_swim_state all[] = {P2P_SWIM_ALIVE, P2P_SWIM_SUSPECT, P2P_SWIM_DEAD, P2P_SWIM_LEFT};
+    for (size_t i = 0; s && i < sizeof all / sizeof all[0]; i++)
+        if (!strcmp(s, p2p_swim_state_name(all[i]))) {
+            *st = all[i];
+            return 0;
+        }
+    return -EINVAL;
+}
+
+/* (incarnation, state) a is newer than b: memberlist's ordering, where at the same
+ * incarnation suspect overrides alive and dead overrides suspect. */
+static int newer(uint32_t inc_a, p2p_swim_state st_a, uint32_t inc_b, p2p_swim_state st_b)
+{
+    return inc_a > inc_b || (inc_a == inc_b && state_rank(st_a) > state_rank(st_b));
+}
+
+static json_t *digest_json(membership *m)
+{
+    json_t *d = json_object();
+    for (size_t i = 0; i < p2p_swim_member_count(m->swim); i++) {
+        const p2p_swim_member *mem = p2p_swim_member_at(m->swim, i);
+        json_object_set_new(d, mem->node.id,
+                            json_pack("[I, s]", (json_int_t)mem->node.incarnation, p2p_swim_state_name(mem->state)));
+    }
+    return d;
+}
+
+/* The whole view: the snapshot, and the answer to a peer that sent no digest. */
 static json_t *state_json(membership *m)
 {
     json_t *arr = json_array();
     for (size_t i = 0; i < p2p_swim_member_count(m->swim); i++)
         json_array_append_new(arr, record_json(p2p_swim_member_at(m->swim, i)));
     return json_pack("{s:i, s:s, s:o}", "version", 1, "from", m->ctx->cfg.node_id, "nodes", arr);
+}
+
+/* A push-pull request: our digest, and full records for the ids in `push` (may be NULL). */
+static char *request_body(membership *m, json_t *push)
+{
+    json_t *nodes = json_array();
+    size_t i;
+    json_t *id;
+    json_array_foreach(push, i, id)
+    {
+        const p2p_swim_member *mem = p2p_swim_find(m->swim, json_string_value(id));
+        if (mem)
+            json_array_append_new(nodes, record_json(mem));
+    }
+    json_t *doc = json_pack("{s:i, s:s, s:o, s:o}", "version", 1, "from", m->ctx->cfg.node_id, "digest",
+                            digest_json(m), "nodes", nodes);
+    char *body = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    return body;
 }
 
 /* Parses one record; 0 or -EINVAL. The meta string stays owned by `o`. */
@@ -371,21 +439,89 @@ static int parse_record(json_t *o, p2p_gossip_node *n, p2p_swim_state *st)
 static int merge_state(membership *m, json_t *doc)
 {
     json_t *nodes = json_object_get(doc, "nodes");
+    if (!nodes && json_is_object(json_object_get(doc, "digest")))
+        return 0;
     if (!json_is_array(nodes) || json_array_size(nodes) > 100000)
         return -EINVAL;
     size_t i;
     json_t *o;
-    int bad = 0;
+    p2p_gossip_node n;
+    p2p_swim_state st;
+    /* all or nothing: check every record before merging any */
+    json_array_foreach(nodes, i, o)
+    {
+        if (parse_record(o, &n, &st) != 0 || p2p_gossip_node_check(&n, NULL) < 0)
+            return -EINVAL;
+    }
     uint64_t now = now_ms(m);
     json_array_foreach(nodes, i, o)
     {
-        p2p_gossip_node n;
-        p2p_swim_state st;
-        if (parse_record(o, &n, &st) != 0 || p2p_swim_merge_remote(m->swim, now, &n, st) != 0)
-            bad++;
+        parse_record(o, &n, &st);
+        p2p_swim_merge_remote(m->swim, now, &n, st);
     }
     arm_timer(m);
-    return bad ? -EINVAL : 0;
+    return 0;
+}
+
+/* One digest entry: [incarnation, "state"]. */
+static int parse_digest_entry(json_t *e, uint32_t *inc, p2p_swim_state *st)
+{
+    json_t *i = json_array_get(e, 0);
+    if (!json_is_array(e) || json_array_size(e) != 2 || !json_is_integer(i) || json_integer_value(i) < 0 ||
+        json_integer_value(i) > UINT32_MAX || state_parse(json_string_value(json_array_get(e, 1)), st) != 0)
+        return -EINVAL;
+    *inc = (uint32_t)json_integer_value(i);
+    return 0;
+}
+
+static int check_digest(json_t *digest)
+{
+    if (!json_is_object(digest) || json_object_size(digest) > 100000)
+        return -EINVAL;
+    const char *id;
+    json_t *e;
+    json_object_foreach(digest, id, e)
+    {
+        uint32_t inc;
+        p2p_swim_state st;
+        if (strlen(id) > P2P_GOSSIP_ID_MAX || parse_digest_entry(e, &inc, &st) != 0)
+            return -EINVAL;
+    }
+    return 0;
+}
+
+/* The answer to a digest: our records the sender is behind on, and the ids it is
+ * ahead on ("want"). A digest that says we are suspect or dead makes us refute
+ * first, so the answer already carries our higher incarnation. */
+static json_t *digest_answer(membership *m, json_t *digest)
+{
+    const p2p_swim_member *self = p2p_swim_self(m->swim);
+    json_t *e = json_object_get(digest, self->node.id);
+    uint32_t inc;
+    p2p_swim_state st;
+    if (e && parse_digest_entry(e, &inc, &st) == 0 && st != P2P_SWIM_ALIVE && inc >= self->node.incarnation) {
+        p2p_gossip_node me = self->node;
+        me.incarnation = inc;
+        p2p_swim_merge_remote(m->swim, now_ms(m), &me, P2P_SWIM_SUSPECT);
+        arm_timer(m);
+    }
+    json_t *nodes = json_array(), *want = json_array();
+    for (size_t i = 0; i < p2p_swim_member_count(m->swim); i++) {
+        const p2p_swim_member *mem = p2p_swim_member_at(m->swim, i);
+        e = json_object_get(digest, mem->node.id);
+        if (!e || parse_digest_entry(e, &inc, &st) != 0 || newer(mem->node.incarnation, mem->state, inc, st))
+            json_array_append_new(nodes, record_json(mem));
+    }
+    const char *id;
+    json_object_foreach(digest, id, e)
+    {
+        const p2p_swim_member *mem = p2p_swim_find(m->swim, id);
+        if (parse_digest_entry(e, &inc, &st) == 0 &&
+            (!mem ? st != P2P_SWIM_DEAD && st != P2P_SWIM_LEFT : newer(inc, st, mem->node.incarnation, mem->state)))
+            json_array_append_new(want, json_string(id));
+    }
+    return json_pack("{s:i, s:s, s:o, s:o}", "version", 1, "from", m->ctx->cfg.node_id, "nodes", nodes, "want",
+                     want);
 }
 
 json_t *p2p__membership_exchange(p2p_ctx *ctx, const char *body, size_t len, const char **why)
@@ -397,84 +533,163 @@ json_t *p2p__membership_exchange(p2p_ctx *ctx, const char *body, size_t len, con
     }
     json_error_t jerr;
     json_t *doc = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!json_is_object(doc) || merge_state(m, doc) != 0) {
+    json_t *digest = json_is_object(doc) ? json_object_get(doc, "digest") : NULL;
+    if (!json_is_object(doc) || (digest && check_digest(digest) != 0) || merge_state(m, doc) != 0) {
         json_decref(doc);
-        *why = "expected {\"nodes\": [records]} with valid records";
+        *why = "expected {\"digest\": {id: [incarnation, state]}, \"nodes\": [records]} with valid entries";
         return NULL;
     }
+    json_t *out = digest ? digest_answer(m, digest) : state_json(m);
     json_decref(doc);
-    return state_json(m);
+    return out;
 }
 
 /* ---- push-pull -------------------------------------------------------------------- */
 
+/* One push-pull in flight: round 1 sends our digest; when the answer names ids we
+ * are ahead on, round 2 sends those records (once). */
+typedef struct pp_call {
+    membership *m;
+    int *inflight;
+    int round;
+    char node_id[P2P_GOSSIP_ID_MAX + 1];
+    char addr[P2P_GOSSIP_ADDRSTRLEN];
+    uint16_t port;
+} pp_call;
+
+static int pp_send(pp_call *c, json_t *push);
+
 static void on_pushpull(void *udata, const p2p__httpc_res *res)
 {
-    membership *m = udata;
-    m->pp_inflight = 0;
-    if (!m->running || res->error == P2P_HTTPC_E_CANCELLED)
+    pp_call *c = udata;
+    membership *m = c->m;
+    *c->inflight = 0;
+    if (!m->running || res->error == P2P_HTTPC_E_CANCELLED) {
+        free(c);
         return;
+    }
     if (res->error != P2P_HTTPC_OK || res->status != 200) {
         m->pushpull_failures++;
-        p2p_log(m->ctx, P2P_LOG_DEBUG, "membership", "push-pull failed: %s (HTTP %d)",
+        p2p_log(m->ctx, P2P_LOG_DEBUG, "membership", "push-pull with %s failed: %s (HTTP %d)", c->node_id,
                 res->error != P2P_HTTPC_OK ? res->message : "refused", res->status);
+        free(c);
         return;
     }
     json_t *doc = json_loadb((const char *)res->body, res->body_len, 0, NULL);
-    if (!json_is_object(doc) || merge_state(m, doc) != 0)
+    if (!json_is_object(doc) || merge_state(m, doc) != 0) {
         m->pushpull_failures++;
-    else
+    } else {
         m->pushpulls++;
+        json_t *want = json_object_get(doc, "want");
+        if (c->round == 1 && json_is_array(want) && json_array_size(want) > 0 &&
+            json_array_size(want) <= p2p_swim_member_count(m->swim)) {
+            c->round = 2;
+            if (pp_send(c, want) == 0)
+                c = NULL; /* owned by the next request */
+        }
+    }
     json_decref(doc);
+    free(c);
 }
 
-/* The adaptive interval: gossip_interval_min for small clusters, growing with the
- * cluster (memberlist's pushPullScale) up to gossip_interval_max. */
+static int pp_send(pp_call *c, json_t *push)
+{
+    membership *m = c->m;
+    char *body = request_body(m, push);
+    p2p__httpc_req req = {.method = "POST", .node_id = c->node_id, .address = c->addr, .port = c->port,
+                          .path = "/internal/gossip/exchange", .body = body, .body_len = strlen(body),
+                          .timeout_ms = 10000};
+    char *err = NULL;
+    int ok = p2p__httpc_request(m->http, &req, on_pushpull, c, &err) != 0;
+    if (ok)
+        *c->inflight = 1;
+    free(err);
+    free(body);
+    return ok ? 0 : -EIO;
+}
+
+static void pushpull_with(membership *m, const p2p_swim_member *mem, int *inflight)
+{
+    pp_call *c = p2p__xcalloc(1, sizeof(*c));
+    c->m = m;
+    c->inflight = inflight;
+    c->round = 1;
+    snprintf(c->node_id, sizeof c->node_id, "%s", mem->node.id);
+    snprintf(c->addr, sizeof c->addr, "%s", mem->node.addrs[0]);
+    c->port = mem->node.port;
+    if (pp_send(c, NULL) != 0)
+        free(c);
+}
+
+/* A random member other than self in one of the states of `mask` (1 << state). */
+static const p2p_swim_member *random_member(membership *m, unsigned mask)
+{
+    size_t n = p2p_swim_member_count(m->swim), count = 0;
+    for (size_t i = 0; i < n; i++) {
+        const p2p_swim_member *mem = p2p_swim_member_at(m->swim, i);
+        count += !mem->is_self && (mask & (1u << mem->state)) && mem->node.naddrs > 0;
+    }
+    if (!count)
+        return NULL;
+    uint32_t pick;
+    RAND_bytes((unsigned char *)&pick, sizeof pick);
+    pick %= (uint32_t)count;
+    for (size_t i = 0; i < n; i++) {
+        const p2p_swim_member *mem = p2p_swim_member_at(m->swim, i);
+        if (!mem->is_self && (mask & (1u << mem->state)) && mem->node.naddrs > 0 && !pick--)
+            return mem;
+    }
+    return NULL;
+}
+
+/* memberlist's pushPullScale: x1 up to 32 members, +1 each time the cluster doubles. */
+static double cluster_scale(membership *m)
+{
+    size_t n = p2p_swim_live_count(m->swim);
+    return n > 32 ? ceil(log2((double)n) - log2(32.0)) + 1 : 1;
+}
+
+/* The adaptive interval: gossip_interval_min after a membership change, doubling with
+ * each quiet round up to gossip_interval_max, then scaled with the cluster's size. */
 static uint64_t pushpull_interval_ms(membership *m)
 {
     p2p_config *cfg = &m->ctx->cfg;
-    size_t n = p2p_swim_live_count(m->swim);
-    double mult = n > 32 ? ceil(log2((double)n) - log2(32.0)) + 1 : 1;
-    double s = cfg->gossip_interval_min * mult;
+    double s = cfg->gossip_interval_min;
+    for (unsigned i = 0; i < m->pp_level && s < cfg->gossip_interval_max; i++)
+        s *= 2;
     if (s > cfg->gossip_interval_max)
         s = cfg->gossip_interval_max;
-    return (uint64_t)(s * 1000);
+    return (uint64_t)(s * cluster_scale(m) * 1000);
 }
 
 static void on_pp_timer(uv_timer_t *t)
 {
     membership *m = t->data;
+    if (m->pp_changed)
+        m->pp_level = 0;
+    else if (m->pp_level < 16)
+        m->pp_level++;
+    m->pp_changed = 0;
     uv_timer_start(&m->pp_timer, on_pp_timer, pushpull_interval_ms(m), 0);
     if (!m->running || !m->http || m->pp_inflight)
         return;
-    /* one random live member other than self */
-    size_t n = p2p_swim_member_count(m->swim), live = 0;
-    for (size_t i = 0; i < n; i++) {
-        const p2p_swim_member *mem = p2p_swim_member_at(m->swim, i);
-        live += !mem->is_self && mem->state == P2P_SWIM_ALIVE;
-    }
-    if (!live)
+    const p2p_swim_member *mem = random_member(m, 1u << P2P_SWIM_ALIVE);
+    if (mem)
+        pushpull_with(m, mem, &m->pp_inflight);
+}
+
+/* Serf's reconnect: now and then a push-pull with a random dead member, so the
+ * halves of a healed partition find each other again (the exchange tells each
+ * side it was declared dead, and each refutes). */
+#define RECONNECT_MS 15000
+static void maybe_reconnect(membership *m, uint64_t now)
+{
+    if (now < m->next_reconnect_ms || !m->http || m->rc_inflight)
         return;
-    uint32_t pick;
-    RAND_bytes((unsigned char *)&pick, sizeof pick);
-    pick %= (uint32_t)live;
-    for (size_t i = 0; i < n; i++) {
-        const p2p_swim_member *mem = p2p_swim_member_at(m->swim, i);
-        if (mem->is_self || mem->state != P2P_SWIM_ALIVE || pick--)
-            continue;
-        json_t *st = state_json(m);
-        char *body = json_dumps(st, JSON_COMPACT);
-        json_decref(st);
-        p2p__httpc_req req = {.method = "POST", .node_id = mem->node.id, .address = mem->node.addrs[0],
-                              .port = mem->node.port, .path = "/internal/gossip/exchange", .body = body,
-                              .body_len = strlen(body), .timeout_ms = 10000};
-        char *err = NULL;
-        if (p2p__httpc_request(m->http, &req, on_pushpull, m, &err) != 0)
-            m->pp_inflight = 1;
-        free(err);
-        free(body);
-        break;
-    }
+    m->next_reconnect_ms = now + RECONNECT_MS;
+    const p2p_swim_member *mem = random_member(m, 1u << P2P_SWIM_DEAD);
+    if (mem)
+        pushpull_with(m, mem, &m->rc_inflight);
 }
 
 static void on_tls_change(p2p_ctx *ctx, void *arg)
@@ -617,6 +832,7 @@ static void on_hk_timer(uv_timer_t *t)
     } else if (p2p_swim_live_count(m->swim) > 1) {
         m->join_backoff = 0;
     }
+    maybe_reconnect(m, now);
     if (m->dirty && !m->snapshot_writing && now - m->last_snapshot_ms >= SNAPSHOT_EVERY_MS) {
         m->dirty = 0;
         m->last_snapshot_ms = now;
@@ -871,6 +1087,8 @@ static int membership_start(p2p_component *c, char **err)
     join_seeds(m);
     m->join_backoff = 1000;
     m->next_join_ms = uv_now(ctx->loop) + 1000;
+    m->next_reconnect_ms = uv_now(ctx->loop) + RECONNECT_MS;
+    m->pp_changed = 1;
     uv_timer_start(&m->hk_timer, on_hk_timer, HOUSEKEEP_MS, HOUSEKEEP_MS);
     uv_timer_start(&m->pp_timer, on_pp_timer, pushpull_interval_ms(m), 0);
     arm_timer(m);

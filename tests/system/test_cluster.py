@@ -187,3 +187,76 @@ def test_p2p_members_table(cluster):
     assert set(rows) == {"coord", "w1", "w2", "w3", "w4"}
     assert all(r[3] == "alive" for r in rows.values())
     assert rows["coord"][2] == "coordinator" and "system" in rows["w1"][4]
+
+
+# ---- push-pull with digests -----------------------------------------------------------------
+
+def test_pushpull_digest_sends_only_what_the_other_side_lacks(node_factory, tmp_path):
+    from test_enroll import export_identity, mtls_request
+    c = node_factory.create("coord")
+    w = node_factory.create("w1", coordinator=False, join=c)
+    wait_until(all_alive([c, w], ["coord", "w1"]), 15, "both alive")
+    crt, key = export_identity(w, tmp_path)
+
+    def exchange(doc):
+        body = doc if isinstance(doc, bytes) else json.dumps(doc).encode()
+        st, out = mtls_request(c, "POST", "/internal/gossip/exchange", crt, key, body=body)
+        return st, (json.loads(out) if st == 200 else out)
+
+    def digest():
+        return {n: [v["incarnation"], v["status"]] for n, v in members(c).items()}
+
+    # in step: nothing to send either way
+    st, out = exchange({"version": 1, "from": "w1", "digest": digest()})
+    assert st == 200, out
+    assert out["nodes"] == [] and out["want"] == []
+    # a member the sender does not know: its full record comes back, services included
+    d = digest()
+    del d["coord"]
+    st, out = exchange({"version": 1, "from": "w1", "digest": d})
+    assert [r["id"] for r in out["nodes"]] == ["coord"] and out["want"] == []
+    assert "system" in out["nodes"][0]["meta"]
+    # the sender is ahead on a member: the answer asks for it
+    d = digest()
+    d["w1"][0] += 5
+    d["ghost"] = [3, "alive"]
+    d["gone"] = [3, "dead"]
+    st, out = exchange({"version": 1, "from": "w1", "digest": d})
+    assert out["nodes"] == [] and sorted(out["want"]) == ["ghost", "w1"]
+    # a digest that says the coordinator is dead: it refutes before answering
+    d = digest()
+    inc = d["coord"][0]
+    d["coord"] = [inc, "dead"]
+    st, out = exchange({"version": 1, "from": "w1", "digest": d})
+    assert [r["id"] for r in out["nodes"]] == ["coord"]
+    assert out["nodes"][0]["state"] == "alive" and out["nodes"][0]["incarnation"] > inc
+    assert members(w)["coord"]["status"] == "alive"
+
+
+@pytest.mark.parametrize("body", [
+    b"{",
+    b"[]",
+    b'{"digest": []}',
+    b'{"digest": {"a": [1]}}',
+    b'{"digest": {"a": [-1, "alive"]}}',
+    b'{"digest": {"a": [4294967296, "alive"]}}',
+    b'{"digest": {"a": [1, "zombie"]}}',
+    b'{"digest": {"a": ["1", "alive"]}}',
+    b'{"digest": {"a": [1, "alive"], "a": [2, "alive"]}}',
+    ('{"digest": {"' + "x" * 64 + '": [1, "alive"]}}').encode(),
+    b'{"digest": {}, "nodes": [{"id": "x"}]}',
+    b'{"nodes": 5}',
+    # a good record before a bad one: nothing is merged (no "ghost" appears)
+    b'{"nodes": [{"id": "ghost", "incarnation": 1, "port": 9, "addrs": ["127.0.0.9"], "role": "worker", '
+    b'"meta": "", "state": "alive"}, {"id": "bad", "incarnation": 1}]}',
+])
+def test_pushpull_rejects_malformed_bodies(node_factory, tmp_path, body):
+    from test_enroll import export_identity, mtls_request
+    c = node_factory.create("coord")
+    w = node_factory.create("w1", coordinator=False, join=c)
+    wait_until(all_alive([c, w], ["coord", "w1"]), 15, "both alive")
+    crt, key = export_identity(w, tmp_path)
+    before = {n: (v["incarnation"], v["status"]) for n, v in members(c).items()}
+    st, out = mtls_request(c, "POST", "/internal/gossip/exchange", crt, key, body=body)
+    assert st == 400, out
+    assert {n: (v["incarnation"], v["status"]) for n, v in members(c).items()} == before

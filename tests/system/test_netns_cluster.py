@@ -87,16 +87,9 @@ def four_nodes(topo, factory):
     return nodes
 
 
-# BUG (reported to the lead, not worked around): once both halves have declared each
-# other dead and the DEAD broadcasts have been sent out (a second or so), nothing
-# crosses the healed partition any more: probes and push-pull only go to ALIVE members,
-# gossip to dead members only happens while broadcasts are queued (and only for
-# gossip_to_dead_ms = 30 s), and the seeds are only re-joined by a node that is alone.
-# The halves stay split for good. The heal below is made after that window on purpose,
-# so the test is deterministic; remove the marker when partitions re-merge (e.g. a
-# Serf-style periodic reconnect/push-pull to a random DEAD member).
-@pytest.mark.xfail(strict=True, reason="halves of a healed partition never re-merge once the dead "
-                                        "members are no longer gossiped to")
+# Both halves declare each other dead; the heal is made after gossip_to_dead_ms (30 s)
+# so nothing queued crosses it any more: only the periodic push-pull with a random
+# DEAD member (every 15 s) can bring the halves back together.
 def test_partition_and_heal(topology, node_factory):
     topo = topology
     nodes = four_nodes(topo, node_factory)
