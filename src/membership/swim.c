@@ -617,11 +617,13 @@ static void suspicion_start(p2p_swim *s, member *m, const char *from, uint64_t n
 {
     suspicion *sp = p2p__xcalloc(1, sizeof(*sp));
     size_t n = s->nlive;
-    uint32_t k = s->cfg.suspicion_mult >= 2 ? s->cfg.suspicion_mult - 2 : 0;
+    uint32_t k = s->cfg.suspicion_confirmations;
     if (n < (size_t)k + 2)
-        k = 0; /* not enough other members to confirm */
+        k = n > 2 ? (uint32_t)(n - 2) : 0; /* only so many others can confirm */
     sp->k = k;
     sp->min_ms = p2p_swim_suspicion_min_ms(s->cfg.suspicion_mult, n, s->cfg.probe_interval_ms);
+    if (sp->min_ms < s->cfg.suspicion_min_floor_ms)
+        sp->min_ms = s->cfg.suspicion_min_floor_ms;
     sp->max_ms = sp->min_ms * s->cfg.suspicion_max_timeout_mult;
     sp->start_ms = now;
     sp->deadline_ms = now + p2p_swim_suspicion_timeout_ms(0, k, sp->min_ms, sp->max_ms);
@@ -1274,7 +1276,9 @@ void p2p_swim_config_default(p2p_swim_config *c)
     c->probe_interval_ms = 1000;
     c->probe_timeout_ms = 500;
     c->indirect_checks = 3;
-    c->suspicion_mult = 4;
+    c->suspicion_mult = 1;
+    c->suspicion_confirmations = 3;
+    c->suspicion_min_floor_ms = 3000;
     c->suspicion_max_timeout_mult = 6;
     c->retransmit_mult = 4;
     c->gossip_interval_ms = 200;
@@ -1296,6 +1300,8 @@ static const char *config_check(const p2p_swim_config *c)
         return "probe_timeout_ms must be in 1..probe_interval_ms-1";
     if (c->indirect_checks > 64 || c->gossip_nodes > 64)
         return "indirect_checks and gossip_nodes are at most 64";
+    if (c->suspicion_confirmations > 64 || c->suspicion_min_floor_ms > 600000)
+        return "suspicion_confirmations is at most 64, suspicion_min_floor_ms at most 600000";
     if (c->suspicion_mult < 1 || c->suspicion_mult > 64 || c->suspicion_max_timeout_mult < 1 ||
         c->suspicion_max_timeout_mult > 100)
         return "suspicion multipliers out of range";

@@ -53,8 +53,11 @@
  *
  * Lifeguard suspicion (suspicion.go): with N = live members (ALIVE + SUSPECT,
  * self included), min = suspicion_mult * max(1, log10(N)) * probe_interval
- * (memberlist's integer arithmetic), max = suspicion_max_timeout_mult * min,
- * expected confirmations k = suspicion_mult - 2, or 0 if N - 2 < k. After c
+ * (memberlist's integer arithmetic), raised to suspicion_min_floor_ms,
+ * max = suspicion_max_timeout_mult * min, expected confirmations
+ * k = suspicion_confirmations, or N - 2 when fewer others exist (memberlist
+ * ties k to suspicion_mult - 2 and drops it to 0 in small clusters; keeping k
+ * separate lets min be short while a lone accuser still waits max). After c
  * independent confirmations (distinct members other than the originator) the
  * timeout, counted from the start of the suspicion, is
  *     max(min, floor(max - (max - min) * ln(c + 1) / ln(k + 1)))
@@ -148,8 +151,10 @@ typedef struct p2p_swim_config {
     uint32_t probe_interval_ms;          /* 1000 */
     uint32_t probe_timeout_ms;           /* 500; < probe_interval_ms */
     uint32_t indirect_checks;            /* 3 */
-    uint32_t suspicion_mult;             /* 4 */
+    uint32_t suspicion_mult;             /* 1 (memberlist: 4) */
     uint32_t suspicion_max_timeout_mult; /* 6 */
+    uint32_t suspicion_confirmations;    /* 3: Lifeguard's K */
+    uint32_t suspicion_min_floor_ms;     /* 3000: min is never shorter */
     uint32_t retransmit_mult;            /* 4 */
     uint32_t gossip_interval_ms;         /* 200 */
     uint32_t gossip_nodes;               /* 3 */

@@ -115,6 +115,10 @@ static void h_new(harness *h)
     p2p_swim_config_default(&cfg);
     cfg.seed = 42;
     cfg.stall_ms = 0; /* these tests jump the clock */
+    /* the step tests check memberlist's figures: mult 4, k = mult - 2, no floor */
+    cfg.suspicion_mult = 4;
+    cfg.suspicion_confirmations = 2;
+    cfg.suspicion_min_floor_ms = 0;
     h_new_cfg(h, &cfg);
 }
 
@@ -230,7 +234,9 @@ static void test_config(void **state)
     assert_int_equal(c.probe_interval_ms, 1000);
     assert_int_equal(c.probe_timeout_ms, 500);
     assert_int_equal(c.indirect_checks, 3);
-    assert_int_equal(c.suspicion_mult, 4);
+    assert_int_equal(c.suspicion_mult, 1);
+    assert_int_equal(c.suspicion_confirmations, 3);
+    assert_int_equal(c.suspicion_min_floor_ms, 3000);
     assert_int_equal(c.suspicion_max_timeout_mult, 6);
     assert_int_equal(c.retransmit_mult, 4);
     assert_int_equal(c.gossip_interval_ms, 200);
@@ -575,12 +581,11 @@ static void test_suspicion_timers(void **state)
         h_free(&h);
     }
 
-    /* few members: k = 0, the minimum from the start (N = 3: min 4000) */
+    /* few members: nobody else can confirm, k = 0, the minimum from the start
+     * (N = 2: min 4000; the accuser b is not a member we know) */
     h_new(&h);
     p2p_gossip_node a = make_node("a", "10.0.1.1", 7946, 1, NULL);
-    p2p_gossip_node b = make_node("b", "10.0.1.2", 7946, 1, NULL);
     p2p_swim_merge_remote(h.s, 0, &a, P2P_SWIM_ALIVE);
-    p2p_swim_merge_remote(h.s, 0, &b, P2P_SWIM_ALIVE);
     m = accuse_msg(P2P_GOSSIP_SUSPECT, "a", 1, "b");
     assert_int_equal(inject(&h, &m), 0);
     p2p_swim_tick(h.s, 3999);
@@ -588,6 +593,43 @@ static void test_suspicion_timers(void **state)
     p2p_swim_tick(h.s, 4000);
     assert_int_equal(h_member(&h, "a")->state, P2P_SWIM_DEAD);
     h_free(&h);
+}
+
+/* p2p's defaults: min = max(3000, 1 * log10 N * 1000), max = 6 * min, k = 3, or
+ * N - 2 when fewer others could confirm. */
+static void test_suspicion_defaults(void **state)
+{
+    (void)state;
+    for (int confirmations = 2; confirmations <= 3; confirmations++) {
+        harness h;
+        p2p_swim_config cfg;
+        p2p_swim_config_default(&cfg);
+        cfg.seed = 42;
+        cfg.stall_ms = 0;
+        h_new_cfg(&h, &cfg);
+        for (int k = 0; k < 9; k++) {
+            char id[8], addr[32];
+            snprintf(id, sizeof(id), "p%d", k);
+            snprintf(addr, sizeof(addr), "10.0.1.%d", k + 1);
+            p2p_gossip_node pn = make_node(id, addr, 7946, 1, NULL);
+            assert_int_equal(p2p_swim_merge_remote(h.s, 0, &pn, P2P_SWIM_ALIVE), 0);
+        }
+        p2p_gossip_msg m = accuse_msg(P2P_GOSSIP_SUSPECT, "p0", 1, "p1");
+        assert_int_equal(inject(&h, &m), 0);
+        const char *confirmers[] = {"p2", "p3", "p4"};
+        for (int c = 0; c < confirmations; c++) {
+            m = accuse_msg(P2P_GOSSIP_SUSPECT, "p0", 1, confirmers[c]);
+            assert_int_equal(inject(&h, &m), 0);
+        }
+        /* 3 of 3: the 3 s floor; 2 of 3: 18000 - 15000 * ln 3 / ln 4 */
+        uint64_t want = confirmations == 3 ? 3000 : 6112;
+        assert_int_equal(p2p_swim_suspicion_timeout_ms(2, 3, 3000, 18000), 6112);
+        p2p_swim_tick(h.s, want - 1);
+        assert_int_equal(h_member(&h, "p0")->state, P2P_SWIM_SUSPECT);
+        p2p_swim_tick(h.s, want);
+        assert_int_equal(h_member(&h, "p0")->state, P2P_SWIM_DEAD);
+        h_free(&h);
+    }
 }
 
 static void test_probe_cycle(void **state)
@@ -1537,9 +1579,9 @@ static void test_sim_kill(void **state)
     uint64_t first_dead = S.ab[7].first_ev_ms[P2P_SWIM_EV_DEAD] - t0;
     print_message("    killed node: first suspect %llu ms, first dead %llu ms, dead everywhere %llu ms\n",
                   (unsigned long long)first_suspect, (unsigned long long)first_dead, (unsigned long long)t);
-    /* N = 20: min 5204 ms, max 31224 ms; with confirmations near the min */
+    /* N = 20: min 3000 ms (the floor), max 18000 ms; with confirmations near the min */
     assert_true(S.ab[7].ev[P2P_SWIM_EV_SUSPECT] >= 1);
-    assert_true(first_dead - first_suspect >= 5204);
+    assert_true(first_dead - first_suspect >= 3000);
     assert_true(t <= 20000);
     /* nobody else died, nobody else was even suspected */
     for (int i = 0; i < S.n; i++)
@@ -1568,10 +1610,10 @@ static void test_sim_pause(void **state)
     sim_converge(&S, 10000);
     sim_run(&S, 3000);
     S.nodes[5].paused = true;
-    sim_run(&S, 4000);
+    sim_run(&S, 1800); /* suspected within ~1 s, dead 3 s after the suspicion at the soonest */
     S.nodes[5].paused = false;
     uint64_t t = sim_until(&S, sim_converged, 0, 20000);
-    print_message("    paused 4 s: suspected by %d, refuted, all alive again %llu ms after resuming\n",
+    print_message("    paused 1.8 s: suspected by %d, refuted, all alive again %llu ms after resuming\n",
                   S.ab[5].ev[P2P_SWIM_EV_SUSPECT], (unsigned long long)t);
     assert_true(t != UINT64_MAX);
     sim_run(&S, 20000);
@@ -1580,7 +1622,7 @@ static void test_sim_pause(void **state)
     p2p_swim_stats st;
     p2p_swim_get_stats(S.nodes[5].s, &st);
     assert_true(st.refutations >= 1);
-    assert_int_equal(st.stalls, 1);
+    assert_int_equal(st.stalls, 0); /* 1.8 s is shorter than stall_ms */
     assert_true(sim_converged(&S, 0));
     sim_free(&S);
 }
@@ -1671,7 +1713,7 @@ static void test_sim_late_join_and_restart(void **state)
 
     /* a meta change reaches everyone as an UPDATE */
     assert_int_equal(p2p_swim_set_meta(S.nodes[9].s, S.now, "{\"services\":[]}"), 0);
-    sim_run(&S, 1500);
+    sim_run(&S, 3000);
     assert_int_equal(S.ab[9].ev[P2P_SWIM_EV_UPDATE], 20);
     for (int i = 0; i < S.n; i++)
         assert_string_equal(p2p_swim_find(S.nodes[i].s, "n009")->node.meta, "{\"services\":[]}");
@@ -1713,6 +1755,7 @@ int main(void)
         cmocka_unit_test(test_merge_rules),
         cmocka_unit_test(test_refutation),
         cmocka_unit_test(test_suspicion_timers),
+        cmocka_unit_test(test_suspicion_defaults),
         cmocka_unit_test(test_probe_cycle),
         cmocka_unit_test(test_ping_handling),
         cmocka_unit_test(test_restart_hint),
