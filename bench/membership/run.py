@@ -70,7 +70,8 @@ ORIGINAL = {
 }
 # memberlist's LAN profile (serf's default): push-pull every 30 s, scaled with N.
 SERF_PUSH_PULL_S = 30
-P2P_ANTI_ENTROPY_MAX_S = 30          # p2p: adaptive 5-30 s (gossip_interval_max)
+P2P_ANTI_ENTROPY_MAX_S = 30          # p2p: adaptive 5-30 s (gossip_interval_max), x push-pull scale
+P2P_ANTI_ENTROPY_RAMP_S = 5 + 10 + 20  # p2p: quiet rounds before the interval reaches its maximum
 
 GOOD = ("alive", "suspect")          # still a member (serf members shows a suspect as alive)
 
@@ -580,9 +581,10 @@ class SystemRun:
 
     def steady(self):
         a, n = self.args, self.n
-        log(f"{self.system} N={n}: settling {a.settle} s ...")
+        settle = a.settle + self.ramp()
+        log(f"{self.system} N={n}: settling {settle:.0f} s ...")
         self.tracker.clear_events()          # the cold start is analysed; views stay
-        time.sleep(a.settle)
+        time.sleep(settle)
         window = a.traffic_window or self.default_window()
         procs = [p for p in self.nodes if p.alive()]
         if not procs:
@@ -748,6 +750,9 @@ class SerfRun(SystemRun):
     def default_window(self):
         return push_pull_scale(SERF_PUSH_PULL_S, self.n)
 
+    def ramp(self):
+        return 0
+
     def make(self, i):
         argv = [self.args.serf_bin, "agent", f"-node=s{i}", f"-bind=127.0.0.1:{self.port(i)}",
                 f"-rpc-addr=127.0.0.1:{self.rpc(i)}", f"-encrypt={self.key}", "-log-level=info"]
@@ -819,7 +824,12 @@ class P2PRun(SystemRun):
         self.ctx = None
 
     def default_window(self):
-        return P2P_ANTI_ENTROPY_MAX_S
+        return push_pull_scale(P2P_ANTI_ENTROPY_MAX_S, self.n)
+
+    def ramp(self):
+        """After a change the push-pull interval restarts at 5 s and doubles each quiet
+        round: the window starts once it is back at its maximum."""
+        return push_pull_scale(P2P_ANTI_ENTROPY_RAMP_S, self.n)
 
     def make(self, i, join_token=None):
         base = [self.args.p2p_bin, "agent"]
@@ -1187,8 +1197,9 @@ def parse_args():
     ap.add_argument("--settle", type=float, default=5.0,
                     help="seconds between convergence and the steady-state window")
     ap.add_argument("--traffic-window", type=float, default=0,
-                    help="steady-state window in s; 0 = a full anti-entropy period: serf "
-                         "30 s x memberlist's push-pull scale for N, p2p 30 s")
+                    help="steady-state window in s; 0 = a full anti-entropy period: "
+                         "30 s x memberlist's push-pull scale for N (both systems); p2p also "
+                         "settles (5+10+20 s) x scale first, the ramp of its adaptive interval")
     ap.add_argument("--health-deadline", type=float, default=0,
                     help="p2p: seconds for N nodes to answer /health; 0 = 60 + 0.5 N")
     ap.add_argument("--no-membership-after", type=float, default=15.0,

@@ -30,6 +30,7 @@
 
 #include "core/util.h"
 #include "membership/addrsel.h"
+#include "membership/pushpull.h"
 #include "membership/seal.h"
 #include "membership/swim.h"
 #include "pki/cluster.h"
@@ -322,38 +323,9 @@ static json_t *record_json(const p2p_swim_member *mem)
                      p2p_swim_state_name(mem->state));
 }
 
-/* Push-pull carries a digest, {"id": [incarnation, "state"], ...}, and full records
- * only where the other side is behind, so a steady cluster exchanges ~40 bytes per
- * member instead of whole records (services included). */
-static int state_rank(p2p_swim_state st)
-{
-    switch (st) {
-    case P2P_SWIM_ALIVE: return 0;
-    case P2P_SWIM_SUSPECT: return 1;
-    case P2P_SWIM_DEAD: return 2;
-    case P2P_SWIM_LEFT: return 3;
-    }
-    return 0;
-}
-
-static int state_parse(const char *s, p2p_swim_state *st)
-{
-    static const p2p_swim_state all[] = {P2P_SWIM_ALIVE, P2P_SWIM_SUSPECT, P2P_SWIM_DEAD, P2P_SWIM_LEFT};
-    for (size_t i = 0; s && i < sizeof all / sizeof all[0]; i++)
-        if (!strcmp(s, p2p_swim_state_name(all[i]))) {
-            *st = all[i];
-            return 0;
-        }
-    return -EINVAL;
-}
-
-/* (incarnation, state) a is newer than b: memberlist's ordering, where at the same
- * incarnation suspect overrides alive and dead overrides suspect. */
-static int newer(uint32_t inc_a, p2p_swim_state st_a, uint32_t inc_b, p2p_swim_state st_b)
-{
-    return inc_a > inc_b || (inc_a == inc_b && state_rank(st_a) > state_rank(st_b));
-}
-
+/* Push-pull carries a digest and full records only where the other side is behind
+ * (membership/pushpull.h), so a steady cluster exchanges ~40 bytes per member
+ * instead of whole records with their services. */
 static json_t *digest_json(membership *m)
 {
     json_t *d = json_object();
@@ -393,101 +365,21 @@ static char *request_body(membership *m, json_t *push)
     return body;
 }
 
-/* Parses one record; 0 or -EINVAL. The meta string stays owned by `o`. */
-static int parse_record(json_t *o, p2p_gossip_node *n, p2p_swim_state *st)
-{
-    memset(n, 0, sizeof(*n));
-    const char *id = json_string_value(json_object_get(o, "id"));
-    const char *role = json_string_value(json_object_get(o, "role"));
-    const char *state = json_string_value(json_object_get(o, "state"));
-    json_t *inc = json_object_get(o, "incarnation"), *port = json_object_get(o, "port");
-    json_t *addrs = json_object_get(o, "addrs"), *meta = json_object_get(o, "meta");
-    if (!id || !role || !state || !json_is_integer(inc) || !json_is_integer(port) || !json_is_array(addrs) ||
-        !json_is_string(meta) || strlen(id) > P2P_GOSSIP_ID_MAX || strlen(role) > P2P_GOSSIP_ROLE_MAX ||
-        json_integer_value(inc) < 0 || json_integer_value(inc) > UINT32_MAX || json_integer_value(port) < 1 ||
-        json_integer_value(port) > 65535 || json_array_size(addrs) > P2P_GOSSIP_MAX_ADDRS ||
-        json_string_length(meta) > P2P_GOSSIP_META_MAX)
-        return -EINVAL;
-    if (!strcmp(state, "alive"))
-        *st = P2P_SWIM_ALIVE;
-    else if (!strcmp(state, "suspect"))
-        *st = P2P_SWIM_SUSPECT;
-    else if (!strcmp(state, "dead"))
-        *st = P2P_SWIM_DEAD;
-    else if (!strcmp(state, "left"))
-        *st = P2P_SWIM_LEFT;
-    else
-        return -EINVAL;
-    snprintf(n->id, sizeof n->id, "%s", id);
-    snprintf(n->role, sizeof n->role, "%s", role);
-    n->incarnation = (uint32_t)json_integer_value(inc);
-    n->port = (uint16_t)json_integer_value(port);
-    size_t i;
-    json_t *a;
-    json_array_foreach(addrs, i, a)
-    {
-        const char *s = json_string_value(a);
-        if (!s || strlen(s) >= P2P_GOSSIP_ADDRSTRLEN)
-            return -EINVAL;
-        snprintf(n->addrs[n->naddrs++], P2P_GOSSIP_ADDRSTRLEN, "%s", s);
-    }
-    n->meta = json_string_value(meta);
-    n->meta_len = json_string_length(meta);
-    return 0;
-}
-
-static int merge_state(membership *m, json_t *doc)
+/* Merges the records of a push-pull document already checked by p2p__pp_check(). */
+static void merge_state(membership *m, json_t *doc)
 {
     json_t *nodes = json_object_get(doc, "nodes");
-    if (!nodes && json_is_object(json_object_get(doc, "digest")))
-        return 0;
-    if (!json_is_array(nodes) || json_array_size(nodes) > 100000)
-        return -EINVAL;
     size_t i;
     json_t *o;
     p2p_gossip_node n;
     p2p_swim_state st;
-    /* all or nothing: check every record before merging any */
-    json_array_foreach(nodes, i, o)
-    {
-        if (parse_record(o, &n, &st) != 0 || p2p_gossip_node_check(&n, NULL) < 0)
-            return -EINVAL;
-    }
     uint64_t now = now_ms(m);
     json_array_foreach(nodes, i, o)
     {
-        parse_record(o, &n, &st);
-        p2p_swim_merge_remote(m->swim, now, &n, st);
+        if (p2p__pp_parse_record(o, &n, &st) == 0)
+            p2p_swim_merge_remote(m->swim, now, &n, st);
     }
     arm_timer(m);
-    return 0;
-}
-
-/* One digest entry: [incarnation, "state"]. */
-static int parse_digest_entry(json_t *e, uint32_t *inc, p2p_swim_state *st)
-{
-    json_t *i = json_array_get(e, 0);
-    if (!json_is_array(e) || json_array_size(e) != 2 || !json_is_integer(i) || json_integer_value(i) < 0 ||
-        json_integer_value(i) > UINT32_MAX || state_parse(json_string_value(json_array_get(e, 1)), st) != 0)
-        return -EINVAL;
-    *inc = (uint32_t)json_integer_value(i);
-    return 0;
-}
-
-static int check_digest(json_t *digest)
-{
-    if (!json_is_object(digest) || json_object_size(digest) > 100000)
-        return -EINVAL;
-    const char *id;
-    json_t *e;
-    json_object_foreach(digest, id, e)
-    {
-        uint32_t inc;
-        p2p_swim_state st;
-        if (strlen(id) > P2P_GOSSIP_ID_MAX || parse_digest_entry(e, &inc, &st) != 0)
-            return -EINVAL;
-    }
-    return 0;
 }
 
 /* The answer to a digest: our records the sender is behind on, and the ids it is
@@ -499,7 +391,7 @@ static json_t *digest_answer(membership *m, json_t *digest)
     json_t *e = json_object_get(digest, self->node.id);
     uint32_t inc;
     p2p_swim_state st;
-    if (e && parse_digest_entry(e, &inc, &st) == 0 && st != P2P_SWIM_ALIVE && inc >= self->node.incarnation) {
+    if (e && p2p__pp_parse_digest_entry(e, &inc, &st) == 0 && st != P2P_SWIM_ALIVE && inc >= self->node.incarnation) {
         p2p_gossip_node me = self->node;
         me.incarnation = inc;
         p2p_swim_merge_remote(m->swim, now_ms(m), &me, P2P_SWIM_SUSPECT);
@@ -509,15 +401,15 @@ static json_t *digest_answer(membership *m, json_t *digest)
     for (size_t i = 0; i < p2p_swim_member_count(m->swim); i++) {
         const p2p_swim_member *mem = p2p_swim_member_at(m->swim, i);
         e = json_object_get(digest, mem->node.id);
-        if (!e || parse_digest_entry(e, &inc, &st) != 0 || newer(mem->node.incarnation, mem->state, inc, st))
+        if (!e || p2p__pp_parse_digest_entry(e, &inc, &st) != 0 || p2p__pp_newer(mem->node.incarnation, mem->state, inc, st))
             json_array_append_new(nodes, record_json(mem));
     }
     const char *id;
     json_object_foreach(digest, id, e)
     {
         const p2p_swim_member *mem = p2p_swim_find(m->swim, id);
-        if (parse_digest_entry(e, &inc, &st) == 0 &&
-            (!mem ? st != P2P_SWIM_DEAD && st != P2P_SWIM_LEFT : newer(inc, st, mem->node.incarnation, mem->state)))
+        if (p2p__pp_parse_digest_entry(e, &inc, &st) == 0 &&
+            (!mem ? st != P2P_SWIM_DEAD && st != P2P_SWIM_LEFT : p2p__pp_newer(inc, st, mem->node.incarnation, mem->state)))
             json_array_append_new(want, json_string(id));
     }
     return json_pack("{s:i, s:s, s:o, s:o}", "version", 1, "from", m->ctx->cfg.node_id, "nodes", nodes, "want",
@@ -533,12 +425,12 @@ json_t *p2p__membership_exchange(p2p_ctx *ctx, const char *body, size_t len, con
     }
     json_error_t jerr;
     json_t *doc = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
-    json_t *digest = json_is_object(doc) ? json_object_get(doc, "digest") : NULL;
-    if (!json_is_object(doc) || (digest && check_digest(digest) != 0) || merge_state(m, doc) != 0) {
+    if (p2p__pp_check(doc, why) != 0) {
         json_decref(doc);
-        *why = "expected {\"digest\": {id: [incarnation, state]}, \"nodes\": [records]} with valid entries";
         return NULL;
     }
+    merge_state(m, doc);
+    json_t *digest = json_object_get(doc, "digest");
     json_t *out = digest ? digest_answer(m, digest) : state_json(m);
     json_decref(doc);
     return out;
@@ -575,10 +467,13 @@ static void on_pushpull(void *udata, const p2p__httpc_res *res)
         free(c);
         return;
     }
-    json_t *doc = json_loadb((const char *)res->body, res->body_len, 0, NULL);
-    if (!json_is_object(doc) || merge_state(m, doc) != 0) {
+    json_t *doc = json_loadb((const char *)res->body, res->body_len, JSON_REJECT_DUPLICATES, NULL);
+    const char *why = NULL;
+    if (p2p__pp_check(doc, &why) != 0) {
         m->pushpull_failures++;
+        p2p_log(m->ctx, P2P_LOG_WARN, "membership", "push-pull answer from %s refused: %s", c->node_id, why);
     } else {
+        merge_state(m, doc);
         m->pushpulls++;
         json_t *want = json_object_get(doc, "want");
         if (c->round == 1 && json_is_array(want) && json_array_size(want) > 0 &&
@@ -763,7 +658,7 @@ static void load_snapshot(membership *m)
         {
             p2p_gossip_node n;
             p2p_swim_state st;
-            if (parse_record(o, &n, &st) != 0 || !strcmp(n.id, m->ctx->cfg.node_id) || st == P2P_SWIM_LEFT ||
+            if (p2p__pp_parse_record(o, &n, &st) != 0 || !strcmp(n.id, m->ctx->cfg.node_id) || st == P2P_SWIM_LEFT ||
                 !n.naddrs)
                 continue;
             if (p2p_swim_join(m->swim, now_ms(m), n.addrs[0], n.port) == 0)
