@@ -85,4 +85,14 @@ cat <<MSG
   Press Ctrl-C to stop.
 
 MSG
+# the membership table once all three see each other (a few seconds at most)
+members=""
+if token=$(build/p2p token --addr 127.0.0.1:$port --data-dir "$dir/coordinator-1" --api-key-file "$dir/admin.key" 2>/dev/null); then
+  for _ in $(seq 1 50); do
+    members=$(P2P_TOKEN=$token build/p2p members --addr 127.0.0.1:$port --data-dir "$dir/coordinator-1" 2>&1) &&
+      [ "$(grep -c ' alive ' <<<"$members")" -ge 3 ] && break
+    sleep 0.2
+  done
+fi
+printf '\n  build/p2p members (on coordinator-1):\n%s\n\n' "$(sed 's/^/    /' <<<"${members:-(no answer)}")"
 wait "${pids[0]}"
