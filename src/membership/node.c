@@ -575,13 +575,15 @@ static void on_pp_timer(uv_timer_t *t)
 
 /* Serf's reconnect: now and then a push-pull with a random dead member, so the
  * halves of a healed partition find each other again (the exchange tells each
- * side it was declared dead, and each refutes). */
+ * side it was declared dead, and each refutes). Every 15 s, times the push-pull
+ * scale: in a big cluster many members try, so one of them soon succeeds, and a
+ * member that is really gone is not hammered by all of them. */
 #define RECONNECT_MS 15000
 static void maybe_reconnect(membership *m, uint64_t now)
 {
     if (now < m->next_reconnect_ms || !m->http || m->rc_inflight)
         return;
-    m->next_reconnect_ms = now + RECONNECT_MS;
+    m->next_reconnect_ms = now + (uint64_t)(RECONNECT_MS * cluster_scale(m));
     const p2p_swim_member *mem = random_member(m, 1u << P2P_SWIM_DEAD);
     if (mem)
         pushpull_with(m, mem, &m->rc_inflight);
