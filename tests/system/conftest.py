@@ -41,6 +41,19 @@ def T(seconds):
     return seconds * SCALE
 
 
+def wait_until(pred, timeout, what, step=0.1):
+    """Polls pred() until it returns something true (returned), for T(timeout) seconds;
+    then fails the test naming `what` and the last value seen."""
+    deadline = time.monotonic() + T(timeout)
+    last = None
+    while time.monotonic() < deadline:
+        last = pred()
+        if last:
+            return last
+        time.sleep(step)
+    raise AssertionError(f"timed out after {T(timeout)}s waiting for {what} (last: {last!r})")
+
+
 def sanitizer_report(text):
     """`text` if it contains a sanitizer report, else ''."""
     if not any(m in text for m in SANITIZER_MARKERS):

@@ -8,24 +8,14 @@ import time
 
 import pytest
 
-from conftest import T, run_p2p
+from conftest import T, run_p2p, wait_until
+from test_enroll import export_identity, mtls_request
 
 
 def members(node):
     r = node.get("/cluster/nodes")
     assert r.status == 200, r
     return {n["node_id"]: n for n in r.json()["nodes"]}
-
-
-def wait_until(pred, timeout, what):
-    deadline = time.monotonic() + T(timeout)
-    last = None
-    while time.monotonic() < deadline:
-        last = pred()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {T(timeout)}s waiting for {what} (last: {last!r})")
 
 
 def all_alive(nodes, names):
@@ -122,7 +112,7 @@ def test_restart_rejoins_from_snapshot_without_the_coordinator(cluster):
 
 
 def test_remote_calls_by_id_role_and_fan_out(cluster):
-    coord, w1 = cluster[0], cluster[1]
+    w1 = cluster[1]
     res = rpc(w1, "cluster/call", {"target": "w3", "method": "system/ping", "params": {"message": "hi"}})
     r = res["result"]
     assert r["node_id"] == "w3" and r["result"]["node_id"] == "w3" and r["result"]["message"] == "hi"
@@ -191,17 +181,26 @@ def test_p2p_members_table(cluster):
 
 # ---- push-pull with digests -----------------------------------------------------------------
 
-def test_pushpull_digest_sends_only_what_the_other_side_lacks(node_factory, tmp_path):
-    from test_enroll import export_identity, mtls_request
+@pytest.fixture
+def pair(node_factory, tmp_path):
+    """A coordinator and a worker that see each other, and the worker's certificate and
+    key for a Python client speaking to the coordinator as that node."""
     c = node_factory.create("coord")
     w = node_factory.create("w1", coordinator=False, join=c)
     wait_until(all_alive([c, w], ["coord", "w1"]), 15, "both alive")
     crt, key = export_identity(w, tmp_path)
 
-    def exchange(doc):
-        body = doc if isinstance(doc, bytes) else json.dumps(doc).encode()
+    def exchange(body):
+        """POST /internal/gossip/exchange as w1 -> (status, JSON answer)."""
+        if not isinstance(body, bytes):
+            body = json.dumps(body).encode()
         st, out = mtls_request(c, "POST", "/internal/gossip/exchange", crt, key, body=body)
-        return st, (json.loads(out) if st == 200 else out)
+        return st, json.loads(out)
+    return c, w, exchange
+
+
+def test_pushpull_digest_sends_only_what_the_other_side_lacks(pair):
+    c, w, exchange = pair
 
     def digest():
         return {n: [v["incarnation"], v["status"]] for n, v in members(c).items()}
@@ -233,30 +232,34 @@ def test_pushpull_digest_sends_only_what_the_other_side_lacks(node_factory, tmp_
     assert members(w)["coord"]["status"] == "alive"
 
 
-@pytest.mark.parametrize("body", [
-    b"{",
-    b"[]",
-    b'{"digest": []}',
-    b'{"digest": {"a": [1]}}',
-    b'{"digest": {"a": [-1, "alive"]}}',
-    b'{"digest": {"a": [4294967296, "alive"]}}',
-    b'{"digest": {"a": [1, "zombie"]}}',
-    b'{"digest": {"a": ["1", "alive"]}}',
-    b'{"digest": {"a": [1, "alive"], "a": [2, "alive"]}}',
-    ('{"digest": {"' + "x" * 64 + '": [1, "alive"]}}').encode(),
-    b'{"digest": {}, "nodes": [{"id": "x"}]}',
-    b'{"nodes": 5}',
+MALFORMED_EXCHANGES = [
+    (b"{", "JSON object"),
+    (b"[]", "JSON object"),
+    (b"{}", "nodes"),
+    (b'{"digest": []}', "digest"),
+    (b'{"digest": {"a": [1]}}', "digest entry"),
+    (b'{"digest": {"a": [-1, "alive"]}}', "digest entry"),
+    (b'{"digest": {"a": [4294967296, "alive"]}}', "digest entry"),
+    (b'{"digest": {"a": [1, "zombie"]}}', "digest entry"),
+    (b'{"digest": {"a": ["1", "alive"]}}', "digest entry"),
+    (b'{"digest": {"a": [1, "alive"], "a": [2, "alive"]}}', "JSON object"),
+    (('{"digest": {"' + "x" * 64 + '": [1, "alive"]}}').encode(), "digest entry"),
+    (b'{"digest": {}, "nodes": [{"id": "x"}]}', "record"),
+    (b'{"digest": {}, "want": [5]}', "want"),
+    (b'{"nodes": 5}', "nodes"),
     # a good record before a bad one: nothing is merged (no "ghost" appears)
-    b'{"nodes": [{"id": "ghost", "incarnation": 1, "port": 9, "addrs": ["127.0.0.9"], "role": "worker", '
-    b'"meta": "", "state": "alive"}, {"id": "bad", "incarnation": 1}]}',
-])
-def test_pushpull_rejects_malformed_bodies(node_factory, tmp_path, body):
-    from test_enroll import export_identity, mtls_request
-    c = node_factory.create("coord")
-    w = node_factory.create("w1", coordinator=False, join=c)
-    wait_until(all_alive([c, w], ["coord", "w1"]), 15, "both alive")
-    crt, key = export_identity(w, tmp_path)
+    (b'{"nodes": [{"id": "ghost", "incarnation": 1, "port": 9, "addrs": ["127.0.0.9"], "role": "worker", '
+     b'"meta": "", "state": "alive"}, {"id": "bad", "incarnation": 1}]}', "record"),
+]
+
+
+def test_pushpull_rejects_malformed_bodies(pair):
+    c, _, exchange = pair
     before = {n: (v["incarnation"], v["status"]) for n, v in members(c).items()}
-    st, out = mtls_request(c, "POST", "/internal/gossip/exchange", crt, key, body=body)
-    assert st == 400, out
+    for body, reason in MALFORMED_EXCHANGES:
+        st, out = exchange(body)
+        assert st == 400 and reason in out["error"], (body, st, out)
     assert {n: (v["incarnation"], v["status"]) for n, v in members(c).items()} == before
+    # and the node still answers a good one
+    st, out = exchange({"digest": {}})
+    assert st == 200 and {r["id"] for r in out["nodes"]} == {"coord", "w1"}

@@ -6,25 +6,15 @@ Needs root, `ip netns`, veth, bridge and nft (skipped with the reason otherwise)
 namespace, veth, bridge and nft table is made by the test and removed by the fixtures'
 finalizers; every wait is bounded.
 """
-import time
 
 import pytest
 
-from conftest import T
+from conftest import wait_until
 from netns import HOST, Topology, available, node_in_namespace
 from netns import topology  # noqa: F401  (the fixture)
 
 _ok, _why = available()
 pytestmark = pytest.mark.skipif(not _ok, reason=_why or "network namespaces unavailable")
-
-
-def wait_until(pred, timeout, step=0.1):
-    deadline = time.monotonic() + T(timeout)
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
 
 
 def healthy(node, timeout=2):
@@ -101,7 +91,7 @@ def test_partition_and_heal(cluster):
         topo.heal()
     assert topo.tcp_connect("A", worker.host, worker.port)
     assert topo.tcp_connect("B", coord.host, coord.port)
-    assert wait_until(lambda: healthy(worker), 5)
+    wait_until(lambda: healthy(worker), 5, "the worker's /health")
 
 
 def test_packet_loss(cluster):
@@ -152,7 +142,7 @@ def test_multihomed_worker_survives_link_down(topology, node_factory):
     worker.host = a2
     assert not healthy(worker, timeout=1)
     topo.link_up("W", w2)
-    assert wait_until(lambda: healthy(worker), 10)
+    wait_until(lambda: healthy(worker), 10, "the worker's /health")
 
     # and the other way round: net1 down, net2 still reachable
     topo.link_down("W", w1)
@@ -160,5 +150,5 @@ def test_multihomed_worker_survives_link_down(topology, node_factory):
     assert not topo.tcp_connect("C", a1, worker.port, timeout=0.5)
     topo.link_up("W", w1)
     worker.host = a1
-    assert wait_until(lambda: healthy(worker), 10)
+    wait_until(lambda: healthy(worker), 10, "the worker's /health")
     assert topo.tcp_connect("C", a1, worker.port)

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import T
+from conftest import wait_until
 from netns import available, node_in_namespace
 from netns import topology  # noqa: F401  (the fixture)
 
@@ -30,17 +30,6 @@ def members(node, timeout=5):
     if r.status != 200:
         return None
     return {n["node_id"]: n for n in r.json()["nodes"]}
-
-
-def wait_until(pred, timeout, what, step=0.2):
-    deadline = time.monotonic() + T(timeout)
-    last = None
-    while time.monotonic() < deadline:
-        last = pred()
-        if last:
-            return last
-        time.sleep(step)
-    raise AssertionError(f"timed out after {T(timeout)}s waiting for {what} (last: {last!r})")
 
 
 def statuses(nodes):

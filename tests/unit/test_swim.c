@@ -514,17 +514,23 @@ static void test_refutation(void **state)
     h_free(&h);
 }
 
-/* N = 10 live members: min 4000, max 24000, k = 2. */
-static void setup_ten(harness *h)
+/* Adds n ALIVE members p0..p(n-1) at 10.0.1.1.. (incarnation 1, no meta). */
+static void add_peers(harness *h, int n)
 {
-    h_new(h);
-    for (int k = 0; k < 9; k++) {
+    for (int k = 0; k < n; k++) {
         char id[8], addr[32];
         snprintf(id, sizeof(id), "p%d", k);
         snprintf(addr, sizeof(addr), "10.0.1.%d", k + 1);
         p2p_gossip_node pn = make_node(id, addr, 7946, 1, NULL);
         assert_int_equal(p2p_swim_merge_remote(h->s, 0, &pn, P2P_SWIM_ALIVE), 0);
     }
+}
+
+/* N = 10 live members: min 4000, max 24000, k = 2. */
+static void setup_ten(harness *h)
+{
+    h_new(h);
+    add_peers(h, 9);
     assert_int_equal(p2p_swim_live_count(h->s), 10);
 }
 
@@ -607,13 +613,7 @@ static void test_suspicion_defaults(void **state)
         cfg.seed = 42;
         cfg.stall_ms = 0;
         h_new_cfg(&h, &cfg);
-        for (int k = 0; k < 9; k++) {
-            char id[8], addr[32];
-            snprintf(id, sizeof(id), "p%d", k);
-            snprintf(addr, sizeof(addr), "10.0.1.%d", k + 1);
-            p2p_gossip_node pn = make_node(id, addr, 7946, 1, NULL);
-            assert_int_equal(p2p_swim_merge_remote(h.s, 0, &pn, P2P_SWIM_ALIVE), 0);
-        }
+        add_peers(&h, 9);
         p2p_gossip_msg m = accuse_msg(P2P_GOSSIP_SUSPECT, "p0", 1, "p1");
         assert_int_equal(inject(&h, &m), 0);
         const char *confirmers[] = {"p2", "p3", "p4"};
@@ -937,13 +937,7 @@ static void test_stall_guard(void **state)
     p2p_swim_config_default(&cfg);
     cfg.seed = 3;
     h_new_cfg(&h, &cfg);
-    for (int k = 0; k < 3; k++) {
-        char id[8], addr[32];
-        snprintf(id, sizeof(id), "p%d", k);
-        snprintf(addr, sizeof(addr), "10.0.1.%d", k + 1);
-        p2p_gossip_node pn = make_node(id, addr, 7946, 1, NULL);
-        assert_int_equal(p2p_swim_merge_remote(h.s, 0, &pn, P2P_SWIM_ALIVE), 0);
-    }
+    add_peers(&h, 3);
     /* a suspicion runs, then the process is stopped for 60 s */
     p2p_gossip_msg m = accuse_msg(P2P_GOSSIP_SUSPECT, "p0", 1, "p1");
     assert_int_equal(inject(&h, &m), 0);
@@ -1095,13 +1089,7 @@ static void test_view_pull(void **state)
     (void)state;
     harness h;
     h_new(&h); /* pull_delay_ms 2000 */
-    for (int k = 0; k < 9; k++) {
-        char id[8], addr[32];
-        snprintf(id, sizeof(id), "p%d", k);
-        snprintf(addr, sizeof(addr), "10.0.1.%d", k + 1);
-        p2p_gossip_node pn = make_node(id, addr, 7946, 1, NULL);
-        assert_int_equal(p2p_swim_merge_remote(h.s, 0, &pn, P2P_SWIM_ALIVE), 0);
-    }
+    add_peers(&h, 9);
     /* our own view, as our pings carry it */
     p2p_gossip_msg ping;
     h_tick_until(&h, 7946, P2P_GOSSIP_PING, NULL, &ping, 1000);
