@@ -518,7 +518,7 @@ static void test_refutation(void **state)
 static void add_peers(harness *h, int n)
 {
     for (int k = 0; k < n; k++) {
-        char id[8], addr[32];
+        char id[16], addr[32];
         snprintf(id, sizeof(id), "p%d", k);
         snprintf(addr, sizeof(addr), "10.0.1.%d", k + 1);
         p2p_gossip_node pn = make_node(id, addr, 7946, 1, NULL);
