@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/metrics.h"
 #include "core/util.h"
 #include "rpc/registry.h"
 
@@ -43,6 +44,7 @@ void p2p__ctx_free(p2p_ctx *ctx)
     free(ctx->shared);
     free(ctx->hooks);
     free(ctx->sinks);
+    p2p__metrics_sources_free(ctx);
     p2p__registry_free(ctx->registry);
     p2p_config_free(&ctx->cfg);
     free(ctx);

@@ -90,6 +90,8 @@ struct p2p_ctx {
     } *sinks;
     size_t n_sinks;
 
+    struct p2p_metrics_sources *metrics; /* core/metrics.c: sources of GET /metrics */
+
     int shutting_down;
 };
 

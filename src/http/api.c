@@ -16,6 +16,7 @@
 
 #include "auth/guard.h"
 #include "builtin/sysinfo.h"
+#include "core/metrics.h"
 #include "core/util.h"
 #include "http/internal.h"
 #include "membership/node.h"
@@ -486,7 +487,7 @@ static json_t *metrics_json(http_server *srv, const p2p_service *only)
         return json_pack("{s:s, s:s, s:s, s:o}", "node_id", p2p_node_id(ctx), "service", only->name, "status",
                          only->status, "methods", methods);
     const http_stats *st = &srv->stats;
-    return json_pack("{s:s, s:s, s:f, s:{s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I}}, s:{s:I}, s:{s:I}, s:o}",
+    json_t *body = json_pack("{s:s, s:s, s:f, s:{s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I}}, s:{s:I}, s:{s:I}, s:o}",
                      "node_id", p2p_node_id(ctx), "role", p2p_node_role(ctx), "uptime_seconds",
                      p2p__ctx_uptime(ctx), "http", "connections_active", (json_int_t)st->connections_active,
                      "connections_total", (json_int_t)st->connections_total, "connections_rejected",
@@ -495,6 +496,11 @@ static json_t *metrics_json(http_server *srv, const p2p_service *only)
                      (json_int_t)st->responses[3], "4xx", (json_int_t)st->responses[4], "5xx",
                      (json_int_t)st->responses[5], "rpc", "inflight", (json_int_t)reg->inflight, "process",
                      "rss_bytes", (json_int_t)sysinfo_process_rss(), "methods", methods);
+    /* the components' own sources (gossip, ...), each under its group name */
+    json_t *sources = p2p__metrics_sources_json(ctx);
+    json_object_update_missing(body, sources);
+    json_decref(sources);
+    return body;
 }
 
 /* A growing text buffer for the Prometheus exposition format. */
@@ -611,6 +617,13 @@ static char *metrics_prometheus(http_server *srv, const p2p_service *only, size_
                 }
             }
         }
+    }
+    if (!only) {
+        size_t n;
+        char *more = p2p__metrics_sources_prometheus(ctx, &n);
+        if (n)
+            tb_printf(&tb, "%s", more);
+        free(more);
     }
     *len = tb.len;
     return tb.p;

@@ -28,6 +28,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/metrics.h"
 #include "core/util.h"
 #include "membership/addrsel.h"
 #include "membership/pushpull.h"
@@ -85,9 +86,13 @@ typedef struct membership {
     unsigned pp_level;          /* quiet rounds in a row: the interval doubles with each */
     int pp_changed;             /* a membership change since the last round */
     uint64_t next_reconnect_ms; /* next push-pull to a dead member */
-    /* counters */
-    uint64_t dropped[8]; /* by seal error class */
+    /* counters (exported by gossip_metrics) */
     uint64_t send_errors, pushpulls, pushpull_failures;
+    /* rate-limited drop log: what was dropped since the last line */
+    uint64_t drop_log_ms;      /* when the last drop line was written (0: never) */
+    uint64_t drops_unlogged;   /* datagrams dropped since then */
+    char drop_last_from[INET6_ADDRSTRLEN + 8];
+    const char *drop_last_why;
 } membership;
 
 static membership *get(p2p_ctx *ctx)
@@ -177,6 +182,94 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
     b->len = sizeof m->recv_buf;
 }
 
+/* ---- drops: counted by the seal layer, told in the log at most every 10 s --- */
+
+#define DROP_LOG_INTERVAL_MS 10000
+
+static const char *drop_reason(int r)
+{
+    switch (r) {
+    case P2P_SEAL_EKEYID:
+    case P2P_SEAL_EAUTH: return "auth";
+    case P2P_SEAL_EREPLAY:
+    case P2P_SEAL_EREFLECT: return "replay";
+    case P2P_SEAL_ESTALE: return "stale";
+    case P2P_SEAL_EOVERSIZE: return "oversize";
+    default: return "malformed";
+    }
+}
+
+/* One WARN line for the first drop, then at most one per DROP_LOG_INTERVAL_MS
+ * summing up the drops since: a flood of garbage costs the log a line per 10 s. */
+static void flush_drop_log(membership *m, uint64_t now)
+{
+    if (m->drops_unlogged == 0)
+        return;
+    p2p__seal_stats st;
+    p2p__seal_get_stats(m->seal, &st);
+    p2p_log(m->ctx, P2P_LOG_WARN, "membership",
+            "dropped %llu gossip datagram(s) in the last %llu s, the last from %s (%s); totals: auth %llu, "
+            "replay %llu, stale %llu, malformed %llu, oversize %llu",
+            (unsigned long long)m->drops_unlogged,
+            (unsigned long long)(m->drop_log_ms ? (now - m->drop_log_ms + 999) / 1000 : 0), m->drop_last_from,
+            m->drop_last_why, (unsigned long long)st.dropped_auth, (unsigned long long)st.dropped_replay,
+            (unsigned long long)st.dropped_stale, (unsigned long long)st.dropped_malformed,
+            (unsigned long long)st.dropped_oversize);
+    m->drops_unlogged = 0;
+    m->drop_log_ms = now;
+}
+
+static void note_drop(membership *m, int r, const char *addr, uint16_t port)
+{
+    uint64_t now = now_ms(m);
+    m->drops_unlogged++;
+    m->drop_last_why = drop_reason(r);
+    snprintf(m->drop_last_from, sizeof m->drop_last_from, "%s:%u", addr, (unsigned)port);
+    if (m->drop_log_ms == 0 || now - m->drop_log_ms >= DROP_LOG_INTERVAL_MS)
+        flush_drop_log(m, now);
+}
+
+static void gossip_metrics(p2p_ctx *ctx, p2p_metrics_out *out, void *arg)
+{
+    membership *m = arg;
+    if (!m->seal || !m->swim)
+        return;
+    p2p__seal_stats st;
+    p2p__seal_get_stats(m->seal, &st);
+    p2p_swim_stats sw;
+    p2p_swim_get_stats(m->swim, &sw);
+    static const char drop_help[] = "Gossip datagrams dropped, by reason (auth: wrong key or tag; replay: seen "
+                                    "before or reflected; stale: clock outside the skew; malformed; oversize).";
+    p2p__metrics_emit(out, "p2p_gossip_dropped_total", drop_help, P2P_METRIC_COUNTER, "reason", "auth",
+                      (double)st.dropped_auth);
+    p2p__metrics_emit(out, "p2p_gossip_dropped_total", drop_help, P2P_METRIC_COUNTER, "reason", "replay",
+                      (double)st.dropped_replay);
+    p2p__metrics_emit(out, "p2p_gossip_dropped_total", drop_help, P2P_METRIC_COUNTER, "reason", "stale",
+                      (double)st.dropped_stale);
+    p2p__metrics_emit(out, "p2p_gossip_dropped_total", drop_help, P2P_METRIC_COUNTER, "reason", "malformed",
+                      (double)(st.dropped_malformed + sw.decode_errors));
+    p2p__metrics_emit(out, "p2p_gossip_dropped_total", drop_help, P2P_METRIC_COUNTER, "reason", "oversize",
+                      (double)st.dropped_oversize);
+    p2p__metrics_emit(out, "p2p_gossip_received_total", "Gossip datagrams that opened (authentic and fresh).",
+                      P2P_METRIC_COUNTER, NULL, NULL, (double)st.opened);
+    p2p__metrics_emit(out, "p2p_gossip_sent_total", "Gossip datagrams sealed and sent.", P2P_METRIC_COUNTER, NULL,
+                      NULL, (double)st.sealed);
+    p2p__metrics_emit(out, "p2p_gossip_send_errors_total", "Gossip datagrams that could not be sent.",
+                      P2P_METRIC_COUNTER, NULL, NULL, (double)m->send_errors);
+    p2p__metrics_emit(out, "p2p_gossip_senders", "Senders in the replay-window table.", P2P_METRIC_GAUGE, NULL, NULL,
+                      (double)st.senders);
+    p2p__metrics_emit(out, "p2p_gossip_pushpull_total", "Push-pull exchanges completed.", P2P_METRIC_COUNTER, NULL,
+                      NULL, (double)m->pushpulls);
+    p2p__metrics_emit(out, "p2p_gossip_pushpull_failures_total", "Push-pull exchanges that failed.",
+                      P2P_METRIC_COUNTER, NULL, NULL, (double)m->pushpull_failures);
+    p2p__metrics_emit(out, "p2p_gossip_refutations_total", "Times this node refuted a suspicion of itself.",
+                      P2P_METRIC_COUNTER, NULL, NULL, (double)sw.refutations);
+    p2p__metrics_emit(out, "p2p_gossip_incarnation", "This node's incarnation number.", P2P_METRIC_GAUGE, NULL, NULL,
+                      (double)sw.incarnation);
+    p2p__metrics_emit(out, "p2p_gossip_health_score", "Lifeguard local health score (0 is healthy).",
+                      P2P_METRIC_GAUGE, NULL, NULL, (double)sw.awareness);
+}
+
 static void on_recv(uv_udp_t *u, ssize_t n, const uv_buf_t *b, const struct sockaddr *from, unsigned flags)
 {
     membership *m = u->data;
@@ -185,8 +278,6 @@ static void on_recv(uv_udp_t *u, ssize_t n, const uv_buf_t *b, const struct sock
     size_t len = 0;
     int r = p2p__seal_open(m->seal, p2p__wall_ms(), (const uint8_t *)b->base, (size_t)n, m->open_buf,
                            sizeof m->open_buf, &len, NULL);
-    if (r != 0)
-        return; /* counted by the seal layer, never trusted */
     char addr[INET6_ADDRSTRLEN];
     uint16_t port;
     if (from->sa_family == AF_INET) {
@@ -195,6 +286,10 @@ static void on_recv(uv_udp_t *u, ssize_t n, const uv_buf_t *b, const struct sock
     } else {
         uv_ip6_name((const struct sockaddr_in6 *)from, addr, sizeof addr);
         port = ntohs(((const struct sockaddr_in6 *)from)->sin6_port);
+    }
+    if (r != 0) {
+        note_drop(m, r, addr, port); /* counted by the seal layer, never trusted */
+        return;
     }
     p2p_swim_receive(m->swim, now_ms(m), addr, port, m->open_buf, len);
     arm_timer(m);
@@ -710,6 +805,8 @@ static void on_hk_timer(uv_timer_t *t)
     if (!m->running)
         return;
     uint64_t now = now_ms(m);
+    if (m->drops_unlogged && now - m->drop_log_ms >= DROP_LOG_INTERVAL_MS)
+        flush_drop_log(m, now);
     /* services changed: gossip the new meta */
     char *meta = build_meta(m->ctx);
     if (meta && (!m->meta || strcmp(meta, m->meta) != 0)) {
@@ -980,6 +1077,7 @@ static int membership_start(p2p_component *c, char **err)
     m->timer.data = m->pp_timer.data = m->hk_timer.data = m;
     m->timers_open = 1;
     m->running = 1;
+    p2p__metrics_source_add(ctx, "gossip", gossip_metrics, m);
     load_snapshot(m);
     join_seeds(m);
     m->join_backoff = 1000;
@@ -1016,6 +1114,10 @@ static void membership_stop(p2p_component *c)
             for (int i = 0; i < 4 && !p2p_swim_leave_done(m->swim); i++)
                 p2p_swim_tick(m->swim, now + (uint64_t)i * 250);
         save_snapshot(m, 1);
+    }
+    if (m->running) {
+        flush_drop_log(m, now_ms(m));
+        p2p__metrics_source_remove(ctx_of(m), "gossip");
     }
     m->running = 0;
     stop_addr_selection(m);
