@@ -23,6 +23,7 @@ static int on_line(const char *line, size_t len, void *arg)
     if (len == 0 || len > LIMIT || memchr(line, '\n', len))
         abort();
     p2p_exec_msg m;
+    memset(&m, 0, sizeof m);
     const char *why = NULL;
     if (p2p__exec_msg_parse(line, len, &m, &why) == 0) {
         switch (m.kind) {
