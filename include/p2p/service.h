@@ -1,0 +1,170 @@
+/*
+ * service.h — the plugin ABI for native (C) services.
+ *
+ * A native service is a shared object (`service.so`) in its folder under the
+ * node's services directory, beside a manifest.json (docs/services.md). The
+ * node loads it with dlopen(RTLD_NOW | RTLD_LOCAL): every symbol the module
+ * uses must exist in the node, or the load is refused naming the symbol.
+ *
+ * The module exports exactly one thing: a descriptor named
+ * `p2p_service_module`, best written with P2P_SERVICE_MODULE(...):
+ *
+ *     static int init(p2p_svc *svc, void **state) {
+ *         p2p_svc_method(svc, "hello", hello, NULL);
+ *         return 0;
+ *     }
+ *     P2P_SERVICE_MODULE(.name = "greeter", .version = "1.0.0", .init = init);
+ *
+ * Versioning. P2P_SERVICE_ABI_MAJOR changes only when an existing declaration
+ * changes meaning or layout; a module built for another major is refused. The
+ * minor grows when functions or descriptor fields are added (fields only ever
+ * at the end): a module built against 1.0 keeps loading on every 1.x node.
+ * A module that wants a function newer than its own minor checks
+ * p2p_svc_abi_minor() first.
+ *
+ * Threads. Every hook and every function here runs on the node's loop thread,
+ * except the `work` callback of p2p_svc_work(), which runs on the thread pool
+ * and must touch nothing of the node. A hook must not block: slow work goes to
+ * p2p_svc_work().
+ *
+ * Lifecycle of one loaded version (an "instance"):
+ *   init     register methods, allocate state; no calls arrive yet;
+ *   start    calls may arrive once it returns 0 (timers may start here);
+ *   stop     no new calls arrive; calls in flight still complete; timers the
+ *            host made for the instance are stopped by the host right after;
+ *   cleanup  free the state. The code itself is never unloaded (dlclose is
+ *            unsafe with thread-local storage and atexit handlers), so a module
+ *            must not rely on its destructors running.
+ * A non-zero return from init or start fails the instance (its reason is
+ * logged and shown in `p2p services`); on a reload the old version keeps
+ * serving. Hot reload runs the new version's init and start while the old one
+ * still serves; new calls switch to the new version once its start returned
+ * 0; the old one gets stop and cleanup after its last call in flight.
+ */
+#ifndef P2P_SERVICE_H
+#define P2P_SERVICE_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "p2p/p2p.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** ABI version of this header. */
+#define P2P_SERVICE_ABI_MAJOR 1
+#define P2P_SERVICE_ABI_MINOR 0
+
+/** One loaded version of a service, as its hooks and the host API see it. */
+typedef struct p2p_svc p2p_svc;
+
+/** The descriptor a module exports as `p2p_service_module`. */
+typedef struct p2p_service_module {
+    uint32_t abi_major; /**< P2P_SERVICE_ABI_MAJOR the module was built with */
+    uint32_t abi_minor; /**< P2P_SERVICE_ABI_MINOR the module was built with */
+    const char *name;    /**< must equal the manifest's name */
+    const char *version; /**< must equal the manifest's version */
+    /** Registers methods, allocates `*state` (handed to every later hook).
+     * Returns 0, or a negative errno-style code to refuse to load. Required. */
+    int (*init)(p2p_svc *svc, void **state);
+    /** Starts serving. Returns 0 or a negative code. Optional. */
+    int (*start)(p2p_svc *svc, void *state);
+    /** Stops serving; calls in flight still complete afterwards. Optional. */
+    void (*stop)(p2p_svc *svc, void *state);
+    /** Frees `state`. Optional. */
+    void (*cleanup)(p2p_svc *svc, void *state);
+} p2p_service_module;
+
+/** Defines the module's descriptor with the ABI version filled in. */
+#define P2P_SERVICE_MODULE(...)                                                                                  \
+    P2P_EXTERN const p2p_service_module p2p_service_module = {.abi_major = P2P_SERVICE_ABI_MAJOR,                \
+                                                              .abi_minor = P2P_SERVICE_ABI_MINOR, __VA_ARGS__}
+
+/** The ABI minor of the running node. */
+P2P_EXTERN uint32_t p2p_svc_abi_minor(void);
+
+/* ---- identity and settings ------------------------------------------------------ */
+
+/** The node context (for p2p_call_remote, p2p_node_id, ...). */
+P2P_EXTERN p2p_ctx *p2p_svc_ctx(const p2p_svc *svc);
+/** The service's name and version (the manifest's). */
+P2P_EXTERN const char *p2p_svc_name(const p2p_svc *svc);
+P2P_EXTERN const char *p2p_svc_version(const p2p_svc *svc);
+/** The manifest's "settings" object (borrowed; never NULL). */
+P2P_EXTERN json_t *p2p_svc_settings(const p2p_svc *svc);
+/** The service's folder (absolute path), e.g. for its assets. */
+P2P_EXTERN const char *p2p_svc_dir(const p2p_svc *svc);
+
+/* ---- methods ----------------------------------------------------------------------- */
+
+/** Serves `name`, a method listed in the manifest, with `fn` (called with
+ * `udata`). Only from init. Returns 0, -ENOENT (not in the manifest), -EEXIST,
+ * or -EINVAL. The call completes exactly once, with p2p_call_reply() or
+ * p2p_call_error(), now or later on the loop thread. A listed method that no
+ * version serves answers "method not implemented". */
+P2P_EXTERN int p2p_svc_method(p2p_svc *svc, const char *name, p2p_method_fn fn, void *udata);
+
+/* ---- logging ------------------------------------------------------------------------ */
+
+/** Logs a line with the service's name as its source. */
+P2P_EXTERN void p2p_svc_log(p2p_svc *svc, p2p_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- timers and background work ----------------------------------------------------- */
+
+/** A timer callback, on the loop thread. */
+typedef void (*p2p_svc_timer_fn)(p2p_svc *svc, void *udata);
+
+/** Runs `fn` after `delay_ms`, then every `repeat_ms` (0 = once). Returns a
+ * timer id > 0, or a negative code. The host stops every timer of the
+ * instance when it stops. */
+P2P_EXTERN int64_t p2p_svc_timer(p2p_svc *svc, uint64_t delay_ms, uint64_t repeat_ms, p2p_svc_timer_fn fn,
+                                 void *udata);
+/** Stops and forgets a timer; unknown ids are ignored. */
+P2P_EXTERN void p2p_svc_timer_stop(p2p_svc *svc, int64_t id);
+
+/** Runs `work(udata)` on the thread pool, then `done(svc, udata, status)` on the
+ * loop thread (status 0, or -ECANCELED when the instance stopped first: then
+ * `done` still runs, once). Returns 0 or a negative code. */
+P2P_EXTERN int p2p_svc_work(p2p_svc *svc, void (*work)(void *udata),
+                            void (*done)(p2p_svc *svc, void *udata, int status), void *udata);
+
+/* ---- metrics -------------------------------------------------------------------------- */
+
+/** Adds `v` to the counter `name` ([a-z_][a-z0-9_]*), created at 0. It appears in
+ * /metrics as p2p_service_<service>_<name>_total and in the JSON under
+ * services.<service>.<name>. Returns 0 or -EINVAL. */
+P2P_EXTERN int p2p_svc_counter_add(p2p_svc *svc, const char *name, double v);
+/** Sets the gauge `name`. */
+P2P_EXTERN int p2p_svc_gauge_set(p2p_svc *svc, const char *name, double v);
+/** Records `v` in the histogram `name` (Prometheus _count, _sum and quantiles). */
+P2P_EXTERN int p2p_svc_observe(p2p_svc *svc, const char *name, double v);
+
+/* ---- health ----------------------------------------------------------------------------- */
+
+typedef enum p2p_health { P2P_HEALTH_OK = 0, P2P_HEALTH_WARNING = 1, P2P_HEALTH_CRITICAL = 2 } p2p_health;
+
+/** Reports the service's own health with a message (copied), shown in
+ * `p2p services` and /services/<name>. */
+P2P_EXTERN void p2p_svc_health(p2p_svc *svc, p2p_health level, const char *message);
+
+/* ---- persisted state --------------------------------------------------------------------- */
+
+/** The service's persisted state document (borrowed; an empty object the first
+ * time). It was read before init, so it is the one the previous version (or
+ * the node's previous run) last saved. */
+P2P_EXTERN json_t *p2p_svc_state(const p2p_svc *svc);
+
+/** Saves `doc` (borrowed; an object) as the state: written to disk atomically
+ * (temp file, fsync, rename) on the thread pool, so a crash at any moment leaves
+ * the old or the new document. Saves made while one is being written are
+ * coalesced into the latest. Returns 0 or -EINVAL. */
+P2P_EXTERN int p2p_svc_state_save(p2p_svc *svc, json_t *doc);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
