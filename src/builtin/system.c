@@ -136,9 +136,15 @@ static void m_list_services(p2p_call *call, json_t *params, void *udata)
         json_t *methods = json_array();
         for (size_t j = 0; j < s->n_methods; j++)
             json_array_append_new(methods, json_string(s->methods[j]->name));
-        json_object_set_new(out, s->name,
-                            json_pack("{s:s, s:s, s:s, s:b, s:o}", "version", s->version, "description",
-                                      s->description, "status", s->status, "builtin", s->builtin, "methods", methods));
+        json_t *one = json_pack("{s:s, s:s, s:s, s:b, s:o}", "version", s->version, "description", s->description,
+                                "status", s->status, "builtin", s->builtin, "methods", methods);
+        if (s->describe) {
+            json_t *more = s->describe(s, s->describe_arg);
+            if (json_is_object(more))
+                json_object_update(one, more);
+            json_decref(more);
+        }
+        json_object_set_new(out, s->name, one);
     }
     p2p_call_reply(call, out);
 }

@@ -76,6 +76,8 @@ typedef struct p2p_config {
     int max_log_entries;              /* default 1000, 1..10000000 */
 
     /* cache */
+    char *services_directory;         /* default "" = <state_directory>/services */
+    int services_rescan_interval;     /* seconds, default 5 */
     int redis_enabled;                /* default true (falls back to in-process cache when Redis is away) */
     char *redis_url;                  /* default "redis://localhost:6379" */
 

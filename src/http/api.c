@@ -412,9 +412,16 @@ static json_t *service_json(const p2p_service *s, int detailed)
                                                  (m->flags & P2P_METHOD_PUBLIC) != 0, "metrics",
                                                  method_stats_json(m)));
     }
-    return json_pack("{s:s, s:s, s:s, s:b, s:s, s:f, s:o}", "name", s->name, "version", s->version, "description",
-                     s->description, "builtin", s->builtin, "status", s->status, "started_at",
-                     (double)s->started_at_ms / 1000.0, "methods", methods);
+    json_t *out = json_pack("{s:s, s:s, s:s, s:b, s:s, s:f, s:o}", "name", s->name, "version", s->version,
+                            "description", s->description, "builtin", s->builtin, "status", s->status, "started_at",
+                            (double)s->started_at_ms / 1000.0, "methods", methods);
+    if (s->describe) {
+        json_t *more = s->describe(s, s->describe_arg);
+        if (json_is_object(more))
+            json_object_update(out, more);
+        json_decref(more);
+    }
+    return out;
 }
 
 static p2p_service *find_service(p2p_ctx *ctx, const char *name, size_t len)

@@ -137,6 +137,8 @@ struct p2p_call {
     p2p_method *method;
     uint64_t t0_ns;
     int done;
+    void (*on_done)(void *arg); /* p2p__call_on_done: runs once the call completed */
+    void *on_done_arg;
 };
 
 struct jsonrpc_exchange {
@@ -200,6 +202,11 @@ static void call_complete(p2p_call *call, json_t *response, int is_error)
         p2p__method_stats_record(&call->method->stats, dur_us, is_error);
         call->ctx->registry->inflight--;
     }
+    if (call->on_done) {
+        void (*fn)(void *) = call->on_done;
+        call->on_done = NULL;
+        fn(call->on_done_arg);
+    }
     if (ex->msg.items[idx].notification) {
         json_decref(response);
     } else {
@@ -220,6 +227,12 @@ P2P_EXTERN void p2p_call_error(p2p_call *call, int code, const char *message, js
 {
     jsonrpc_item *it = &call->ex->msg.items[call - call->ex->calls];
     call_complete(call, jsonrpc_error_response(it->id, code, message, data), 1);
+}
+
+void p2p__call_on_done(p2p_call *call, void (*fn)(void *arg), void *arg)
+{
+    call->on_done = fn;
+    call->on_done_arg = arg;
 }
 
 P2P_EXTERN p2p_ctx *p2p_call_ctx(const p2p_call *call)

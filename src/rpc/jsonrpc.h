@@ -55,4 +55,9 @@ void jsonrpc_execute(p2p_ctx *ctx, jsonrpc_msg *msg, jsonrpc_done_cb cb, void *a
 /* How many method calls are running right now (for graceful shutdown). */
 size_t jsonrpc_inflight(const p2p_ctx *ctx);
 
+/* Runs fn(arg) once `call` has completed (after its response is recorded, on
+ * the loop thread): the services manager counts calls in flight per loaded
+ * version with it. One hook per call; a second replaces the first. */
+void p2p__call_on_done(p2p_call *call, void (*fn)(void *arg), void *arg);
+
 #endif

@@ -45,20 +45,26 @@ static void method_free(p2p_method *m)
     free(m);
 }
 
+static void service_free(p2p_service *s)
+{
+    for (size_t j = 0; j < s->n_methods; j++)
+        method_free(s->methods[j]);
+    free(s->methods);
+    free(s->name);
+    free(s->version);
+    free(s->description);
+    free(s);
+}
+
 void p2p__registry_free(p2p_registry *reg)
 {
     if (!reg)
         return;
-    for (size_t i = 0; i < reg->n_services; i++) {
-        p2p_service *s = reg->services[i];
-        for (size_t j = 0; j < s->n_methods; j++)
-            method_free(s->methods[j]);
-        free(s->methods);
-        free(s->name);
-        free(s->version);
-        free(s->description);
-        free(s);
-    }
+    for (size_t i = 0; i < reg->n_services; i++)
+        service_free(reg->services[i]);
+    for (size_t i = 0; i < reg->n_removed; i++)
+        service_free(reg->removed[i]);
+    free(reg->removed);
     free(reg->services);
     free(reg->table);
     free(reg);
@@ -79,6 +85,37 @@ p2p_method *p2p__registry_find(p2p_registry *reg, const char *path, size_t len)
         if (strncmp(m->path, path, len) == 0 && m->path[len] == '\0')
             return m;
     return NULL;
+}
+
+int p2p__registry_remove_service(p2p_registry *reg, const char *name)
+{
+    size_t idx = reg->n_services;
+    for (size_t i = 0; i < reg->n_services; i++)
+        if (strcmp(reg->services[i]->name, name) == 0)
+            idx = i;
+    if (idx == reg->n_services)
+        return -ENOENT;
+    p2p_service *s = reg->services[idx];
+    memmove(&reg->services[idx], &reg->services[idx + 1], (reg->n_services - idx - 1) * sizeof(*reg->services));
+    reg->n_services--;
+    /* rebuild the lookup table without its methods (open addressing has no
+     * cheap delete; removals are rare operator actions) */
+    p2p_method **nt = p2p__xcalloc(reg->cap, sizeof(*nt));
+    size_t count = 0;
+    for (size_t i = 0; i < reg->cap; i++) {
+        p2p_method *m = reg->table[i];
+        if (m && m->service != s) {
+            table_insert(nt, reg->cap, m);
+            count++;
+        }
+    }
+    free(reg->table);
+    reg->table = nt;
+    reg->count = count;
+    s->status = "removed";
+    reg->removed = p2p__xrealloc(reg->removed, (reg->n_removed + 1) * sizeof(*reg->removed));
+    reg->removed[reg->n_removed++] = s;
+    return 0;
 }
 
 p2p_service *p2p__registry_service(p2p_registry *reg, const char *name)

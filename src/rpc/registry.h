@@ -48,6 +48,11 @@ struct p2p_service {
     uint64_t started_at_ms;
     p2p_method **methods;
     size_t n_methods;
+    /* More about the service for /services and list_services (pluggable
+     * services: type, state, health, restarts ...): a new object whose members
+     * are added to the description, or NULL. Set by the service's owner. */
+    json_t *(*describe)(const p2p_service *s, void *arg);
+    void *describe_arg;
 };
 
 typedef struct p2p_registry p2p_registry;
@@ -57,6 +62,10 @@ struct p2p_registry {
     p2p_service **services; /* registration order */
     size_t n_services;
     size_t inflight; /* method calls started and not yet completed */
+    /* Removed services with their methods: calls in flight may still point at
+     * them, so they are freed only with the registry. */
+    p2p_service **removed;
+    size_t n_removed;
 };
 
 p2p_registry *p2p__registry_new(void);
@@ -64,6 +73,11 @@ void p2p__registry_free(p2p_registry *reg);
 
 p2p_service *p2p__registry_service(p2p_registry *reg, const char *name);
 p2p_method *p2p__registry_find(p2p_registry *reg, const char *path, size_t len);
+
+/* Removes a service and its methods from lookups and listings (a removed
+ * pluggable service). Its memory stays valid until the registry is freed.
+ * Returns 0 or -ENOENT. */
+int p2p__registry_remove_service(p2p_registry *reg, const char *name);
 
 /* Records a completed call's outcome and duration. */
 void p2p__method_stats_record(p2p_method_stats *st, uint64_t dur_us, int is_error);
