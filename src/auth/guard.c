@@ -41,6 +41,7 @@ typedef struct token_cache_entry {
     p2p_role role;
     char subject[128];
     char jti[P2P_JWT_MAX_JTI + 1];
+    char name[P2P_JWT_MAX_NAME + 1]; /* "" = none */
     int64_t exp;
 } token_cache_entry;
 
@@ -183,7 +184,7 @@ static int parse_trusted(p2p_guard *g, char **err)
         return 0;
     char *copy = p2p__xstrdup(spec), *save = NULL;
     for (char *tok = strtok_r(copy, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
-        if (!p2p_ratelimit_proxy_valid(tok)) {
+        if (p2p_ratelimit_proxy_valid(tok) != 0) { /* the config check refuses these already */
             *err = p2p__xasprintf("trusted_proxies: '%s' is not an IP address or CIDR", tok);
             free(copy);
             return -EINVAL;
@@ -216,7 +217,7 @@ static void guard_stop(p2p_component *c)
     g->trusted = NULL;
 }
 
-static int make_limiter(const p2p_config *cfg, p2p_ratelimit **out)
+int p2p__guard_limiter_new(const p2p_config *cfg, p2p_ratelimit **out, char **err)
 {
     p2p_ratelimit_opts o;
     p2p_ratelimit_opts_default(&o);
@@ -225,18 +226,21 @@ static int make_limiter(const p2p_config *cfg, p2p_ratelimit **out)
         (p2p_ratelimit_rate){(uint32_t)cfg->rate_limit_health_requests, (uint32_t)cfg->rate_limit_health_burst};
     o.rates[P2P_RL_OTHER] =
         (p2p_ratelimit_rate){(uint32_t)cfg->rate_limit_default_requests, (uint32_t)cfg->rate_limit_default_burst};
-    return p2p_ratelimit_new(&o, out);
+    o.rates[P2P_RL_NODE_RPC] =
+        (p2p_ratelimit_rate){(uint32_t)cfg->rate_limit_node_rpc_requests, (uint32_t)cfg->rate_limit_node_rpc_burst};
+    o.rates[P2P_RL_NODE_OTHER] = (p2p_ratelimit_rate){(uint32_t)cfg->rate_limit_node_default_requests,
+                                                      (uint32_t)cfg->rate_limit_node_default_burst};
+    int r = p2p_ratelimit_new(&o, out);
+    if (r != 0 && err)
+        *err = p2p__xasprintf("rate limiter: %s%s", p2p_strerror(r),
+                              r == -EINVAL ? " (a rate_limit_* value is out of range)" : "");
+    return r;
 }
 
-int p2p__guard_reconfigure(p2p_guard *g)
+void p2p__guard_limiter_swap(p2p_guard *g, p2p_ratelimit *rl)
 {
-    p2p_ratelimit *rl = NULL;
-    int r = make_limiter(&g->ctx->cfg, &rl);
-    if (r != 0)
-        return r;
     p2p_ratelimit_free(g->rl);
     g->rl = rl; /* buckets start full again: a new rate is a fresh start */
-    return 0;
 }
 
 static int guard_start(p2p_component *c, char **err)
@@ -251,8 +255,8 @@ static int guard_start(p2p_component *c, char **err)
     int r = load_secrets(g, err);
     if (r == 0)
         r = parse_trusted(g, err);
-    if (r == 0 && (r = make_limiter(cfg, &g->rl)) != 0)
-        *err = p2p__xasprintf("rate limiter: %s", p2p_strerror(r));
+    if (r == 0)
+        r = p2p__guard_limiter_new(cfg, &g->rl, err);
     if (r != 0)
         guard_stop(c);
     return r;
@@ -289,6 +293,17 @@ p2p_guard *p2p__guard(p2p_ctx *ctx)
     return p2p_shared_get(ctx, "security");
 }
 
+/* The bucket of a token: its name when it has one, else its jti; with the role,
+ * so tokens of different roles never share a bucket. */
+static void set_token_key(p2p_identity *id, const char *name, const char *jti)
+{
+    const char *role = p2p__role_name(id->role);
+    if (name && *name)
+        snprintf(id->rl_key, sizeof id->rl_key, "tok:%s:name:%s", role, name);
+    else
+        snprintf(id->rl_key, sizeof id->rl_key, "tok:%s:jti:%s", role, jti);
+}
+
 void p2p__guard_identify(p2p_guard *g, const char *peer_node, const char *authz, size_t authz_len,
                          const char *peer_ip, const char *xff, p2p_identity *id)
 {
@@ -300,6 +315,7 @@ void p2p__guard_identify(p2p_guard *g, const char *peer_node, const char *authz,
         id->role = P2P_ROLE_NODE;
         id->via_cert = 1;
         snprintf(id->subject, sizeof id->subject, "%s", peer_node);
+        snprintf(id->rl_key, sizeof id->rl_key, "node:%s", peer_node);
         return;
     }
     if (!authz)
@@ -320,6 +336,7 @@ void p2p__guard_identify(p2p_guard *g, const char *peer_node, const char *authz,
         } else {
             id->role = e->role;
             memcpy(id->subject, e->subject, sizeof id->subject);
+            set_token_key(id, e->name, e->jti);
         }
         return;
     }
@@ -332,6 +349,7 @@ void p2p__guard_identify(p2p_guard *g, const char *peer_node, const char *authz,
     }
     id->role = role_from(cl.role);
     snprintf(id->subject, sizeof id->subject, "%s", cl.sub);
+    set_token_key(id, cl.name, cl.jti);
     /* Only tokens without nbf are cached: their validity is a pure function of now <= exp. */
     if (tlen <= TOKEN_CACHE_MAX_LEN && !cl.has_nbf && strlen(cl.jti) <= P2P_JWT_MAX_JTI) {
         if (e->token) {
@@ -344,19 +362,58 @@ void p2p__guard_identify(p2p_guard *g, const char *peer_node, const char *authz,
         e->role = id->role;
         memcpy(e->subject, id->subject, sizeof e->subject);
         snprintf(e->jti, sizeof e->jti, "%s", cl.jti);
+        snprintf(e->name, sizeof e->name, "%s", cl.name ? cl.name : "");
         e->exp = cl.exp;
     }
     p2p_jwt_claims_free(&cl);
 }
 
+/* The bucket of an identity: node certificates have their own classes (nodes call
+ * each other's /rpc and push-pull); everyone else is keyed by token (role + name
+ * or jti) or, without a valid token, by address. */
+static int bucket_of(const p2p_identity *id, int cls, char *key, size_t n)
+{
+    if (id->rl_key[0])
+        snprintf(key, n, "%s", id->rl_key);
+    else
+        snprintf(key, n, "ip:%s", id->client_ip);
+    if (id->via_cert)
+        return cls == P2P_RL_RPC ? P2P_RL_NODE_RPC : P2P_RL_NODE_OTHER;
+    return cls;
+}
+
 int p2p__guard_rate(p2p_guard *g, const p2p_identity *id, int cls, uint32_t *retry_after_s)
 {
+    if (retry_after_s)
+        *retry_after_s = 0;
     if (!g->ctx->cfg.rate_limit_enabled || !g->rl)
         return 1;
-    char key[200];
-    snprintf(key, sizeof key, "%s:%s", id->subject[0] ? "id" : "ip", id->subject[0] ? id->subject : id->client_ip);
-    int r = p2p_ratelimit_check(g->rl, key, cls, uv_now(g->ctx->loop), retry_after_s);
+    char key[sizeof id->rl_key + 8];
+    cls = bucket_of(id, cls, key, sizeof key);
+    int r = p2p_ratelimit_take(g->rl, key, cls, 1, uv_now(g->ctx->loop), retry_after_s);
     return r != 0; /* errors fail open: a limiter fault must not lock everyone out */
+}
+
+int p2p__guard_rate_batch(p2p_guard *g, const p2p_identity *id, int cls, uint32_t calls, uint32_t *retry_after_s,
+                          uint32_t *burst)
+{
+    if (retry_after_s)
+        *retry_after_s = 0;
+    if (!g->ctx->cfg.rate_limit_enabled || !g->rl || calls <= 1)
+        return 1;
+    char key[sizeof id->rl_key + 8];
+    cls = bucket_of(id, cls, key, sizeof key);
+    uint32_t b = p2p_ratelimit_burst(g->rl, cls);
+    if (calls > b) {
+        if (burst)
+            *burst = b;
+        return -E2BIG;
+    }
+    uint64_t now = uv_now(g->ctx->loop);
+    int r = p2p_ratelimit_take(g->rl, key, cls, calls - 1, now, retry_after_s);
+    if (r == 0) /* the retry pays its admission token again: wait for all `calls` (refused too, takes nothing) */
+        p2p_ratelimit_take(g->rl, key, cls, calls, now, retry_after_s);
+    return r != 0;
 }
 
 int p2p__guard_admin_key_ok(p2p_guard *g, const char *key, size_t len)
@@ -367,13 +424,14 @@ int p2p__guard_admin_key_ok(p2p_guard *g, const char *key, size_t len)
     return len == n && CRYPTO_memcmp(key, g->admin_key, n) == 0;
 }
 
-int p2p__guard_issue(p2p_guard *g, const char *sub, const char *role, int64_t ttl_s, char **token, int64_t *exp)
+int p2p__guard_issue(p2p_guard *g, const char *sub, const char *role, const char *name, int64_t ttl_s, char **token,
+                     int64_t *exp)
 {
     if (ttl_s <= 0)
         ttl_s = g->ctx->cfg.jwt_ttl;
     int64_t now = now_s();
     char *jti = NULL;
-    int r = p2p_jwt_issue(g->jwt_secret, sizeof g->jwt_secret, sub, role, now, ttl_s, token, &jti);
+    int r = p2p_jwt_issue(g->jwt_secret, sizeof g->jwt_secret, sub, role, name, now, ttl_s, token, &jti);
     free(jti);
     if (r == 0 && exp)
         *exp = now + ttl_s;

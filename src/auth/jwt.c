@@ -46,6 +46,15 @@ static int sub_valid(const char *s, size_t len)
     return 1;
 }
 
+int p2p_jwt_name_valid(const char *name)
+{
+    if (!name || strlen(name) > P2P_JWT_MAX_NAME || !sub_valid(name, strlen(name)))
+        return 0;
+    json_t *j = json_string(name); /* NULL for invalid UTF-8 (a verified token only carries JSON strings) */
+    json_decref(j);
+    return j != NULL;
+}
+
 static int jti_valid(const char *s, size_t len)
 {
     if (len == 0 || len > P2P_JWT_MAX_JTI)
@@ -67,10 +76,11 @@ static int secret_ok(const uint8_t *secret, size_t len)
     return secret && len >= P2P_JWT_MIN_SECRET && len <= INT_MAX;
 }
 
-int p2p_jwt_issue(const uint8_t *secret, size_t secret_len, const char *sub, const char *role, int64_t now,
-                  int64_t ttl_s, char **token_out, char **jti_out)
+int p2p_jwt_issue(const uint8_t *secret, size_t secret_len, const char *sub, const char *role, const char *name,
+                  int64_t now, int64_t ttl_s, char **token_out, char **jti_out)
 {
     if (!secret_ok(secret, secret_len) || !sub || !sub_valid(sub, strlen(sub)) || !p2p_jwt_role_valid(role) ||
+        (name && !p2p_jwt_name_valid(name)) ||
         !token_out || now < 0 || now > P2P_JWT_MAX_TIME || ttl_s <= 0 || ttl_s > P2P_JWT_MAX_TIME - now)
         return -EINVAL;
 
@@ -88,8 +98,10 @@ int p2p_jwt_issue(const uint8_t *secret, size_t secret_len, const char *sub, con
     /* json_string() refuses invalid UTF-8, which makes the sub check complete. */
     json_t *claims = json_pack("{s:s, s:s, s:I, s:I, s:s}", "sub", sub, "role", role, "iat", (json_int_t)now, "exp",
                                (json_int_t)(now + ttl_s), "jti", jti);
-    if (!claims)
+    if (!claims || (name && json_object_set_new(claims, "name", json_string(name)) != 0)) {
+        json_decref(claims);
         return -EINVAL;
+    }
     char *claims_text = json_dumps(claims, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(claims);
     if (!claims_text)
@@ -131,6 +143,7 @@ void p2p_jwt_claims_free(p2p_jwt_claims *c)
     free(c->sub);
     free(c->role);
     free(c->jti);
+    free(c->name);
     memset(c, 0, sizeof(*c));
 }
 
@@ -207,6 +220,10 @@ static const char *check_claims(json_t *p, int64_t now, int64_t leeway, const p2
         return "missing claim: jti";
     if (!json_is_string(jti) || !jti_valid(json_string_value(jti), json_string_length(jti)))
         return "invalid claim: jti";
+    json_t *name = json_object_get(p, "name");
+    if (name && (!json_is_string(name) || json_string_length(name) > P2P_JWT_MAX_NAME ||
+                 !sub_valid(json_string_value(name), json_string_length(name))))
+        return "invalid claim: name";
     int has_nbf = json_object_get(p, "nbf") != NULL;
     if (has_nbf && (why = int_claim(p, "nbf", "missing claim: nbf", "invalid claim: nbf", &nbf)))
         return why;
@@ -226,6 +243,7 @@ static const char *check_claims(json_t *p, int64_t now, int64_t leeway, const p2
     c->sub = p2p__xstrdup(json_string_value(sub));
     c->role = p2p__xstrdup(json_string_value(role));
     c->jti = p2p__xstrdup(json_string_value(jti));
+    c->name = name ? p2p__xstrdup(json_string_value(name)) : NULL;
     c->iat = iat;
     c->exp = exp;
     c->nbf = nbf;

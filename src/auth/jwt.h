@@ -4,7 +4,9 @@
  * seconds), nothing global.
  *
  * Issuing: a token carries exactly the claims sub, role, iat, exp and jti
- * (128 random bits, 32 lowercase hex digits), header {"alg":"HS256","typ":"JWT"}.
+ * (128 random bits, 32 lowercase hex digits), plus "name" when one is given,
+ * header {"alg":"HS256","typ":"JWT"}. The name (`p2p token --name ci-bot`)
+ * keys the token's rate-limit bucket: all tokens of one name and role share it.
  *
  * Verification policy, in order (the first failure decides; `why` names it):
  *   1. size and shape: 1..P2P_JWT_MAX_TOKEN bytes, exactly two dots, three
@@ -24,7 +26,8 @@
  *      1..P2P_JWT_MAX_SUB bytes, no control characters), role ("admin",
  *      "viewer" or "node"), iat and exp (JSON integers >= 0, exp > iat),
  *      jti (1..P2P_JWT_MAX_JTI characters of [A-Za-z0-9._~-]); nbf optional
- *      (integer >= 0); other claims are ignored -> "missing claim: X",
+ *      (integer >= 0); name optional (string of 1..P2P_JWT_MAX_NAME bytes, no
+ *      control characters); other claims are ignored -> "missing claim: X",
  *      "invalid claim: X";
  *   5. time, with a leeway L (default P2P_JWT_DEFAULT_LEEWAY_S):
  *      expired when now >= exp + L; "not yet valid" when nbf > now + L;
@@ -53,6 +56,7 @@
 #define P2P_JWT_MAX_LEEWAY_S 3600
 #define P2P_JWT_MAX_SUB 256          /* bytes */
 #define P2P_JWT_MAX_JTI 128          /* characters */
+#define P2P_JWT_MAX_NAME 64          /* bytes of the optional "name" claim */
 #define P2P_JWT_MAX_TIME 253402300799 /* 9999-12-31T23:59:59Z; `now` and exp must not exceed it */
 #define P2P_REVOKED_DEFAULT_MAX 100000
 
@@ -61,6 +65,7 @@ typedef struct p2p_jwt_claims {
     char *sub;
     char *role; /* "admin", "viewer" or "node" */
     char *jti;
+    char *name; /* optional "name" claim; NULL when absent */
     int64_t iat;
     int64_t exp;
     int64_t nbf; /* 0 when absent */
@@ -78,12 +83,17 @@ typedef struct p2p_jwt_opts {
 /* 1 if `role` is one of "admin", "viewer", "node". */
 int p2p_jwt_role_valid(const char *role);
 
-/* Issues a token for `sub` with `role`, iat = now, exp = now + ttl_s (ttl_s > 0).
+/* 1 if `name` is a valid "name" claim: 1..P2P_JWT_MAX_NAME bytes of valid
+ * UTF-8 without control characters. */
+int p2p_jwt_name_valid(const char *name);
+
+/* Issues a token for `sub` with `role` and an optional `name` (NULL = none),
+ * iat = now, exp = now + ttl_s (ttl_s > 0).
  * *token_out (and *jti_out unless jti_out is NULL) are heap strings for free().
- * Returns 0, -EINVAL (short secret, bad sub/role/times), -EIO (no randomness)
- * or -ENOMEM. */
-int p2p_jwt_issue(const uint8_t *secret, size_t secret_len, const char *sub, const char *role, int64_t now,
-                  int64_t ttl_s, char **token_out, char **jti_out);
+ * Returns 0, -EINVAL (short secret, bad sub/role/name/times), -EIO (no
+ * randomness) or -ENOMEM. */
+int p2p_jwt_issue(const uint8_t *secret, size_t secret_len, const char *sub, const char *role, const char *name,
+                  int64_t now, int64_t ttl_s, char **token_out, char **jti_out);
 
 /* Verifies `token_len` bytes at `token` (need not be NUL-terminated, e.g. the
  * output of p2p_auth_parse_bearer) at time `now` (Unix seconds, 0..P2P_JWT_MAX_TIME).

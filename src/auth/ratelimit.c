@@ -100,6 +100,8 @@ void p2p_ratelimit_opts_default(p2p_ratelimit_opts *o)
     o->rates[P2P_RL_RPC] = (p2p_ratelimit_rate){100, 20};
     o->rates[P2P_RL_HEALTH] = (p2p_ratelimit_rate){300, 50};
     o->rates[P2P_RL_OTHER] = (p2p_ratelimit_rate){200, 30};
+    o->rates[P2P_RL_NODE_RPC] = (p2p_ratelimit_rate){6000, 1000};
+    o->rates[P2P_RL_NODE_OTHER] = (p2p_ratelimit_rate){1200, 200};
     o->capacity = P2P_RL_DEFAULT_CAPACITY;
 }
 
@@ -108,7 +110,8 @@ int p2p_ratelimit_new(const p2p_ratelimit_opts *o, p2p_ratelimit **out)
     if (!o || !out)
         return -EINVAL;
     for (int c = 0; c < P2P_RL_NCLASSES; c++)
-        if (o->rates[c].per_minute < 1 || o->rates[c].per_minute > P2P_RL_MAX_RATE || o->rates[c].burst < 1 ||
+        if (o->rates[c].per_minute < P2P_RL_MIN_RATE || o->rates[c].per_minute > P2P_RL_MAX_RATE ||
+            o->rates[c].burst < P2P_RL_MIN_BURST ||
             o->rates[c].burst > P2P_RL_MAX_BURST)
             return -EINVAL;
     size_t want = o->capacity ? o->capacity : P2P_RL_DEFAULT_CAPACITY;
@@ -178,10 +181,28 @@ static uint32_t projected(const p2p_ratelimit *rl, const rl_entry *e, uint64_t n
     return t >= full ? full : (uint32_t)t;
 }
 
+uint32_t p2p_ratelimit_burst(const p2p_ratelimit *rl, int cls)
+{
+    return rl && cls >= 0 && cls < P2P_RL_NCLASSES ? rl->rates[cls].burst : 0;
+}
+
 int p2p_ratelimit_check(p2p_ratelimit *rl, const char *identity, int cls, uint64_t now_ms, uint32_t *retry_after_s)
 {
-    if (!rl || !identity || !*identity || cls < 0 || cls >= P2P_RL_NCLASSES)
+    return p2p_ratelimit_take(rl, identity, cls, 1, now_ms, retry_after_s);
+}
+
+int p2p_ratelimit_take(p2p_ratelimit *rl, const char *identity, int cls, uint32_t cost, uint64_t now_ms,
+                       uint32_t *retry_after_s)
+{
+    if (!rl || !identity || !*identity || cls < 0 || cls >= P2P_RL_NCLASSES || cost == 0)
         return -EINVAL;
+    if (cost > rl->rates[cls].burst) {
+        if (retry_after_s)
+            *retry_after_s = 0;
+        return -E2BIG; /* checked before any slot is touched: a refused giant stores nothing */
+    }
+    /* cost <= B <= 10 000: need <= 6e8 units, within uint32_t like a full bucket */
+    uint32_t need = cost * UNITS_PER_TOKEN;
     uint64_t key = siphash24(rl->hash_key, (uint64_t)cls + 1, (const uint8_t *)identity, strlen(identity));
     if (key == 0)
         key = 1;
@@ -222,14 +243,14 @@ int p2p_ratelimit_check(p2p_ratelimit *rl, const char *identity, int cls, uint64
     e->tokens = projected(rl, e, now_ms);
     if (now_ms > e->last_ms)
         e->last_ms = now_ms;
-    if (e->tokens >= UNITS_PER_TOKEN) {
-        e->tokens -= UNITS_PER_TOKEN;
+    if (e->tokens >= need) {
+        e->tokens -= need;
         if (retry_after_s)
             *retry_after_s = 0;
         return 1;
     }
     uint32_t rate = rl->rates[cls].per_minute;
-    uint64_t wait_ms = (UNITS_PER_TOKEN - e->tokens + (uint64_t)rate - 1) / rate;
+    uint64_t wait_ms = (need - e->tokens + (uint64_t)rate - 1) / rate;
     if (retry_after_s)
         *retry_after_s = (uint32_t)((wait_ms + 999) / 1000);
     return 0;

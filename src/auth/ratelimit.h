@@ -8,13 +8,19 @@
  * rate R (requests per minute) and a burst B. A bucket starts full with B
  * tokens, gains R tokens per 60 000 ms continuously (kept exactly, in integer
  * units of 1/60000 token, so there is no rounding drift), never holds more than
- * B, and every allowed request takes one token. A request finding less than one
- * token is refused (nothing is taken) with
+ * B, and every allowed request takes its cost in tokens (1 for a plain
+ * request, N for a JSON-RPC batch of N calls). A request finding fewer tokens
+ * than its cost is refused whole (nothing is taken) with
  *     retry_after = ceil(ceil(missing_units / R) ms / 1000) seconds  (>= 1),
- * i.e. the wait until one whole token is back. Defaults (the node's config
- * keys rate_limit_*): rpc 100/min burst 20, health 300/min burst 50, other
- * 200/min burst 30. Bounds: 1 <= R <= 1 000 000, 1 <= B <= 10 000. A clock
- * that goes backwards counts as no time passing.
+ * i.e. the wait until the whole cost is back. A cost above the class's burst
+ * can never be paid: it is refused with -E2BIG (nothing taken), so the caller
+ * can say "too large" instead of "retry later". Defaults (the node's config
+ * keys rate_limit_*): operators rpc 100/min burst 20, health 300/min burst 50,
+ * other 200/min burst 30; node identities (client certificates, which call
+ * each other's /rpc for remote calls and push-pull) rpc 6000/min burst 1000,
+ * other 1200/min burst 200. Bounds: 1 <= R <= P2P_RL_MAX_RATE (1 000 000),
+ * 1 <= B <= P2P_RL_MAX_BURST (10 000); the config keys take their ranges from
+ * these constants. A clock that goes backwards counts as no time passing.
  *
  * Table. A fixed array of `capacity` slots (power of two, default 65536,
  * 24 bytes each) allocated at creation; nothing is allocated afterwards. A slot
@@ -59,14 +65,24 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Endpoint classes. */
-enum { P2P_RL_RPC = 0, P2P_RL_HEALTH = 1, P2P_RL_OTHER = 2, P2P_RL_NCLASSES = 3 };
+/* Endpoint classes: operators (tokens, anonymous clients) and node identities
+ * (client certificates) have their own. */
+enum {
+    P2P_RL_RPC = 0,
+    P2P_RL_HEALTH = 1,
+    P2P_RL_OTHER = 2,
+    P2P_RL_NODE_RPC = 3,   /* a node certificate on /rpc */
+    P2P_RL_NODE_OTHER = 4, /* a node certificate anywhere else (push-pull, renewal, health) */
+    P2P_RL_NCLASSES = 5
+};
 
 #define P2P_RL_DEFAULT_CAPACITY 65536
 #define P2P_RL_MIN_CAPACITY 16
 #define P2P_RL_MAX_CAPACITY (1u << 24)
 #define P2P_RL_MAX_RATE 1000000 /* per minute */
 #define P2P_RL_MAX_BURST 10000
+#define P2P_RL_MIN_RATE 1
+#define P2P_RL_MIN_BURST 1
 #define P2P_RL_WINDOW 16 /* probe window, slots */
 
 typedef struct p2p_ratelimit p2p_ratelimit;
@@ -90,11 +106,21 @@ void p2p_ratelimit_opts_default(p2p_ratelimit_opts *o);
 int p2p_ratelimit_new(const p2p_ratelimit_opts *o, p2p_ratelimit **out);
 void p2p_ratelimit_free(p2p_ratelimit *rl);
 
-/* Accounts one request of `identity` (non-empty string: node id, token subject
- * or client IP) in class `cls` at `now_ms` (monotonic). Returns 1 when allowed
- * (*retry_after_s = 0), 0 when limited (*retry_after_s >= 1), -EINVAL on a bad
- * argument. retry_after_s may be NULL. */
+/* Accounts a request of `identity` (non-empty string: node id, token key or
+ * client IP) costing `cost` tokens (>= 1) in class `cls` at `now_ms`
+ * (monotonic). Returns 1 when allowed (all `cost` tokens taken,
+ * *retry_after_s = 0), 0 when limited (nothing taken, *retry_after_s >= 1:
+ * the wait until `cost` tokens are there), -E2BIG when `cost` exceeds the
+ * class's burst (nothing taken, nothing stored; *retry_after_s = 0), -EINVAL
+ * on a bad argument (cost 0 included). retry_after_s may be NULL. */
+int p2p_ratelimit_take(p2p_ratelimit *rl, const char *identity, int cls, uint32_t cost, uint64_t now_ms,
+                       uint32_t *retry_after_s);
+
+/* p2p_ratelimit_take() with cost 1. */
 int p2p_ratelimit_check(p2p_ratelimit *rl, const char *identity, int cls, uint64_t now_ms, uint32_t *retry_after_s);
+
+/* The burst of class `cls` (0 for a bad class). */
+uint32_t p2p_ratelimit_burst(const p2p_ratelimit *rl, int cls);
 
 /* Occupied slots, total slots, and bytes held (constant for the limiter's life). */
 size_t p2p_ratelimit_count(const p2p_ratelimit *rl);

@@ -6,8 +6,18 @@
  *
  * An update is all-or-nothing: the whole effective config plus the changes is
  * rebuilt and validated (types, ranges, cross-key rules such as interval_min <=
- * interval_max) on a scratch copy first; only then does the live config change,
- * and the answer comes once the vault is on disk.
+ * interval_max) on a scratch copy first; then the component settings that
+ * cache the config are built from the scratch copy (the new rate limiter).
+ * Any failure so far answers an error and changes nothing. Only then are the
+ * live config and the new settings swapped in, and only then is the change
+ * stored; the answer comes once the vault is on disk. So nothing is ever
+ * persisted that the running node could not apply.
+ *
+ * At start the stored overrides go through the same steps. One that cannot
+ * apply (an unreadable document, a value out of range, a component refusing
+ * it) stops the node with exit status 2 and a message naming the key and the
+ * remedy (`p2p vault rm config/overrides`), never a component that fails to
+ * start later.
  */
 #include "builtin/runconfig.h"
 
@@ -16,6 +26,7 @@
 #include <string.h>
 
 #include "auth/guard.h"
+#include "auth/ratelimit.h"
 #include "core/config.h"
 #include "core/util.h"
 #include "vault/vault.h"
@@ -35,6 +46,10 @@ static const char *const whitelist[] = {
     "rate_limit_health_burst",
     "rate_limit_default_requests",
     "rate_limit_default_burst",
+    "rate_limit_node_rpc_requests",
+    "rate_limit_node_rpc_burst",
+    "rate_limit_node_default_requests",
+    "rate_limit_node_default_burst",
     "gossip_interval_min",
     "gossip_interval_max",
     "gossip_compression_enabled",
@@ -74,32 +89,60 @@ static char *changes_text(json_t *changes)
     return json_dumps(changes, JSON_COMPACT | JSON_SORT_KEYS);
 }
 
-/* Validates `changes` against the live config. Returns 0, or -EINVAL with *err. */
-static int validate(p2p_ctx *ctx, json_t *changes, char **err)
+/* Validates `changes` against the live config: on success *scratch holds the
+ * whole config as it would be (the caller frees it). Returns 0, or -EINVAL
+ * with *err. */
+static int validate(p2p_ctx *ctx, json_t *changes, p2p_config *scratch, char **err)
 {
     const char *key;
     json_t *v;
+    p2p_config_defaults(scratch, ctx->cfg.coordinator_mode);
     json_object_foreach(changes, key, v)
     {
-        if (!json_is_string(v) && !json_is_integer(v) && !json_is_boolean(v))
+        if (!json_is_string(v) && !json_is_integer(v) && !json_is_boolean(v)) {
+            p2p_config_free(scratch);
             return p2p__fail(err, -EINVAL, "key '%s': the value must be a string, a number or a boolean", key);
+        }
     }
     char *yaml = p2p_config_to_yaml(&ctx->cfg), *text = changes_text(changes);
-    p2p_config scratch;
-    p2p_config_defaults(&scratch, ctx->cfg.coordinator_mode);
-    int r = yaml ? p2p_config_load_buffer(&scratch, "effective config", yaml, strlen(yaml), err) : -ENOMEM;
+    int r = yaml ? p2p_config_load_buffer(scratch, "effective config", yaml, strlen(yaml), err) : -ENOMEM;
     if (r == 0)
-        r = p2p_config_load_buffer(&scratch, "update_config", text, strlen(text), err);
+        r = p2p_config_load_buffer(scratch, "update_config", text, strlen(text), err);
     if (r == 0)
-        r = p2p_config_finalize(&scratch, err);
-    p2p_config_free(&scratch);
+        r = p2p_config_finalize(scratch, err);
+    if (r != 0)
+        p2p_config_free(scratch);
     free(yaml);
     free(text);
     return r;
 }
 
-/* Applies validated changes to the live config and the parts that cache it. */
-static void apply(p2p_ctx *ctx, json_t *changes)
+static int touches_limits(json_t *changes)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(changes, key, v)
+    {
+        if (strncmp(key, "rate_limit_", 11) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Builds what the running components need for `scratch` (today: the rate
+ * limiter, when a rate_limit_* key changes). Returns 0 with *rl (or NULL when
+ * nothing changes), or an error with *err; nothing live is touched. */
+static int prepare(json_t *changes, const p2p_config *scratch, p2p_ratelimit **rl, char **err)
+{
+    *rl = NULL;
+    if (!touches_limits(changes))
+        return 0;
+    return p2p__guard_limiter_new(scratch, rl, err);
+}
+
+/* Swaps validated and prepared changes into the live config and components.
+ * Cannot fail: everything that could was done by validate() and prepare(). */
+static void apply(p2p_ctx *ctx, json_t *changes, p2p_ratelimit *rl)
 {
     char *text = changes_text(changes), *err = NULL;
     if (p2p_config_load_buffer(&ctx->cfg, "update_config", text, strlen(text), &err) != 0) /* validated */
@@ -107,38 +150,53 @@ static void apply(p2p_ctx *ctx, json_t *changes)
     free(err);
     free(text);
     p2p__log_level_parse(ctx->cfg.log_level, &ctx->log_level);
-    const char *key;
-    json_t *v;
-    int limits = 0;
-    json_object_foreach(changes, key, v)
-    {
-        if (strncmp(key, "rate_limit_", 11) == 0)
-            limits = 1;
-    }
     p2p_guard *g = p2p__guard(ctx);
-    if (limits && g)
-        p2p__guard_reconfigure(g);
+    if (rl && g)
+        p2p__guard_limiter_swap(g, rl);
+    else
+        p2p_ratelimit_free(rl); /* at start: the security component builds its own from the config */
 }
 
-static json_t *load_overrides(vault *v)
+/* The stored overrides: 0 with a new object (empty when none are stored), or
+ * -EINVAL when the entry is there but is not a JSON object. */
+static int read_overrides(vault *v, json_t **out)
 {
     uint8_t *buf = NULL;
     size_t len = 0;
     json_t *doc = NULL;
-    if (v && vault_get(v, "config", "overrides", &buf, &len) == 0) {
-        doc = json_loadb((const char *)buf, len, 0, NULL);
-        vault_secret_free(buf, len + 1);
+    if (!v || vault_get(v, "config", "overrides", &buf, &len) != 0) {
+        *out = json_object();
+        return 0;
     }
+    doc = json_loadb((const char *)buf, len, 0, NULL);
+    vault_secret_free(buf, len + 1);
     if (!json_is_object(doc)) {
         json_decref(doc);
-        doc = json_object();
+        return -EINVAL;
     }
+    *out = doc;
+    return 0;
+}
+
+static json_t *load_overrides(vault *v)
+{
+    json_t *doc = NULL;
+    if (read_overrides(v, &doc) != 0)
+        doc = json_object();
     return doc;
 }
 
-int p2p__runconfig_apply_stored(p2p_ctx *ctx)
+#define OVERRIDES_REMEDY                                                                                              \
+    "remove the stored overrides with `p2p vault rm config/overrides --data-dir %s` (or fix the entry with "       \
+    "`p2p vault put config/overrides`) and start again"
+
+int p2p__runconfig_apply_stored(p2p_ctx *ctx, char **err)
 {
-    json_t *doc = load_overrides(p2p_shared_get(ctx, "vault"));
+    json_t *doc = NULL;
+    if (read_overrides(p2p_shared_get(ctx, "vault"), &doc) != 0)
+        return p2p__fail(err, -EINVAL,
+                         "the config overrides stored in the vault (config/overrides) are not a JSON object; " OVERRIDES_REMEDY,
+                         ctx->cfg.state_directory);
     const char *key;
     json_t *v;
     json_t *ok = json_object();
@@ -149,22 +207,30 @@ int p2p__runconfig_apply_stored(p2p_ctx *ctx)
         else
             p2p_log(ctx, P2P_LOG_WARN, "config", "ignoring stored override of '%s' (not changeable at run time)", key);
     }
-    char *err = NULL;
+    char *why = NULL;
     int r = 0;
-    if (json_object_size(ok) && (r = validate(ctx, ok, &err)) != 0) {
-        p2p_log(ctx, P2P_LOG_ERROR, "config", "the config overrides stored in the vault are invalid (%s); ignored",
-                err);
-        free(err);
-    } else if (json_object_size(ok)) {
-        apply(ctx, ok);
-        json_object_foreach(ok, key, v)
-        {
-            char *text = value_text(v);
-            p2p_log(ctx, P2P_LOG_INFO, "config", "%s = %s (set by system/update_config, stored in the vault)", key,
-                    text);
-            free(text);
-        }
+    p2p_config scratch;
+    p2p_ratelimit *rl = NULL;
+    if (json_object_size(ok) == 0)
+        goto out;
+    if ((r = validate(ctx, ok, &scratch, &why)) == 0) {
+        r = prepare(ok, &scratch, &rl, &why);
+        p2p_config_free(&scratch);
     }
+    if (r != 0) {
+        p2p__fail(err, r, "a config override stored in the vault by system/update_config cannot apply: %s; " OVERRIDES_REMEDY,
+                  why ? why : p2p_strerror(r), ctx->cfg.state_directory);
+        goto out;
+    }
+    apply(ctx, ok, rl);
+    json_object_foreach(ok, key, v)
+    {
+        char *text = value_text(v);
+        p2p_log(ctx, P2P_LOG_INFO, "config", "%s = %s (set by system/update_config, stored in the vault)", key, text);
+        free(text);
+    }
+out:
+    free(why);
     json_decref(ok);
     json_decref(doc);
     return r;
@@ -224,14 +290,21 @@ void p2p__runconfig_update(p2p_call *call, json_t *params, void *udata)
         }
     }
     char *err = NULL;
-    if (validate(ctx, changes, &err) != 0) {
-        char *msg = p2p__xasprintf("Invalid params: %s", err ? err : "invalid value");
+    p2p_config scratch;
+    p2p_ratelimit *rl = NULL;
+    int r = validate(ctx, changes, &scratch, &err);
+    if (r == 0) {
+        r = prepare(changes, &scratch, &rl, &err);
+        p2p_config_free(&scratch);
+    }
+    if (r != 0) {
+        char *msg = p2p__xasprintf("Invalid params: %s; nothing was changed", err ? err : p2p_strerror(r));
         p2p_call_error(call, P2P_RPC_INVALID_PARAMS, msg, NULL);
         free(msg);
         free(err);
         return;
     }
-    apply(ctx, changes);
+    apply(ctx, changes, rl);
     vault *vt = p2p_shared_get(ctx, "vault");
     json_t *stored = load_overrides(vt);
     json_object_update(stored, changes);

@@ -12,7 +12,8 @@ void p2p__runconfig_get(p2p_call *call, json_t *params, void *udata);
 void p2p__runconfig_update(p2p_call *call, json_t *params, void *udata);
 
 /* At start, after the vault is open: applies the overrides stored by
- * update_config over the file and flags (logging each). 0, or an error logged
- * and ignored (the stored overrides are then left out). */
-int p2p__runconfig_apply_stored(p2p_ctx *ctx);
+ * update_config over the file and flags (logging each). Returns 0, or an error
+ * with *err naming the key and the remedy when one cannot apply (nothing is
+ * applied then; the agent exits with status 2). */
+int p2p__runconfig_apply_stored(p2p_ctx *ctx, char **err);
 #endif

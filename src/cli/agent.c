@@ -329,7 +329,14 @@ int p2p__cmd_agent(int argc, char **argv)
         exit_code = r;
         goto out;
     }
-    p2p__runconfig_apply_stored(ctx);
+    if ((r = p2p__runconfig_apply_stored(ctx, &err)) != 0) {
+        /* a usage error, like a bad flag: the operator's stored setting, with the remedy */
+        p2p_log(ctx, P2P_LOG_ERROR, "config", "%s", err);
+        free(err);
+        err = NULL;
+        exit_code = 2;
+        goto out;
+    }
     if ((r = enroll_if_needed(ctx)) != 0) {
         exit_code = r;
         goto out;

@@ -2,7 +2,7 @@
  * token_cmd.c — `p2p token`: get a JWT from a node (with the admin API key, from
  * a file or from the coordinator's own vault), and revoke one.
  *
- *   p2p token [--addr A] [--api-key-file F | --data-dir DIR] [--role admin|viewer] [--ttl S]
+ *   p2p token [--addr A] [--api-key-file F | --data-dir DIR] [--role admin|viewer] [--ttl S] [--name N]
  *   p2p token revoke [--addr A] [--token JWT | --token-file F] TOKEN
  */
 #include <errno.h>
@@ -23,7 +23,7 @@ static void token_usage(FILE *out)
 {
     fprintf(out,
             "usage: p2p token [--addr HOST:PORT] [--api-key-file F | --data-dir DIR] [--role admin|viewer]\n"
-            "                 [--ttl SECONDS] [--ca FILE] [--insecure]\n"
+            "                 [--ttl SECONDS] [--name NAME] [--ca FILE] [--insecure]\n"
             "       p2p token revoke [--addr HOST:PORT] [--token JWT | --token-file F] TOKEN\n"
             "       p2p token create --join [--ttl SECONDS] [--uses N] [credentials]\n"
             "       p2p token list --join [credentials]\n"
@@ -47,6 +47,8 @@ static void token_usage(FILE *out)
             "  --addr HOST:PORT   the node (default 127.0.0.1:8001, or $P2P_ADDR)\n"
             "  --role R           admin (default) or viewer (read-only methods)\n"
             "  --ttl SECONDS      lifetime (default: the node's jwt_ttl, 24 h)\n"
+            "  --name NAME        a name for the token's user (e.g. ci-bot): all tokens of one name\n"
+            "                     and role share one rate-limit bucket; without it each token has its own\n"
             "\n"
             "Exit status: 0 success, 1 refused or unreachable, 2 usage error.\n");
 }
@@ -237,7 +239,7 @@ static int join_command(const char *sub, const char *addr, const char *ca_file, 
 int p2p__cmd_token(int argc, char **argv)
 {
     const char *addr = getenv("P2P_ADDR"), *ca = NULL, *data_dir = NULL, *key_file = NULL, *pw_file = NULL;
-    const char *role = NULL, *token_arg = NULL, *token_file = NULL, *target = NULL;
+    const char *role = NULL, *token_arg = NULL, *token_file = NULL, *target = NULL, *name = NULL;
     long ttl = 0, uses = 0;
     int insecure = 0, revoke = 0, join = 0;
     const char *sub = NULL;
@@ -280,6 +282,8 @@ int p2p__cmd_token(int argc, char **argv)
             dst = &pw_file;
         } else if (strcmp(a, "--role") == 0) {
             dst = &role;
+        } else if (strcmp(a, "--name") == 0) {
+            dst = &name;
         } else if (strcmp(a, "--token") == 0) {
             dst = &token_arg;
         } else if (strcmp(a, "--token-file") == 0) {
@@ -306,6 +310,12 @@ int p2p__cmd_token(int argc, char **argv)
     }
     if (role && strcmp(role, "admin") != 0 && strcmp(role, "viewer") != 0) {
         fprintf(stderr, "p2p token: --role must be admin or viewer\n");
+        return 2;
+    }
+    if (name && (sub || !*name || strlen(name) > 64 || strpbrk(name, "\t\r\n"))) {
+        fprintf(stderr, sub ? "p2p token: --name goes with getting a token, not with %s\n"
+                            : "p2p token: --name must be 1..64 bytes without control characters%s\n",
+                sub ? sub : "");
         return 2;
     }
     if (join && !sub) {
@@ -377,6 +387,13 @@ int p2p__cmd_token(int argc, char **argv)
             json_object_set_new(body, "role", json_string(role));
         if (ttl)
             json_object_set_new(body, "ttl", json_integer(ttl));
+        if (name && json_object_set_new(body, "name", json_string(name)) != 0) {
+            fprintf(stderr, "p2p token: --name must be valid UTF-8\n");
+            json_decref(body);
+            p2p__password_free(secret);
+            free(ca_file);
+            return 2;
+        }
         if (post_json(addr, ca_file, insecure, "/auth/token", body, NULL, &resp, &status) == 0) {
             json_t *t = json_object_get(resp, "token");
             if (status == 200 && json_is_string(t)) {

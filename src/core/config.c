@@ -13,9 +13,20 @@
  * state_directory, coordinator_addresses, node_id) are tracked in `explicit_`:
  * the role defaults are re-applied to the ones nobody set, so a file saying only
  * `coordinator_mode: true` gets port 8001.
+ *
+ * One source of truth for limits: a key's range is the range the component
+ * using it accepts, taken from that component's own constants (the rate
+ * limiter's P2P_RL_MAX_*, the PKI's certificate lifetime, the address
+ * selector's address length) and checked with its own validators (trusted
+ * proxies, IP literals). A value the validator accepts therefore never makes a
+ * component fail to start or to rebuild later. Those headers are included for
+ * their constants and pure validators only: config.c calls nothing with state.
  */
 #include "config.h"
+#include "auth/ratelimit.h"
 #include "core/util.h"
+#include "membership/addrsel.h"
+#include "pki/pki.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -47,10 +58,16 @@ typedef struct keydef {
 static int check_node_id(const char *s, char *why, size_t n);
 static int check_log_level(const char *s, char *why, size_t n);
 static int check_nonempty(const char *s, char *why, size_t n);
+static int check_ip_literal(const char *s, char *why, size_t n);
+static int check_advertise(const char *s, char *why, size_t n);
+static int check_proxies(const char *s, char *why, size_t n);
 
 #define OFF(f) offsetof(p2p_config, f)
 #define STR(k, d, chk, doc) {{#k, "string", "\"" d "\"", doc}, T_STR, OFF(k), 0, 0, d, d, chk}
 #define INT(k, d, lo, hi, doc) {{#k, "int", #d, doc " Range " #lo ".." #hi "."}, T_INT, OFF(k), lo, hi, #d, #d, NULL}
+/* An integer key whose bounds are a component's constants: the doc shows their values. */
+#define XS(x) #x
+#define XINT(k, d, lo, hi, doc) {{#k, "int", #d, doc " Range " XS(lo) ".." XS(hi) "."}, T_INT, OFF(k), lo, hi, #d, #d, NULL}
 #define BOOL(k, d, doc) {{#k, "bool", #d, doc}, T_BOOL, OFF(k), 0, 1, #d, #d, NULL}
 
 static const keydef keys[] = {
@@ -59,8 +76,8 @@ static const keydef keys[] = {
      T_STR, OFF(node_id), 0, 0, NULL, NULL, check_node_id},
     {{"port", "int", "8001 (coordinator), 8002 (worker)", "TCP port of the HTTP(S) server. Range 1..65535."},
      T_INT, OFF(port), 1, 65535, "8001", "8002", NULL},
-    STR(bind_address, "0.0.0.0", check_nonempty, "Address the server listens on."),
-    STR(advertise_address, "", NULL, "Address other nodes use to reach this one; empty = detect."),
+    STR(bind_address, "0.0.0.0", check_ip_literal, "IP address the server listens on (0.0.0.0 or :: = all)."),
+    STR(advertise_address, "", check_advertise, "Address other nodes use to reach this one; empty = detect."),
     BOOL(coordinator_mode, false, "Run as the coordinator (true) or as a worker (false)."),
     {{"coordinator_addresses", "list of host:port", "[] (coordinator), [\"127.0.0.1:8001\"] (worker)",
       "Coordinators to register with, as host:port or [IPv6]:port; at most 16."},
@@ -88,17 +105,30 @@ static const keydef keys[] = {
         "Coordinator: at bootstrap, also write the new admin API key to this file (mode 0600)."),
     STR(join_token, "", NULL, "Worker: join token for enrollment (or --join-token, or P2P_JOIN_TOKEN)."),
     INT(enroll_challenge_port, 8802, 0, 65535, "Worker: plain-HTTP port serving the enrollment challenge; 0 = any."),
-    INT(cert_lifetime, 31536000, 60, 315360000, "Seconds a node certificate issued by the coordinator is valid."),
+    {{"cert_lifetime", "int", "31536000",
+      "Seconds a node certificate issued by the coordinator is valid. Range 60..315360000."},
+     T_INT, OFF(cert_lifetime), 60, PKI_MAX_CERT_LIFETIME_S, "31536000", "31536000", NULL},
     INT(cert_renew_before, 2592000, 0, 315360000, "Renew a node certificate this many seconds before it expires."),
     INT(jwt_ttl, 86400, 60, 31536000, "Seconds a token from /auth/token is valid."),
-    STR(trusted_proxies, "", NULL, "Comma-separated IPs or CIDRs whose X-Forwarded-For is believed."),
+    STR(trusted_proxies, "", check_proxies, "Comma-separated IPs or CIDRs whose X-Forwarded-For is believed."),
     BOOL(rate_limit_enabled, true, "Limit request rates per client."),
-    INT(rate_limit_rpc_requests, 100, 1, 1000000, "RPC requests per minute per client."),
-    INT(rate_limit_rpc_burst, 20, 1, 1000000, "RPC requests allowed in a burst."),
-    INT(rate_limit_health_requests, 300, 1, 1000000, "Health-check requests per minute per client."),
-    INT(rate_limit_health_burst, 50, 1, 1000000, "Health-check requests allowed in a burst."),
-    INT(rate_limit_default_requests, 200, 1, 1000000, "Other requests per minute per client."),
-    INT(rate_limit_default_burst, 30, 1, 1000000, "Other requests allowed in a burst."),
+    XINT(rate_limit_rpc_requests, 100, P2P_RL_MIN_RATE, P2P_RL_MAX_RATE,
+         "RPC calls per minute per client (a batch of N calls counts N)."),
+    XINT(rate_limit_rpc_burst, 20, P2P_RL_MIN_BURST, P2P_RL_MAX_BURST,
+         "RPC calls allowed in a burst; also the largest batch a client may send."),
+    XINT(rate_limit_health_requests, 300, P2P_RL_MIN_RATE, P2P_RL_MAX_RATE,
+         "Health-check requests per minute per client."),
+    XINT(rate_limit_health_burst, 50, P2P_RL_MIN_BURST, P2P_RL_MAX_BURST, "Health-check requests allowed in a burst."),
+    XINT(rate_limit_default_requests, 200, P2P_RL_MIN_RATE, P2P_RL_MAX_RATE, "Other requests per minute per client."),
+    XINT(rate_limit_default_burst, 30, P2P_RL_MIN_BURST, P2P_RL_MAX_BURST, "Other requests allowed in a burst."),
+    XINT(rate_limit_node_rpc_requests, 6000, P2P_RL_MIN_RATE, P2P_RL_MAX_RATE,
+         "RPC calls per minute per node certificate (remote calls between nodes)."),
+    XINT(rate_limit_node_rpc_burst, 1000, P2P_RL_MIN_BURST, P2P_RL_MAX_BURST,
+         "RPC calls allowed in a burst per node certificate."),
+    XINT(rate_limit_node_default_requests, 1200, P2P_RL_MIN_RATE, P2P_RL_MAX_RATE,
+         "Other requests (push-pull, renewal, health) per minute per node certificate."),
+    XINT(rate_limit_node_default_burst, 200, P2P_RL_MIN_BURST, P2P_RL_MAX_BURST,
+         "Other requests allowed in a burst per node certificate."),
     INT(gossip_interval_min, 5, 1, 3600, "Shortest gossip interval in seconds."),
     INT(gossip_interval_max, 30, 1, 3600, "Longest gossip interval in seconds; >= gossip_interval_min."),
     BOOL(gossip_compression_enabled, true, "Compress large gossip messages."),
@@ -119,6 +149,8 @@ static const keydef keys[] = {
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 _Static_assert(NKEYS <= sizeof(((p2p_config *)0)->explicit_), "explicit_ too small");
+_Static_assert(PKI_MAX_NODE_ID == 63, "check_node_id and the node_id doc say 63 characters");
+_Static_assert(PKI_MAX_CERT_LIFETIME_S == 315360000L, "the cert_lifetime doc says 315360000");
 
 const p2p_config_keyinfo *p2p_config_key(size_t i) { return i < NKEYS ? &keys[i].info : NULL; }
 
@@ -227,6 +259,59 @@ static int check_nonempty(const char *s, char *why, size_t n)
     if (*s) return 0;
     snprintf(why, n, "must not be empty");
     return -1;
+}
+
+/* An IPv4 or IPv6 literal (IPv6 optionally with a %zone), as the HTTP server,
+ * the gossip socket and the address selector require of bind_address. */
+static int check_ip_literal(const char *s, char *why, size_t n)
+{
+    char v[48], buf[INET6_ADDRSTRLEN + 1];
+    unsigned char a[16];
+    size_t len = strcspn(s, "%");
+    if (!*s) {
+        snprintf(why, n, "must not be empty");
+        return -1;
+    }
+    if (inet_pton(AF_INET, s, a) == 1) return 0;
+    if (len < sizeof buf) {
+        memcpy(buf, s, len);
+        buf[len] = 0;
+        if (inet_pton(AF_INET6, buf, a) == 1 && (s[len] == 0 || s[len + 1] != 0)) return 0;
+    }
+    snprintf(why, n, "'%s' is not an IP address (0.0.0.0 or :: listens on all)", show(s, strlen(s), v, sizeof v));
+    return -1;
+}
+
+/* The address selector keeps an advertised address in P2P_ADDRSEL_IP_MAX bytes. */
+static int check_advertise(const char *s, char *why, size_t n)
+{
+    if (strlen(s) < P2P_ADDRSEL_IP_MAX) return 0;
+    snprintf(why, n, "must be shorter than %d bytes", P2P_ADDRSEL_IP_MAX);
+    return -1;
+}
+
+/* Each comma- or space-separated entry must be what the rate limiter's proxy
+ * matcher accepts (an IP literal or a CIDR block). */
+static int check_proxies(const char *s, char *why, size_t n)
+{
+    char v[48], entry[INET6_ADDRSTRLEN + 8];
+    for (const char *p = s; *p;) {
+        p += strspn(p, ", ");
+        size_t len = strcspn(p, ", ");
+        if (len == 0) break;
+        int ok = len < sizeof entry;
+        if (ok) {
+            memcpy(entry, p, len);
+            entry[len] = 0;
+            ok = p2p_ratelimit_proxy_valid(entry) == 0;
+        }
+        if (!ok) {
+            snprintf(why, n, "'%s' is not an IP address or CIDR block", show(p, len, v, sizeof v));
+            return -1;
+        }
+        p += len;
+    }
+    return 0;
 }
 
 /* "host:port" or "[IPv6]:port" with a port in 1..65535. */

@@ -65,6 +65,10 @@ typedef struct p2p_config {
     int rate_limit_health_burst;      /* default 50 */
     int rate_limit_default_requests;  /* default 200 */
     int rate_limit_default_burst;     /* default 30 */
+    int rate_limit_node_rpc_requests;     /* node certificates on /rpc, per minute, default 6000 */
+    int rate_limit_node_rpc_burst;        /* default 1000 */
+    int rate_limit_node_default_requests; /* node certificates elsewhere, per minute, default 1200 */
+    int rate_limit_node_default_burst;    /* default 200 */
 
     /* gossip */
     int gossip_interval_min;          /* seconds, default 5 */

@@ -15,6 +15,8 @@
 #include <errno.h>
 
 #include "auth/guard.h"
+#include "auth/jwt.h"
+#include "auth/ratelimit.h"
 #include "builtin/sysinfo.h"
 #include "core/metrics.h"
 #include "core/util.h"
@@ -187,16 +189,51 @@ static int forward_if_asked(http_server *srv, h2o_req_t *req, const p2p_identity
     return 1;
 }
 
+/* A batch of N calls costs N rate-limit tokens, whether it runs here or is
+ * forwarded (X-P2P-Node): the request paid one at admission, the other N - 1 are
+ * taken here, all or nothing, before any call runs. Returns 1 to go on, 0 when
+ * an answer was sent: 429 with Retry-After (the wait until the whole batch can
+ * pass), or 413 when the batch is larger than the client's burst and so could
+ * never pass. */
+static int charge_batch(http_server *srv, h2o_req_t *req, const jsonrpc_msg *msg, const p2p_identity *id)
+{
+    if (msg->error || !msg->is_batch || msg->n <= 1)
+        return 1;
+    uint32_t retry = 0, burst = 0;
+    int r = p2p__guard_rate_batch(p2p__guard(srv->ctx), id, P2P_RL_RPC, (uint32_t)msg->n, &retry, &burst);
+    if (r == 1)
+        return 1;
+    char text[200];
+    if (r == -E2BIG) {
+        snprintf(text, sizeof text,
+                 "a batch of %zu calls costs %zu rate-limit tokens, more than this client's burst of %u: send at "
+                 "most %u calls per batch",
+                 msg->n, msg->n, burst, burst);
+        p2p__http_send_error(req, 413, "Payload Too Large", text);
+        return 0;
+    }
+    char buf[16];
+    int n = snprintf(buf, sizeof buf, "%u", retry ? retry : 1);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, h2o_strdup(&req->pool, buf, (size_t)n).base,
+                   (size_t)n);
+    snprintf(text, sizeof text, "rate limit exceeded: a batch of %zu calls costs %zu tokens; retry later", msg->n,
+             msg->n);
+    p2p__http_send_error(req, 429, "Too Many Requests", text);
+    return 0;
+}
+
 void p2p__api_rpc(http_server *srv, h2o_req_t *req, const p2p_identity *id)
 {
     if (!is_json_type(req)) {
         p2p__http_send_error(req, 415, "Unsupported Media Type", "Content-Type must be application/json");
         return;
     }
-    if (forward_if_asked(srv, req, id))
-        return;
     jsonrpc_msg msg;
     jsonrpc_decode(req->entity.base ? req->entity.base : "", req->entity.len, &msg);
+    if (!charge_batch(srv, req, &msg, id) || forward_if_asked(srv, req, id)) {
+        jsonrpc_msg_free(&msg);
+        return;
+    }
     const char *denied = first_forbidden(srv, &msg, id);
     if (denied) {
         char text[200];
@@ -228,13 +265,23 @@ void p2p__api_auth_token(http_server *srv, h2o_req_t *req, const p2p_identity *i
         return;
     }
     json_t *key = json_object_get(body, "api_key"), *role = json_object_get(body, "role"),
-           *ttl = json_object_get(body, "ttl");
+           *ttl = json_object_get(body, "ttl"), *name = json_object_get(body, "name");
     const char *want = json_is_string(role) ? json_string_value(role) : NULL;
+    if (name && (!json_is_string(name) || strlen(json_string_value(name)) != json_string_length(name) ||
+                 !p2p_jwt_name_valid(json_string_value(name)))) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "\"name\" must be a string of 1..%d bytes without control characters",
+                 P2P_JWT_MAX_NAME);
+        json_decref(body);
+        p2p__http_send_error(req, 400, "Bad Request", msg);
+        return;
+    }
     if ((role && !json_is_string(role)) || (ttl && !json_is_integer(ttl)) || (key && !json_is_string(key)) ||
         (want && strcmp(want, "admin") != 0 && strcmp(want, "viewer") != 0) ||
         (ttl && (json_integer_value(ttl) < 60 || json_integer_value(ttl) > srv->ctx->cfg.jwt_ttl))) {
         char msg[160];
-        snprintf(msg, sizeof msg, "expected {\"api_key\": string, \"role\"?: \"admin\"|\"viewer\", \"ttl\"?: 60..%d}",
+        snprintf(msg, sizeof msg,
+                 "expected {\"api_key\": string, \"role\"?: \"admin\"|\"viewer\", \"ttl\"?: 60..%d, \"name\"?: string}",
                  srv->ctx->cfg.jwt_ttl);
         json_decref(body);
         p2p__http_send_error(req, 400, "Bad Request", msg);
@@ -263,14 +310,18 @@ void p2p__api_auth_token(http_server *srv, h2o_req_t *req, const p2p_identity *i
     }
     char *token = NULL;
     int64_t exp = 0;
-    int r = p2p__guard_issue(g, sub, grant, ttl ? json_integer_value(ttl) : 0, &token, &exp);
-    json_decref(body);
+    int r = p2p__guard_issue(g, sub, grant, name ? json_string_value(name) : NULL, ttl ? json_integer_value(ttl) : 0,
+                             &token, &exp);
     if (r != 0) {
+        json_decref(body);
         p2p__http_send_error(req, 500, "Internal Server Error", "cannot issue a token");
         return;
     }
     json_t *out = json_pack("{s:s, s:s, s:s, s:s, s:I}", "token", token, "token_type", "Bearer", "role", grant,
                             "subject", sub, "expires_at", (json_int_t)exp);
+    if (name)
+        json_object_set(out, "name", name);
+    json_decref(body);
     free(token);
     p2p__http_send_json(req, 200, "OK", out);
     json_decref(out);

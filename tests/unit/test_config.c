@@ -16,7 +16,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "auth/ratelimit.h"
 #include "core/config.h"
+#include "membership/addrsel.h"
+#include "pki/pki.h"
 
 /* Writes text to a new temporary file; returns its heap path. */
 static char *write_tmp(const char *text)
@@ -354,6 +357,60 @@ static void test_out_of_range(void **state)
     expect_error("rate_limit_rpc_burst: 0\n", 1, "rate_limit_rpc_burst", "out of range");
 }
 
+/* A key's range is the range of the component using it (issue 9, finding 5): every
+ * value the validator accepts, the component builds with. */
+static void test_ranges_are_the_components(void **state)
+{
+    (void)state;
+    const char *const rl_keys[] = {"rate_limit_rpc", "rate_limit_health", "rate_limit_default", "rate_limit_node_rpc",
+                                   "rate_limit_node_default"};
+    char text[128], range[64];
+    for (size_t i = 0; i < sizeof rl_keys / sizeof rl_keys[0]; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "%s_burst", rl_keys[i]);
+        snprintf(text, sizeof text, "%s: %d\n", key, P2P_RL_MAX_BURST + 1);
+        snprintf(range, sizeof range, "out of range %d..%d", P2P_RL_MIN_BURST, P2P_RL_MAX_BURST);
+        expect_error(text, 1, key, range);
+        snprintf(key, sizeof key, "%s_requests", rl_keys[i]);
+        snprintf(text, sizeof text, "%s: %d\n", key, P2P_RL_MAX_RATE + 1);
+        expect_error(text, 1, key, "out of range");
+    }
+    expect_error("rate_limit_rpc_burst: 1000000\n", 1, "rate_limit_rpc_burst", "out of range 1..10000");
+    /* the extremes the validator accepts build a limiter */
+    p2p_config cfg;
+    p2p_config_defaults(&cfg, 1);
+    assert_int_equal(load_ok(&cfg, "rate_limit_rpc_burst: 10000\nrate_limit_rpc_requests: 1000000\n"
+                                   "rate_limit_node_rpc_burst: 1\nrate_limit_node_default_requests: 1\n"),
+                     0);
+    p2p_ratelimit_opts o;
+    p2p_ratelimit_opts_default(&o);
+    o.rates[P2P_RL_RPC] = (p2p_ratelimit_rate){(uint32_t)cfg.rate_limit_rpc_requests, (uint32_t)cfg.rate_limit_rpc_burst};
+    p2p_ratelimit *rl = NULL;
+    assert_int_equal(p2p_ratelimit_new(&o, &rl), 0);
+    p2p_ratelimit_free(rl);
+    p2p_config_free(&cfg);
+    /* the certificate lifetime is the PKI's */
+    snprintf(text, sizeof text, "cert_lifetime: %ld\n", PKI_MAX_CERT_LIFETIME_S + 1);
+    expect_error(text, 1, "cert_lifetime", "out of range 60..315360000");
+    /* what the HTTP server, gossip socket and rate limiter would refuse at start */
+    expect_error("bind_address: localhost\n", 1, "bind_address", "not an IP address");
+    expect_error("bind_address: \"10.0.0.1 \"\n", 1, "bind_address", "not an IP address");
+    expect_error("bind_address: \"fe80::1%\"\n", 1, "bind_address", "not an IP address");
+    p2p_config_defaults(&cfg, 1);
+    assert_int_equal(load_ok(&cfg, "bind_address: \"::\"\n"), 0);
+    assert_int_equal(load_ok(&cfg, "bind_address: \"fe80::1%eth0\"\n"), 0);
+    assert_int_equal(load_ok(&cfg, "bind_address: 127.0.0.1\ntrusted_proxies: \"10.0.0.0/8, ::1,192.168.1.1\"\n"),
+                     0);
+    p2p_config_free(&cfg);
+    expect_error("trusted_proxies: \"10.0.0.0/8, proxy.local\"\n", 1, "trusted_proxies",
+                 "'proxy.local' is not an IP address or CIDR block");
+    expect_error("trusted_proxies: 10.0.0.0/33\n", 1, "trusted_proxies", "is not an IP address or CIDR block");
+    char big[400];
+    memset(big, 'a', sizeof big);
+    snprintf(big, sizeof big, "advertise_address: %0*d\n", P2P_ADDRSEL_IP_MAX, 1);
+    expect_error(big, 1, "advertise_address", "shorter than 256 bytes");
+}
+
 static void test_duplicate_key(void **state)
 {
     (void)state;
@@ -635,7 +692,7 @@ static void test_key_table(void **state)
         for (size_t j = 0; j < n; j++) assert_string_not_equal(p2p_config_key(j)->name, k->name);
         n++;
     }
-    assert_int_equal(n, 48);
+    assert_int_equal(n, 52);
     assert_null(p2p_config_key(1000));
     /* every key appears in --print-config */
     p2p_config cfg;
@@ -661,6 +718,7 @@ int main(void)
         cmocka_unit_test(test_unknown_key),
         cmocka_unit_test(test_wrong_type),
         cmocka_unit_test(test_out_of_range),
+        cmocka_unit_test(test_ranges_are_the_components),
         cmocka_unit_test(test_duplicate_key),
         cmocka_unit_test(test_bad_bool),
         cmocka_unit_test(test_bad_strings),

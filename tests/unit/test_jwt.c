@@ -122,7 +122,7 @@ static void test_issue_verify_roundtrip(void **state)
 {
     (void)state;
     char *tok = NULL, *jti = NULL;
-    assert_int_equal(p2p_jwt_issue(SECRET, SECRET_LEN, "node-7", "node", NOW, 600, &tok, &jti), 0);
+    assert_int_equal(p2p_jwt_issue(SECRET, SECRET_LEN, "node-7", "node", NULL, NOW, 600, &tok, &jti), 0);
     assert_non_null(tok);
     assert_int_equal(strlen(jti), 32);
     assert_int_equal(strspn(jti, "0123456789abcdef"), 32);
@@ -149,13 +149,13 @@ static void test_issue_verify_roundtrip(void **state)
 
     /* two tokens never share a jti */
     char *tok2 = NULL, *jti2 = NULL;
-    assert_int_equal(p2p_jwt_issue(SECRET, SECRET_LEN, "node-7", "node", NOW, 600, &tok2, &jti2), 0);
+    assert_int_equal(p2p_jwt_issue(SECRET, SECRET_LEN, "node-7", "node", NULL, NOW, 600, &tok2, &jti2), 0);
     assert_string_not_equal(jti, jti2);
     free(tok2);
     free(jti2);
 
     /* jti_out is optional */
-    assert_int_equal(p2p_jwt_issue(SECRET, SECRET_LEN, "bob", "admin", NOW, 1, &tok2, NULL), 0);
+    assert_int_equal(p2p_jwt_issue(SECRET, SECRET_LEN, "bob", "admin", NULL, NOW, 1, &tok2, NULL), 0);
     free(tok2);
     free(tok);
     free(jti);
@@ -165,32 +165,84 @@ static void test_issue_rejects_bad_arguments(void **state)
 {
     (void)state;
     char *tok = NULL;
-    assert_int_equal(p2p_jwt_issue(SECRET, 31, "a", "admin", NOW, 60, &tok, NULL), -EINVAL);
-    assert_int_equal(p2p_jwt_issue(NULL, 32, "a", "admin", NOW, 60, &tok, NULL), -EINVAL);
-    assert_int_equal(p2p_jwt_issue(SECRET, SECRET_LEN, "", "admin", NOW, 60, &tok, NULL), -EINVAL);
-    assert_int_equal(p2p_jwt_issue(SECRET, SECRET_LEN, NULL, "admin", NOW, 60, &tok, NULL), -EINVAL);
-    assert_int_equal(p2p_jwt_issue(SECRET, SECRET_LEN, "a\nb", "admin", NOW, 60, &tok, NULL), -EINVAL);
-    assert_int_equal(p2p_jwt_issue(SECRET, SECRET_LEN, "\xff\xfe", "admin", NOW, 60, &tok, NULL), -EINVAL);
-    assert_int_equal(p2p_jwt_issue(SECRET, SECRET_LEN, "a", "root", NOW, 60, &tok, NULL), -EINVAL);
-    assert_int_equal(p2p_jwt_issue(SECRET, SECRET_LEN, "a", NULL, NOW, 60, &tok, NULL), -EINVAL);
-    assert_int_equal(p2p_jwt_issue(SECRET, SECRET_LEN, "a", "admin", NOW, 0, &tok, NULL), -EINVAL);
-    assert_int_equal(p2p_jwt_issue(SECRET, SECRET_LEN, "a", "admin", -1, 60, &tok, NULL), -EINVAL);
-    assert_int_equal(p2p_jwt_issue(SECRET, SECRET_LEN, "a", "admin", NOW, INT64_MAX, &tok, NULL), -EINVAL);
+    assert_int_equal(p2p_jwt_issue(SECRET, 31, "a", "admin", NULL, NOW, 60, &tok, NULL), -EINVAL);
+    assert_int_equal(p2p_jwt_issue(NULL, 32, "a", "admin", NULL, NOW, 60, &tok, NULL), -EINVAL);
+    assert_int_equal(p2p_jwt_issue(SECRET, SECRET_LEN, "", "admin", NULL, NOW, 60, &tok, NULL), -EINVAL);
+    assert_int_equal(p2p_jwt_issue(SECRET, SECRET_LEN, NULL, "admin", NULL, NOW, 60, &tok, NULL), -EINVAL);
+    assert_int_equal(p2p_jwt_issue(SECRET, SECRET_LEN, "a\nb", "admin", NULL, NOW, 60, &tok, NULL), -EINVAL);
+    assert_int_equal(p2p_jwt_issue(SECRET, SECRET_LEN, "\xff\xfe", "admin", NULL, NOW, 60, &tok, NULL), -EINVAL);
+    assert_int_equal(p2p_jwt_issue(SECRET, SECRET_LEN, "a", "root", NULL, NOW, 60, &tok, NULL), -EINVAL);
+    assert_int_equal(p2p_jwt_issue(SECRET, SECRET_LEN, "a", NULL, NULL, NOW, 60, &tok, NULL), -EINVAL);
+    assert_int_equal(p2p_jwt_issue(SECRET, SECRET_LEN, "a", "admin", NULL, NOW, 0, &tok, NULL), -EINVAL);
+    assert_int_equal(p2p_jwt_issue(SECRET, SECRET_LEN, "a", "admin", NULL, -1, 60, &tok, NULL), -EINVAL);
+    assert_int_equal(p2p_jwt_issue(SECRET, SECRET_LEN, "a", "admin", NULL, NOW, INT64_MAX, &tok, NULL), -EINVAL);
     assert_null(tok);
     char sub[P2P_JWT_MAX_SUB + 2];
     memset(sub, 'x', sizeof(sub) - 1);
     sub[sizeof(sub) - 1] = '\0';
-    assert_int_equal(p2p_jwt_issue(SECRET, SECRET_LEN, sub, "admin", NOW, 60, &tok, NULL), -EINVAL);
+    assert_int_equal(p2p_jwt_issue(SECRET, SECRET_LEN, sub, "admin", NULL, NOW, 60, &tok, NULL), -EINVAL);
     sub[P2P_JWT_MAX_SUB] = '\0';
-    assert_int_equal(p2p_jwt_issue(SECRET, SECRET_LEN, sub, "admin", NOW, 60, &tok, NULL), 0);
+    assert_int_equal(p2p_jwt_issue(SECRET, SECRET_LEN, sub, "admin", NULL, NOW, 60, &tok, NULL), 0);
     free(tok);
+}
+
+/* The optional "name" claim (p2p token --name): issued only when given, checked
+ * like sub when present, absent otherwise. */
+static void test_name_claim(void **state)
+{
+    (void)state;
+    char *tok = NULL;
+    p2p_jwt_claims c = {0};
+    const char *why = NULL;
+    assert_int_equal(p2p_jwt_issue(SECRET, SECRET_LEN, "admin", "viewer", "ci-bot", NOW, 60, &tok, NULL), 0);
+    assert_int_equal(p2p_jwt_verify(SECRET, SECRET_LEN, tok, strlen(tok), NOW, NULL, &c, &why), 0);
+    assert_string_equal(c.name, "ci-bot");
+    assert_string_equal(c.role, "viewer");
+    p2p_jwt_claims_free(&c);
+    assert_null(c.name);
+    free(tok);
+    tok = NULL;
+    assert_int_equal(p2p_jwt_issue(SECRET, SECRET_LEN, "admin", "admin", NULL, NOW, 60, &tok, NULL), 0);
+    assert_int_equal(p2p_jwt_verify(SECRET, SECRET_LEN, tok, strlen(tok), NOW, NULL, &c, &why), 0);
+    assert_null(c.name);
+    p2p_jwt_claims_free(&c);
+    free(tok);
+    tok = NULL;
+
+    /* issuing refuses a name that would not verify */
+    char longname[P2P_JWT_MAX_NAME + 2];
+    memset(longname, 'n', sizeof longname - 1);
+    longname[sizeof longname - 1] = '\0';
+    const char *bad[] = {"", "a\nb", "tab\there", "\x7f", "\xff\xfe", longname};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(p2p_jwt_issue(SECRET, SECRET_LEN, "a", "admin", bad[i], NOW, 60, &tok, NULL), -EINVAL);
+        assert_null(tok);
+        assert_int_equal(p2p_jwt_name_valid(bad[i]), 0);
+    }
+    assert_int_equal(p2p_jwt_name_valid(NULL), 0);
+    longname[P2P_JWT_MAX_NAME] = '\0';
+    assert_int_equal(p2p_jwt_name_valid(longname), 1);
+    assert_int_equal(p2p_jwt_name_valid("ci bot \xc3\xa9"), 1);
+    assert_int_equal(p2p_jwt_issue(SECRET, SECRET_LEN, "a", "admin", longname, NOW, 60, &tok, NULL), 0);
+    free(tok);
+
+    /* a signed token with a malformed name is refused, whatever else it holds */
+    char payload[512];
+    const char *names[] = {"1", "null", "[]", "{}", "\"\"", "\"a\\nb\"",
+                           "\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\""}; /* 65 bytes */
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        snprintf(payload, sizeof payload,
+                 "{\"sub\":\"a\",\"role\":\"viewer\",\"iat\":%d,\"exp\":%d,\"jti\":\"j1\",\"name\":%s}", NOW,
+                 NOW + 60, names[i]);
+        expect_reject_claims(payload, "invalid claim: name");
+    }
 }
 
 static void test_verify_caller_errors(void **state)
 {
     (void)state;
     char *tok = NULL;
-    assert_int_equal(p2p_jwt_issue(SECRET, SECRET_LEN, "a", "admin", NOW, 60, &tok, NULL), 0);
+    assert_int_equal(p2p_jwt_issue(SECRET, SECRET_LEN, "a", "admin", NULL, NOW, 60, &tok, NULL), 0);
     p2p_jwt_claims c = {0};
     const char *why = NULL;
     assert_int_equal(p2p_jwt_verify(SECRET, 31, tok, strlen(tok), NOW, NULL, &c, &why), -EINVAL);
@@ -538,7 +590,7 @@ static void test_time_checks(void **state)
 
     /* an issued token: valid from iat to exp + leeway */
     char *tok = NULL;
-    assert_int_equal(p2p_jwt_issue(SECRET, SECRET_LEN, "s", "viewer", NOW, 60, &tok, NULL), 0);
+    assert_int_equal(p2p_jwt_issue(SECRET, SECRET_LEN, "s", "viewer", NULL, NOW, 60, &tok, NULL), 0);
     assert_int_equal(verify_at(tok, NOW + 89, &why), 0);
     expect_reject(tok, NOW + 90, "expired");
     free(tok);
@@ -548,7 +600,7 @@ static void test_revoked_token_rejected(void **state)
 {
     (void)state;
     char *tok = NULL, *jti = NULL;
-    assert_int_equal(p2p_jwt_issue(SECRET, SECRET_LEN, "s", "admin", NOW, 60, &tok, &jti), 0);
+    assert_int_equal(p2p_jwt_issue(SECRET, SECRET_LEN, "s", "admin", NULL, NOW, 60, &tok, &jti), 0);
     p2p_revoked *rv = p2p_revoked_new(0, -1);
     assert_non_null(rv);
     p2p_jwt_opts o = {.leeway_s = P2P_JWT_DEFAULT_LEEWAY_S, .revoked = rv};
@@ -628,7 +680,7 @@ static void test_parse_bearer(void **state)
 
     /* parse -> verify end to end */
     char *t = NULL;
-    assert_int_equal(p2p_jwt_issue(SECRET, SECRET_LEN, "s", "admin", NOW, 60, &t, NULL), 0);
+    assert_int_equal(p2p_jwt_issue(SECRET, SECRET_LEN, "s", "admin", NULL, NOW, 60, &t, NULL), 0);
     char hdr[1024];
     snprintf(hdr, sizeof(hdr), "Bearer %s", t);
     assert_int_equal(p2p_auth_parse_bearer(hdr, strlen(hdr), &tok, &tlen), 0);
@@ -783,6 +835,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_issue_verify_roundtrip),
         cmocka_unit_test(test_issue_rejects_bad_arguments),
+        cmocka_unit_test(test_name_claim),
         cmocka_unit_test(test_verify_caller_errors),
         cmocka_unit_test(test_reject_malformed),
         cmocka_unit_test(test_reject_bad_signature),

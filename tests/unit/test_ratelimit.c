@@ -1,7 +1,7 @@
 /*
  * test_ratelimit.c — unit tests for src/auth/ratelimit.c: token bucket
  * arithmetic (burst, refill, exact retry-after values, idle cap, independence
- * of classes and identities), the bounded table under a flood of identities
+ * of classes and identities, requests costing several tokens), the bounded table under a flood of identities
  * and its eviction choice, and client address resolution through trusted
  * proxies (X-Forwarded-For, CIDR v4/v6, IPv4-mapped addresses).
  */
@@ -63,6 +63,10 @@ static void test_options(void **state)
     assert_int_equal(o.rates[P2P_RL_HEALTH].burst, 50);
     assert_int_equal(o.rates[P2P_RL_OTHER].per_minute, 200);
     assert_int_equal(o.rates[P2P_RL_OTHER].burst, 30);
+    assert_int_equal(o.rates[P2P_RL_NODE_RPC].per_minute, 6000);
+    assert_int_equal(o.rates[P2P_RL_NODE_RPC].burst, 1000);
+    assert_int_equal(o.rates[P2P_RL_NODE_OTHER].per_minute, 1200);
+    assert_int_equal(o.rates[P2P_RL_NODE_OTHER].burst, 200);
     assert_int_equal(o.capacity, 65536);
 
     p2p_ratelimit *rl = NULL;
@@ -168,6 +172,58 @@ static void test_retry_after_exact(void **state)
     assert_int_equal(calls(rl, "c", P2P_RL_RPC, 0, 2), 1);
     assert_int_equal(retry_after(rl, "c", P2P_RL_RPC, 0), 1);
     assert_int_equal(calls(rl, "c", P2P_RL_RPC, 1, 100), 1); /* capped at burst 1 */
+    p2p_ratelimit_free(rl);
+}
+
+/* A request of cost N (a JSON-RPC batch) takes N tokens or nothing. */
+static void test_cost(void **state)
+{
+    (void)state;
+    p2p_ratelimit *rl = make(60, 20, 64); /* one token per second */
+    uint32_t ra = 99;
+    uint64_t t = 5000;
+    assert_int_equal(p2p_ratelimit_take(rl, "a", P2P_RL_RPC, 0, t, &ra), -EINVAL);
+    assert_int_equal(p2p_ratelimit_take(NULL, "a", P2P_RL_RPC, 1, t, &ra), -EINVAL);
+    assert_int_equal(p2p_ratelimit_take(rl, "a", P2P_RL_NCLASSES, 1, t, &ra), -EINVAL);
+    /* more than the burst can never be paid: E2BIG, nothing taken, nothing stored */
+    ra = 99;
+    assert_int_equal(p2p_ratelimit_take(rl, "a", P2P_RL_RPC, 21, t, &ra), -E2BIG);
+    assert_int_equal(ra, 0);
+    assert_int_equal(p2p_ratelimit_take(rl, "a", P2P_RL_RPC, 1000, t, NULL), -E2BIG);
+    assert_int_equal(p2p_ratelimit_count(rl), 0);
+    /* exactly the burst is paid once from a full bucket */
+    assert_int_equal(p2p_ratelimit_take(rl, "a", P2P_RL_RPC, 20, t, &ra), 1);
+    assert_int_equal(ra, 0);
+    assert_int_equal(p2p_ratelimit_count(rl), 1);
+    assert_int_equal(calls(rl, "a", P2P_RL_RPC, t, 1), 0);
+    /* refused whole: 5 tokens back after 5 s; cost 6 waits 1 s more and takes nothing */
+    t += 5000;
+    assert_int_equal(p2p_ratelimit_take(rl, "a", P2P_RL_RPC, 6, t, &ra), 0);
+    assert_int_equal(ra, 1);
+    assert_int_equal(p2p_ratelimit_take(rl, "a", P2P_RL_RPC, 20, t, &ra), 0);
+    assert_int_equal(ra, 15);
+    assert_int_equal(p2p_ratelimit_take(rl, "a", P2P_RL_RPC, 5, t, &ra), 1); /* the 5 were still there */
+    assert_int_equal(calls(rl, "a", P2P_RL_RPC, t, 1), 0);
+    /* fractions count: 2.5 s later 2.5 tokens; cost 3 needs 500 ms more (rounded up to 1 s) */
+    t += 2500;
+    assert_int_equal(p2p_ratelimit_take(rl, "a", P2P_RL_RPC, 3, t, &ra), 0);
+    assert_int_equal(ra, 1);
+    assert_int_equal(p2p_ratelimit_take(rl, "a", P2P_RL_RPC, 2, t, &ra), 1);
+    t += 500; /* 0.5 + 0.5 = 1 token */
+    assert_int_equal(calls(rl, "a", P2P_RL_RPC, t, 2), 1);
+    /* cost is per class and identity: another identity and another class are untouched */
+    assert_int_equal(p2p_ratelimit_take(rl, "b", P2P_RL_RPC, 20, t, &ra), 1);
+    assert_int_equal(p2p_ratelimit_take(rl, "a", P2P_RL_NODE_RPC, 20, t, &ra), 1);
+    assert_int_equal(p2p_ratelimit_burst(rl, P2P_RL_RPC), 20);
+    assert_int_equal(p2p_ratelimit_burst(rl, P2P_RL_NCLASSES), 0);
+    p2p_ratelimit_free(rl);
+
+    /* the largest cost at the largest burst does not overflow the unit arithmetic */
+    rl = make(1, P2P_RL_MAX_BURST, 64);
+    assert_int_equal(p2p_ratelimit_take(rl, "big", P2P_RL_RPC, P2P_RL_MAX_BURST, 0, &ra), 1);
+    assert_int_equal(p2p_ratelimit_take(rl, "big", P2P_RL_RPC, P2P_RL_MAX_BURST, 0, &ra), 0);
+    assert_int_equal(ra, (uint32_t)P2P_RL_MAX_BURST * 60u); /* 1 token a minute */
+    assert_int_equal(p2p_ratelimit_take(rl, "big", P2P_RL_RPC, P2P_RL_MAX_BURST + 1, 0, &ra), -E2BIG);
     p2p_ratelimit_free(rl);
 }
 
@@ -400,6 +456,7 @@ int main(void)
         cmocka_unit_test(test_options),
         cmocka_unit_test(test_burst_then_refill_defaults),
         cmocka_unit_test(test_retry_after_exact),
+        cmocka_unit_test(test_cost),
         cmocka_unit_test(test_idle_caps_and_clock),
         cmocka_unit_test(test_independent_buckets),
         cmocka_unit_test(test_table_bound_under_flood),
