@@ -54,6 +54,8 @@ typedef struct p2p_call p2p_call;
 #define P2P_RPC_E_NODE_DOWN (-32002)    /**< the node is dead or left */
 #define P2P_RPC_E_TIMEOUT (-32003)      /**< no answer in time */
 #define P2P_RPC_E_TRANSPORT (-32004)    /**< connection, TLS or HTTP failure */
+/** The service is not running (stopped, failed, starting); the message says why. */
+#define P2P_RPC_E_SERVICE_DOWN (-32005)
 
 /** A method handler. `params` is borrowed: an object, an array, or NULL when absent.
  * The handler must complete `call` exactly once with p2p_call_reply() or

@@ -62,10 +62,11 @@ extern "C" {
 typedef struct p2p_svc p2p_svc;
 
 /** The descriptor a module exports as `p2p_service_module`. */
-typedef struct p2p_service_module {
+typedef struct p2p_svc_module {
     uint32_t abi_major; /**< P2P_SERVICE_ABI_MAJOR the module was built with */
     uint32_t abi_minor; /**< P2P_SERVICE_ABI_MINOR the module was built with */
-    const char *name;    /**< must equal the manifest's name */
+    const char *name;    /**< must equal the manifest's name; NULL: any (one module installed under
+                              several names, each with its own settings) */
     const char *version; /**< must equal the manifest's version */
     /** Registers methods, allocates `*state` (handed to every later hook).
      * Returns 0, or a negative errno-style code to refuse to load. Required. */
@@ -76,11 +77,11 @@ typedef struct p2p_service_module {
     void (*stop)(p2p_svc *svc, void *state);
     /** Frees `state`. Optional. */
     void (*cleanup)(p2p_svc *svc, void *state);
-} p2p_service_module;
+} p2p_svc_module;
 
 /** Defines the module's descriptor with the ABI version filled in. */
 #define P2P_SERVICE_MODULE(...)                                                                                  \
-    P2P_EXTERN const p2p_service_module p2p_service_module = {.abi_major = P2P_SERVICE_ABI_MAJOR,                \
+    P2P_EXTERN const p2p_svc_module p2p_service_module = {.abi_major = P2P_SERVICE_ABI_MAJOR,                \
                                                               .abi_minor = P2P_SERVICE_ABI_MINOR, __VA_ARGS__}
 
 /** The ABI minor of the running node. */

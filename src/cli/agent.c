@@ -15,6 +15,7 @@
 #include <curl/curl.h>
 #include <uv.h>
 
+#include "services/manager.h"
 #include "auth/guard.h"
 #include "builtin/runconfig.h"
 #include "builtin/system.h"
@@ -345,6 +346,7 @@ int p2p__cmd_agent(int argc, char **argv)
     p2p__pki_register(ctx);
     p2p__membership_register(ctx);
     p2p__system_register(ctx);
+    p2p__services_register(ctx);
     p2p__http_register(ctx);
     if ((r = p2p__components_start(ctx, &err)) != 0) {
         p2p_log(ctx, P2P_LOG_ERROR, "agent", "%s", err);
