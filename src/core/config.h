@@ -43,6 +43,10 @@ typedef struct p2p_config {
     int http_max_connections;         /* default 1024, 1..1000000 */
     int http_idle_timeout;            /* seconds, default 60, 1..3600 */
     int http_request_timeout;         /* seconds (slow request head/body), default 10, 1..3600 */
+    int64_t http_max_pending_bytes_per_conn; /* unread response bytes per connection, default 8 MiB */
+    int64_t http_max_pending_bytes_total;    /* unread response bytes, all connections, default 64 MiB */
+    int http_write_timeout;           /* seconds a client may leave a response unread, default 30, 1..3600 */
+    int http2_max_resets_per_second;  /* RST_STREAM per connection per second, default 100, 1..100000 */
     int shutdown_grace_period;        /* seconds in-flight requests get on SIGTERM, default 10, 0..600 */
     int access_log;                   /* bool, default true */
     char *log_level;                  /* debug|info|warn|error, default "info" */

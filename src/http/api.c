@@ -554,6 +554,13 @@ static json_t *metrics_json(http_server *srv, const p2p_service *only)
                      (json_int_t)st->responses[3], "4xx", (json_int_t)st->responses[4], "5xx",
                      (json_int_t)st->responses[5], "rpc", "inflight", (json_int_t)reg->inflight, "process",
                      "rss_bytes", (json_int_t)sysinfo_process_rss(), "methods", methods);
+    /* the caps of limits.c: how often each was hit, and the bytes waiting now */
+    json_object_set_new(json_object_get(body, "http"), "limits",
+                        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "http1_framing_rejected",
+                                  (json_int_t)st->framing_rejected, "http2_rapid_resets", (json_int_t)st->rapid_resets,
+                                  "http2_stream_limit", (json_int_t)st->stream_limit, "pending_refused",
+                                  (json_int_t)st->pending_refused, "write_timeouts", (json_int_t)st->write_timeouts,
+                                  "pending_bytes", (json_int_t)st->pending_bytes));
     /* the components' own sources (gossip, ...), each under its group name */
     json_t *sources = p2p__metrics_sources_json(ctx);
     json_object_update_missing(body, sources);
@@ -626,6 +633,19 @@ static char *metrics_prometheus(http_server *srv, const p2p_service *only, size_
         tb_printf(&tb, "# HELP p2p_http_connections_rejected_total Connections refused over the limit.\n"
                        "# TYPE p2p_http_connections_rejected_total counter\np2p_http_connections_rejected_total %llu\n",
                   (unsigned long long)st->connections_rejected);
+        tb_printf(&tb, "# HELP p2p_http_limit_hits_total Requests or connections refused by a per-client cap.\n"
+                       "# TYPE p2p_http_limit_hits_total counter\n"
+                       "p2p_http_limit_hits_total{cap=\"http1_framing\"} %llu\n"
+                       "p2p_http_limit_hits_total{cap=\"http2_rapid_reset\"} %llu\n"
+                       "p2p_http_limit_hits_total{cap=\"http2_streams\"} %llu\n"
+                       "p2p_http_limit_hits_total{cap=\"pending_bytes\"} %llu\n"
+                       "p2p_http_limit_hits_total{cap=\"write_timeout\"} %llu\n",
+                  (unsigned long long)st->framing_rejected, (unsigned long long)st->rapid_resets,
+                  (unsigned long long)st->stream_limit, (unsigned long long)st->pending_refused,
+                  (unsigned long long)st->write_timeouts);
+        tb_printf(&tb, "# HELP p2p_http_pending_response_bytes Response bytes waiting for clients to read them.\n"
+                       "# TYPE p2p_http_pending_response_bytes gauge\np2p_http_pending_response_bytes %llu\n",
+                  (unsigned long long)st->pending_bytes);
         tb_printf(&tb, "# HELP p2p_http_responses_total Responses by status class.\n"
                        "# TYPE p2p_http_responses_total counter\n");
         for (int c = 1; c <= 5; c++)

@@ -30,20 +30,6 @@
 #include "auth/ratelimit.h"
 #include "rpc/jsonrpc.h"
 
-#define HTTP_CONN_MAGIC 0x70327063u /* "p2pc" */
-
-typedef struct http_conn {
-    uv_tcp_t tcp; /* first: h2o's close callback hands us this handle */
-    uint32_t magic;
-    http_server *srv;
-    /* a write libuv refused, waiting for its callback (see uv_write below) */
-    struct http_conn *next_failed;
-    uv_write_t *failed_req;
-    uv_write_cb failed_cb;
-    int failed_status;
-    int fd;
-    char peer_node[64]; /* CN of a verified client certificate, "" without one */
-} http_conn;
 
 /* ---- h2o 2.2 + libuv >= 1.x: writes that never complete -------------------
  *
@@ -107,9 +93,27 @@ static void forget_failed_write(http_conn *c)
 
 /* ---- responses ------------------------------------------------------------ */
 
+/* Answers 503 to a request whose response would exceed a pending-bytes cap
+ * (limits.c). Its small body is not counted. */
+static void send_over_cap(h2o_req_t *req)
+{
+    static const char body[] = "{\"error\":\"too many response bytes are waiting to be read; read them, or retry later\","
+                               "\"status\":503}";
+    req->res.status = 503;
+    req->res.reason = "Service Unavailable";
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
+    h2o_send_inline(req, body, sizeof(body) - 1);
+}
+
 void p2p__http_send(h2o_req_t *req, int status, const char *reason, const char *ctype, const char *body,
                     size_t len)
 {
+    if (!p2p__http_out_admit(req, len)) {
+        send_over_cap(req);
+        return;
+    }
     req->res.status = status;
     req->res.reason = reason;
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, ctype, strlen(ctype));
@@ -120,6 +124,10 @@ void p2p__http_send(h2o_req_t *req, int status, const char *reason, const char *
 void p2p__http_send_json(h2o_req_t *req, int status, const char *reason, json_t *body)
 {
     size_t len = json_dumpb(body, NULL, 0, P2P_JSON_FLAGS);
+    if (!p2p__http_out_admit(req, len)) {
+        send_over_cap(req);
+        return;
+    }
     char *buf = h2o_mem_alloc_pool(&req->pool, len + 1);
     json_dumpb(body, buf, len, P2P_JSON_FLAGS);
     req->res.status = status;
@@ -287,6 +295,7 @@ static size_t header_bytes(const h2o_req_t *req)
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     http_server *srv = *(http_server **)(self + 1);
+    p2p__http_conn_of(srv, req); /* notes an HTTP/2 connection for the stream cap */
     if (srv->draining)
         req->http1_is_persistent = 0; /* finish this one, then close */
     if (header_bytes(req) > (size_t)srv->ctx->cfg.http_max_header_size) {
@@ -431,6 +440,7 @@ static void on_conn_close(uv_handle_t *h)
         c->srv->by_fd[c->fd] = NULL;
     if (c->failed_req)
         forget_failed_write(c);
+    p2p__http_conn_closed(c);
     c->magic = 0;
     free(c);
 }
@@ -479,6 +489,7 @@ static void on_accept(uv_stream_t *listener, int status)
     srv->stats.connections_active++;
     srv->stats.connections_total++;
     h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_conn_close);
+    c->sock = sock;
     h2o_accept(&srv->accept_ctx, sock);
 }
 
@@ -543,6 +554,8 @@ static SSL_CTX *make_ssl(http_server *srv, char **err)
         return NULL;
     }
     SSL_CTX *ssl = p2p__tls_server_ctx(NULL, NULL, m.cert, m.key, err);
+    if (ssl)
+        SSL_CTX_set_app_data(ssl, srv); /* limits.c and on_verify find the server here */
     if (ssl && m.ca && cfg->ssl_verify && p2p__tls_client_auth(ssl, m.ca, on_verify, srv, err) != 0) {
         SSL_CTX_free(ssl);
         ssl = NULL;
@@ -591,6 +604,9 @@ static int http_start(p2p_component *c, char **err)
     srv->config.http2.graceful_shutdown_timeout = (uint64_t)cfg->shutdown_grace_period * 1000;
     srv->config.handshake_timeout = (uint64_t)cfg->http_request_timeout * 1000;
     srv->config.http2.max_concurrent_requests_per_connection = 100;
+    /* No h2c upgrade and no HTTP/2 preface on an HTTP/1 connection: HTTP/2 comes
+     * by ALPN only, so limits.c knows from the first byte which protocol it reads. */
+    srv->config.http1.upgrade_to_http2 = 0;
     h2o_hostconf_t *host = h2o_config_register_host(&srv->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *pc = h2o_config_register_path(host, "/", 0);
     h2o_handler_t *h = h2o_create_handler(pc, sizeof(*h) + sizeof(http_server *));
@@ -606,6 +622,7 @@ static int http_start(p2p_component *c, char **err)
     uv_check_start(&srv->write_fail_check, on_write_fail_check);
     uv_unref((uv_handle_t *)&srv->write_fail_check);
     srv->write_fail_check_open = 1;
+    p2p__http_limits_start(srv);
     srv->accept_ctx.ctx = &srv->h2o;
     srv->accept_ctx.hosts = srv->config.hosts;
 
@@ -647,6 +664,7 @@ static void http_stop(p2p_component *c)
         uv_close((uv_handle_t *)&srv->drain_timer, NULL);
         srv->draining = 0;
     }
+    p2p__http_limits_stop(srv);
     if (srv->write_fail_check_open) {
         uv_close((uv_handle_t *)&srv->write_fail_check, NULL);
         srv->write_fail_check_open = 0;
@@ -690,6 +708,7 @@ static void free_server(p2p_ctx *ctx, void *arg)
 int p2p__http_register(p2p_ctx *ctx)
 {
     http_server *srv = p2p__xcalloc(1, sizeof(*srv));
+    srv->magic = HTTP_SERVER_MAGIC;
     srv->ctx = ctx;
     if (!p2p__component_add(ctx, &http_ops, srv)) {
         free(srv);
