@@ -68,6 +68,10 @@ enum {
     P2P_METHOD_READONLY = 1u << 0,
     /** Listed to unauthenticated discovery (the guide's `public=True`). */
     P2P_METHOD_PUBLIC = 1u << 1,
+    /** Only an operator with the `admin` role may call it; another node's
+     * certificate (the `node` identity) may not. For methods that change the
+     * node's configuration or security. */
+    P2P_METHOD_ADMIN = 1u << 2,
 };
 
 /** Description of a method, copied by p2p_method_register(). */

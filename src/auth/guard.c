@@ -2,10 +2,14 @@
  * guard.c — the "security" component: secrets from the vault, request
  * identities, token issue and revocation, rate limits.
  *
- * Bootstrap (first start): the coordinator creates the cluster JWT secret and the
- * admin API key, stores both in the vault and shows the key once (log, and the
- * admin_api_key_file when configured). Every node keeps its revoked-token list in
- * the vault (data/revoked_tokens), so a revoked token stays revoked after a restart.
+ * Bootstrap (first start): the coordinator creates the token signing key (ECDSA
+ * P-256) and the admin API key, stores both in the vault and shows the API key
+ * once (log, and the admin_api_key_file when configured). A coordinator whose
+ * vault still holds the old HS256 secret gets a signing key on start (logged)
+ * and the secret is deleted: tokens signed with it are refused from then on.
+ * Workers hold only the public key set. Every node keeps its deny list in the
+ * vault (data/revoked_tokens), so a revoked token stays revoked after a restart;
+ * auth/revsync.c keeps it in step with the coordinator's.
  */
 #include "auth/guard.h"
 
@@ -25,9 +29,8 @@
 #include "core/util.h"
 #include "vault/vault.h"
 
-#define JWT_SECRET_LEN 32
 
-/* Verifying a JWT (HMAC, base64 and JSON twice) costs more than answering a cheap
+/* Verifying a JWT (an ECDSA verification, base64 and JSON twice) costs more than answering a cheap
  * RPC, and a client sends the same token on every request. Tokens that verified
  * are remembered (direct-mapped by hash, whole token compared on lookup) with their
  * claims; a hit still checks expiry and the revocation list, so caching never
@@ -48,9 +51,14 @@ typedef struct token_cache_entry {
 struct p2p_guard {
     p2p_ctx *ctx;
     vault *v;
-    uint8_t jwt_secret[JWT_SECRET_LEN];
+    char *signing_pem;    /* private key, coordinator only; NULL elsewhere */
+    p2p_jwt_keyset *keys; /* public keys tokens may be signed with */
+    int keys_wanted;      /* a token named an unknown kid */
     char *admin_key; /* NULL on nodes without one (workers) */
-    p2p_revoked *revoked;
+    p2p_revoked *revoked;       /* jtis */
+    p2p_revoked *revoked_certs; /* certificate fingerprints */
+    uint64_t rev_version;
+    json_t *pending; /* array of token strings revoked here, unconfirmed */
     p2p_ratelimit *rl;
     char **trusted; /* NULL-terminated */
     token_cache_entry cache[TOKEN_CACHE_SLOTS];
@@ -115,25 +123,132 @@ static void write_admin_key_file(p2p_guard *g)
         p2p_log(g->ctx, P2P_LOG_INFO, "security", "admin API key written to %s (mode 0600)", path);
 }
 
+/* The coordinator's signing key: from the vault, or made now. Making one is a
+ * fraction of a millisecond for P-256 and happens once per cluster, before the
+ * loop runs, so it stays on this thread. */
+static int load_signing_key(p2p_guard *g, int *dirty, char **err)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    char kid[P2P_JWT_KID_LEN + 1];
+    if (vault_get(g->v, "keys", "jwt_signing_key", &buf, &len) == 0) {
+        g->signing_pem = p2p__xmalloc(len + 1);
+        memcpy(g->signing_pem, buf, len);
+        g->signing_pem[len] = '\0';
+        vault_secret_free(buf, len + 1);
+        if (p2p_jwt_key_info(g->signing_pem, NULL, kid) != 0) {
+            *err = p2p__xstrdup("the token signing key in the vault (keys/jwt_signing_key) is unreadable");
+            return -EINVAL;
+        }
+    } else {
+        int r = p2p_jwt_keygen(&g->signing_pem);
+        if (r != 0) {
+            *err = p2p__xasprintf("cannot make the token signing key: %s", p2p_strerror(r));
+            return r;
+        }
+        p2p_jwt_key_info(g->signing_pem, NULL, kid);
+        vault_put(g->v, "keys", "jwt_signing_key", g->signing_pem, strlen(g->signing_pem));
+        *dirty = 1;
+        int had_secret = vault_get(g->v, "keys", "jwt_secret", &buf, &len) == 0;
+        if (had_secret) {
+            vault_secret_free(buf, len + 1);
+            vault_remove(g->v, "keys", "jwt_secret");
+        }
+        p2p_log(g->ctx, P2P_LOG_WARN, "security",
+                "%s: new ES256 token signing key (kid %s) in the vault as keys/jwt_signing_key%s",
+                had_secret ? "upgraded vault" : "new cluster", kid,
+                had_secret ? "; the old HS256 secret is deleted and tokens signed with it are no longer accepted: "
+                             "get new ones from POST /auth/token"
+                           : "");
+    }
+    int r = p2p_jwt_keyset_add_pem(g->keys, g->signing_pem, NULL);
+    if (r == -ENOSPC) { /* the stored set is full of old keys: the signing key's must be in it */
+        p2p_jwt_keyset_free(g->keys);
+        g->keys = p2p_jwt_keyset_new();
+        r = p2p_jwt_keyset_add_pem(g->keys, g->signing_pem, NULL);
+    }
+    if (r != 0)
+        *err = p2p__xstrdup("the token signing key does not load");
+    return r;
+}
+
+static void save_keys(p2p_guard *g)
+{
+    json_t *doc = p2p_jwt_keyset_to_json(g->keys);
+    char *text = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    if (text)
+        vault_put(g->v, "data", "jwt_public_keys", text, strlen(text));
+    free(text);
+}
+
+static void load_revocations(p2p_guard *g)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    g->revoked = p2p_revoked_new(0, -1);
+    g->revoked_certs = p2p_revoked_new(0, -1);
+    g->pending = json_array();
+    if (vault_get(g->v, "data", "revoked_tokens", &buf, &len) != 0)
+        return;
+    json_t *doc = json_loadb((const char *)buf, len, 0, NULL);
+    vault_secret_free(buf, len + 1);
+    json_t *ver = json_object_get(doc, "version"), *pend = json_object_get(doc, "pending");
+    int ok;
+    if (json_is_integer(json_object_get(doc, "format"))) {
+        ok = json_integer_value(json_object_get(doc, "format")) == 2 && json_is_integer(ver) &&
+             json_integer_value(ver) >= 0 && p2p_revoked_merge_json(g->revoked, json_object_get(doc, "jtis")) == 0 &&
+             p2p_revoked_merge_json(g->revoked_certs, json_object_get(doc, "certs")) == 0;
+        if (ok) {
+            g->rev_version = (uint64_t)json_integer_value(ver);
+            size_t i;
+            json_t *t;
+            json_array_foreach(pend, i, t)
+            {
+                if (json_is_string(t) && json_array_size(g->pending) < P2P_REVOKED_DEFAULT_MAX)
+                    json_array_append(g->pending, t);
+            }
+        }
+    } else {
+        ok = p2p_revoked_from_json_v1(g->revoked, doc) == 0; /* before cluster-wide revocation */
+    }
+    if (!ok)
+        p2p_log(g->ctx, P2P_LOG_ERROR, "security", "the revoked-token list in the vault is unreadable; ignored");
+    json_decref(doc);
+    p2p_revoked_purge(g->revoked, now_s());
+    p2p_revoked_purge(g->revoked_certs, now_s());
+}
+
 static int load_secrets(p2p_guard *g, char **err)
 {
     int dirty = 0, r;
     uint8_t *buf = NULL;
     size_t len = 0;
-    r = vault_get(g->v, "keys", "jwt_secret", &buf, &len);
-    if (r == 0 && len == JWT_SECRET_LEN) {
-        memcpy(g->jwt_secret, buf, JWT_SECRET_LEN);
-    } else {
-        if (RAND_bytes(g->jwt_secret, JWT_SECRET_LEN) != 1) {
-            *err = p2p__xstrdup("no randomness for the JWT secret");
-            return -EIO;
-        }
-        vault_put(g->v, "keys", "jwt_secret", g->jwt_secret, JWT_SECRET_LEN);
-        dirty = 1;
-    }
-    if (buf)
+
+    g->keys = p2p_jwt_keyset_new();
+    if (vault_get(g->v, "data", "jwt_public_keys", &buf, &len) == 0) {
+        json_t *doc = json_loadb((const char *)buf, len, 0, NULL);
         vault_secret_free(buf, len + 1);
-    buf = NULL;
+        buf = NULL;
+        if (!doc || p2p_jwt_keyset_from_json(g->keys, doc) != 0)
+            p2p_log(g->ctx, P2P_LOG_ERROR, "security", "the public token keys in the vault are unreadable; ignored");
+        json_decref(doc);
+    }
+    if (g->ctx->cfg.coordinator_mode) {
+        if ((r = load_signing_key(g, &dirty, err)) != 0)
+            return r;
+        save_keys(g);
+    } else if (vault_get(g->v, "keys", "jwt_secret", &buf, &len) == 0) {
+        /* a worker enrolled before tokens were ES256: the secret is of no use any more */
+        vault_secret_free(buf, len + 1);
+        buf = NULL;
+        vault_remove(g->v, "keys", "jwt_secret");
+        dirty = 1;
+        p2p_log(g->ctx, P2P_LOG_INFO, "security", "deleted the old HS256 token secret from the vault");
+    }
+    if (!g->ctx->cfg.coordinator_mode && p2p_jwt_keyset_count(g->keys) == 0)
+        p2p_log(g->ctx, P2P_LOG_WARN, "security",
+                "no public token keys yet: tokens are refused until they are fetched from the coordinator");
 
     if (g->ctx->cfg.coordinator_mode) {
         r = vault_get(g->v, "keys", "admin_api_key", &buf, &len);
@@ -160,16 +275,7 @@ static int load_secrets(p2p_guard *g, char **err)
         }
     }
 
-    g->revoked = p2p_revoked_new(0, -1);
-    if (vault_get(g->v, "data", "revoked_tokens", &buf, &len) == 0) {
-        json_error_t jerr;
-        json_t *doc = json_loadb((const char *)buf, len, 0, &jerr);
-        vault_secret_free(buf, len + 1);
-        if (!doc || p2p_revoked_from_json(g->revoked, doc) != 0)
-            p2p_log(g->ctx, P2P_LOG_ERROR, "security", "the revoked-token list in the vault is unreadable; ignored");
-        json_decref(doc);
-        p2p_revoked_purge(g->revoked, now_s());
-    }
+    load_revocations(g);
     if (dirty && (r = vault_save(g->v, err)) != 0)
         return r;
     return 0;
@@ -206,9 +312,16 @@ static void guard_stop(p2p_component *c)
         free(g->admin_key);
         g->admin_key = NULL;
     }
-    OPENSSL_cleanse(g->jwt_secret, sizeof g->jwt_secret);
+    p2p_jwt_pem_free(g->signing_pem);
+    g->signing_pem = NULL;
+    p2p_jwt_keyset_free(g->keys);
+    g->keys = NULL;
     p2p_revoked_free(g->revoked);
     g->revoked = NULL;
+    p2p_revoked_free(g->revoked_certs);
+    g->revoked_certs = NULL;
+    json_decref(g->pending);
+    g->pending = NULL;
     p2p_ratelimit_free(g->rl);
     g->rl = NULL;
     for (size_t i = 0; g->trusted && g->trusted[i]; i++)
@@ -312,11 +425,16 @@ void p2p__guard_identify(p2p_guard *g, const char *peer_node, const char *authz,
                                             sizeof id->client_ip) != 0)
         snprintf(id->client_ip, sizeof id->client_ip, "%s", peer_ip ? peer_ip : "-");
     if (peer_node && *peer_node) {
-        id->role = P2P_ROLE_NODE;
         id->via_cert = 1;
-        snprintf(id->subject, sizeof id->subject, "%s", peer_node);
-        snprintf(id->rl_key, sizeof id->rl_key, "node:%s", peer_node);
-        return;
+        snprintf(id->peer_node, sizeof id->peer_node, "%s", peer_node);
+        if (!authz) { /* the node itself */
+            id->role = P2P_ROLE_NODE;
+            snprintf(id->subject, sizeof id->subject, "%s", peer_node);
+            snprintf(id->rl_key, sizeof id->rl_key, "node:%s", peer_node);
+            return;
+        }
+        /* a node forwarding an operator's call: the operator's token decides
+         * (and keys the bucket) */
     }
     if (!authz)
         return;
@@ -343,11 +461,19 @@ void p2p__guard_identify(p2p_guard *g, const char *peer_node, const char *authz,
     p2p_jwt_opts opts = {P2P_JWT_DEFAULT_LEEWAY_S, g->revoked};
     p2p_jwt_claims cl;
     const char *why = NULL;
-    if (p2p_jwt_verify(g->jwt_secret, sizeof g->jwt_secret, tok, tlen, now, &opts, &cl, &why) != 0) {
+    if (p2p_jwt_verify(g->keys, tok, tlen, now, &opts, &cl, &why) != 0) {
+        if (why && !strcmp(why, "unknown key id"))
+            g->keys_wanted = 1;
         id->why = why ? why : "invalid token";
         return;
     }
     id->role = role_from(cl.role);
+    if (id->role == P2P_ROLE_NODE) { /* never issued any more; a node is its certificate */
+        p2p_jwt_claims_free(&cl);
+        id->role = P2P_ROLE_NONE;
+        id->why = "invalid claim: role";
+        return;
+    }
     snprintf(id->subject, sizeof id->subject, "%s", cl.sub);
     set_token_key(id, cl.name, cl.jti);
     /* Only tokens without nbf are cached: their validity is a pure function of now <= exp. */
@@ -424,19 +550,67 @@ int p2p__guard_admin_key_ok(p2p_guard *g, const char *key, size_t len)
     return len == n && CRYPTO_memcmp(key, g->admin_key, n) == 0;
 }
 
+int p2p__guard_can_sign(p2p_guard *g)
+{
+    return g->signing_pem != NULL;
+}
+
 int p2p__guard_issue(p2p_guard *g, const char *sub, const char *role, const char *name, int64_t ttl_s, char **token,
                      int64_t *exp)
 {
+    if (!g->signing_pem)
+        return -EPERM;
+    if (!role || (strcmp(role, "admin") != 0 && strcmp(role, "viewer") != 0))
+        return -EINVAL;
     if (ttl_s <= 0)
         ttl_s = g->ctx->cfg.jwt_ttl;
     int64_t now = now_s();
     char *jti = NULL;
-    int r = p2p_jwt_issue(g->jwt_secret, sizeof g->jwt_secret, sub, role, name, now, ttl_s, token, &jti);
+    int r = p2p_jwt_issue(g->signing_pem, sub, role, name, now, ttl_s, token, &jti);
     free(jti);
     if (r == 0 && exp)
         *exp = now + ttl_s;
     return r;
 }
+
+/* ---- public keys ---------------------------------------------------------- */
+
+json_t *p2p__guard_keys_json(p2p_guard *g)
+{
+    return p2p_jwt_keyset_to_json(g->keys);
+}
+
+int p2p__guard_add_keys_json(p2p_guard *g, const json_t *doc)
+{
+    size_t before = p2p_jwt_keyset_count(g->keys);
+    int r = p2p_jwt_keyset_from_json(g->keys, doc);
+    if (r == -ENOSPC) { /* full of retired keys: take the coordinator's set as it is */
+        p2p_jwt_keyset *fresh = p2p_jwt_keyset_new();
+        r = p2p_jwt_keyset_from_json(fresh, doc);
+        if (r == 0) {
+            p2p_jwt_keyset_free(g->keys);
+            g->keys = fresh;
+            before = 0;
+        } else {
+            p2p_jwt_keyset_free(fresh);
+        }
+    }
+    if (r == 0 && p2p_jwt_keyset_count(g->keys) != before) {
+        save_keys(g);
+        p2p_log(g->ctx, P2P_LOG_INFO, "security", "token keys from the coordinator: %zu public key(s)",
+                p2p_jwt_keyset_count(g->keys));
+    }
+    return r;
+}
+
+int p2p__guard_keys_wanted(p2p_guard *g)
+{
+    int w = g->keys_wanted;
+    g->keys_wanted = 0;
+    return w;
+}
+
+/* ---- revocation ------------------------------------------------------------- */
 
 typedef struct revoke_wait {
     p2p_guard *g;
@@ -449,55 +623,179 @@ static void on_revoked_saved(int status, const char *err, void *arg)
     revoke_wait *w = arg;
     if (status != 0)
         p2p_log(w->g->ctx, P2P_LOG_ERROR, "security", "saving the revoked-token list failed: %s", err ? err : "?");
-    w->done(status, w->arg);
+    if (w->done)
+        w->done(status, w->arg);
     free(w);
 }
 
-int p2p__guard_revoke(p2p_guard *g, const char *token, size_t len, const char **why, p2p_guard_done_cb done,
-                      void *arg)
+static json_t *revocations_doc(p2p_guard *g, int64_t since, int with_pending)
 {
-    p2p_jwt_claims cl;
-    *why = NULL;
-    p2p_jwt_opts opts = {P2P_JWT_DEFAULT_LEEWAY_S, NULL};
-    if (p2p_jwt_verify(g->jwt_secret, sizeof g->jwt_secret, token, len, now_s(), &opts, &cl, why) != 0)
-        return -EACCES;
-    /* the list keeps an entry until exp: one far in the future is kept "forever" */
-    int64_t exp = cl.exp > P2P_JWT_MAX_TIME ? P2P_JWT_MAX_TIME : cl.exp;
-    int r = p2p_revoked_add(g->revoked, cl.jti, exp);
-    p2p_jwt_claims_free(&cl);
-    if (r != 0) {
-        *why = r == -ENOSPC ? "revocation list full" : "cannot revoke";
-        return r;
-    }
+    json_t *doc = json_pack("{s:i, s:I, s:o, s:o}", "format", 2, "version", (json_int_t)g->rev_version, "jtis",
+                            p2p_revoked_to_json(g->revoked, since), "certs",
+                            p2p_revoked_to_json(g->revoked_certs, since));
+    if (doc && with_pending)
+        json_object_set(doc, "pending", g->pending);
+    return doc;
+}
+
+/* Puts the list in the vault and saves it in the background; `done` (may be
+ * NULL) runs once it is on disk. */
+static void save_revocations(p2p_guard *g, p2p_guard_done_cb done, void *arg)
+{
     p2p_revoked_purge(g->revoked, now_s());
-    json_t *doc = p2p_revoked_to_json(g->revoked);
+    p2p_revoked_purge(g->revoked_certs, now_s());
+    json_t *doc = revocations_doc(g, -1, 1);
     char *text = json_dumps(doc, JSON_COMPACT);
     json_decref(doc);
     vault_put(g->v, "data", "revoked_tokens", text, strlen(text));
     free(text);
-    /* Answer only once the list is on disk: a crash after the answer must not bring
-     * the token back. */
     revoke_wait *w = p2p__xcalloc(1, sizeof(*w));
     *w = (revoke_wait){g, done, arg};
-    r = vault_save_async(g->v, g->ctx->loop, on_revoked_saved, w);
+    int r = vault_save_async(g->v, g->ctx->loop, on_revoked_saved, w);
     if (r != 0) {
         free(w);
-        done(r, arg);
+        if (done)
+            done(r, arg);
     }
+}
+
+int p2p__guard_check_token(p2p_guard *g, const char *token, size_t len, char jti[P2P_GUARD_JTI_MAX + 1],
+                           int64_t *exp, const char **why)
+{
+    p2p_jwt_claims cl;
+    *why = NULL;
+    p2p_jwt_opts opts = {P2P_JWT_DEFAULT_LEEWAY_S, NULL};
+    if (p2p_jwt_verify(g->keys, token, len, now_s(), &opts, &cl, why) != 0) {
+        if (*why && !strcmp(*why, "unknown key id"))
+            g->keys_wanted = 1;
+        return -EACCES;
+    }
+    snprintf(jti, P2P_GUARD_JTI_MAX + 1, "%s", cl.jti);
+    /* the list keeps an entry until exp: one far in the future is kept "forever" */
+    *exp = cl.exp > P2P_JWT_MAX_TIME ? P2P_JWT_MAX_TIME : cl.exp;
+    p2p_jwt_claims_free(&cl);
     return 0;
 }
 
-const uint8_t *p2p__guard_jwt_secret(p2p_guard *g, size_t *len)
+int p2p__guard_revoke(p2p_guard *g, const char *token, size_t len, const char **why, uint64_t *seq_out,
+                      p2p_guard_done_cb done, void *arg)
 {
-    *len = sizeof g->jwt_secret;
-    return g->jwt_secret;
+    char jti[P2P_GUARD_JTI_MAX + 1];
+    int64_t exp = 0;
+    if (p2p__guard_check_token(g, token, len, jti, &exp, why) != 0)
+        return -EACCES;
+    int64_t have = p2p_revoked_seq(g->revoked, jti);
+    uint64_t seq = 0;
+    int r = 0;
+    if (g->signing_pem) { /* the coordinator: the authoritative list */
+        seq = have > 0 ? (uint64_t)have : g->rev_version + 1;
+        r = p2p_revoked_add(g->revoked, jti, exp, seq);
+        if (r == 0 && seq > g->rev_version)
+            g->rev_version = seq;
+    } else {
+        r = p2p_revoked_add(g->revoked, jti, exp, 0);
+        if (r == 0 && have <= 0) { /* not confirmed yet: the coordinator must hear of it */
+            int listed = 0;
+            size_t i;
+            json_t *t;
+            json_array_foreach(g->pending, i, t)
+            {
+                if (json_string_length(t) == len && memcmp(json_string_value(t), token, len) == 0)
+                    listed = 1;
+            }
+            if (!listed)
+                json_array_append_new(g->pending, json_stringn(token, len));
+        }
+        seq = have > 0 ? (uint64_t)have : 0;
+    }
+    if (r != 0) {
+        *why = r == -ENOSPC ? "revocation list full" : "cannot revoke";
+        return r;
+    }
+    if (seq_out)
+        *seq_out = seq;
+    /* Answer only once the list is on disk: a crash after the answer must not bring
+     * the token back. */
+    save_revocations(g, done, arg);
+    return 0;
 }
 
-int p2p__guard_set_jwt_secret(p2p_guard *g, const uint8_t *secret, size_t len)
+static int fingerprint_valid(const char *fp)
 {
-    if (len != JWT_SECRET_LEN)
+    if (!fp || strlen(fp) != 64)
+        return 0;
+    for (size_t i = 0; i < 64; i++)
+        if (!((fp[i] >= '0' && fp[i] <= '9') || (fp[i] >= 'a' && fp[i] <= 'f')))
+            return 0;
+    return 1;
+}
+
+int p2p__guard_revoke_cert(p2p_guard *g, const char *fingerprint, int64_t exp, p2p_guard_done_cb done, void *arg)
+{
+    if (!fingerprint_valid(fingerprint) || exp < 0)
         return -EINVAL;
-    memcpy(g->jwt_secret, secret, len);
-    cache_clear(g); /* tokens of the old secret must verify again (and fail) */
-    return vault_put(g->v, "keys", "jwt_secret", secret, len);
+    if (exp > P2P_JWT_MAX_TIME)
+        exp = P2P_JWT_MAX_TIME;
+    int64_t have = p2p_revoked_seq(g->revoked_certs, fingerprint);
+    uint64_t seq = g->signing_pem ? (have > 0 ? (uint64_t)have : g->rev_version + 1) : 0;
+    int r = p2p_revoked_add(g->revoked_certs, fingerprint, exp, seq);
+    if (r != 0)
+        return r;
+    if (seq > g->rev_version)
+        g->rev_version = seq;
+    save_revocations(g, done, arg);
+    return 0;
+}
+
+int p2p__guard_cert_revoked(p2p_guard *g, const char *fingerprint)
+{
+    return g && g->revoked_certs && p2p_revoked_contains(g->revoked_certs, fingerprint);
+}
+
+uint64_t p2p__guard_revocation_version(p2p_guard *g)
+{
+    return g->rev_version;
+}
+
+json_t *p2p__guard_revocations_json(p2p_guard *g, uint64_t since)
+{
+    return revocations_doc(g, since > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)since, 0);
+}
+
+int p2p__guard_apply_revocations(p2p_guard *g, const json_t *doc)
+{
+    json_t *ver = json_object_get(doc, "version"), *jtis = json_object_get(doc, "jtis"),
+           *certs = json_object_get(doc, "certs"), *fmt = json_object_get(doc, "format");
+    if (!json_is_object(doc) || !json_is_integer(fmt) || json_integer_value(fmt) != 2 || !json_is_integer(ver) ||
+        json_integer_value(ver) < 0 || !json_is_object(jtis) || !json_is_object(certs))
+        return -EINVAL;
+    /* validate both maps before changing either */
+    p2p_revoked *probe = p2p_revoked_new(0, -1);
+    int r = p2p_revoked_merge_json(probe, jtis);
+    if (r == 0)
+        r = p2p_revoked_merge_json(probe, certs);
+    p2p_revoked_free(probe);
+    if (r != 0)
+        return r;
+    if ((r = p2p_revoked_merge_json(g->revoked, jtis)) != 0 || (r = p2p_revoked_merge_json(g->revoked_certs, certs)))
+        return r;
+    g->rev_version = (uint64_t)json_integer_value(ver);
+    /* pending tokens the coordinator now lists are confirmed */
+    for (size_t i = json_array_size(g->pending); i-- > 0;) {
+        json_t *t = json_array_get(g->pending, i);
+        char jti[P2P_GUARD_JTI_MAX + 1];
+        int64_t exp;
+        const char *why;
+        if (p2p__guard_check_token(g, json_string_value(t), json_string_length(t), jti, &exp, &why) != 0 ||
+            p2p_revoked_seq(g->revoked, jti) > 0)
+            json_array_remove(g->pending, i); /* confirmed, or expired: nothing left to tell */
+    }
+    cache_clear(g); /* not needed for correctness (hits check the list); frees memory of revoked tokens */
+    save_revocations(g, NULL, NULL);
+    return 0;
+}
+
+const json_t *p2p__guard_pending(p2p_guard *g)
+{
+    return g->pending;
 }

@@ -2,12 +2,28 @@
  * guard.h — who is calling, and may they: the node's authentication,
  * authorization and rate limiting, registered as the "security" component.
  *
- * Identities, strongest first:
- *   node    a client certificate from the cluster CA (mutual TLS): subject = CN;
- *   admin / viewer / node tokens: an HS256 JWT from POST /auth/token, checked
- *           against the cluster JWT secret and the revocation list;
+ * Identities:
+ *   admin / viewer: an ES256 JWT from the coordinator's POST /auth/token,
+ *           checked against the cluster's public key set and the revocation
+ *           list. A token decides even on a connection with a node
+ *           certificate: that is an operator's call forwarded by a node, and
+ *           the target authorizes the operator, not the forwarding node;
+ *   node    a client certificate from the cluster CA (mutual TLS) and no token:
+ *           subject = CN. A node identity never becomes an operator token;
  *   anonymous: neither (only the open routes answer).
- * Secrets (JWT secret, admin API key, revoked tokens) live in the node's vault.
+ *
+ * Keys: only the coordinator holds the private signing key (vault
+ * keys/jwt_signing_key); every node holds the public key set (vault
+ * data/jwt_public_keys), delivered at enrollment and refreshed from the
+ * coordinator (GET /internal/jwt-keys) when a token names an unknown key id.
+ *
+ * Revocation: a deny list of token ids (jti) and certificate fingerprints, with
+ * the coordinator's version number on each entry (see auth/revsync.h for how it
+ * spreads). Stored in the vault (data/revoked_tokens) as
+ *   {"format":2,"version":V,"jtis":{jti:[exp,seq]},"certs":{fp:[exp,seq]},
+ *    "pending":[token,...]}
+ * where "pending" holds tokens revoked on this worker that the coordinator has
+ * not confirmed yet (they are sent again until it does).
  */
 #ifndef P2P_AUTH_GUARD_H
 #define P2P_AUTH_GUARD_H
@@ -15,13 +31,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "core/ctx.h"
+
+#define P2P_GUARD_JTI_MAX 128
 
 typedef enum p2p_role { P2P_ROLE_NONE = 0, P2P_ROLE_VIEWER, P2P_ROLE_ADMIN, P2P_ROLE_NODE } p2p_role;
 
 typedef struct p2p_identity {
     p2p_role role;
-    int via_cert;         /* authenticated by a client certificate */
+    int via_cert;         /* the connection has a client certificate from the cluster CA */
+    char peer_node[64];   /* that certificate's node id, "" without one */
     char subject[128];    /* node id or token subject; "" when anonymous */
     char client_ip[64];   /* the peer (or, from a trusted proxy, the forwarded client) */
     char rl_key[160];     /* rate-limit bucket: "node:<id>", "tok:<role>:name:<name>",
@@ -55,23 +76,65 @@ int p2p__guard_rate_batch(p2p_guard *g, const p2p_identity *id, int cls, uint32_
 /* Checks an admin API key in constant time. */
 int p2p__guard_admin_key_ok(p2p_guard *g, const char *key, size_t len);
 
-/* Issues a token for `sub` with `role` ("admin", "viewer", "node") and an
- * optional `name` (NULL = none; keys the token's rate-limit bucket); ttl 0 = jwt_ttl. */
+/* 1 when this node holds the signing key (the coordinator), else 0. */
+int p2p__guard_can_sign(p2p_guard *g);
+
+/* Issues a token for `sub` with `role` ("admin" or "viewer") and an optional
+ * `name` (NULL = none; keys the token's rate-limit bucket); ttl 0 = jwt_ttl.
+ * Returns 0, -EPERM on a node without the signing key, or -EINVAL/-EIO/-ENOMEM. */
 int p2p__guard_issue(p2p_guard *g, const char *sub, const char *role, const char *name, int64_t ttl_s, char **token,
                      int64_t *exp);
 
+/* ---- public keys ---- */
+
+/* New reference to the public key set {"keys":[{kid, alg, pem}, ...]}. */
+json_t *p2p__guard_keys_json(p2p_guard *g);
+/* Adds the keys of such a document (from the coordinator) and stores the set
+ * in the vault (saved with the next save). Returns 0, -EINVAL or -ENOSPC. */
+int p2p__guard_add_keys_json(p2p_guard *g, const json_t *doc);
+/* 1 once a token named a key id this node does not know (cleared by reading):
+ * the caller should refresh the key set. */
+int p2p__guard_keys_wanted(p2p_guard *g);
+
+/* ---- revocation ---- */
+
+typedef void (*p2p_guard_done_cb)(int status, void *arg);
+
+/* Checks a presented token's signature and claims (not the revocation list) and
+ * returns its jti and exp. 0 or -EACCES with `why`. */
+int p2p__guard_check_token(p2p_guard *g, const char *token, size_t len, char jti[P2P_GUARD_JTI_MAX + 1],
+                           int64_t *exp, const char **why);
+
 /* Revokes a presented token (which must verify) and saves the list to the vault.
+ * On the coordinator the entry gets the next deny-list version (*seq_out); on
+ * a worker it is kept as pending until the coordinator confirms it (*seq_out 0).
  * `done` runs once the list is on disk (status 0) or saving failed; it may run
  * before this returns. Returns 0 (then `done` runs exactly once) or -EACCES with
  * `why` when the token is not one this node would accept. */
-typedef void (*p2p_guard_done_cb)(int status, void *arg);
-int p2p__guard_revoke(p2p_guard *g, const char *token, size_t len, const char **why, p2p_guard_done_cb done,
-                      void *arg);
+int p2p__guard_revoke(p2p_guard *g, const char *token, size_t len, const char **why, uint64_t *seq_out,
+                      p2p_guard_done_cb done, void *arg);
 
-/* The cluster JWT secret (for enrollment of workers), 32 bytes. */
-const uint8_t *p2p__guard_jwt_secret(p2p_guard *g, size_t *len);
-/* Replaces the JWT secret (a worker takes the cluster's at enrollment) and saves. */
-int p2p__guard_set_jwt_secret(p2p_guard *g, const uint8_t *secret, size_t len);
+/* Revokes a certificate by its SHA-256 fingerprint (64 lowercase hex digits)
+ * until `exp` (its notAfter), on the coordinator with the next deny-list version;
+ * TLS peer verification then refuses it on every node. `done` as above (may be
+ * NULL). Returns 0, -EINVAL (fingerprint, exp) or -ENOSPC. */
+int p2p__guard_revoke_cert(p2p_guard *g, const char *fingerprint, int64_t exp, p2p_guard_done_cb done, void *arg);
+/* 1 when the fingerprint (64 lowercase hex digits) is revoked. */
+int p2p__guard_cert_revoked(p2p_guard *g, const char *fingerprint);
+
+/* The deny-list version: on the coordinator the authoritative one, on a worker
+ * the coordinator version it has caught up with. */
+uint64_t p2p__guard_revocation_version(p2p_guard *g);
+/* New reference to {"format":2,"version":V,"jtis":{..},"certs":{..}} with the
+ * entries whose version is > since. */
+json_t *p2p__guard_revocations_json(p2p_guard *g, uint64_t since);
+/* Merges such a document from the coordinator, sets the version to its
+ * "version", confirms pending tokens now listed with a version, and saves in
+ * the background. All or nothing; returns 0 or -EINVAL/-ENOSPC. */
+int p2p__guard_apply_revocations(p2p_guard *g, const json_t *doc);
+/* The tokens revoked here and not yet confirmed by the coordinator (borrowed
+ * array of strings, valid until the next guard call). */
+const json_t *p2p__guard_pending(p2p_guard *g);
 
 const char *p2p__role_name(p2p_role r);
 

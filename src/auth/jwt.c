@@ -1,31 +1,39 @@
 /*
- * jwt.c — HS256 tokens on top of libjwt 1.10, the Bearer header parser and the
- * revocation list. The policy is documented in jwt.h.
+ * jwt.c — ES256 tokens, the verification key set, the Bearer header parser and
+ * the revocation list. The policy is documented in jwt.h.
  *
- * libjwt is only handed tokens that passed our own structural and signature
- * checks: it skips the signature when given no key, trusts the header's "alg"
- * (case-insensitively, HS384/HS512 with the same secret verify fine), compares
- * signatures with strcmp, accepts duplicate JSON members and alloca()s buffers
- * the size of the token. The payload claims are read from our own strict parse
- * of the (now authenticated) payload bytes rather than from libjwt's.
+ * Signatures are made and checked with OpenSSL here. JWS wants ECDSA as r || s
+ * (64 bytes); OpenSSL speaks DER (ECDSA_SIG), so both directions convert.
+ * libjwt 1.10 is kept as a second opinion on tokens that already passed our
+ * own checks: it skips the signature when given no key, trusts the header's
+ * "alg" (case-insensitively; it would verify an HMAC keyed with the PEM text of
+ * a public key if asked for HS256), accepts duplicate JSON members and
+ * alloca()s buffers the size of the token. So it is only ever given our
+ * verified tokens, with the key of the kid, and the algorithm it reports must
+ * be ES256. The claims are read from our own strict parse of the (now
+ * authenticated) payload bytes.
  */
 #include "auth/jwt.h"
 
 #include <errno.h>
 #include <jwt.h>
 #include <limits.h>
+#include <openssl/bio.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
+#include <openssl/ec.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/util.h"
 
-#define HS256_SIG_B64_LEN 43 /* 32 bytes, base64url without padding */
-
-/* ---- base64url ---------------------------------------------------------- */
+#define ES256_SIG_LEN 64
+#define ES256_SIG_B64_LEN 86 /* 64 bytes, base64url without padding */
 
 /* ---- claim syntax -------------------------------------------------------- */
 
@@ -69,68 +77,397 @@ static int jti_valid(const char *s, size_t len)
     return 1;
 }
 
-/* ---- issuing ------------------------------------------------------------- */
-
-static int secret_ok(const uint8_t *secret, size_t len)
+static int kid_valid(const char *s, size_t len)
 {
-    return secret && len >= P2P_JWT_MIN_SECRET && len <= INT_MAX;
+    if (len == 0 || len > P2P_JWT_MAX_KID)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return 0;
+    return 1;
 }
 
-int p2p_jwt_issue(const uint8_t *secret, size_t secret_len, const char *sub, const char *role, const char *name,
-                  int64_t now, int64_t ttl_s, char **token_out, char **jti_out)
-{
-    if (!secret_ok(secret, secret_len) || !sub || !sub_valid(sub, strlen(sub)) || !p2p_jwt_role_valid(role) ||
-        (name && !p2p_jwt_name_valid(name)) ||
-        !token_out || now < 0 || now > P2P_JWT_MAX_TIME || ttl_s <= 0 || ttl_s > P2P_JWT_MAX_TIME - now)
-        return -EINVAL;
+/* ---- keys ---------------------------------------------------------------- */
 
-    uint8_t rnd[16];
-    if (RAND_bytes(rnd, sizeof(rnd)) != 1)
-        return -EIO;
-    char jti[2 * sizeof(rnd) + 1];
-    static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < sizeof(rnd); i++) {
-        jti[2 * i] = hex[rnd[i] >> 4];
-        jti[2 * i + 1] = hex[rnd[i] & 15];
+static void hex(const uint8_t *in, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 15];
     }
-    jti[2 * sizeof(rnd)] = '\0';
+    out[2 * n] = '\0';
+}
+
+/* Parses a PEM key (private first, then public) and insists on EC P-256. */
+static EVP_PKEY *load_p256(const char *pem, int *is_private)
+{
+    if (!pem)
+        return NULL;
+    size_t n = strnlen(pem, P2P_JWT_MAX_PEM + 1);
+    if (n == 0 || n > P2P_JWT_MAX_PEM)
+        return NULL;
+    BIO *bio = BIO_new_mem_buf(pem, (int)n);
+    if (!bio)
+        return NULL;
+    int priv = 1;
+    EVP_PKEY *pk = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+    if (!pk) {
+        priv = 0;
+        (void)BIO_reset(bio);
+        pk = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
+    }
+    BIO_free(bio);
+    char group[64] = "";
+    size_t glen = 0;
+    if (!pk || !EVP_PKEY_is_a(pk, "EC") ||
+        EVP_PKEY_get_utf8_string_param(pk, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group, &glen) != 1 ||
+        strcmp(group, "prime256v1") != 0) {
+        EVP_PKEY_free(pk);
+        return NULL;
+    }
+    if (is_private)
+        *is_private = priv;
+    return pk;
+}
+
+static int pubkey_pem_and_kid(EVP_PKEY *pk, char **pub_out, char *kid_out)
+{
+    unsigned char *der = NULL;
+    int dlen = i2d_PUBKEY(pk, &der);
+    if (dlen <= 0)
+        return -EINVAL;
+    if (kid_out) {
+        uint8_t md[SHA256_DIGEST_LENGTH];
+        SHA256(der, (size_t)dlen, md);
+        hex(md, P2P_JWT_KID_LEN / 2, kid_out);
+    }
+    OPENSSL_free(der);
+    if (pub_out) {
+        BIO *bio = BIO_new(BIO_s_mem());
+        char *p = NULL;
+        long len;
+        if (!bio || PEM_write_bio_PUBKEY(bio, pk) != 1 || (len = BIO_get_mem_data(bio, &p)) <= 0) {
+            BIO_free(bio);
+            return -ENOMEM;
+        }
+        *pub_out = p2p__xmalloc((size_t)len + 1);
+        memcpy(*pub_out, p, (size_t)len);
+        (*pub_out)[len] = '\0';
+        BIO_free(bio);
+    }
+    return 0;
+}
+
+int p2p_jwt_keygen(char **pem_out)
+{
+    if (!pem_out)
+        return -EINVAL;
+    EVP_PKEY *pk = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    if (!pk)
+        return -EIO;
+    BIO *bio = BIO_new(BIO_s_secmem());
+    char *p = NULL;
+    long len;
+    int rc = 0;
+    if (!bio || PEM_write_bio_PrivateKey(bio, pk, NULL, NULL, 0, NULL, NULL) != 1 ||
+        (len = BIO_get_mem_data(bio, &p)) <= 0) {
+        rc = -ENOMEM;
+    } else {
+        *pem_out = p2p__xmalloc((size_t)len + 1);
+        memcpy(*pem_out, p, (size_t)len);
+        (*pem_out)[len] = '\0';
+    }
+    BIO_free(bio); /* secure memory BIO: cleansed on free */
+    EVP_PKEY_free(pk);
+    return rc;
+}
+
+void p2p_jwt_pem_free(char *pem)
+{
+    if (!pem)
+        return;
+    OPENSSL_cleanse(pem, strlen(pem));
+    free(pem);
+}
+
+int p2p_jwt_key_info(const char *pem, char **pub_out, char *kid_out)
+{
+    EVP_PKEY *pk = load_p256(pem, NULL);
+    if (!pk)
+        return -EINVAL;
+    int r = pubkey_pem_and_kid(pk, pub_out, kid_out);
+    EVP_PKEY_free(pk);
+    return r;
+}
+
+typedef struct keyset_entry {
+    char kid[P2P_JWT_MAX_KID + 1];
+    EVP_PKEY *pk; /* public half only */
+    char *pem;    /* public PEM */
+} keyset_entry;
+
+struct p2p_jwt_keyset {
+    keyset_entry keys[P2P_JWT_MAX_KEYS];
+    size_t n;
+};
+
+p2p_jwt_keyset *p2p_jwt_keyset_new(void)
+{
+    return p2p__xcalloc(1, sizeof(p2p_jwt_keyset));
+}
+
+void p2p_jwt_keyset_free(p2p_jwt_keyset *ks)
+{
+    if (!ks)
+        return;
+    for (size_t i = 0; i < ks->n; i++) {
+        EVP_PKEY_free(ks->keys[i].pk);
+        free(ks->keys[i].pem);
+    }
+    free(ks);
+}
+
+static const keyset_entry *keyset_find(const p2p_jwt_keyset *ks, const char *kid, size_t len)
+{
+    for (size_t i = 0; ks && i < ks->n; i++)
+        if (strlen(ks->keys[i].kid) == len && memcmp(ks->keys[i].kid, kid, len) == 0)
+            return &ks->keys[i];
+    return NULL;
+}
+
+int p2p_jwt_keyset_has(const p2p_jwt_keyset *ks, const char *kid)
+{
+    return kid && keyset_find(ks, kid, strlen(kid)) != NULL;
+}
+
+size_t p2p_jwt_keyset_count(const p2p_jwt_keyset *ks)
+{
+    return ks ? ks->n : 0;
+}
+
+/* Parses `pem` into a public-only entry (kid computed). 0 or -EINVAL. */
+static int make_entry(const char *pem, keyset_entry *e)
+{
+    EVP_PKEY *pk = load_p256(pem, NULL);
+    if (!pk)
+        return -EINVAL;
+    char *pub = NULL;
+    int r = pubkey_pem_and_kid(pk, &pub, e->kid);
+    EVP_PKEY_free(pk);
+    if (r != 0)
+        return r;
+    /* keep only the public half, re-read from its own PEM */
+    e->pk = load_p256(pub, NULL);
+    if (!e->pk) {
+        free(pub);
+        return -EINVAL;
+    }
+    e->pem = pub;
+    return 0;
+}
+
+int p2p_jwt_keyset_add_pem(p2p_jwt_keyset *ks, const char *pem, char *kid_out)
+{
+    if (!ks)
+        return -EINVAL;
+    keyset_entry e = {0};
+    int r = make_entry(pem, &e);
+    if (r != 0)
+        return r;
+    if (kid_out)
+        memcpy(kid_out, e.kid, P2P_JWT_KID_LEN + 1);
+    if (keyset_find(ks, e.kid, strlen(e.kid))) {
+        EVP_PKEY_free(e.pk);
+        free(e.pem);
+        return 0;
+    }
+    if (ks->n >= P2P_JWT_MAX_KEYS) {
+        EVP_PKEY_free(e.pk);
+        free(e.pem);
+        return -ENOSPC;
+    }
+    ks->keys[ks->n++] = e;
+    return 0;
+}
+
+json_t *p2p_jwt_keyset_to_json(const p2p_jwt_keyset *ks)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; ks && i < ks->n; i++)
+        json_array_append_new(arr, json_pack("{s:s, s:s, s:s}", "kid", ks->keys[i].kid, "alg", "ES256", "pem",
+                                             ks->keys[i].pem));
+    return json_pack("{s:o}", "keys", arr);
+}
+
+int p2p_jwt_keyset_from_json(p2p_jwt_keyset *ks, const json_t *doc)
+{
+    if (!ks || !json_is_object(doc) || json_object_size(doc) != 1)
+        return -EINVAL;
+    json_t *arr = json_object_get(doc, "keys");
+    if (!json_is_array(arr) || json_array_size(arr) > P2P_JWT_MAX_KEYS)
+        return -EINVAL;
+    keyset_entry fresh[P2P_JWT_MAX_KEYS];
+    size_t nf = 0, i;
+    int rc = 0;
+    json_t *k;
+    json_array_foreach(arr, i, k)
+    {
+        json_t *kid = json_object_get(k, "kid"), *alg = json_object_get(k, "alg"), *pem = json_object_get(k, "pem");
+        if (!json_is_object(k) || json_object_size(k) != 3 || !json_is_string(kid) ||
+            !kid_valid(json_string_value(kid), json_string_length(kid)) || !json_is_string(alg) ||
+            strcmp(json_string_value(alg), "ES256") != 0 || !json_is_string(pem) ||
+            json_string_length(pem) > P2P_JWT_MAX_PEM) {
+            rc = -EINVAL;
+            break;
+        }
+        keyset_entry e = {0};
+        if (make_entry(json_string_value(pem), &e) != 0 || strcmp(e.kid, json_string_value(kid)) != 0) {
+            EVP_PKEY_free(e.pk);
+            free(e.pem);
+            rc = -EINVAL;
+            break;
+        }
+        int dup = keyset_find(ks, e.kid, strlen(e.kid)) != NULL;
+        for (size_t j = 0; j < nf && !dup; j++)
+            dup = !strcmp(fresh[j].kid, e.kid);
+        if (dup) {
+            EVP_PKEY_free(e.pk);
+            free(e.pem);
+            continue;
+        }
+        fresh[nf++] = e;
+    }
+    if (rc == 0 && ks->n + nf > P2P_JWT_MAX_KEYS)
+        rc = -ENOSPC;
+    for (size_t j = 0; j < nf; j++) {
+        if (rc == 0) {
+            ks->keys[ks->n++] = fresh[j];
+        } else {
+            EVP_PKEY_free(fresh[j].pk);
+            free(fresh[j].pem);
+        }
+    }
+    return rc;
+}
+
+/* ---- ES256 signatures ------------------------------------------------------ */
+
+/* Signs `msg` with SHA-256/ECDSA into r || s. 0 or -EIO. */
+static int es256_sign(EVP_PKEY *pk, const void *msg, size_t len, uint8_t sig[ES256_SIG_LEN])
+{
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    unsigned char der[128];
+    size_t dlen = sizeof der;
+    int rc = -EIO;
+    ECDSA_SIG *es = NULL;
+    if (!md || EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, pk) != 1 ||
+        EVP_DigestSign(md, der, &dlen, msg, len) != 1)
+        goto out;
+    const unsigned char *p = der;
+    es = d2i_ECDSA_SIG(NULL, &p, (long)dlen);
+    if (!es)
+        goto out;
+    const BIGNUM *r = ECDSA_SIG_get0_r(es), *s = ECDSA_SIG_get0_s(es);
+    if (BN_bn2binpad(r, sig, 32) != 32 || BN_bn2binpad(s, sig + 32, 32) != 32)
+        goto out;
+    rc = 0;
+out:
+    ECDSA_SIG_free(es);
+    EVP_MD_CTX_free(md);
+    return rc;
+}
+
+/* 1 when r || s is a valid signature of `msg` under `pk`, else 0. */
+static int es256_verify(EVP_PKEY *pk, const void *msg, size_t len, const uint8_t sig[ES256_SIG_LEN])
+{
+    ECDSA_SIG *es = ECDSA_SIG_new();
+    BIGNUM *r = BN_bin2bn(sig, 32, NULL), *s = BN_bin2bn(sig + 32, 32, NULL);
+    unsigned char *der = NULL;
+    EVP_MD_CTX *md = NULL;
+    int ok = 0;
+    if (!es || !r || !s || ECDSA_SIG_set0(es, r, s) != 1) {
+        BN_free(r);
+        BN_free(s);
+        goto out;
+    }
+    int dlen = i2d_ECDSA_SIG(es, &der);
+    md = EVP_MD_CTX_new();
+    if (dlen <= 0 || !md || EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, pk) != 1)
+        goto out;
+    ok = EVP_DigestVerify(md, der, (size_t)dlen, msg, len) == 1;
+out:
+    OPENSSL_free(der);
+    EVP_MD_CTX_free(md);
+    ECDSA_SIG_free(es);
+    return ok;
+}
+
+/* ---- issuing ------------------------------------------------------------- */
+
+int p2p_jwt_issue(const char *priv_pem, const char *sub, const char *role, const char *name, int64_t now,
+                  int64_t ttl_s, char **token_out, char **jti_out)
+{
+    if (!sub || !sub_valid(sub, strlen(sub)) || !p2p_jwt_role_valid(role) || (name && !p2p_jwt_name_valid(name)) ||
+        !token_out || now < 0 ||
+        now > P2P_JWT_MAX_TIME || ttl_s <= 0 || ttl_s > P2P_JWT_MAX_TIME - now)
+        return -EINVAL;
+    int is_priv = 0;
+    EVP_PKEY *pk = load_p256(priv_pem, &is_priv);
+    if (!pk || !is_priv) {
+        EVP_PKEY_free(pk);
+        return -EINVAL;
+    }
+    char kid[P2P_JWT_KID_LEN + 1];
+    int rc = pubkey_pem_and_kid(pk, NULL, kid);
+    uint8_t rnd[16];
+    if (rc == 0 && RAND_bytes(rnd, sizeof(rnd)) != 1)
+        rc = -EIO;
+    if (rc != 0) {
+        EVP_PKEY_free(pk);
+        return rc;
+    }
+    char jti[2 * sizeof(rnd) + 1];
+    hex(rnd, sizeof rnd, jti);
 
     /* json_string() refuses invalid UTF-8, which makes the sub check complete. */
+    json_t *hdr = json_pack("{s:s, s:s, s:s}", "alg", "ES256", "kid", kid, "typ", "JWT");
     json_t *claims = json_pack("{s:s, s:s, s:I, s:I, s:s}", "sub", sub, "role", role, "iat", (json_int_t)now, "exp",
                                (json_int_t)(now + ttl_s), "jti", jti);
-    if (!claims || (name && json_object_set_new(claims, "name", json_string(name)) != 0)) {
+    if (claims && name && json_object_set_new(claims, "name", json_string(name)) != 0) {
         json_decref(claims);
-        return -EINVAL;
+        claims = NULL;
     }
-    char *claims_text = json_dumps(claims, JSON_COMPACT | JSON_SORT_KEYS);
+    char *ht = hdr ? json_dumps(hdr, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    char *ct = claims ? json_dumps(claims, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(hdr);
     json_decref(claims);
-    if (!claims_text)
-        return -ENOMEM;
-
-    int rc = 0;
-    jwt_t *jwt = NULL;
-    char *tok = NULL;
-    if (jwt_new(&jwt) != 0) {
-        rc = -ENOMEM;
+    if (!ht || !ct) {
+        rc = claims ? -ENOMEM : -EINVAL;
         goto out;
     }
-    if (jwt_add_grants_json(jwt, claims_text) != 0 ||
-        jwt_set_alg(jwt, JWT_ALG_HS256, secret, (int)secret_len) != 0) {
-        rc = -ENOMEM;
+    size_t hl = strlen(ht), cl = strlen(ct);
+    size_t cap = 4 * ((hl + 2) / 3) + 4 * ((cl + 2) / 3) + ES256_SIG_B64_LEN + 8;
+    char *tok = p2p__xmalloc(cap);
+    p2p__b64url_encode((const uint8_t *)ht, hl, tok);
+    size_t n = strlen(tok);
+    tok[n++] = '.';
+    p2p__b64url_encode((const uint8_t *)ct, cl, tok + n);
+    n += strlen(tok + n);
+    uint8_t sig[ES256_SIG_LEN];
+    if ((rc = es256_sign(pk, tok, n, sig)) != 0) {
+        free(tok);
         goto out;
     }
-    tok = jwt_encode_str(jwt);
-    if (!tok) {
-        rc = -ENOMEM;
-        goto out;
-    }
-    *token_out = p2p__xstrdup(tok);
+    tok[n++] = '.';
+    p2p__b64url_encode(sig, sizeof sig, tok + n);
+    *token_out = tok;
     if (jti_out)
         *jti_out = p2p__xstrdup(jti);
 out:
-    free(tok);
-    jwt_free(jwt);
-    free(claims_text);
+    free(ht);
+    free(ct);
+    EVP_PKEY_free(pk);
     return rc;
 }
 
@@ -162,19 +499,23 @@ static json_t *decode_segment(const char *seg, size_t n, uint8_t *buf)
     return j;
 }
 
-/* Header policy: "alg" exactly "HS256", optional "typ" exactly "JWT", nothing else. */
+/* Header policy: "alg" exactly "ES256", "kid" hex, optional "typ" exactly "JWT",
+ * nothing else. */
 static const char *check_header(json_t *h)
 {
     json_t *alg = json_object_get(h, "alg");
     if (!json_is_string(alg))
         return "malformed token";
-    if (strcmp(json_string_value(alg), "HS256") != 0)
+    if (strcmp(json_string_value(alg), "ES256") != 0)
         return "algorithm not allowed";
+    json_t *kid = json_object_get(h, "kid");
+    if (!json_is_string(kid) || !kid_valid(json_string_value(kid), json_string_length(kid)))
+        return "missing key id";
     const char *key;
     json_t *v;
     json_object_foreach(h, key, v)
     {
-        if (!strcmp(key, "alg"))
+        if (!strcmp(key, "alg") || !strcmp(key, "kid"))
             continue;
         if (!strcmp(key, "typ") && json_is_string(v) && !strcmp(json_string_value(v), "JWT"))
             continue;
@@ -251,7 +592,7 @@ static const char *check_claims(json_t *p, int64_t now, int64_t leeway, const p2
     return NULL;
 }
 
-int p2p_jwt_verify(const uint8_t *secret, size_t secret_len, const char *token, size_t token_len, int64_t now,
+int p2p_jwt_verify(const p2p_jwt_keyset *keys, const char *token, size_t token_len, int64_t now,
                    const p2p_jwt_opts *opts, p2p_jwt_claims *out, const char **why)
 {
     const char *why_local;
@@ -259,8 +600,7 @@ int p2p_jwt_verify(const uint8_t *secret, size_t secret_len, const char *token, 
         why = &why_local;
     *why = "bad arguments";
     int64_t leeway = opts ? opts->leeway_s : P2P_JWT_DEFAULT_LEEWAY_S;
-    if (!secret_ok(secret, secret_len) || !out || now < 0 || now > P2P_JWT_MAX_TIME || leeway < 0 ||
-        leeway > P2P_JWT_MAX_LEEWAY_S)
+    if (!keys || !out || now < 0 || now > P2P_JWT_MAX_TIME || leeway < 0 || leeway > P2P_JWT_MAX_LEEWAY_S)
         return -EINVAL;
     if (!token || token_len == 0) {
         *why = "no token";
@@ -304,37 +644,35 @@ int p2p_jwt_verify(const uint8_t *secret, size_t secret_len, const char *token, 
         *why = "malformed token";
         goto out;
     }
-    /* 2. header */
+    /* 2. header, and the key it names */
     if ((*why = check_header(header)))
         goto out;
+    json_t *kid = json_object_get(header, "kid");
+    const keyset_entry *key = keyset_find(keys, json_string_value(kid), json_string_length(kid));
+    if (!key) {
+        *why = "unknown key id";
+        goto out;
+    }
     payload = decode_segment(pseg, plen, buf);
     if (!payload) {
         *why = "malformed token";
         goto out;
     }
 
-    /* 3. signature, in constant time */
-    uint8_t mac[EVP_MAX_MD_SIZE];
-    unsigned mac_len = 0;
-    if (!HMAC(EVP_sha256(), secret, (int)secret_len, (const unsigned char *)token, hlen + 1 + plen, mac, &mac_len) ||
-        mac_len != 32) {
-        *why = "internal error";
-        rc = -ENOMEM;
-        goto out;
-    }
-    char expect[HS256_SIG_B64_LEN + 2];
-    p2p__b64url_encode(mac, mac_len, expect);
-    OPENSSL_cleanse(mac, sizeof(mac));
-    if (slen != HS256_SIG_B64_LEN || CRYPTO_memcmp(expect, sseg, HS256_SIG_B64_LEN) != 0) {
+    /* 3. signature: r || s, with OpenSSL */
+    uint8_t sig[ES256_SIG_LEN + 3];
+    size_t sig_len = 0;
+    if (slen != ES256_SIG_B64_LEN || p2p__b64url_decode(sseg, slen, sig, &sig_len) != 0 ||
+        sig_len != ES256_SIG_LEN || !es256_verify(key->pk, token, hlen + 1 + plen, sig)) {
         *why = "bad signature";
         goto out;
     }
 
-    /* ... and libjwt's own verification, with the key always given. */
+    /* ... and libjwt's own verification, with the key of the kid always given. */
     tokz = p2p__xmalloc(token_len + 1);
     memcpy(tokz, token, token_len);
     tokz[token_len] = '\0';
-    int jrc = jwt_decode(&jwt, tokz, secret, (int)secret_len);
+    int jrc = jwt_decode(&jwt, tokz, (const unsigned char *)key->pem, (int)strlen(key->pem));
     if (jrc == ENOMEM) {
         *why = "internal error";
         rc = -ENOMEM;
@@ -344,7 +682,7 @@ int p2p_jwt_verify(const uint8_t *secret, size_t secret_len, const char *token, 
         *why = "malformed token";
         goto out;
     }
-    if (jwt_get_alg(jwt) != JWT_ALG_HS256) {
+    if (jwt_get_alg(jwt) != JWT_ALG_ES256) {
         *why = "algorithm not allowed";
         goto out;
     }
@@ -417,11 +755,13 @@ int p2p_auth_parse_bearer(const char *value, size_t len, const char **token, siz
 /* ---- revocation list ----------------------------------------------------- */
 
 /* Open addressing, linear probing, at most half full; removal (purge) rebuilds
- * the table. The keys are jtis an administrator chose to revoke, not attacker
- * input, so an unkeyed hash is adequate. */
+ * the table. The keys are jtis and fingerprints an administrator chose to
+ * revoke (each verified before it is listed), not attacker input, so an
+ * unkeyed hash is adequate. */
 typedef struct revoked_entry {
-    char *jti; /* NULL = empty slot */
+    char *key; /* NULL = empty slot */
     int64_t exp;
+    uint64_t seq;
 } revoked_entry;
 
 struct p2p_revoked {
@@ -431,6 +771,8 @@ struct p2p_revoked {
     size_t max;
     int64_t leeway;
 };
+
+#define SEQ_MAX 9007199254740992ull /* 2^53: exact in any JSON reader */
 
 static uint64_t fnv1a(const char *s)
 {
@@ -442,10 +784,10 @@ static uint64_t fnv1a(const char *s)
     return h;
 }
 
-static size_t revoked_find(const p2p_revoked *set, const char *jti)
+static size_t revoked_find(const p2p_revoked *set, const char *key)
 {
-    size_t mask = set->cap - 1, i = (size_t)fnv1a(jti) & mask;
-    while (set->slots[i].jti && strcmp(set->slots[i].jti, jti) != 0)
+    size_t mask = set->cap - 1, i = (size_t)fnv1a(key) & mask;
+    while (set->slots[i].key && strcmp(set->slots[i].key, key) != 0)
         i = (i + 1) & mask;
     return i;
 }
@@ -467,7 +809,7 @@ void p2p_revoked_free(p2p_revoked *set)
     if (!set)
         return;
     for (size_t i = 0; i < set->cap; i++)
-        free(set->slots[i].jti);
+        free(set->slots[i].key);
     free(set->slots);
     free(set);
 }
@@ -479,44 +821,55 @@ static void revoked_rehash(p2p_revoked *set, size_t new_cap)
     set->slots = p2p__xcalloc(new_cap, sizeof(*set->slots));
     set->cap = new_cap;
     for (size_t i = 0; i < old_cap; i++)
-        if (old[i].jti)
-            set->slots[revoked_find(set, old[i].jti)] = old[i];
+        if (old[i].key)
+            set->slots[revoked_find(set, old[i].key)] = old[i];
     free(old);
 }
 
-/* Inserts a jti known to be valid; the caller checked the bound. */
-static void revoked_put(p2p_revoked *set, const char *jti, int64_t exp)
+/* Inserts a key known to be valid; the caller checked the bound. */
+static void revoked_put(p2p_revoked *set, const char *key, int64_t exp, uint64_t seq)
 {
-    size_t i = revoked_find(set, jti);
-    if (set->slots[i].jti) {
+    size_t i = revoked_find(set, key);
+    if (set->slots[i].key) {
         if (exp > set->slots[i].exp)
             set->slots[i].exp = exp;
+        if (seq > set->slots[i].seq)
+            set->slots[i].seq = seq;
         return;
     }
     if (2 * (set->count + 1) > set->cap) {
         revoked_rehash(set, set->cap * 2);
-        i = revoked_find(set, jti);
+        i = revoked_find(set, key);
     }
-    set->slots[i].jti = p2p__xstrdup(jti);
+    set->slots[i].key = p2p__xstrdup(key);
     set->slots[i].exp = exp;
+    set->slots[i].seq = seq;
     set->count++;
 }
 
-int p2p_revoked_add(p2p_revoked *set, const char *jti, int64_t exp)
+int p2p_revoked_add(p2p_revoked *set, const char *key, int64_t exp, uint64_t seq)
 {
-    if (!set || !jti || !jti_valid(jti, strlen(jti)) || exp < 0 || exp > P2P_JWT_MAX_TIME)
+    if (!set || !key || !jti_valid(key, strlen(key)) || exp < 0 || exp > P2P_JWT_MAX_TIME || seq > SEQ_MAX)
         return -EINVAL;
-    if (!set->slots[revoked_find(set, jti)].jti && set->count >= set->max)
+    if (!set->slots[revoked_find(set, key)].key && set->count >= set->max)
         return -ENOSPC;
-    revoked_put(set, jti, exp);
+    revoked_put(set, key, exp, seq);
     return 0;
 }
 
-int p2p_revoked_contains(const p2p_revoked *set, const char *jti)
+int p2p_revoked_contains(const p2p_revoked *set, const char *key)
 {
-    if (!set || !jti)
+    if (!set || !key)
         return 0;
-    return set->slots[revoked_find(set, jti)].jti != NULL;
+    return set->slots[revoked_find(set, key)].key != NULL;
+}
+
+int64_t p2p_revoked_seq(const p2p_revoked *set, const char *key)
+{
+    if (!set || !key)
+        return -1;
+    const revoked_entry *e = &set->slots[revoked_find(set, key)];
+    return e->key ? (int64_t)e->seq : -1;
 }
 
 size_t p2p_revoked_count(const p2p_revoked *set)
@@ -531,9 +884,9 @@ size_t p2p_revoked_purge(p2p_revoked *set, int64_t now)
     size_t removed = 0;
     for (size_t i = 0; i < set->cap; i++) {
         /* exp >= 0 and leeway >= 0: compare without adding to stay clear of overflow */
-        if (set->slots[i].jti && set->slots[i].exp <= now - set->leeway) {
-            free(set->slots[i].jti);
-            set->slots[i].jti = NULL;
+        if (set->slots[i].key && set->slots[i].exp <= now - set->leeway) {
+            free(set->slots[i].key);
+            set->slots[i].key = NULL;
             removed++;
         }
     }
@@ -547,21 +900,56 @@ size_t p2p_revoked_purge(p2p_revoked *set, int64_t now)
     return removed;
 }
 
-json_t *p2p_revoked_to_json(const p2p_revoked *set)
+json_t *p2p_revoked_to_json(const p2p_revoked *set, int64_t since)
 {
     json_t *map = json_object();
     if (!map)
         return NULL;
-    for (size_t i = 0; set && i < set->cap; i++)
-        if (set->slots[i].jti &&
-            json_object_set_new(map, set->slots[i].jti, json_integer((json_int_t)set->slots[i].exp)) != 0) {
+    for (size_t i = 0; set && i < set->cap; i++) {
+        const revoked_entry *e = &set->slots[i];
+        if (!e->key || (since >= 0 && e->seq <= (uint64_t)since))
+            continue;
+        if (json_object_set_new(map, e->key, json_pack("[I, I]", (json_int_t)e->exp, (json_int_t)e->seq)) != 0) {
             json_decref(map);
             return NULL;
         }
-    return json_pack("{s:i, s:o}", "version", 1, "revoked", map);
+    }
+    return map;
 }
 
-int p2p_revoked_from_json(p2p_revoked *set, const json_t *doc)
+static int entry_valid(const char *key, const json_t *v)
+{
+    json_t *exp = json_array_get(v, 0), *seq = json_array_get(v, 1);
+    return jti_valid(key, strlen(key)) && json_is_array(v) && json_array_size(v) == 2 && json_is_integer(exp) &&
+           json_integer_value(exp) >= 0 && json_integer_value(exp) <= P2P_JWT_MAX_TIME && json_is_integer(seq) &&
+           json_integer_value(seq) >= 0 && (uint64_t)json_integer_value(seq) <= SEQ_MAX;
+}
+
+int p2p_revoked_merge_json(p2p_revoked *set, const json_t *map)
+{
+    if (!set || !json_is_object(map))
+        return -EINVAL;
+    const char *key;
+    json_t *v;
+    size_t fresh = 0;
+    json_object_foreach((json_t *)map, key, v)
+    {
+        if (!entry_valid(key, v))
+            return -EINVAL;
+        if (!p2p_revoked_contains(set, key))
+            fresh++;
+    }
+    if (fresh > set->max - set->count)
+        return -ENOSPC;
+    json_object_foreach((json_t *)map, key, v)
+    {
+        revoked_put(set, key, (int64_t)json_integer_value(json_array_get(v, 0)),
+                    (uint64_t)json_integer_value(json_array_get(v, 1)));
+    }
+    return 0;
+}
+
+int p2p_revoked_from_json_v1(p2p_revoked *set, const json_t *doc)
 {
     if (!set || !json_is_object(doc) || json_object_size(doc) != 2)
         return -EINVAL;
@@ -584,7 +972,7 @@ int p2p_revoked_from_json(p2p_revoked *set, const json_t *doc)
         return -ENOSPC;
     json_object_foreach(map, jti, v)
     {
-        revoked_put(set, jti, (int64_t)json_integer_value(v));
+        revoked_put(set, jti, (int64_t)json_integer_value(v), 0);
     }
     return 0;
 }

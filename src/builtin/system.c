@@ -200,7 +200,7 @@ static const p2p_method_desc methods[] = {
                    "overrides.",
      "none", P2P_METHOD_READONLY, p2p__runconfig_get, NULL},
     {"update_config", "Changes whitelisted config keys at run time and stores them in the vault (all or nothing).",
-     "{key: value, ...} or {config: {key: value, ...}}", 0, p2p__runconfig_update, NULL},
+     "{key: value, ...} or {config: {key: value, ...}}", P2P_METHOD_ADMIN, p2p__runconfig_update, NULL},
 };
 
 static void on_cpu_timer(uv_timer_t *t)

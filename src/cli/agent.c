@@ -17,6 +17,7 @@
 
 #include "services/manager.h"
 #include "auth/guard.h"
+#include "auth/revsync.h"
 #include "builtin/runconfig.h"
 #include "builtin/system.h"
 #include "cli/password.h"
@@ -345,6 +346,7 @@ int p2p__cmd_agent(int argc, char **argv)
     p2p__guard_register(ctx);
     p2p__pki_register(ctx);
     p2p__membership_register(ctx);
+    p2p__revsync_register(ctx);
     p2p__system_register(ctx);
     p2p__services_register(ctx);
     p2p__http_register(ctx);

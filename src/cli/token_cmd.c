@@ -34,8 +34,8 @@ static void token_usage(FILE *out)
             "from its vault in --data-dir DIR (vault password from --password-file,\n"
             "$P2P_VAULT_PASSWORD or a prompt). Use it with 'p2p call --token-file' or $P2P_TOKEN.\n"
             "\n"
-            "'revoke' puts TOKEN on the node's deny list (needs an admin token: --token,\n"
-            "--token-file or $P2P_TOKEN).\n"
+            "'revoke' puts TOKEN on the cluster's deny list through any node (needs an admin token:\n"
+            "--token, --token-file or $P2P_TOKEN) and says how many nodes have it.\n"
             "\n"
             "Join tokens (on the coordinator) let new workers enroll: 'create --join' prints one\n"
             "(shown once; it ends with the CA pin the worker checks), valid --ttl seconds (default\n"
@@ -369,7 +369,18 @@ int p2p__cmd_token(int argc, char **argv)
         body = json_pack("{s:s}", "token", target);
         if (post_json(addr, ca_file, insecure, "/auth/revoke", body, secret, &resp, &status) == 0) {
             if (status == 200) {
-                fprintf(stderr, "p2p token: revoked\n");
+                json_t *tot = json_object_get(resp, "nodes_total"), *ok = json_object_get(resp, "nodes_confirmed");
+                json_t *coord = json_object_get(resp, "coordinator");
+                if (json_is_integer(tot) && json_is_integer(ok))
+                    fprintf(stderr, "p2p token: revoked; %lld of %lld nodes have it%s\n",
+                            (long long)json_integer_value(ok), (long long)json_integer_value(tot),
+                            json_integer_value(ok) < json_integer_value(tot)
+                                ? " (the others get it from the coordinator as soon as they reach it)"
+                                : "");
+                else
+                    fprintf(stderr, "p2p token: revoked\n");
+                if (json_is_string(coord))
+                    fprintf(stderr, "p2p token: coordinator %s\n", json_string_value(coord));
                 rc = 0;
             } else {
                 json_t *e = json_object_get(resp, "error");

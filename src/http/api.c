@@ -17,6 +17,7 @@
 #include "auth/guard.h"
 #include "auth/jwt.h"
 #include "auth/ratelimit.h"
+#include "auth/revsync.h"
 #include "builtin/sysinfo.h"
 #include "core/metrics.h"
 #include "core/util.h"
@@ -113,17 +114,20 @@ static int is_json_type(const h2o_req_t *req)
     return 0;
 }
 
-/* A viewer may call read-only methods only; one write method in a batch refuses it all. */
+/* A viewer may call read-only methods only; a node identity anything but the
+ * admin-only methods. One forbidden method in a batch refuses it all. */
 static const char *first_forbidden(http_server *srv, const jsonrpc_msg *msg, const p2p_identity *id)
 {
-    if (id->role != P2P_ROLE_VIEWER || msg->error)
+    if ((id->role != P2P_ROLE_VIEWER && id->role != P2P_ROLE_NODE) || msg->error)
         return NULL;
     for (size_t i = 0; i < msg->n; i++) {
         const jsonrpc_item *it = &msg->items[i];
         if (it->error || !it->method)
             continue;
         p2p_method *m = p2p__registry_find(srv->ctx->registry, it->method, strlen(it->method));
-        if (m && !(m->flags & P2P_METHOD_READONLY))
+        if (m && id->role == P2P_ROLE_VIEWER && !(m->flags & P2P_METHOD_READONLY))
+            return m->path;
+        if (m && id->role == P2P_ROLE_NODE && (m->flags & P2P_METHOD_ADMIN))
             return m->path;
     }
     return NULL;
@@ -172,9 +176,18 @@ static int forward_if_asked(http_server *srv, h2o_req_t *req, const p2p_identity
         p2p__http_send_error(req, 403, "Forbidden", "calling another node through this one needs the admin role");
         return 1;
     }
+    /* the operator's token goes along: the target authorizes the operator, not us */
+    char *authz = NULL;
+    ssize_t ai = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
+    if (ai >= 0 && id->role != P2P_ROLE_NODE) {
+        h2o_iovec_t av = req->headers.entries[ai].value;
+        authz = h2o_mem_alloc_pool(&req->pool, av.len + 1);
+        memcpy(authz, av.base, av.len);
+        authz[av.len] = '\0';
+    }
     rpc_pending *pend = pending_new(req);
-    int r = p2p__remote_forward(srv->ctx, node, req->entity.base ? req->entity.base : "", req->entity.len, 30000,
-                                on_forwarded, pend);
+    int r = p2p__remote_forward(srv->ctx, node, req->entity.base ? req->entity.base : "", req->entity.len, authz,
+                                30000, on_forwarded, pend);
     if (r != 0) {
         *pend->guard = NULL;
         free(pend);
@@ -222,6 +235,19 @@ static int charge_batch(http_server *srv, h2o_req_t *req, const jsonrpc_msg *msg
     return 0;
 }
 
+/* The Authorization header of an operator's request (NULL for a node's own
+ * calls): methods that call other nodes for the operator send it along. */
+static const char *bearer_of(h2o_req_t *req, const p2p_identity *id)
+{
+    if (id->role != P2P_ROLE_ADMIN && id->role != P2P_ROLE_VIEWER)
+        return NULL;
+    ssize_t ai = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
+    if (ai < 0)
+        return NULL;
+    h2o_iovec_t av = req->headers.entries[ai].value;
+    return h2o_strdup(&req->pool, av.base, av.len).base;
+}
+
 void p2p__api_rpc(http_server *srv, h2o_req_t *req, const p2p_identity *id)
 {
     if (!is_json_type(req)) {
@@ -237,12 +263,17 @@ void p2p__api_rpc(http_server *srv, h2o_req_t *req, const p2p_identity *id)
     const char *denied = first_forbidden(srv, &msg, id);
     if (denied) {
         char text[200];
-        snprintf(text, sizeof text, "the viewer role may not call %s (it changes state)", denied);
+        if (id->role == P2P_ROLE_VIEWER)
+            snprintf(text, sizeof text, "the viewer role may not call %s (it changes state)", denied);
+        else
+            snprintf(text, sizeof text, "a node identity may not call %s (it needs an operator's admin token)",
+                     denied);
         jsonrpc_msg_free(&msg);
         p2p__http_send_error(req, 403, "Forbidden", text);
         return;
     }
-    jsonrpc_execute(srv->ctx, &msg, on_rpc_done, pending_new(req));
+    jsonrpc_caller caller = {bearer_of(req, id), id->role == P2P_ROLE_NODE};
+    jsonrpc_execute_as(srv->ctx, &msg, &caller, on_rpc_done, pending_new(req));
 }
 
 /* ---- /auth/token and /auth/revoke ---------------------------------------- */
@@ -287,7 +318,14 @@ void p2p__api_auth_token(http_server *srv, h2o_req_t *req, const p2p_identity *i
         p2p__http_send_error(req, 400, "Bad Request", msg);
         return;
     }
-    const char *sub, *grant; /* static strings or id->subject: `body` is freed below */
+    const char *sub, *grant; /* static strings: `body` is freed below */
+    if (!p2p__guard_can_sign(g)) {
+        json_decref(body);
+        p2p__http_send_error(req, 403, "Forbidden",
+                             "this node cannot issue tokens: only the coordinator signs them (POST /auth/token on the "
+                             "coordinator; any node accepts its tokens)");
+        return;
+    }
     if (key) {
         if (!p2p__guard_admin_key_ok(g, json_string_value(key), json_string_length(key))) {
             json_decref(body);
@@ -299,13 +337,13 @@ void p2p__api_auth_token(http_server *srv, h2o_req_t *req, const p2p_identity *i
         }
         sub = "admin";
         grant = want && strcmp(want, "viewer") == 0 ? "viewer" : "admin";
-    } else if (id->via_cert) {
-        sub = id->subject;
-        grant = want && strcmp(want, "viewer") == 0 ? "viewer" : "node";
     } else {
+        /* a node certificate is a node identity: it never turns into an operator token */
         json_decref(body);
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, H2O_STRLIT("ApiKey realm=\"p2p\""));
-        p2p__http_send_error(req, 401, "Unauthorized", "give an api_key, or present a node certificate");
+        p2p__http_send_error(req, 401, "Unauthorized",
+                             id->via_cert ? "a node certificate does not get a token: give the admin api_key"
+                                          : "give the admin api_key");
         return;
     }
     char *token = NULL;
@@ -327,36 +365,23 @@ void p2p__api_auth_token(http_server *srv, h2o_req_t *req, const p2p_identity *i
     json_decref(out);
 }
 
-static void on_revoke_saved(int status, void *arg)
-{
-    rpc_pending *pend = arg;
-    h2o_req_t *req = pend->req;
-    if (req) {
-        *pend->guard = NULL;
-        if (status == 0) {
-            json_t *out = json_pack("{s:b}", "revoked", 1);
-            p2p__http_send_json(req, 200, "OK", out);
-            json_decref(out);
-        } else {
-            p2p__http_send_error(req, 500, "Internal Server Error", "the revocation could not be saved");
-        }
-    }
-    free(pend);
-}
+static void on_pki_reply(int status, json_t *body, void *arg);
 
-void p2p__api_auth_revoke(http_server *srv, h2o_req_t *req, const p2p_identity *id)
+/* POST /auth/revoke (admin) and, on the coordinator, POST /internal/revoke (a
+ * worker passing on a revocation made there): both go through auth/revsync.c,
+ * which answers once the entry is stored and the nodes have it (or ~2 s). */
+static void revoke_common(http_server *srv, h2o_req_t *req, const p2p_identity *id, int forwarded)
 {
     json_t *body = json_body(req);
     json_t *tok = json_is_object(body) ? json_object_get(body, "token") : NULL;
-    if (!json_is_string(tok)) {
+    if (!json_is_string(tok) || json_string_length(tok) == 0) {
         json_decref(body);
         p2p__http_send_error(req, 400, "Bad Request", "expected {\"token\": string}");
         return;
     }
     const char *why = NULL;
     rpc_pending *pend = pending_new(req);
-    int r = p2p__guard_revoke(p2p__guard(srv->ctx), json_string_value(tok), json_string_length(tok), &why,
-                              on_revoke_saved, pend);
+    int r = p2p__revsync_revoke(srv->ctx, json_string_value(tok), json_string_length(tok), &why, on_pki_reply, pend);
     json_decref(body);
     if (r != 0) {
         *pend->guard = NULL;
@@ -367,7 +392,56 @@ void p2p__api_auth_revoke(http_server *srv, h2o_req_t *req, const p2p_identity *
                              msg);
         return;
     }
-    p2p_log(srv->ctx, P2P_LOG_INFO, "security", "token revoked by %s", id->subject);
+    p2p_log(srv->ctx, P2P_LOG_INFO, "security", "token revoked by %s%s", id->subject,
+            forwarded ? " (made on that node)" : "");
+}
+
+void p2p__api_auth_revoke(http_server *srv, h2o_req_t *req, const p2p_identity *id)
+{
+    revoke_common(srv, req, id, 0);
+}
+
+void p2p__api_internal_revoke(http_server *srv, h2o_req_t *req, const p2p_identity *id)
+{
+    if (!p2p__guard_can_sign(p2p__guard(srv->ctx))) {
+        p2p__http_send_error(req, 404, "Not Found", "only the coordinator keeps the cluster's deny list");
+        return;
+    }
+    revoke_common(srv, req, id, 1);
+}
+
+void p2p__api_revocations(http_server *srv, h2o_req_t *req, const p2p_identity *id)
+{
+    if (!p2p__guard_can_sign(p2p__guard(srv->ctx))) {
+        p2p__http_send_error(req, 404, "Not Found", "only the coordinator keeps the cluster's deny list");
+        return;
+    }
+    uint64_t since = 0;
+    if (req->query_at != SIZE_MAX) {
+        const char *q = req->path.base + req->query_at + 1;
+        size_t ql = req->path.len - req->query_at - 1;
+        if (ql < 7 || memcmp(q, "since=", 6) != 0 || ql > 6 + 16) {
+            p2p__http_send_error(req, 400, "Bad Request", "expected ?since=VERSION");
+            return;
+        }
+        for (size_t i = 6; i < ql; i++) {
+            if (q[i] < '0' || q[i] > '9') {
+                p2p__http_send_error(req, 400, "Bad Request", "expected ?since=VERSION");
+                return;
+            }
+            since = since * 10 + (uint64_t)(q[i] - '0');
+        }
+    }
+    json_t *doc = p2p__revsync_serve(srv->ctx, since, id->peer_node);
+    p2p__http_send_json(req, 200, "OK", doc);
+    json_decref(doc);
+}
+
+void p2p__api_jwt_keys(http_server *srv, h2o_req_t *req)
+{
+    json_t *doc = p2p__guard_keys_json(p2p__guard(srv->ctx));
+    p2p__http_send_json(req, 200, "OK", doc);
+    json_decref(doc);
 }
 
 /* ---- /internal: the CA certificate, enrollment and renewal ------------------ */

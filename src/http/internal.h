@@ -105,6 +105,10 @@ void p2p__api_health(http_server *srv, h2o_req_t *req);
 void p2p__api_rpc(http_server *srv, h2o_req_t *req, const struct p2p_identity *id);
 void p2p__api_auth_token(http_server *srv, h2o_req_t *req, const struct p2p_identity *id);
 void p2p__api_auth_revoke(http_server *srv, h2o_req_t *req, const struct p2p_identity *id);
+/* Cluster-wide revocation and token keys (auth/revsync.h): node certificates only. */
+void p2p__api_internal_revoke(http_server *srv, h2o_req_t *req, const struct p2p_identity *id);
+void p2p__api_revocations(http_server *srv, h2o_req_t *req, const struct p2p_identity *id);
+void p2p__api_jwt_keys(http_server *srv, h2o_req_t *req);
 
 void p2p__api_ca_cert(http_server *srv, h2o_req_t *req);
 void p2p__api_cert_request(http_server *srv, h2o_req_t *req, const struct p2p_identity *id);

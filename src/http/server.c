@@ -158,7 +158,7 @@ typedef enum {
     AUTH_SELF,  /* the handler checks credentials in the request (api key, join token) */
     AUTH_NODE,  /* a client certificate from the cluster CA */
     AUTH_ANY,   /* a node certificate or a token of any role (viewers: read-only) */
-    AUTH_ADMIN, /* a node certificate or an admin token */
+    AUTH_ADMIN, /* an admin token (a node certificate is not enough) */
 } route_auth;
 
 typedef struct route {
@@ -184,6 +184,9 @@ enum {
     R_CERT_RENEW,
     R_CLUSTER_NODES,
     R_GOSSIP_EXCHANGE,
+    R_INTERNAL_REVOKE,
+    R_REVOCATIONS,
+    R_JWT_KEYS,
 };
 
 /* Every route the node serves, with who may call it. The system tests walk this
@@ -204,6 +207,9 @@ static const route routes[] = {
     {"/cluster/nodes", ROUTE_EXACT, "GET", R_CLUSTER_NODES, AUTH_ANY, P2P_RL_OTHER},
     {"/internal/gossip/exchange", ROUTE_EXACT, "POST", R_GOSSIP_EXCHANGE, AUTH_NODE, P2P_RL_OTHER},
     {"/internal/gossip/join", ROUTE_EXACT, "POST", R_GOSSIP_EXCHANGE, AUTH_NODE, P2P_RL_OTHER},
+    {"/internal/revoke", ROUTE_EXACT, "POST", R_INTERNAL_REVOKE, AUTH_NODE, P2P_RL_OTHER},
+    {"/internal/revocations", ROUTE_EXACT, "GET", R_REVOCATIONS, AUTH_NODE, P2P_RL_OTHER},
+    {"/internal/jwt-keys", ROUTE_EXACT, "GET", R_JWT_KEYS, AUTH_NODE, P2P_RL_OTHER},
 };
 
 static h2o_iovec_t header_value(h2o_req_t *req, const h2o_token_t *token)
@@ -273,7 +279,7 @@ static int admit(http_server *srv, h2o_req_t *req, const route *r, p2p_identity 
         send_unauthorized(req, id->why);
         return 0;
     case AUTH_ADMIN:
-        if (id->role == P2P_ROLE_ADMIN || id->role == P2P_ROLE_NODE)
+        if (id->role == P2P_ROLE_ADMIN)
             return 1;
         if (id->role == P2P_ROLE_NONE)
             send_unauthorized(req, id->why);
@@ -383,6 +389,15 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         break;
     case R_GOSSIP_EXCHANGE:
         p2p__api_gossip_exchange(srv, req);
+        break;
+    case R_INTERNAL_REVOKE:
+        p2p__api_internal_revoke(srv, req, &id);
+        break;
+    case R_REVOCATIONS:
+        p2p__api_revocations(srv, req, &id);
+        break;
+    case R_JWT_KEYS:
+        p2p__api_jwt_keys(srv, req);
         break;
     }
     return 0;

@@ -64,6 +64,7 @@ typedef struct membership {
     uint8_t send_buf[SEND_BUF];
     uint8_t open_buf[RECV_BUF];
     char *meta;
+    json_t *metadata; /* the record's "metadata" object, set by other components */
     char self_addr[INET6_ADDRSTRLEN];
     /* address selection (detect mode only) */
     int detect;                                    /* no advertise/bind override */
@@ -297,9 +298,12 @@ static void on_recv(uv_udp_t *u, ssize_t n, const uv_buf_t *b, const struct sock
 
 /* ---- node records ------------------------------------------------------------ */
 
-/* The meta a node gossips: its services with their methods. */
+/* The meta a node gossips: its services with their methods, and the metadata
+ * other components publish (p2p__membership_set_metadata). */
 static char *build_meta(p2p_ctx *ctx)
 {
+    membership *m = p2p_shared_get(ctx, "membership");
+    json_t *md = m && m->metadata ? json_incref(m->metadata) : json_object();
     json_t *svcs = json_array();
     p2p_registry *reg = ctx->registry;
     for (size_t i = 0; i < reg->n_services; i++) {
@@ -311,7 +315,7 @@ static char *build_meta(p2p_ctx *ctx)
                                               s->version ? s->version : "", "status", s->status ? s->status : "",
                                               "methods", methods));
     }
-    json_t *meta = json_pack("{s:o, s:[], s:{}}", "services", svcs, "capabilities", "metadata");
+    json_t *meta = json_pack("{s:o, s:[], s:O}", "services", svcs, "capabilities", "metadata", md);
     char *text = json_dumps(meta, JSON_COMPACT);
     json_decref(meta);
     if (text && strlen(text) > P2P_GOSSIP_META_MAX) { /* too many services: names only */
@@ -319,10 +323,11 @@ static char *build_meta(p2p_ctx *ctx)
         json_t *names = json_array();
         for (size_t i = 0; i < reg->n_services; i++)
             json_array_append_new(names, json_pack("{s:s}", "name", reg->services[i]->name));
-        meta = json_pack("{s:o, s:b}", "services", names, "truncated", 1);
+        meta = json_pack("{s:o, s:b, s:O}", "services", names, "truncated", 1, "metadata", md);
         text = json_dumps(meta, JSON_COMPACT);
         json_decref(meta);
     }
+    json_decref(md);
     return text;
 }
 
@@ -388,6 +393,37 @@ json_t *p2p__membership_live_ids(p2p_ctx *ctx, const char *role)
             json_array_append_new(arr, json_string(mem->node.id));
     }
     return arr;
+}
+
+static void refresh_meta(membership *m);
+
+int p2p__membership_set_metadata(p2p_ctx *ctx, const char *key, json_t *value)
+{
+    membership *m = get(ctx);
+    if (!m || !key || !value)
+        return -EINVAL;
+    if (!m->metadata)
+        m->metadata = json_object();
+    json_t *old = json_object_get(m->metadata, key);
+    if (old && json_equal(old, value))
+        return 0;
+    json_object_set(m->metadata, key, value);
+    if (m->running)
+        refresh_meta(m); /* gossip it now, not at the next housekeeping round */
+    return 0;
+}
+
+json_t *p2p__membership_metadata(p2p_ctx *ctx, const char *node_id)
+{
+    membership *m = get(ctx);
+    const p2p_swim_member *mem = m && m->running ? p2p_swim_find(m->swim, node_id) : NULL;
+    if (!mem || !mem->node.meta_len)
+        return NULL;
+    json_t *meta = json_loadb(mem->node.meta, mem->node.meta_len, 0, NULL);
+    json_t *md = json_object_get(meta, "metadata");
+    json_t *out = json_is_object(md) ? json_incref(md) : NULL;
+    json_decref(meta);
+    return out;
 }
 
 p2p__httpc *p2p__membership_client(p2p_ctx *ctx)
@@ -799,15 +835,10 @@ static void join_seeds(membership *m)
     arm_timer(m);
 }
 
-static void on_hk_timer(uv_timer_t *t)
+/* Gossips the record's meta when it changed (services, metadata). */
+static void refresh_meta(membership *m)
 {
-    membership *m = t->data;
-    if (!m->running)
-        return;
     uint64_t now = now_ms(m);
-    if (m->drops_unlogged && now - m->drop_log_ms >= DROP_LOG_INTERVAL_MS)
-        flush_drop_log(m, now);
-    /* services changed: gossip the new meta */
     char *meta = build_meta(m->ctx);
     if (meta && (!m->meta || strcmp(meta, m->meta) != 0)) {
         if (p2p_swim_set_meta(m->swim, now, meta) == 0) {
@@ -818,6 +849,17 @@ static void on_hk_timer(uv_timer_t *t)
         }
     }
     free(meta);
+}
+
+static void on_hk_timer(uv_timer_t *t)
+{
+    membership *m = t->data;
+    if (!m->running)
+        return;
+    uint64_t now = now_ms(m);
+    if (m->drops_unlogged && now - m->drop_log_ms >= DROP_LOG_INTERVAL_MS)
+        flush_drop_log(m, now);
+    refresh_meta(m); /* services changed: gossip the new meta */
     /* alone: keep trying the seeds, with backoff (1, 2, 4 ... 30 s) */
     if (p2p_swim_live_count(m->swim) <= 1 && now >= m->next_join_ms) {
         join_seeds(m);
@@ -1154,6 +1196,7 @@ static const p2p_component_ops membership_ops = {
 static void free_membership(p2p_ctx *ctx, void *arg)
 {
     (void)ctx;
+    json_decref(((membership *)arg)->metadata);
     free(arg);
 }
 

@@ -39,6 +39,13 @@ json_t *p2p__membership_live_ids(p2p_ctx *ctx, const char *role);
 typedef void (*p2p_membership_listener)(p2p_ctx *ctx, const char *ev, const char *node_id, void *arg);
 int p2p__membership_listen(p2p_ctx *ctx, p2p_membership_listener fn, void *arg);
 
+/* Publishes `key` = `value` (borrowed) in this node's record's "metadata"
+ * object and gossips the record at once when it changed. 0 or -EINVAL. */
+int p2p__membership_set_metadata(p2p_ctx *ctx, const char *key, json_t *value);
+/* The "metadata" object of a member's record as this node last heard it (a new
+ * reference), or NULL (unknown member, no metadata). */
+json_t *p2p__membership_metadata(p2p_ctx *ctx, const char *node_id);
+
 /* The pooled HTTP/2 mutual-TLS client to other nodes, or NULL. */
 struct p2p__httpc;
 struct p2p__httpc *p2p__membership_client(p2p_ctx *ctx);

@@ -547,16 +547,11 @@ static json_t *issue_body(p2p_pki *p, const char *cert, int with_secrets)
     p2p__b64url_encode(p->gossip_key, 32, gk);
     json_t *body = certreq_response_json(cert, p->ca, with_secrets && p->have_gossip_key ? gk : NULL);
     OPENSSL_cleanse(gk, sizeof gk);
-    if (with_secrets) {
-        size_t len = 0;
-        const uint8_t *js = p2p__guard_jwt_secret(p2p__guard(p->ctx), &len);
-        char enc[64];
-        if (js && len == 32) {
-            p2p__b64url_encode(js, 32, enc);
-            json_object_set_new(body, "jwt_secret", json_string(enc));
-            OPENSSL_cleanse(enc, sizeof enc);
-        }
-    }
+    /* the public token keys (never the private one: only the coordinator signs);
+     * on renewal too, so a worker's key set follows rotations */
+    json_t *keys = p2p__guard_keys_json(p2p__guard(p->ctx));
+    if (keys)
+        json_object_set_new(body, "jwt_keys", keys);
     return body;
 }
 

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "auth/jwt.h"
 #include "core/util.h"
 #include "pki/certreq.h"
 #include "pki/pki.h"
@@ -452,9 +453,13 @@ static void attempt_work(uv_work_t *w)
             certreq_response resp = {0};
             char *perr = NULL;
             json_t *j = json_loadb(q.answer, q.answer_len, 0, NULL);
-            const char *jwt = j ? json_string_value(json_object_get(j, "jwt_secret")) : NULL;
-            if (certreq_response_parse(q.answer, q.answer_len, &resp, &perr) != 0 || !resp.gossip_key || !jwt) {
-                e->w_msg = p2p__xasprintf("%s: unusable answer: %s", addr, perr ? perr : "gossip or JWT key missing");
+            json_t *keys = j ? json_object_get(j, "jwt_keys") : NULL;
+            p2p_jwt_keyset *ks = p2p_jwt_keyset_new();
+            int keys_ok = keys && p2p_jwt_keyset_from_json(ks, keys) == 0 && p2p_jwt_keyset_count(ks) > 0;
+            p2p_jwt_keyset_free(ks);
+            if (certreq_response_parse(q.answer, q.answer_len, &resp, &perr) != 0 || !resp.gossip_key || !keys_ok) {
+                e->w_msg = p2p__xasprintf("%s: unusable answer: %s", addr,
+                                          perr ? perr : "gossip key or token keys missing or malformed");
             } else if (pki_cert_verify(resp.certificate, resp.ca_certificate, &perr) != 0 ||
                        pki_key_matches_cert(e->key, resp.certificate) != 1) {
                 e->w_msg = p2p__xasprintf("%s: the certificate it issued does not verify: %s", addr,
@@ -463,7 +468,7 @@ static void attempt_work(uv_work_t *w)
                 e->w_cert = resp.certificate;
                 e->w_ca = resp.ca_certificate;
                 e->w_gossip = resp.gossip_key;
-                e->w_jwt = p2p__xstrdup(jwt);
+                e->w_jwt = json_dumps(keys, JSON_COMPACT);
                 e->w_from = p2p__xstrdup(addr);
                 resp.certificate = resp.ca_certificate = resp.gossip_key = NULL;
             }
@@ -495,18 +500,18 @@ static void on_retry(uv_timer_t *t)
 
 static int store_result(enroll *e, char **err)
 {
-    uint8_t gk[48], js[48];
-    size_t gl = 0, jl = 0;
-    if (p2p__b64url_decode(e->w_gossip, strlen(e->w_gossip), gk, &gl) != 0 || gl != 32 ||
-        p2p__b64url_decode(e->w_jwt, strlen(e->w_jwt), js, &jl) != 0 || jl != 32)
-        return p2p__fail(err, -EINVAL, "the coordinator sent a malformed gossip or JWT key");
+    uint8_t gk[48];
+    size_t gl = 0;
+    if (p2p__b64url_decode(e->w_gossip, strlen(e->w_gossip), gk, &gl) != 0 || gl != 32 || !e->w_jwt)
+        return p2p__fail(err, -EINVAL, "the coordinator sent a malformed gossip key");
     vault_put(e->v, "certificates", "node.crt", e->w_cert, strlen(e->w_cert));
     vault_put(e->v, "keys", "node.key", e->key, strlen(e->key));
     vault_put(e->v, "certificates", "ca.crt", e->w_ca, strlen(e->w_ca));
     vault_put(e->v, "keys", "gossip_key", gk, 32);
-    vault_put(e->v, "keys", "jwt_secret", js, 32);
+    /* the public keys tokens are signed with: this node verifies, it never signs */
+    vault_put(e->v, "data", "jwt_public_keys", e->w_jwt, strlen(e->w_jwt));
+    vault_remove(e->v, "keys", "jwt_secret"); /* a re-enrolling node of an older version */
     OPENSSL_cleanse(gk, sizeof gk);
-    OPENSSL_cleanse(js, sizeof js);
     return vault_save(e->v, err);
 }
 

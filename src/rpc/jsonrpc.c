@@ -10,6 +10,8 @@
  */
 #include "rpc/jsonrpc.h"
 
+#include <openssl/crypto.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,6 +151,8 @@ struct jsonrpc_exchange {
     size_t pending; /* calls not yet completed, +1 while dispatching */
     jsonrpc_done_cb cb;
     void *arg;
+    char *authz; /* the operator's Authorization value, or NULL */
+    int node;    /* sent by another node's certificate */
 };
 
 size_t jsonrpc_inflight(const p2p_ctx *ctx)
@@ -174,6 +178,10 @@ static void exchange_finish(jsonrpc_exchange *ex)
     jsonrpc_done_cb cb = ex->cb;
     void *arg = ex->arg;
     jsonrpc_msg_free(&ex->msg);
+    if (ex->authz) {
+        OPENSSL_cleanse(ex->authz, strlen(ex->authz));
+        free(ex->authz);
+    }
     free(ex->responses);
     free(ex->calls);
     free(ex);
@@ -245,7 +253,23 @@ P2P_EXTERN const char *p2p_call_method(const p2p_call *call)
     return call->method ? call->method->path : "";
 }
 
+const char *p2p__call_authz(const p2p_call *call)
+{
+    return call->ex->authz;
+}
+
+int p2p__call_from_node(const p2p_call *call)
+{
+    return call->ex->node;
+}
+
 void jsonrpc_execute(p2p_ctx *ctx, jsonrpc_msg *msg, jsonrpc_done_cb cb, void *arg)
+{
+    jsonrpc_execute_as(ctx, msg, NULL, cb, arg);
+}
+
+void jsonrpc_execute_as(p2p_ctx *ctx, jsonrpc_msg *msg, const jsonrpc_caller *caller, jsonrpc_done_cb cb,
+                        void *arg)
 {
     if (msg->error) {
         json_t *resp = jsonrpc_error_response(NULL, msg->error, msg->error_msg, NULL);
@@ -261,6 +285,10 @@ void jsonrpc_execute(p2p_ctx *ctx, jsonrpc_msg *msg, jsonrpc_done_cb cb, void *a
     ex->calls = p2p__xcalloc(ex->msg.n, sizeof(*ex->calls));
     ex->cb = cb;
     ex->arg = arg;
+    if (caller) {
+        ex->authz = caller->authz ? p2p__xstrdup(caller->authz) : NULL;
+        ex->node = caller->node;
+    }
     ex->pending = ex->msg.n + 1;
     for (size_t i = 0; i < ex->msg.n; i++) {
         jsonrpc_item *it = &ex->msg.items[i];
@@ -275,6 +303,12 @@ void jsonrpc_execute(p2p_ctx *ctx, jsonrpc_msg *msg, jsonrpc_done_cb cb, void *a
         if (!m) {
             char *text = p2p__xasprintf("Method not found: %s", it->method);
             p2p_call_error(call, P2P_RPC_METHOD_NOT_FOUND, text, NULL);
+            free(text);
+            continue;
+        }
+        if (ex->node && (m->flags & P2P_METHOD_ADMIN)) {
+            char *text = p2p__xasprintf("Forbidden: a node identity may not call %s", m->path);
+            p2p_call_error(call, P2P_RPC_E_FORBIDDEN, text, NULL);
             free(text);
             continue;
         }

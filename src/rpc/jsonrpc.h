@@ -52,6 +52,24 @@ typedef void (*jsonrpc_done_cb)(json_t *response, void *arg);
  * contents (the caller must not free it). `cb` may run before this returns. */
 void jsonrpc_execute(p2p_ctx *ctx, jsonrpc_msg *msg, jsonrpc_done_cb cb, void *arg);
 
+/* Who sent a message, for calls a method makes on to other nodes.
+ * `authz`: the operator's Authorization header value (copied), or NULL;
+ * `node`: the caller is another node's certificate (no operator token), which
+ * may not run P2P_METHOD_ADMIN methods (error P2P_RPC_E_FORBIDDEN). */
+typedef struct jsonrpc_caller {
+    const char *authz;
+    int node;
+} jsonrpc_caller;
+
+#define P2P_RPC_E_FORBIDDEN (-32005)
+
+/* jsonrpc_execute for a known caller (NULL = in process, trusted). */
+void jsonrpc_execute_as(p2p_ctx *ctx, jsonrpc_msg *msg, const jsonrpc_caller *caller, jsonrpc_done_cb cb,
+                        void *arg);
+/* The caller of the message a call belongs to (see above). */
+const char *p2p__call_authz(const p2p_call *call);
+int p2p__call_from_node(const p2p_call *call);
+
 /* How many method calls are running right now (for graceful shutdown). */
 size_t jsonrpc_inflight(const p2p_ctx *ctx);
 

@@ -4,6 +4,12 @@
  * client; the local node is called in process. Also the raw forwarding behind
  * `X-P2P-Node` (an operator reaching any node through the one it can reach).
  *
+ * Whose call it is: a call made for an operator (cluster/call, X-P2P-Node)
+ * carries the operator's Authorization header to the target, which then
+ * authorizes the operator (role, revocation) and not the forwarding node; a
+ * call without one goes as this node's certificate identity, which may not run
+ * admin-only methods anywhere, this node included.
+ *
  * Errors are JSON-RPC errors with distinct codes (P2P_RPC_E_*): unknown node,
  * node not alive, timeout, transport failure; a remote method's own error is
  * passed through unchanged.
@@ -11,6 +17,7 @@
 #include "rpc/remote.h"
 
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,6 +38,8 @@ typedef struct one_call {
 
 struct fanout {
     p2p_ctx *ctx;
+    char *authz; /* operator's Authorization value, or NULL */
+    int node;    /* asked for by another node's identity */
     p2p_remote_cb cb;
     void *udata;
     int single;
@@ -59,6 +68,10 @@ static void finish_one(fanout *f, size_t slot, json_t *entry)
     }
     f->cb(f->ctx, out, f->udata);
     json_decref(out);
+    if (f->authz) {
+        OPENSSL_cleanse(f->authz, strlen(f->authz));
+        free(f->authz);
+    }
     free(f->results);
     free(f->calls);
     free(f);
@@ -129,7 +142,8 @@ static void start_one(fanout *f, size_t slot, const char *method, json_t *params
         jsonrpc_msg msg;
         jsonrpc_decode(body, strlen(body), &msg);
         free(body);
-        jsonrpc_execute(ctx, &msg, on_local_done, c);
+        jsonrpc_caller caller = {f->authz, f->node};
+        jsonrpc_execute_as(ctx, &msg, &caller, on_local_done, c);
         return;
     }
     char addr[64];
@@ -147,11 +161,18 @@ static void start_one(fanout *f, size_t slot, const char *method, json_t *params
         finish_one(f, slot, error_entry(c->node, P2P_RPC_E_NODE_DOWN, "the node is not alive (dead or left)"));
         return;
     }
+    char *hline = f->authz ? p2p__xasprintf("Authorization: %s", f->authz) : NULL;
+    const char *hdrs[1] = {hline};
     p2p__httpc_req hr = {.method = "POST", .node_id = c->node, .address = addr, .port = port, .path = "/rpc",
-                         .body = body, .body_len = strlen(body), .timeout_ms = timeout_ms};
+                         .body = body, .body_len = strlen(body), .timeout_ms = timeout_ms,
+                         .headers = hline ? hdrs : NULL, .n_headers = hline ? 1 : 0};
     char *err = NULL;
     uint64_t id = p2p__httpc_request(http, &hr, on_remote_done, c, &err);
     free(body);
+    if (hline) {
+        OPENSSL_cleanse(hline, strlen(hline));
+        free(hline);
+    }
     if (!id) {
         char msg[300];
         snprintf(msg, sizeof msg, "cannot start the call: %s", err ? err : "?");
@@ -198,8 +219,17 @@ static json_t *resolve(p2p_ctx *ctx, const char *target, int *single, const char
     return json_pack("[s]", target);
 }
 
+static int call_remote_as(p2p_ctx *ctx, const jsonrpc_caller *caller, const char *target, const char *method,
+                          json_t *params, uint32_t timeout_ms, p2p_remote_cb cb, void *udata);
+
 int p2p_call_remote(p2p_ctx *ctx, const char *target, const char *method, json_t *params, uint32_t timeout_ms,
                     p2p_remote_cb cb, void *udata)
+{
+    return call_remote_as(ctx, NULL, target, method, params, timeout_ms, cb, udata);
+}
+
+static int call_remote_as(p2p_ctx *ctx, const jsonrpc_caller *caller, const char *target, const char *method,
+                          json_t *params, uint32_t timeout_ms, p2p_remote_cb cb, void *udata)
 {
     if (!ctx || !method || !cb || (params && !json_is_object(params) && !json_is_array(params)))
         return -EINVAL;
@@ -225,6 +255,10 @@ int p2p_call_remote(p2p_ctx *ctx, const char *target, const char *method, json_t
         json_decref(empty);
         json_decref(ids);
         return 0;
+    }
+    if (caller) {
+        f->authz = caller->authz ? p2p__xstrdup(caller->authz) : NULL;
+        f->node = caller->node;
     }
     f->pending = f->n;
     f->results = p2p__xcalloc(f->n, sizeof(json_t *));
@@ -260,8 +294,10 @@ static void m_call(p2p_call *call, json_t *params, void *udata)
         p2p_call_error(call, P2P_RPC_INVALID_PARAMS, "Invalid params: cluster/call cannot call itself", NULL);
         return;
     }
-    p2p_call_remote(p2p_call_ctx(call), target, method, p, to ? (uint32_t)json_integer_value(to) : 0,
-                    on_cluster_call_done, call);
+    /* on for whoever asked: the operator's token, or this call's node identity */
+    jsonrpc_caller caller = {p2p__call_authz(call), p2p__call_from_node(call)};
+    call_remote_as(p2p_call_ctx(call), &caller, target, method, p, to ? (uint32_t)json_integer_value(to) : 0,
+                   on_cluster_call_done, call);
 }
 
 static const p2p_method_desc cluster_methods[] = {
@@ -303,8 +339,8 @@ static void on_fwd_done(void *udata, const p2p__httpc_res *res)
     free(w);
 }
 
-int p2p__remote_forward(p2p_ctx *ctx, const char *node_id, const char *body, size_t len, uint32_t timeout_ms,
-                        p2p_remote_raw_cb cb, void *arg)
+int p2p__remote_forward(p2p_ctx *ctx, const char *node_id, const char *body, size_t len, const char *authz,
+                        uint32_t timeout_ms, p2p_remote_raw_cb cb, void *arg)
 {
     char addr[64];
     uint16_t port = 0;
@@ -319,10 +355,18 @@ int p2p__remote_forward(p2p_ctx *ctx, const char *node_id, const char *body, siz
     fwd *w = p2p__xcalloc(1, sizeof(*w));
     w->cb = cb;
     w->arg = arg;
+    char *hline = authz ? p2p__xasprintf("Authorization: %s", authz) : NULL;
+    const char *hdrs[1] = {hline};
     p2p__httpc_req hr = {.method = "POST", .node_id = node_id, .address = addr, .port = port, .path = "/rpc",
-                         .body = body, .body_len = len, .timeout_ms = timeout_ms ? timeout_ms : 30000};
+                         .body = body, .body_len = len, .timeout_ms = timeout_ms ? timeout_ms : 30000,
+                         .headers = hline ? hdrs : NULL, .n_headers = hline ? 1 : 0};
     char *err = NULL;
-    if (!p2p__httpc_request(http, &hr, on_fwd_done, w, &err)) {
+    uint64_t id = p2p__httpc_request(http, &hr, on_fwd_done, w, &err);
+    if (hline) {
+        OPENSSL_cleanse(hline, strlen(hline));
+        free(hline);
+    }
+    if (!id) {
         free(err);
         free(w);
         return P2P_RPC_E_TRANSPORT;

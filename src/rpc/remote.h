@@ -16,6 +16,8 @@ int p2p__remote_register_service(p2p_ctx *ctx);
  * later, with the HTTP status and body, or status 0 and an error code/message)
  * or a P2P_RPC_E_* code when it cannot start (unknown node, not alive, no client). */
 typedef void (*p2p_remote_raw_cb)(void *arg, int status, const char *body, size_t len, int err, const char *msg);
-int p2p__remote_forward(p2p_ctx *ctx, const char *node_id, const char *body, size_t len, uint32_t timeout_ms,
-                        p2p_remote_raw_cb cb, void *arg);
+/* `authz`: the operator's Authorization header value to send along (NULL: the
+ * call goes as this node). */
+int p2p__remote_forward(p2p_ctx *ctx, const char *node_id, const char *body, size_t len, const char *authz,
+                        uint32_t timeout_ms, p2p_remote_raw_cb cb, void *arg);
 #endif

@@ -3,16 +3,17 @@
   - every route of the node's table refuses anonymous callers (401 + WWW-Authenticate),
     except GET /health and POST /auth/token; the test's route list must cover the
     `routes[]` table of src/http/server.c, so a route added later fails the walk;
-  - bearer tokens: only HS256 tokens signed with the cluster secret, with valid claims,
-    unexpired and not revoked, are accepted;
+  - bearer tokens: only ES256 tokens signed with the coordinator's key (and naming its key
+    id), with valid claims, unexpired and not revoked, are accepted; HS256 and the other
+    algorithms (alg confusion with the public key as an HMAC secret, none) are refused;
   - roles: admin may do everything, viewer only reads;
   - POST /auth/token and POST /auth/revoke, revocation surviving a restart;
   - per-identity rate limits with Retry-After;
   - the `p2p token` / `p2p call` command line;
   - the admin API key is shown once and never stored in clear text in the data directory.
 
-Some tests sign tokens with the node's own JWT secret, read from its vault with
-`p2p vault get keys/jwt_secret` (the operator's tool, with the vault password): that is the
+Some tests sign tokens with the coordinator's own signing key, read from its vault with
+`p2p vault get keys/jwt_signing_key` (the operator's tool, with the vault password): that is the
 only way to build an expired, not-yet-valid or oddly-claimed token that is otherwise valid,
 and it proves that the tokens this file crafts are well formed (a control token signed the
 same way is accepted), so the refusals are refusals of the property under test.
@@ -30,6 +31,10 @@ import subprocess
 import time
 
 import pytest
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from conftest import P2P_BIN, REPO, T, VAULT_PASSWORD, run_p2p, sanitizer_report
 
@@ -51,6 +56,9 @@ ROUTES = [
     ("GET", "/cluster/nodes", "ROUTE_EXACT", "AUTH_ANY"),
     ("POST", "/internal/gossip/exchange", "ROUTE_EXACT", "AUTH_NODE"),
     ("POST", "/internal/gossip/join", "ROUTE_EXACT", "AUTH_NODE"),
+    ("POST", "/internal/revoke", "ROUTE_EXACT", "AUTH_NODE"),
+    ("GET", "/internal/revocations", "ROUTE_EXACT", "AUTH_NODE"),
+    ("GET", "/internal/jwt-keys", "ROUTE_EXACT", "AUTH_NODE"),
 ]
 # the suffix used to call a prefix route
 PREFIX_SAMPLE = "system"
@@ -110,6 +118,34 @@ def sign(header, payload, secret, digest=hashlib.sha256):
 HS256 = {"alg": "HS256", "typ": "JWT"}
 
 
+def es256(header, payload, key):
+    """A compact JWT signed with an EC P-256 private key (JWS form: r || s)."""
+    h = header if isinstance(header, str) else b64u(json.dumps(header, separators=(",", ":")))
+    p = payload if isinstance(payload, str) else b64u(json.dumps(payload, separators=(",", ":")))
+    r, s_ = decode_dss_signature(key.sign(f"{h}.{p}".encode(), ec.ECDSA(hashes.SHA256())))
+    return f"{h}.{p}.{b64u(r.to_bytes(32, 'big') + s_.to_bytes(32, 'big'))}"
+
+
+class SigningKey:
+    """The coordinator's signing key and its key id, to sign tokens with."""
+
+    def __init__(self, pem):
+        self.pem = pem
+        self.key = serialization.load_pem_private_key(pem, None)
+        der = self.key.public_key().public_bytes(serialization.Encoding.DER,
+                                                 serialization.PublicFormat.SubjectPublicKeyInfo)
+        self.kid = hashlib.sha256(der).hexdigest()[:32]
+        self.public_pem = self.key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                             serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    @property
+    def header(self):
+        return {"alg": "ES256", "kid": self.kid, "typ": "JWT"}
+
+    def sign(self, payload, header=None):
+        return es256(header or self.header, payload, self.key)
+
+
 def claims(**over):
     now = int(time.time())
     c = {"sub": "admin", "role": "admin", "iat": now, "exp": now + 3600, "jti": secrets.token_hex(16)}
@@ -137,19 +173,27 @@ def vault_password():
     return os.environ.get("P2P_VAULT_PASSWORD") or VAULT_PASSWORD
 
 
-def jwt_secret(node):
-    """The node's JWT secret, read from its vault with the operator's CLI."""
+def vault_get(node, name, check=True):
+    """An entry of the node's vault, read with the operator's CLI (None when absent)."""
     try:
-        cp = subprocess.run([P2P_BIN, "vault", "get", "keys/jwt_secret", "--data-dir", str(node.data_dir)],
+        cp = subprocess.run([P2P_BIN, "vault", "get", name, "--data-dir", str(node.data_dir)],
                             capture_output=True, timeout=T(20), stdin=subprocess.DEVNULL,
                             env=clean_env(P2P_VAULT_PASSWORD=vault_password()))
     except subprocess.TimeoutExpired:
-        pytest.fail("p2p vault get keys/jwt_secret did not finish in time")
+        pytest.fail(f"p2p vault get {name} did not finish in time")
     err = cp.stderr.decode("utf-8", "replace")
     assert not sanitizer_report(err), err
+    if not check and cp.returncode != 0:
+        return None
     assert cp.returncode == 0, err
-    assert len(cp.stdout) == 32, f"jwt_secret is {len(cp.stdout)} bytes, expected 32"
     return cp.stdout
+
+
+def jwt_secret(node):
+    """The coordinator's token signing key (PEM), read from its vault with the operator's CLI."""
+    pem = vault_get(node, "keys/jwt_signing_key")
+    assert pem.startswith(b"-----BEGIN PRIVATE KEY-----"), pem[:40]
+    return pem
 
 
 def rpc_body(method="system/ping", id=1, params=None):
@@ -289,14 +333,18 @@ def test_admin_token_may_call_every_route(node, route):
         victim = node.new_token()
         r = post(node, url, {"token": victim}, token=node.token)
         assert r.status == 200, r
-        assert r.json() == {"revoked": True}
+        assert r.json()["revoked"] is True
+        assert r.json()["nodes_confirmed"] == r.json()["nodes_total"] == 1, r.json()
     elif path == "/internal/cert-request":
         # a token is not a join token: the body decides, and an empty one is refused
         r = post(node, url, {}, token=node.token)
         assert_json_error(r, 400)
     elif auth == "AUTH_NODE":
         # only a node certificate opens these (tests/system/test_enroll.py); a token does not
-        r = post(node, url, {}, token=node.token)
+        if method == "POST":
+            r = post(node, url, {}, token=node.token)
+        else:
+            r = node.request(method, url, headers=bearer(node.token), auth=False)
         assert_unauthorized(r, "a node certificate is required")
     else:
         assert method == "GET", f"no sample request written for {method} {path}"
@@ -328,6 +376,10 @@ def forged_cases(node):
     h, p, s = real.split(".")
     _, payload, _ = jwt_parts(real)
     other = secrets.token_bytes(32)
+    other_key = ec.generate_private_key(ec.SECP256R1())
+    kid = jwt_parts(real)[0]["kid"]
+    es_h = {"alg": "ES256", "kid": kid, "typ": "JWT"}
+    public_pem = node_public_pem(node)
     vh, vp, vs = viewer.split(".")
     vpayload = jwt_parts(viewer)[1]
     escalated = dict(vpayload, role="admin")
@@ -341,8 +393,14 @@ def forged_cases(node):
         "garbage": ("Bearer garbage", "malformed token"),
         "two segments": ("Bearer " + h + "." + p, "malformed token"),
         "four segments": ("Bearer " + real + ".x", "malformed token"),
-        "other secret": ("Bearer " + sign(HS256, claims(), other), "bad signature"),
-        "other secret, real payload": ("Bearer " + sign(h, p, other), "bad signature"),
+        "other key": ("Bearer " + es256(es_h, claims(), other_key), "bad signature"),
+        "other key, real payload": ("Bearer " + es256(h, p, other_key), "bad signature"),
+        "other key, unknown kid": ("Bearer " + es256(dict(es_h, kid="ab" * 16), claims(), other_key),
+                                   "unknown key id"),
+        "no kid": ("Bearer " + es256({"alg": "ES256", "typ": "JWT"}, claims(), other_key), "missing key id"),
+        "HS256 with a random secret": ("Bearer " + sign(HS256, claims(), other), "algorithm not allowed"),
+        "HS256 keyed with the public key": ("Bearer " + sign(dict(HS256, kid=kid), payload, public_pem),
+                                            "algorithm not allowed"),
         "alg none, empty signature": ("Bearer " + b64u('{"alg":"none","typ":"JWT"}') + "." + p + ".",
                                       "algorithm not allowed"),
         "alg none, no typ": ("Bearer " + b64u('{"alg":"none"}') + "." + p + ".", "algorithm not allowed"),
@@ -356,7 +414,7 @@ def forged_cases(node):
                       "algorithm not allowed"),
         "alg hs256 lower case": ("Bearer " + sign({"alg": "hs256", "typ": "JWT"}, payload, other),
                                  "algorithm not allowed"),
-        "extra header member": ("Bearer " + sign({"alg": "HS256", "typ": "JWT", "kid": "x"}, payload, other),
+        "extra header member": ("Bearer " + es256(dict(es_h, x="y"), payload, other_key),
                                 "unsupported header"),
         "signature altered": ("Bearer " + h + "." + p + "." + flipped_sig, "bad signature"),
         "signature truncated": ("Bearer " + h + "." + p + "." + s[:-2], "bad signature"),
@@ -380,13 +438,19 @@ def forged_cases(node):
     }
 
 
-FORGED = ["garbage", "two segments", "four segments", "other secret", "other secret, real payload",
+FORGED = ["garbage", "two segments", "four segments", "other key", "other key, real payload",
+          "other key, unknown kid", "no kid", "HS256 with a random secret", "HS256 keyed with the public key",
           "alg none, empty signature", "alg none, no typ", "alg none, real signature", "alg HS512", "alg HS384",
           "alg RS256", "alg hs256 lower case", "extra header member", "signature altered",
           "signature truncated", "signature removed", "signature of another token",
           "payload: one character of jti changed", "payload: one base64 character changed",
           "payload: viewer escalated to admin", "payload: exp extended", "too large", "Basic scheme",
           "Basic scheme with a real token", "Bearer without token", "token without scheme"]
+
+
+def node_public_pem(node):
+    """The public key as workers receive it (PEM text): the HMAC secret of the alg-confusion attack."""
+    return SigningKey(jwt_secret(node)).public_pem
 
 
 @pytest.fixture(scope="module")
@@ -426,19 +490,19 @@ def test_real_token_accepted(node):
 
 @pytest.fixture(scope="module")
 def secret(node):
-    return jwt_secret(node)
+    return SigningKey(jwt_secret(node))
 
 
 def test_token_signed_here_is_accepted(node, secret):
-    """Tokens signed by this file with the node's secret are accepted, so the refusals of
+    """Tokens signed by this file with the coordinator's key are accepted, so the refusals of
     the next test are refusals of the claim under test, not of the way we sign."""
-    r = rpc_as(node, sign(HS256, claims(), secret))
+    r = rpc_as(node, secret.sign(claims()))
     assert r.status == 200, r
-    r = rpc_as(node, sign({"alg": "HS256"}, claims(), secret))  # typ is optional
+    r = rpc_as(node, secret.sign(claims(), {"alg": "ES256", "kid": secret.kid}))  # typ is optional
     assert r.status == 200, r
     # expired less than the leeway (30 s) ago: still accepted
     now = int(time.time())
-    r = rpc_as(node, sign(HS256, claims(iat=now - 3600, exp=now - 5), secret))
+    r = rpc_as(node, secret.sign(claims(iat=now - 3600, exp=now - 5)))
     assert r.status == 200, r
 
 
@@ -461,7 +525,7 @@ def _node_signed_cases(now):
 @pytest.mark.parametrize("case", sorted(_node_signed_cases(0)))
 def test_validly_signed_bad_claims_refused(node, secret, case):
     payload, why = _node_signed_cases(int(time.time()))[case]
-    r = rpc_as(node, sign(HS256, payload, secret))
+    r = rpc_as(node, secret.sign(payload))
     assert_unauthorized(r, why)
 
 
@@ -473,13 +537,14 @@ def test_token_claims(node):
     assert r.status == 200, r
     body = r.json()
     header, payload, sig = jwt_parts(body["token"])
-    assert header == HS256
+    assert header["alg"] == "ES256" and header["typ"] == "JWT" and re.fullmatch(r"[0-9a-f]{32}", header["kid"])
+    assert set(header) == {"alg", "kid", "typ"}, header
     assert set(payload) == {"sub", "role", "iat", "exp", "jti"}, payload
     assert payload["sub"] == "admin" and payload["role"] == "admin"
     assert before - 1 <= payload["iat"] <= after + 1, payload
     assert payload["exp"] - payload["iat"] == 600, payload
     assert re.fullmatch(r"[0-9a-f]{32}", payload["jti"]), payload
-    assert len(b64u_decode(sig)) == 32
+    assert len(b64u_decode(sig)) == 64  # r || s, not DER
     assert body["token_type"] == "Bearer" and body["role"] == "admin" and body["subject"] == "admin", body
     assert body["expires_at"] == payload["exp"], body
 
@@ -626,7 +691,8 @@ def test_revoke_bad_requests(node):
         r = post(node, "/auth/revoke", body, token=admin)
         assert_json_error(r, 400)
     # a token the node did not sign cannot be put on (and fill) the deny list
-    for bad in ("garbage", sign(HS256, claims(), secrets.token_bytes(32))):
+    for bad in ("garbage", sign(HS256, claims(), secrets.token_bytes(32)),
+                es256({"alg": "ES256", "kid": "ab" * 16}, claims(), ec.generate_private_key(ec.SECP256R1()))):
         r = post(node, "/auth/revoke", {"token": bad}, token=admin)
         msg = assert_json_error(r, 400)
         assert msg.startswith("cannot revoke"), msg
@@ -637,7 +703,7 @@ def test_revocation_survives_restart(node_factory):
     t1, t2, v = n.new_token(), n.new_token(), n.new_token(role="viewer")
     r = post(n, "/auth/revoke", {"token": t1}, token=t2)
     assert r.status == 200, r
-    assert r.json() == {"revoked": True}
+    assert r.json()["revoked"] is True
     r = rpc_as(n, t1)
     assert_unauthorized(r, "revoked")
     # a revoked admin token cannot act as admin any more either
@@ -682,7 +748,7 @@ def test_accepted_token_can_be_revoked(node, secret):
     beyond P2P_JWT_MAX_TIME (9999-12-31) must be refused, or be revocable."""
     max_time = 253402300799
     for exp in (max_time + 1, 2 ** 62):
-        tok = sign(HS256, claims(exp=exp), secret)
+        tok = secret.sign(claims(exp=exp))
         if rpc_as(node, tok).status == 401:
             continue
         r = post(node, "/auth/revoke", {"token": tok}, token=node.token)
@@ -885,10 +951,10 @@ def test_admin_key_shown_once_and_not_stored_in_clear(node_factory):
     assert "starting" in later or "ready" in later, later  # we are looking at the restart's log
     assert key not in later, "a restart shows the admin API key again"
     assert (n.data_dir / "vault.p2p").is_file()
-    # neither the API key nor the JWT secret is in clear text in any file of the data dir
+    # neither the API key nor the signing key is in clear text in any file of the data dir
     key_raw = key.encode()
     key_body = key[len("p2pa_"):].encode()
     for path in files_under(n.data_dir):
         data = open(path, "rb").read()
         assert key_raw not in data and key_body not in data, f"the admin API key is in clear text in {path}"
-        assert secret not in data, f"the JWT secret is in clear text in {path}"
+        assert secret not in data, f"the token signing key is in clear text in {path}"

@@ -159,11 +159,11 @@ def test_worker_enrolls_and_serves_mutual_tls(node_factory, tmp_path):
     rpc = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "system/ping"}).encode()
     st, body = mtls_request(c, "POST", "/rpc", crt, key, body=rpc)
     assert st == 200 and json.loads(body)["result"]["pong"] is True, body
-    # ... and the handler knows the peer's node id: a token issued to a node names it
+    # ... but a node identity never turns into an operator token
     st, body = mtls_request(c, "POST", "/auth/token", crt, key, body=b"{}")
-    assert st == 200, body
-    assert json.loads(body)["subject"] == "worker-a" and json.loads(body)["role"] == "node"
-    # a token from the coordinator works on the worker (the cluster shares its JWT secret)
+    assert st == 401, body
+    assert "node certificate does not get a token" in json.loads(body)["error"], body
+    # a token from the coordinator works on the worker (it holds the coordinator's public key)
     assert w.get("/services").status == 200
     # enrollment is logged on both sides
     assert c.wait_for_log("enrolled node 'worker-a'")
