@@ -795,7 +795,7 @@ static int csr_ok(sign_job *j, const char *claimed, char **msg)
     return r == 0;
 }
 
-/* The challenge's shape, age and novelty and the CSR's names: 0, or an HTTP status and *msg. */
+/* The challenge's shape, age and novelty: 0, or an HTTP status and *msg. */
 static int check_challenge(p2p_pki *p, sign_job *j, uint64_t now, uint64_t *made, char **msg)
 {
     if (p2p__enroll_challenge_time(j->rq.challenge, made) != 0) {
@@ -806,7 +806,7 @@ static int check_challenge(p2p_pki *p, sign_job *j, uint64_t now, uint64_t *made
         *msg = p2p__xstrdup("challenge expired (older than 60 s, or the clocks differ by more than that)");
     else if (challenge_seen(p, j->rq.challenge, now))
         *msg = p2p__xstrdup("challenge already used");
-    else if (csr_ok(j, j->rq.node_id, msg))
+    else
         return 0;
     return 403;
 }
@@ -834,8 +834,9 @@ void p2p__pki_cert_request(p2p_ctx *ctx, const char *body, size_t len, const cha
     registry_prune(p->reg, t);
     if (jointoken_check(p->tokens, j->rq.join_token, t) != 0)
         msg = p2p__xstrdup("join token refused (unknown, expired or used up)");
-    else if ((status = identity_refusal(p, &j->rq, t, &msg)) == 0)
-        status = check_challenge(p, j, now, &made, &msg);
+    else if ((status = check_challenge(p, j, now, &made, &msg)) == 0 &&
+             (status = identity_refusal(p, &j->rq, t, &msg)) == 0)
+        status = csr_ok(j, j->rq.node_id, &msg) ? 0 : 403;
     if (status != 0) {
         p->stats.enroll_refused++;
         p2p_log(ctx, P2P_LOG_WARN, "pki", "enrollment of '%s' from %s refused: %s", j->rq.node_id, j->ip, msg);
