@@ -99,6 +99,8 @@ static void request(const uint8_t *data, size_t size)
           again.n_addresses == r.n_addresses);
     for (size_t i = 0; i < r.n_addresses; i++)
         CHECK(!strcmp(again.addresses[i], r.addresses[i]));
+    CHECK(!r.role || pki_role_valid(r.role));
+    CHECK(!r.role == !again.role && (!r.role || !strcmp(again.role, r.role)));
     certreq_free(&again);
     free(text);
     json_decref(j);

@@ -4,6 +4,8 @@
  *
  *   p2p token [--addr A] [--api-key-file F | --data-dir DIR] [--role admin|viewer] [--ttl S] [--name N]
  *   p2p token revoke [--addr A] [--token JWT | --token-file F] TOKEN
+ *   p2p token create --join [--ttl S] [--uses N | --replace NODE_ID]
+ *   p2p token list --join; p2p token revoke --join ID
  */
 #include <errno.h>
 #include <jansson.h>
@@ -17,6 +19,7 @@
 #include "cli/password.h"
 #include "core/util.h"
 #include "p2p/p2p.h"
+#include "pki/pki.h"
 #include "vault/vault.h"
 
 static void token_usage(FILE *out)
@@ -25,7 +28,7 @@ static void token_usage(FILE *out)
             "usage: p2p token [--addr HOST:PORT] [--api-key-file F | --data-dir DIR] [--role admin|viewer]\n"
             "                 [--ttl SECONDS] [--name NAME] [--ca FILE] [--insecure]\n"
             "       p2p token revoke [--addr HOST:PORT] [--token JWT | --token-file F] TOKEN\n"
-            "       p2p token create --join [--ttl SECONDS] [--uses N] [credentials]\n"
+            "       p2p token create --join [--ttl SECONDS] [--uses N | --replace NODE_ID] [credentials]\n"
             "       p2p token list --join [credentials]\n"
             "       p2p token revoke --join ID [credentials]\n"
             "\n"
@@ -41,6 +44,11 @@ static void token_usage(FILE *out)
             "(shown once; it ends with the CA pin the worker checks), valid --ttl seconds (default\n"
             "3600) for --uses enrollments (default 1). Give it to the worker with --join-token or\n"
             "$P2P_JOIN_TOKEN. 'list --join' shows the live ones by id; 'revoke --join ID' removes one.\n"
+            "A node id belongs to the node that enrolled with it first: the coordinator refuses\n"
+            "another certificate for an enrolled id, and never issues its own id or the\n"
+            "coordinator role. To replace a node (new machine, lost vault), make a replacement\n"
+            "token with '--replace NODE_ID': it enrolls that id only, once, and revokes the old\n"
+            "node's certificate (the coordinator refuses it from then on).\n"
             "Credentials: an admin token (--token, --token-file, $P2P_TOKEN), else the admin API\n"
             "key as above, exchanged for a short-lived token.\n"
             "\n"
@@ -193,7 +201,7 @@ static int rpc_call(const char *addr, const char *ca_file, int insecure, const c
 }
 
 static int join_command(const char *sub, const char *addr, const char *ca_file, int insecure, const char *bearer,
-                        long ttl, long uses, const char *id)
+                        long ttl, long uses, const char *replace, const char *id)
 {
     json_t *params = json_object(), *res = NULL;
     int rc = 1;
@@ -202,25 +210,30 @@ static int join_command(const char *sub, const char *addr, const char *ca_file, 
             json_object_set_new(params, "ttl", json_integer(ttl));
         if (uses)
             json_object_set_new(params, "uses", json_integer(uses));
+        if (replace)
+            json_object_set_new(params, "replace", json_string(replace));
         if (rpc_call(addr, ca_file, insecure, bearer, "auth/create_join_token", params, &res) == 0) {
+            const char *rp = json_string_value(json_object_get(res, "replaces"));
             printf("%s\n", json_string_value(json_object_get(res, "token")));
-            fprintf(stderr, "p2p token: join token %s, %lld use(s), expires at %lld (Unix time); it is shown only once\n",
-                    json_string_value(json_object_get(res, "id")),
+            fprintf(stderr,
+                    "p2p token: join token %s, %s%s%s%lld use(s), expires at %lld (Unix time); it is shown only once\n",
+                    json_string_value(json_object_get(res, "id")), rp ? "replaces " : "", rp ? rp : "", rp ? ", " : "",
                     (long long)json_integer_value(json_object_get(res, "uses")),
                     (long long)json_integer_value(json_object_get(res, "expires_at")));
             rc = 0;
         }
     } else if (strcmp(sub, "list") == 0) {
         if (rpc_call(addr, ca_file, insecure, bearer, "auth/list_join_tokens", params, &res) == 0) {
-            printf("%-10s %-12s %-12s %s\n", "ID", "CREATED", "EXPIRES", "USES LEFT");
+            printf("%-10s %-12s %-12s %-10s %s\n", "ID", "CREATED", "EXPIRES", "USES LEFT", "REPLACES");
             size_t i;
             json_t *t;
             json_array_foreach(res, i, t)
             {
-                printf("%-10s %-12lld %-12lld %lld\n", json_string_value(json_object_get(t, "id")),
+                const char *rp = json_string_value(json_object_get(t, "replaces"));
+                printf("%-10s %-12lld %-12lld %-10lld %s\n", json_string_value(json_object_get(t, "id")),
                        (long long)json_integer_value(json_object_get(t, "created_at")),
                        (long long)json_integer_value(json_object_get(t, "expires_at")),
-                       (long long)json_integer_value(json_object_get(t, "uses_left")));
+                       (long long)json_integer_value(json_object_get(t, "uses_left")), rp ? rp : "-");
             }
             rc = 0;
         }
@@ -239,7 +252,7 @@ static int join_command(const char *sub, const char *addr, const char *ca_file, 
 int p2p__cmd_token(int argc, char **argv)
 {
     const char *addr = getenv("P2P_ADDR"), *ca = NULL, *data_dir = NULL, *key_file = NULL, *pw_file = NULL;
-    const char *role = NULL, *token_arg = NULL, *token_file = NULL, *target = NULL, *name = NULL;
+    const char *role = NULL, *token_arg = NULL, *token_file = NULL, *target = NULL, *name = NULL, *replace = NULL;
     long ttl = 0, uses = 0;
     int insecure = 0, revoke = 0, join = 0;
     const char *sub = NULL;
@@ -284,6 +297,8 @@ int p2p__cmd_token(int argc, char **argv)
             dst = &role;
         } else if (strcmp(a, "--name") == 0) {
             dst = &name;
+        } else if (strcmp(a, "--replace") == 0) {
+            dst = &replace;
         } else if (strcmp(a, "--token") == 0) {
             dst = &token_arg;
         } else if (strcmp(a, "--token-file") == 0) {
@@ -318,6 +333,19 @@ int p2p__cmd_token(int argc, char **argv)
                 sub ? sub : "");
         return 2;
     }
+    if (replace && (!join || !sub || strcmp(sub, "create") != 0)) {
+        fprintf(stderr, "p2p token: --replace goes with 'create --join' (see --help)\n");
+        return 2;
+    }
+    if (replace && !pki_node_id_valid(replace)) {
+        fprintf(stderr, "p2p token: --replace: '%s' is not a node id (1..%d characters of A-Z a-z 0-9 . _ -)\n", replace,
+                PKI_MAX_NODE_ID);
+        return 2;
+    }
+    if (replace && uses > 1) {
+        fprintf(stderr, "p2p token: a replacement join token (--replace) has one use: drop --uses\n");
+        return 2;
+    }
     if (join && !sub) {
         fprintf(stderr, "p2p token: --join goes with create, list or revoke (see --help)\n");
         return 2;
@@ -343,7 +371,7 @@ int p2p__cmd_token(int argc, char **argv)
     if (join) {
         int st = bearer_for(addr, ca_file, insecure, token_arg, token_file, key_file, data_dir, pw_file, &secret);
         if (st == 0)
-            rc = join_command(sub, addr, ca_file, insecure, secret, ttl, uses, target);
+            rc = join_command(sub, addr, ca_file, insecure, secret, ttl, uses, replace, target);
         else
             rc = st;
         p2p__password_free(secret);

@@ -553,6 +553,8 @@ static int on_verify(int ok, X509_STORE_CTX *xs)
     int n = X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof cn);
     if (n <= 0 || n > PKI_MAX_NODE_ID || !pki_node_id_valid(cn))
         return 0; /* not one of our node certificates */
+    if (p2p__pki_cert_revoked(srv->ctx, cert))
+        return 0; /* its node id was replaced (issue 9): the old certificate is no identity */
     int fd = h2o_socket_get_fd(sock);
     if (fd < 0 || (size_t)fd >= srv->n_by_fd || !srv->by_fd[fd])
         return 0;

@@ -119,15 +119,12 @@ int p2p__tls_node_material(vault *v, const char *state_dir, const char *node_id,
         free(crt);
         crt = key = NULL;
         const char *all[20];
-        size_t n = 0;
-        static const char *const loopback[] = {"localhost", "127.0.0.1", "::1"};
-        for (size_t i = 0; i < 3; i++)
-            all[n++] = loopback[i];
+        size_t n = 0; /* the node's real addresses only (p2p__node_names): loopback when it binds it */
         for (size_t i = 0; i < n_names && n < 20; i++)
             if (names[i] && *names[i] && strcmp(names[i], "0.0.0.0") != 0 && strcmp(names[i], "::") != 0)
                 all[n++] = names[i];
         if ((r = pki_key_create(&key, err)) != 0 || (r = pki_csr_create(key, node_id, all, n, &csr, err)) != 0 ||
-            (r = pki_sign_csr(ca, ca_key, csr, lifetime_s, &crt, err)) != 0)
+            (r = pki_sign_node_csr(ca, ca_key, csr, lifetime_s, "coordinator", &crt, err)) != 0)
             goto out;
         vault_put(v, "certificates", "node.crt", crt, strlen(crt));
         vault_put(v, "keys", "node.key", key, strlen(key));

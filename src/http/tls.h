@@ -15,8 +15,8 @@ struct vault;
 
 /* The node's certificate and key (heap PEM; free the key with pki_secret_free):
  * from the vault, made on first start (a CA of its own, 10 years, and a node
- * certificate for `lifetime_s` with SANs node id, localhost, 127.0.0.1, ::1 and
- * `names`). Writes the public CA certificate to <state_dir>/certs/ca.crt. */
+ * certificate for `lifetime_s`, OU=coordinator, with SANs node id and `names`,
+ * the node's real addresses: p2p__node_names). Writes the public CA certificate to <state_dir>/certs/ca.crt. */
 int p2p__tls_node_material(struct vault *v, const char *state_dir, const char *node_id, const char *const *names,
                            size_t n_names, long lifetime_s, char **cert_pem, char **key_pem, char **err);
 

@@ -115,8 +115,8 @@ static int get_string(json_t *root, const char *field, size_t max, const char **
     return 0;
 }
 
-static const char *const request_fields[] = {"node_id",        "csr",        "challenge",
-                                             "challenge_port", "join_token", "addresses"};
+static const char *const request_fields[] = {"node_id",    "csr",       "challenge", "challenge_port",
+                                             "join_token", "addresses", "role"};
 
 int certreq_parse(const char *body, size_t len, certreq *out, char **err)
 {
@@ -208,7 +208,20 @@ int certreq_parse(const char *body, size_t len, certreq *out, char **err)
         }
     }
 
+    const char *role = NULL;
+    size_t role_len = 0;
+    if (json_object_get(root, "role")) {
+        if ((rc = get_string(root, "role", PKI_MAX_ROLE, &role, &role_len, err)) != 0)
+            goto out;
+        if (!pki_role_valid(role)) {
+            rc = p2p__fail(err, -EINVAL, "field 'role': '%s' is not a role name (1..%d characters of A-Z a-z 0-9 . _ -)",
+                           show(role, b1), PKI_MAX_ROLE);
+            goto out;
+        }
+    }
+
     memset(out, 0, sizeof(*out));
+    out->role = role ? p2p__xstrdup(role) : NULL;
     out->node_id = p2p__xstrdup(node_id);
     out->csr = p2p__xstrdup(csr);
     out->challenge = p2p__xstrdup(challenge);
@@ -239,6 +252,7 @@ void certreq_free(certreq *r)
     if (!r)
         return;
     free(r->node_id);
+    free(r->role);
     free(r->csr);
     free(r->challenge);
     secret_free(r->join_token);
@@ -259,7 +273,8 @@ json_t *certreq_request_json(const certreq *r)
               json_object_set_new(o, "csr", json_string(r->csr)) ||
               json_object_set_new(o, "challenge", json_string(r->challenge)) ||
               json_object_set_new(o, "challenge_port", json_integer(r->challenge_port)) ||
-              json_object_set_new(o, "join_token", json_string(r->join_token));
+              json_object_set_new(o, "join_token", json_string(r->join_token)) ||
+              (r->role && json_object_set_new(o, "role", json_string(r->role)));
     if (!bad && r->n_addresses) {
         json_t *a = json_array();
         bad = !a || json_object_set_new(o, "addresses", a);

@@ -11,6 +11,9 @@
  *   "challenge_port" integer 1..65535 (the worker's challenge server)  required
  *   "join_token"     string, 1..256 printable ASCII, no spaces         required
  *   "addresses"      array of at most 16 distinct IP literals          optional
+ *   "role"           string, the node's configured role, a role name   optional
+ *                    (pki_role_valid; absent: "worker"). The coordinator
+ *                    puts it in the certificate and never issues "coordinator".
  * The body is at most 64 KiB and must be valid UTF-8 JSON without duplicate
  * members or NUL characters. Each error message names the field; no message ever
  * contains the join token (a malformed body's JSON error is reported without the
@@ -51,6 +54,7 @@ typedef struct certreq {
     char *join_token; /* secret: certreq_free() wipes it */
     char **addresses; /* canonical IP literals; NULL when absent */
     size_t n_addresses;
+    char *role; /* NULL when absent */
 } certreq;
 
 /* Parses `len` bytes (need not be NUL-terminated). *out is set only on success. */
@@ -60,7 +64,7 @@ int certreq_parse(const char *body, size_t len, certreq *out, char **err);
 void certreq_free(certreq *r);
 
 /* The request body for `r` (the worker side), a new reference; "addresses" only
- * when n_addresses > 0. NULL when a required string member is NULL. */
+ * when n_addresses > 0, "role" only when set. NULL when a required string member is NULL. */
 json_t *certreq_request_json(const certreq *r);
 
 /* The answer body, a new reference; gossip_key is left out when NULL. NULL when

@@ -23,7 +23,9 @@
 #include "pki/enroll.h"
 #include "pki/jointoken.h"
 #include "pki/pki.h"
+#include "pki/registry.h"
 #include "vault/vault.h"
+
 
 #define USED_CHALLENGES 1024
 #define BOOTSTRAP_TOKEN_TTL_S 86400
@@ -37,6 +39,7 @@ typedef struct p2p_pki {
     uint8_t gossip_key[32];
     int have_gossip_key;
     jointoken_table *tokens; /* coordinator only */
+    registry *reg;           /* coordinator only: enrolled node ids, revoked certificates */
     struct {
         char c[ENROLL_CHALLENGE_LEN + 1];
         uint64_t at;
@@ -50,6 +53,8 @@ typedef struct p2p_pki {
     } on_change[4];
     p2p_pki_stats stats;
 } p2p_pki;
+
+static void spread_revoked_certs(p2p_pki *p);
 
 static p2p_pki *get(p2p_ctx *ctx)
 {
@@ -122,6 +127,70 @@ static int load_tokens(p2p_pki *p, int *dirty, char **err)
     jointoken_secret_free(tok);
     *dirty = 1;
     return save_tokens(p);
+}
+
+/* ---- the registry of enrolled node ids (coordinator) ----------------------------- */
+
+static int save_registry(p2p_pki *p)
+{
+    json_t *doc = registry_to_json(p->reg);
+    char *s = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    int r = s ? vault_put(p->v, "data", "node_registry", s, strlen(s)) : -ENOMEM;
+    free(s);
+    return r;
+}
+
+/* What the registry keeps of a certificate; -EINVAL when it does not parse. */
+static int cert_record(const char *pem, registry_cert *out)
+{
+    pki_cert_info info = {0};
+    int r = pki_cert_fingerprint(pem, out->fingerprint, out->serial, sizeof out->serial);
+    if (r == 0)
+        r = pki_cert_parse(pem, strlen(pem), &info, NULL);
+    out->not_after = info.not_after;
+    pki_cert_info_free(&info);
+    return r;
+}
+
+/* Loads the registry from the vault (or starts one) and makes sure it holds the
+ * coordinator's own id with its current certificate: that id is never issued
+ * through enrollment. */
+static int load_registry(p2p_pki *p, int *dirty, char **err)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (vault_get(p->v, "data", "node_registry", &buf, &len) == 0) {
+        json_error_t jerr;
+        json_t *doc = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES, &jerr);
+        vault_secret_free(buf, len + 1);
+        char *e = NULL;
+        int r = doc ? registry_from_json(doc, &p->reg, &e) : -EINVAL;
+        json_decref(doc);
+        if (r != 0) {
+            p2p__fail(err, r, "the node registry in the vault is unreadable: %s", e ? e : jerr.text);
+            free(e);
+            return r;
+        }
+    } else {
+        p->reg = registry_new();
+    }
+    int64_t now = now_s();
+    if (registry_prune(p->reg, now))
+        *dirty = 1;
+    registry_cert self;
+    if (cert_record(p->cert, &self) != 0)
+        return p2p__fail(err, -EINVAL, "the coordinator's own certificate does not parse");
+    const registry_node *me = registry_find(p->reg, p->ctx->cfg.node_id);
+    if (!me || strcmp(me->cert.fingerprint, self.fingerprint) != 0 || strcmp(me->role, "coordinator") != 0) {
+        int r = me && strcmp(me->role, "coordinator") != 0
+                    ? registry_replace(p->reg, p->ctx->cfg.node_id, "coordinator", &self, now, NULL)
+                    : registry_renew(p->reg, p->ctx->cfg.node_id, "coordinator", &self, now);
+        if (r != 0)
+            return p2p__fail(err, r, "cannot enter the coordinator's id in the node registry: %s", p2p_strerror(r));
+        *dirty = 1;
+    }
+    return *dirty ? save_registry(p) : 0;
 }
 
 /* ---- start / stop --------------------------------------------------------- */
@@ -216,7 +285,8 @@ static int pki_start(p2p_component *c, char **err)
             vault_put(p->v, "keys", "gossip_key", p->gossip_key, 32);
             dirty = 1;
         }
-        if (cfg->coordinator_mode && p->ca_key && (r = load_tokens(p, &dirty, err)) != 0)
+        if (cfg->coordinator_mode && p->ca_key &&
+            ((r = load_tokens(p, &dirty, err)) != 0 || (r = load_registry(p, &dirty, err)) != 0))
             goto fail;
         if (dirty && (r = vault_save(p->v, err)) != 0)
             goto fail;
@@ -255,6 +325,8 @@ static void pki_stop(p2p_component *c)
     p->have_gossip_key = 0;
     jointoken_table_free(p->tokens);
     p->tokens = NULL;
+    registry_free(p->reg);
+    p->reg = NULL;
 }
 
 /* ---- renewal -------------------------------------------------------------- */
@@ -283,7 +355,7 @@ static void renew_work(uv_work_t *w)
         return;
     }
     if (j->coordinator) {
-        if (pki_sign_csr(j->ca, j->ca_key, csr, j->lifetime, &j->new_cert, &err) != 0)
+        if (pki_sign_node_csr(j->ca, j->ca_key, csr, j->lifetime, "coordinator", &j->new_cert, &err) != 0)
             j->msg = err;
         free(csr);
         return;
@@ -375,6 +447,10 @@ static void renew_done(uv_work_t *w, int status)
     vault_put(p->v, "keys", "node.key", j->new_key, strlen(j->new_key));
     if (j->new_ca)
         vault_put(p->v, "certificates", "ca.crt", j->new_ca, strlen(j->new_ca));
+    registry_cert self; /* the coordinator's own entry follows its certificate */
+    if (p->reg && cert_record(j->new_cert, &self) == 0 &&
+        registry_renew(p->reg, p->ctx->cfg.node_id, "coordinator", &self, now_s()) == 0)
+        save_registry(p);
     vault_save_async(p->v, p->ctx->loop, on_renew_saved, p);
     free(p->cert);
     pki_secret_free(p->key);
@@ -465,7 +541,10 @@ typedef struct sign_job {
     char keyauth[ENROLL_KEYAUTH_LEN + 1];
     char *ca, *ca_key;
     long lifetime;
+    char role[PKI_MAX_ROLE + 1]; /* what the certificate will say */
+    int replace;                 /* enrolling with a replacement token bound to rq.node_id */
     char *cert, *msg;
+    registry_cert issued; /* of `cert`, computed on the thread pool */
     int status;
 } sign_job;
 
@@ -505,9 +584,14 @@ static void sign_work(uv_work_t *w)
         p2p__fetch_clear(&f);
     }
     char *err = NULL;
-    if (pki_sign_csr(j->ca, j->ca_key, j->rq.csr, j->lifetime, &j->cert, &err) != 0) {
+    if (pki_sign_node_csr(j->ca, j->ca_key, j->rq.csr, j->lifetime, j->role, &j->cert, &err) != 0) {
         j->status = 403;
         j->msg = err;
+        return;
+    }
+    if (cert_record(j->cert, &j->issued) != 0) {
+        j->status = 500;
+        j->msg = p2p__xstrdup("the certificate just issued does not parse");
         return;
     }
     j->status = 200;
@@ -555,6 +639,40 @@ static json_t *issue_body(p2p_pki *p, const char *cert, int with_secrets)
     return body;
 }
 
+/* Whether a join token may get a certificate for this request's node id and
+ * role: 0, or an HTTP status with *why (heap). Checked before any work (the
+ * challenge fetch) and again when the certificate is ready. */
+static int identity_refusal(p2p_pki *p, const certreq *rq, int64_t now, char **why)
+{
+    const char *id = rq->node_id, *role = rq->role ? rq->role : "worker";
+    const char *bound = jointoken_replaces(p->tokens, rq->join_token, now);
+    if (strcmp(role, "coordinator") == 0) {
+        *why = p2p__xstrdup("role 'coordinator' is never issued through enrollment: a worker asks for its own role");
+        return 403;
+    }
+    if (strcmp(id, p->ctx->cfg.node_id) == 0) {
+        *why = p2p__xasprintf("node id '%s' is the coordinator's own: it is never issued through enrollment", id);
+        return 403;
+    }
+    const registry_node *known = registry_find(p->reg, id);
+    if (known && strcmp(known->role, "coordinator") == 0) {
+        *why = p2p__xasprintf("node id '%s' belongs to a coordinator: it is never issued through enrollment", id);
+        return 403;
+    }
+    if (bound && strcmp(bound, id) != 0) {
+        *why = p2p__xasprintf("this is a replacement join token for '%s': it enrolls only '%s', not '%s'", bound,
+                              bound, id);
+        return 403;
+    }
+    if (known && !bound) {
+        *why = p2p__xasprintf("node id '%s' is already enrolled; to replace it make a replacement join token: "
+                              "p2p token create --join --replace %s",
+                              id, id);
+        return 403;
+    }
+    return 0;
+}
+
 static void sign_done(uv_work_t *w, int status)
 {
     sign_job *j = w->data;
@@ -573,30 +691,63 @@ static void sign_done(uv_work_t *w, int status)
         sign_job_free(j);
         return;
     }
+    int64_t now = now_s();
+    save_wait *s = p2p__xcalloc(1, sizeof(*s));
+    s->cb = j->cb;
+    s->arg = j->arg;
     if (!j->renew) {
-        /* the token may have been used up by a concurrent request meanwhile */
-        if (jointoken_consume(p->tokens, j->rq.join_token, now_s()) != 0) {
+        /* The registry and the token may have changed meanwhile (a concurrent
+         * request for the same id, the token used up): check both again. */
+        char *why = NULL;
+        int r = identity_refusal(p, &j->rq, now, &why);
+        size_t n_revoked = 0;
+        if (r == 0 && jointoken_check(p->tokens, j->rq.join_token, now) != 0) {
+            r = 403;
+            why = p2p__xstrdup("join token refused (unknown, expired or used up)");
+        }
+        j->replace = r == 0 && jointoken_replaces(p->tokens, j->rq.join_token, now) != NULL;
+        if (r == 0) {
+            int e = j->replace ? registry_replace(p->reg, j->rq.node_id, j->role, &j->issued, now, &n_revoked)
+                               : registry_enroll(p->reg, j->rq.node_id, j->role, &j->issued, now);
+            if (e != 0) {
+                r = 503;
+                why = p2p__xasprintf("the node registry cannot take it: %s", e == -ENOSPC ? "full" : p2p_strerror(e));
+            }
+        }
+        if (r != 0) {
             p->stats.enroll_refused++;
-            j->cb(403, err_body("join token refused (unknown, expired or used up)"), j->arg);
+            p2p_log(p->ctx, P2P_LOG_WARN, "pki", "enrollment of '%s' from %s refused: %s", j->rq.node_id, j->ip, why);
+            j->cb(r, err_body("%s", why), j->arg);
+            free(why);
+            free(s);
             sign_job_free(j);
             return;
         }
+        jointoken_consume(p->tokens, j->rq.join_token, now);
         save_tokens(p);
+        save_registry(p);
         p->stats.enrolled++;
-        p2p_log(p->ctx, P2P_LOG_INFO, "pki", "enrolled node '%s' from %s", j->rq.node_id, j->ip);
-        save_wait *s = p2p__xcalloc(1, sizeof(*s));
-        s->cb = j->cb;
-        s->arg = j->arg;
+        if (j->replace)
+            spread_revoked_certs(p);
+        if (j->replace)
+            p2p_log(p->ctx, P2P_LOG_WARN, "pki",
+                    "replaced node '%s' (role %s) from %s with a replacement join token; %zu old certificate(s) "
+                    "revoked",
+                    j->rq.node_id, j->role, j->ip, n_revoked);
+        else
+            p2p_log(p->ctx, P2P_LOG_INFO, "pki", "enrolled node '%s' (role %s) from %s", j->rq.node_id, j->role,
+                    j->ip);
         s->body = issue_body(p, j->cert, 1);
-        sign_job_free(j);
-        if (vault_save_async(p->v, p->ctx->loop, on_issue_saved, s) != 0)
-            on_issue_saved(-EIO, "cannot queue the save", s);
-        return;
+    } else {
+        registry_renew(p->reg, j->rq.node_id, j->role, &j->issued, now);
+        save_registry(p);
+        p->stats.renewed_issued++;
+        p2p_log(p->ctx, P2P_LOG_INFO, "pki", "renewed the certificate of node '%s' (%s)", j->rq.node_id, j->ip);
+        s->body = issue_body(p, j->cert, 0);
     }
-    p->stats.renewed_issued++;
-    p2p_log(p->ctx, P2P_LOG_INFO, "pki", "renewed the certificate of node '%s' (%s)", j->rq.node_id, j->ip);
-    j->cb(200, issue_body(p, j->cert, 0), j->arg);
     sign_job_free(j);
+    if (vault_save_async(p->v, p->ctx->loop, on_issue_saved, s) != 0)
+        on_issue_saved(-EIO, "cannot queue the save", s);
 }
 
 static int challenge_seen(p2p_pki *p, const char *ch, uint64_t now)
@@ -644,11 +795,27 @@ static int csr_ok(sign_job *j, const char *claimed, char **msg)
     return r == 0;
 }
 
+/* The challenge's shape, age and novelty: 0, or an HTTP status and *msg. */
+static int check_challenge(p2p_pki *p, sign_job *j, uint64_t now, uint64_t *made, char **msg)
+{
+    if (p2p__enroll_challenge_time(j->rq.challenge, made) != 0) {
+        *msg = p2p__xstrdup("challenge: not a p2p challenge");
+        return 400;
+    }
+    if (*made + ENROLL_CHALLENGE_TTL_MS < now || *made > now + ENROLL_CHALLENGE_TTL_MS)
+        *msg = p2p__xstrdup("challenge expired (older than 60 s, or the clocks differ by more than that)");
+    else if (challenge_seen(p, j->rq.challenge, now))
+        *msg = p2p__xstrdup("challenge already used");
+    else
+        return 0;
+    return 403;
+}
+
 void p2p__pki_cert_request(p2p_ctx *ctx, const char *body, size_t len, const char *peer_ip, p2p_pki_reply cb,
                            void *arg)
 {
     p2p_pki *p = get(ctx);
-    if (!p || !p->running || !p->tokens || !p->ca_key) {
+    if (!p || !p->running || !p->tokens || !p->reg || !p->ca_key) {
         cb(404, err_body("this node is not a certificate authority"), arg);
         return;
     }
@@ -662,19 +829,14 @@ void p2p__pki_cert_request(p2p_ctx *ctx, const char *body, size_t len, const cha
         return;
     }
     uint64_t now = p2p__wall_ms(), made = 0;
+    int64_t t = now_s();
     int status = 403;
-    if (jointoken_check(p->tokens, j->rq.join_token, now_s()) != 0) {
+    registry_prune(p->reg, t);
+    if (jointoken_check(p->tokens, j->rq.join_token, t) != 0)
         msg = p2p__xstrdup("join token refused (unknown, expired or used up)");
-    } else if (p2p__enroll_challenge_time(j->rq.challenge, &made) != 0) {
-        status = 400;
-        msg = p2p__xstrdup("challenge: not a p2p challenge");
-    } else if (made + ENROLL_CHALLENGE_TTL_MS < now || made > now + ENROLL_CHALLENGE_TTL_MS) {
-        msg = p2p__xstrdup("challenge expired (older than 60 s, or the clocks differ by more than that)");
-    } else if (challenge_seen(p, j->rq.challenge, now)) {
-        msg = p2p__xstrdup("challenge already used");
-    } else if (csr_ok(j, j->rq.node_id, &msg)) {
-        status = 0;
-    }
+    else if ((status = check_challenge(p, j, now, &made, &msg)) == 0 &&
+             (status = identity_refusal(p, &j->rq, t, &msg)) == 0)
+        status = csr_ok(j, j->rq.node_id, &msg) ? 0 : 403;
     if (status != 0) {
         p->stats.enroll_refused++;
         p2p_log(ctx, P2P_LOG_WARN, "pki", "enrollment of '%s' from %s refused: %s", j->rq.node_id, j->ip, msg);
@@ -687,6 +849,8 @@ void p2p__pki_cert_request(p2p_ctx *ctx, const char *body, size_t len, const cha
     p->used[p->used_next].at = now;
     p->used_next = (p->used_next + 1) % USED_CHALLENGES;
     p2p__enroll_key_auth(j->rq.challenge, j->rq.csr, j->keyauth);
+    snprintf(j->role, sizeof j->role, "%s", j->rq.role ? j->rq.role : "worker");
+    j->replace = jointoken_replaces(p->tokens, j->rq.join_token, now_s()) != NULL;
     p->jobs++;
     uv_queue_work(ctx->loop, &j->w, sign_work, sign_done);
 }
@@ -703,6 +867,15 @@ void p2p__pki_cert_renew(p2p_ctx *ctx, const char *body, size_t len, const char 
         cb(401, err_body("renewal needs the node's current certificate"), arg);
         return;
     }
+    /* The coordinator renews its own certificate itself; and a certificate the
+     * registry revoked was refused in the handshake already (p2p__pki_cert_revoked). */
+    const registry_node *known = p->reg ? registry_find(p->reg, peer_node) : NULL;
+    if (strcmp(peer_node, p->ctx->cfg.node_id) == 0 || (known && strcmp(known->role, "coordinator") == 0)) {
+        p->stats.enroll_refused++;
+        cb(403, err_body("node id '%s' belongs to a coordinator: it is never renewed through this route", peer_node),
+           arg);
+        return;
+    }
     json_error_t jerr;
     json_t *doc = len <= CERTREQ_MAX_BODY ? json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
     const char *csr = doc ? json_string_value(json_object_get(doc, "csr")) : NULL;
@@ -713,6 +886,7 @@ void p2p__pki_cert_renew(p2p_ctx *ctx, const char *body, size_t len, const char 
     }
     sign_job *j = job_new(p, cb, arg, peer_ip);
     j->renew = 1;
+    snprintf(j->role, sizeof j->role, "%s", known ? known->role : "worker"); /* the role stays what it was */
     j->rq.csr = p2p__xstrdup(csr);
     j->rq.node_id = p2p__xstrdup(peer_node);
     json_decref(doc);
@@ -775,7 +949,7 @@ static void m_create_join_token(p2p_call *call, json_t *params, void *udata)
     p2p_pki *p = udata;
     json_int_t ttl, uses;
     if (params && !json_is_object(params) && !json_is_null(params)) {
-        p2p_call_error(call, P2P_RPC_INVALID_PARAMS, "Invalid params: expected {ttl?, uses?}", NULL);
+        p2p_call_error(call, P2P_RPC_INVALID_PARAMS, "Invalid params: expected {ttl?, uses?, replace?}", NULL);
         return;
     }
     if (int_param(params, "ttl", 3600, 1, JOINTOKEN_MAX_TTL_S, &ttl) != 0 ||
@@ -784,9 +958,27 @@ static void m_create_join_token(p2p_call *call, json_t *params, void *udata)
                        "Invalid params: ttl is 1..31536000 seconds, uses is 1..1000000", NULL);
         return;
     }
+    json_t *rv = json_is_object(params) ? json_object_get(params, "replace") : NULL;
+    const char *replace = json_string_value(rv);
+    if (rv && (!replace || !pki_node_id_valid(replace))) {
+        p2p_call_error(call, P2P_RPC_INVALID_PARAMS,
+                       "Invalid params: replace is a node id (1..63 characters of A-Z a-z 0-9 . _ -)", NULL);
+        return;
+    }
+    if (replace && uses != 1) {
+        p2p_call_error(call, P2P_RPC_INVALID_PARAMS, "Invalid params: a replacement join token has one use", NULL);
+        return;
+    }
+    const registry_node *known = replace ? registry_find(p->reg, replace) : NULL;
+    if (replace && (strcmp(replace, p->ctx->cfg.node_id) == 0 || (known && !strcmp(known->role, "coordinator")))) {
+        p2p_call_error(call, P2P_RPC_INVALID_PARAMS,
+                       "a coordinator's identity cannot be replaced through enrollment", NULL);
+        return;
+    }
     char *tok = NULL;
     int64_t now = now_s();
-    int r = jointoken_create(p->tokens, now, ttl, (unsigned)uses, &tok);
+    int r = replace ? jointoken_create_replacement(p->tokens, now, ttl, replace, &tok)
+                    : jointoken_create(p->tokens, now, ttl, (unsigned)uses, &tok);
     if (r != 0) {
         p2p_call_error(call, P2P_RPC_INTERNAL_ERROR,
                        r == -ENOSPC ? "too many join tokens; revoke some" : "cannot create a join token", NULL);
@@ -799,8 +991,15 @@ static void m_create_join_token(p2p_call *call, json_t *params, void *udata)
     json_t *res = json_pack("{s:s, s:s, s:I, s:I}", "token", js, "id", id, "expires_at", (json_int_t)(now + ttl),
                             "uses", uses);
     pki_secret_free(js);
-    p2p_log(p->ctx, P2P_LOG_INFO, "pki", "join token %s created (%lld s, %lld uses)", id, (long long)ttl,
-            (long long)uses);
+    if (replace) {
+        json_object_set_new(res, "replaces", json_string(replace));
+        p2p_log(p->ctx, P2P_LOG_WARN, "pki",
+                "replacement join token %s created for node '%s' (%lld s, 1 use)%s", id, replace, (long long)ttl,
+                known ? "" : "; that id is not enrolled yet");
+    } else {
+        p2p_log(p->ctx, P2P_LOG_INFO, "pki", "join token %s created (%lld s, %lld uses)", id, (long long)ttl,
+                (long long)uses);
+    }
     reply_after_save(p, call, res);
 }
 
@@ -825,11 +1024,24 @@ static void m_revoke_join_token(p2p_call *call, json_t *params, void *udata)
     reply_after_save(p, call, json_pack("{s:s, s:b}", "id", id, "revoked", 1));
 }
 
+static void m_list_revoked_certificates(p2p_call *call, json_t *params, void *udata)
+{
+    p2p_pki *p = udata;
+    registry_prune(p->reg, now_s());
+    p2p_call_reply(call, registry_revoked_json(p->reg));
+}
+
 static const p2p_method_desc auth_methods[] = {
-    {"create_join_token", "Creates a join token for new workers (shown once) with its CA pin.",
-     "{ttl?: seconds (default 3600), uses?: int (default 1)}", 0, m_create_join_token, NULL},
-    {"list_join_tokens", "The join tokens not yet expired: id, created_at, expires_at, uses_left.", "none",
+    {"create_join_token",
+     "Creates a join token for new workers (shown once) with its CA pin. With replace: a replacement token that "
+     "enrolls that node id again (one use) and revokes its old certificate.",
+     "{ttl?: seconds (default 3600), uses?: int (default 1), replace?: node id}", 0, m_create_join_token, NULL},
+    {"list_join_tokens", "The join tokens not yet expired: id, created_at, expires_at, uses_left, replaces.", "none",
      P2P_METHOD_READONLY, m_list_join_tokens, NULL},
+    {"list_revoked_certificates",
+     "Node certificates revoked by replacements and not yet expired: fingerprint (SHA-256), node_id, revoked_at, "
+     "expires_at.",
+     "none", P2P_METHOD_READONLY, m_list_revoked_certificates, NULL},
     {"revoke_join_token", "Removes a join token by id.", "{id: string}", 0, m_revoke_join_token, NULL},
 };
 
@@ -924,6 +1136,46 @@ const uint8_t *p2p__pki_gossip_key(p2p_ctx *ctx)
 {
     p2p_pki *p = get(ctx);
     return p && p->have_gossip_key ? p->gossip_key : NULL;
+}
+
+int p2p__pki_cert_revoked(p2p_ctx *ctx, const struct x509_st *cert)
+{
+    p2p_pki *p = get(ctx);
+    char fp[PKI_FINGERPRINT_LEN + 1];
+    if (!p || !cert)
+        return 0;
+    if (p2p__pki_cert_fingerprint(cert, fp) != 0)
+        return 1; /* cannot name it: fail closed */
+    /* the coordinator's registry, and on every node the cluster-wide list the
+     * revocation sync brings (replaced identities) */
+    return (p->reg && registry_is_revoked(p->reg, fp)) || p2p__guard_cert_revoked(p2p__guard(ctx), fp);
+}
+
+/* Puts the registry's revoked certificates on the cluster-wide revocation list,
+ * which gossips its version and reaches every node in seconds (auth/revsync.c). */
+static void spread_revoked_certs(p2p_pki *p)
+{
+    json_t *list = registry_revoked_json(p->reg);
+    size_t i;
+    json_t *c;
+    json_array_foreach(list, i, c)
+    {
+        const char *fp = json_string_value(json_object_get(c, "fingerprint"));
+        int64_t exp = (int64_t)json_integer_value(json_object_get(c, "expires_at"));
+        int r = p2p__guard_revoke_cert(p2p__guard(p->ctx), fp, exp, NULL, NULL);
+        if (r != 0)
+            p2p_log(p->ctx, P2P_LOG_ERROR, "pki", "cannot spread the revocation of certificate %s: %s",
+                    fp ? fp : "?", p2p_strerror(r));
+    }
+    json_decref(list);
+}
+
+json_t *p2p__pki_revoked_certs(p2p_ctx *ctx)
+{
+    p2p_pki *p = get(ctx);
+    if (p && p->reg)
+        registry_prune(p->reg, now_s());
+    return registry_revoked_json(p ? p->reg : NULL);
 }
 
 int p2p__pki_stats(p2p_ctx *ctx, p2p_pki_stats *out)

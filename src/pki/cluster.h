@@ -59,6 +59,18 @@ void p2p__pki_cert_request(p2p_ctx *ctx, const char *body, size_t len, const cha
 void p2p__pki_cert_renew(p2p_ctx *ctx, const char *body, size_t len, const char *peer_node, const char *peer_ip,
                          p2p_pki_reply cb, void *arg);
 
+/* 1 if `cert` (a peer's certificate in a TLS verify callback) is revoked: on the
+ * coordinator, a certificate of a node id that was replaced (registry.h). 0
+ * otherwise, and on nodes that keep no registry. */
+struct x509_st;
+int p2p__pki_cert_revoked(p2p_ctx *ctx, const struct x509_st *cert);
+
+/* The revoked node certificates not yet expired, a new reference:
+ * [{"fingerprint": SHA-256 hex of the DER, "node_id", "revoked_at", "expires_at"}]
+ * (an empty array on nodes that keep no registry). For cluster-wide propagation:
+ * a node that learns these refuses them as p2p__pki_cert_revoked does. */
+json_t *p2p__pki_revoked_certs(p2p_ctx *ctx);
+
 /* Counters for /metrics. */
 typedef struct p2p_pki_stats {
     uint64_t enrolled, enroll_refused, renewed_issued; /* coordinator: certificates issued */

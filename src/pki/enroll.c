@@ -19,6 +19,7 @@
 
 #include "auth/jwt.h"
 #include "core/util.h"
+#include "membership/addrsel.h"
 #include "pki/certreq.h"
 #include "pki/pki.h"
 #include "vault/vault.h"
@@ -408,7 +409,7 @@ static void attempt_work(uv_work_t *w)
     enroll *e = w->data;
     p2p_config *cfg = &e->ctx->cfg;
     certreq rq = {.node_id = cfg->node_id, .csr = e->csr, .challenge = e->challenge, .challenge_port = e->port,
-                  .join_token = e->token};
+                  .join_token = e->token, .role = (char *)p2p_node_role(e->ctx)};
     json_t *doc = certreq_request_json(&rq);
     char *body = json_dumps(doc, JSON_COMPACT);
     json_decref(doc);
@@ -651,6 +652,15 @@ static int usable_ip(const char *ip)
     return 1;
 }
 
+static int is_loopback(const char *s)
+{
+    unsigned char b[16];
+    static const unsigned char one[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    if (inet_pton(AF_INET, s, b) == 1)
+        return b[0] == 127;
+    return inet_pton(AF_INET6, s, b) == 1 && memcmp(b, one, 16) == 0;
+}
+
 static void add_name(char ***names, size_t *n, const char *s)
 {
     if (!usable_ip(s) || *n >= PKI_MAX_SANS - 1)
@@ -662,26 +672,46 @@ static void add_name(char ***names, size_t *n, const char *s)
     (*names)[(*n)++] = p2p__xstrdup(s);
 }
 
+/* A node bound to every address: its interfaces' addresses as the address
+ * selection ranks them (addrsel.h), which drops loopback unless the cluster
+ * lives on this host (every coordinator address is loopback) or nothing else is
+ * up. Coordinator addresses that are not IP literals do not take part. */
+static void add_interfaces(p2p_ctx *ctx, char ***names, size_t *n)
+{
+    p2p_config *cfg = &ctx->cfg;
+    p2p_addrsel_iface *ifs = NULL;
+    size_t nifs = 0;
+    if (p2p__addrsel_interfaces(NULL, &ifs, &nifs) != 0)
+        return;
+    const char *coords[P2P_ADDRSEL_MAX_TARGETS];
+    size_t nc = 0;
+    for (size_t i = 0; i < cfg->n_coordinator_addresses && nc < P2P_ADDRSEL_MAX_TARGETS; i++) {
+        struct sockaddr_storage sa;
+        if (p2p__addrsel_parse_target(cfg->coordinator_addresses[i], &sa) == 0)
+            coords[nc++] = cfg->coordinator_addresses[i];
+    }
+    p2p_addrsel_cand *cands = p2p__xcalloc(PKI_MAX_SANS, sizeof(*cands));
+    size_t nk = 0;
+    if (p2p__addrsel_rank(ifs, nifs, coords, nc, cands, PKI_MAX_SANS, &nk, NULL) == 0)
+        for (size_t i = 0; i < nk; i++)
+            add_name(names, n, cands[i].ip);
+    free(cands);
+    free(ifs);
+}
+
 void p2p__node_names(p2p_ctx *ctx, char ***names, size_t *n)
 {
+    p2p_config *cfg = &ctx->cfg;
     *names = NULL;
     *n = 0;
-    add_name(names, n, "localhost");
-    add_name(names, n, "127.0.0.1");
-    add_name(names, n, "::1");
-    add_name(names, n, ctx->cfg.advertise_address);
-    add_name(names, n, ctx->cfg.bind_address);
-    uv_interface_address_t *ifs = NULL;
-    int cnt = 0;
-    if (uv_interface_addresses(&ifs, &cnt) == 0) {
-        for (int i = 0; i < cnt; i++) {
-            char buf[INET6_ADDRSTRLEN];
-            if (ifs[i].address.address4.sin_family == AF_INET)
-                uv_ip4_name(&ifs[i].address.address4, buf, sizeof buf);
-            else
-                uv_ip6_name(&ifs[i].address.address6, buf, sizeof buf);
-            add_name(names, n, buf);
+    add_name(names, n, cfg->advertise_address);
+    add_name(names, n, cfg->bind_address);
+    if (!usable_ip(cfg->bind_address))
+        add_interfaces(ctx, names, n);
+    /* "localhost" goes with a loopback address, never alone */
+    for (size_t i = 0; i < *n; i++)
+        if (is_loopback((*names)[i])) {
+            add_name(names, n, "localhost");
+            break;
         }
-        uv_free_interface_addresses(ifs, cnt);
-    }
 }

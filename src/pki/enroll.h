@@ -82,10 +82,13 @@ int p2p__enroll_worker(p2p_ctx *ctx, struct vault *v, const char *join, char **e
  * chains to the CA and is valid now. */
 int p2p__enroll_have_valid_cert(struct vault *v);
 
-/* The names a node asks for in its certificate: localhost, 127.0.0.1, ::1, the
- * advertise and bind addresses and its interfaces' addresses (not link-local,
- * not unspecified), at most PKI_MAX_SANS - 1 (the node id comes first). Heap
- * array of heap strings. */
+/* The names a node asks for in its certificate: its real addresses only. The
+ * advertise address, a specific bind address, and for a node bound to every
+ * address (0.0.0.0, ::) its interfaces' addresses as the address selection ranks
+ * them (addrsel.h: no link-local; loopback only when every coordinator address
+ * is loopback or the host has nothing else); "localhost" only beside a loopback
+ * address. At most PKI_MAX_SANS - 1 (the node id comes first). Heap array of
+ * heap strings. */
 void p2p__node_names(p2p_ctx *ctx, char ***names, size_t *n);
 
 /* https://HOST:PORT/path for a coordinator address "host:port", "[v6]:port" or a

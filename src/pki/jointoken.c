@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "core/util.h"
+#include "pki/pki.h"
 
 #define HASH_LEN 32
 #define RANDOM_LEN 32
@@ -28,6 +29,7 @@ typedef struct entry {
     int64_t created_at;
     int64_t expires_at;
     unsigned uses_left;
+    char replace[PKI_MAX_NODE_ID + 1]; /* a replacement token's node id, "" for an ordinary one */
 } entry;
 
 struct jointoken_table {
@@ -132,10 +134,11 @@ size_t jointoken_purge(jointoken_table *t, int64_t now)
     return n - kept;
 }
 
-int jointoken_create(jointoken_table *t, int64_t now, int64_t ttl_s, unsigned max_uses, char **token_out)
+static int create(jointoken_table *t, int64_t now, int64_t ttl_s, unsigned max_uses, const char *replace,
+                  char **token_out)
 {
     if (!t || !token_out || now < 0 || ttl_s < 1 || ttl_s > JOINTOKEN_MAX_TTL_S || now > JOINTOKEN_MAX_TIME - ttl_s ||
-        max_uses < 1 || max_uses > JOINTOKEN_MAX_USES)
+        max_uses < 1 || max_uses > JOINTOKEN_MAX_USES || (replace && !pki_node_id_valid(replace)))
         return -EINVAL;
     jointoken_purge(t, now);
     if (t->n >= JOINTOKEN_MAX_ENTRIES)
@@ -143,6 +146,8 @@ int jointoken_create(jointoken_table *t, int64_t now, int64_t ttl_s, unsigned ma
     char *tok = p2p__xmalloc(JOINTOKEN_LEN + 1);
     uint8_t rnd[RANDOM_LEN];
     entry e = {.created_at = now, .expires_at = now + ttl_s, .uses_left = max_uses};
+    if (replace)
+        snprintf(e.replace, sizeof e.replace, "%s", replace);
     int rc = -EIO;
     /* An id collision (32 bits) is vanishingly rare; draw again so ids stay unique. */
     for (int attempt = 0; attempt < 8; attempt++) {
@@ -168,6 +173,19 @@ int jointoken_create(jointoken_table *t, int64_t now, int64_t ttl_s, unsigned ma
     push(t, &e);
     *token_out = tok;
     return 0;
+}
+
+int jointoken_create(jointoken_table *t, int64_t now, int64_t ttl_s, unsigned max_uses, char **token_out)
+{
+    return create(t, now, ttl_s, max_uses, NULL, token_out);
+}
+
+int jointoken_create_replacement(jointoken_table *t, int64_t now, int64_t ttl_s, const char *node_id,
+                                 char **token_out)
+{
+    if (!node_id)
+        return -EINVAL;
+    return create(t, now, ttl_s, 1, node_id, token_out);
 }
 
 int jointoken_token_id(const char *token, char id_out[JOINTOKEN_ID_LEN + 1])
@@ -204,6 +222,12 @@ int jointoken_check(const jointoken_table *t, const char *token, int64_t now)
     return match(t, token, now) >= 0 ? 0 : -EACCES;
 }
 
+const char *jointoken_replaces(const jointoken_table *t, const char *token, int64_t now)
+{
+    long i = match(t, token, now);
+    return i >= 0 && t->v[i].replace[0] ? t->v[i].replace : NULL;
+}
+
 int jointoken_consume(jointoken_table *t, const char *token, int64_t now)
 {
     long i = match(t, token, now);
@@ -237,9 +261,13 @@ json_t *jointoken_list(const jointoken_table *t, int64_t now)
             continue;
         char id[JOINTOKEN_ID_LEN + 1];
         entry_id(e, id);
-        if (json_array_append_new(a, json_pack("{s:s, s:I, s:I, s:I}", "id", id, "created_at",
-                                               (json_int_t)e->created_at, "expires_at", (json_int_t)e->expires_at,
-                                               "uses_left", (json_int_t)e->uses_left)) != 0) {
+        json_t *o = json_pack("{s:s, s:I, s:I, s:I}", "id", id, "created_at", (json_int_t)e->created_at, "expires_at",
+                              (json_int_t)e->expires_at, "uses_left", (json_int_t)e->uses_left);
+        if (o && e->replace[0] && json_object_set_new(o, "replaces", json_string(e->replace)) != 0) {
+            json_decref(o);
+            o = NULL;
+        }
+        if (!o || json_array_append_new(a, o) != 0) {
             json_decref(a);
             return NULL;
         }
@@ -254,9 +282,13 @@ json_t *jointoken_table_to_json(const jointoken_table *t)
         const entry *e = &t->v[i];
         char h[2 * HASH_LEN + 1];
         hex(e->hash, HASH_LEN, h);
-        if (json_array_append_new(a, json_pack("{s:s, s:I, s:I, s:I}", "hash", h, "created_at",
-                                               (json_int_t)e->created_at, "expires_at", (json_int_t)e->expires_at,
-                                               "uses_left", (json_int_t)e->uses_left)) != 0) {
+        json_t *o = json_pack("{s:s, s:I, s:I, s:I}", "hash", h, "created_at", (json_int_t)e->created_at, "expires_at",
+                              (json_int_t)e->expires_at, "uses_left", (json_int_t)e->uses_left);
+        if (o && e->replace[0] && json_object_set_new(o, "replace", json_string(e->replace)) != 0) {
+            json_decref(o);
+            o = NULL;
+        }
+        if (!o || json_array_append_new(a, o) != 0) {
             json_decref(a);
             return NULL;
         }
@@ -285,7 +317,8 @@ static int parse_entry(const json_t *o, size_t idx, entry *e, char **err)
     json_t *v;
     json_object_foreach((json_t *)o, key, v)
     {
-        if (strcmp(key, "hash") && strcmp(key, "created_at") && strcmp(key, "expires_at") && strcmp(key, "uses_left"))
+        if (strcmp(key, "hash") && strcmp(key, "created_at") && strcmp(key, "expires_at") && strcmp(key, "uses_left") &&
+            strcmp(key, "replace"))
             return p2p__fail(err, -EINVAL, "tokens[%zu]: unknown member", idx);
     }
     json_t *h = json_object_get(o, "hash");
@@ -305,6 +338,14 @@ static int parse_entry(const json_t *o, size_t idx, entry *e, char **err)
     e->created_at = created;
     e->expires_at = expires;
     e->uses_left = (unsigned)uses;
+    e->replace[0] = '\0';
+    json_t *rp = json_object_get(o, "replace");
+    if (rp) {
+        const char *id = json_string_value(rp);
+        if (!id || strlen(id) != json_string_length(rp) || !pki_node_id_valid(id))
+            return p2p__fail(err, -EINVAL, "tokens[%zu].replace: must be a node id", idx);
+        snprintf(e->replace, sizeof e->replace, "%s", id);
+    }
     return 0;
 }
 

@@ -19,10 +19,14 @@
  * expired entries are purged by jointoken_purge(), which create and consume run
  * first.
  *
+ * Replacement tokens (`p2p token create --join --replace ID`) are bound to one
+ * node id: the coordinator lets such a token enroll that id only, and only such
+ * a token enrolls an id that is already enrolled (registry.h). One use.
+ *
  * Persisted form (kept in the vault), strictly validated on load:
  *   {"version":1,"tokens":[{"hash":"<64 lowercase hex>","created_at":S,
- *     "expires_at":S,"uses_left":N},...]}
- * exactly these members; 0 <= created_at < expires_at <= JOINTOKEN_MAX_TIME,
+ *     "expires_at":S,"uses_left":N[,"replace":"<node id>"]},...]}
+ * exactly these members ("replace" only on replacement tokens); 0 <= created_at < expires_at <= JOINTOKEN_MAX_TIME,
  * expires_at - created_at <= JOINTOKEN_MAX_TTL_S, 0 <= uses_left <=
  * JOINTOKEN_MAX_USES, at most JOINTOKEN_MAX_ENTRIES entries with distinct ids.
  *
@@ -56,6 +60,16 @@ void jointoken_table_free(jointoken_table *t);
  * after purging) or -EIO (no randomness). */
 int jointoken_create(jointoken_table *t, int64_t now, int64_t ttl_s, unsigned max_uses, char **token_out);
 
+/* Like create, for a replacement token bound to `node_id` (a valid node id),
+ * with one use. Same returns. */
+int jointoken_create_replacement(jointoken_table *t, int64_t now, int64_t ttl_s, const char *node_id,
+                                 char **token_out);
+
+/* The node id a valid replacement token is bound to (borrowed, valid until the
+ * table changes), or NULL: an ordinary token, or one that is unknown, expired
+ * or used up. */
+const char *jointoken_replaces(const jointoken_table *t, const char *token, int64_t now);
+
 /* The id of a token (the first 8 hex digits of its SHA-256) into id_out
  * (JOINTOKEN_ID_LEN + 1 bytes). Returns 0 or -EINVAL (NULL). */
 int jointoken_token_id(const char *token, char id_out[JOINTOKEN_ID_LEN + 1]);
@@ -77,7 +91,7 @@ size_t jointoken_purge(jointoken_table *t, int64_t now);
 size_t jointoken_count(const jointoken_table *t);
 
 /* The entries not expired at `now`, oldest first, as a new reference to
- * [{"id":"<8 hex>","created_at":S,"expires_at":S,"uses_left":N},...]. */
+ * [{"id":"<8 hex>","created_at":S,"expires_at":S,"uses_left":N[,"replaces":ID]},...]. */
 json_t *jointoken_list(const jointoken_table *t, int64_t now);
 
 /* The persisted form above, a new reference (all entries, expired or not). */

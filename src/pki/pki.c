@@ -186,6 +186,12 @@ static int ip_equal(const ipaddr *a, const ipaddr *b)
     return a->family == b->family && memcmp(a->b, b->b, a->len) == 0;
 }
 
+static int ip_loopback(const ipaddr *ip)
+{
+    static const unsigned char one[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    return ip->family == AF_INET ? ip->b[0] == 127 : memcmp(ip->b, one, 16) == 0;
+}
+
 /* NULL for a host address, else why it is not one. */
 static const char *ip_not_host(const ipaddr *ip)
 {
@@ -235,6 +241,12 @@ int pki_node_id_valid(const char *id)
             return 0;
     }
     return 1;
+}
+
+int pki_role_valid(const char *role)
+{
+    /* the node id alphabet, shorter: a role travels in gossip records (P2P_GOSSIP_ROLE_MAX) */
+    return role && strlen(role) <= PKI_MAX_ROLE && pki_node_id_valid(role);
 }
 
 /* ASN1_TIME -> Unix seconds (days-from-civil; no time zone, no libc state). */
@@ -829,7 +841,8 @@ int pki_csr_parse(const char *csr_pem, size_t len, pki_csr_info *out, char **err
     return rc;
 }
 
-/* The name policy (pki.h). `request_ip` NULL skips the source address rule (signing). */
+/* The name policy (pki.h). `request_ip` NULL skips the rules about the request's
+ * source address (signing, which does not know it). */
 static int check_names(const pki_csr_info *csr, const char *claimed, const ipaddr *request_ip, char **err)
 {
     char b1[SHOW_CAP], b2[SHOW_CAP];
@@ -848,6 +861,9 @@ static int check_names(const pki_csr_info *csr, const char *claimed, const ipadd
         if (strcmp(d, claimed) != 0 && strcmp(d, "localhost") != 0)
             return p2p__fail(err, -EACCES, "DNS:%s is not allowed (only the node id '%s' or 'localhost')", SHOWZ(d, b1),
                         claimed);
+        if (request_ip && !ip_loopback(request_ip) && strcmp(d, "localhost") == 0)
+            return p2p__fail(err, -EACCES,
+                             "DNS:localhost is not allowed: the request did not come from this host's loopback");
     }
     int found = 0;
     for (size_t i = 0; i < csr->n_ips; i++) {
@@ -857,6 +873,9 @@ static int check_names(const pki_csr_info *csr, const char *claimed, const ipadd
             return p2p__fail(err, -EACCES, "IP:%s is not an IP address", SHOWZ(csr->ips[i], b1));
         if ((why = ip_not_host(&ip)) != NULL)
             return p2p__fail(err, -EACCES, "IP:%s is not a host address: %s", csr->ips[i], why);
+        if (request_ip && !ip_loopback(request_ip) && ip_loopback(&ip))
+            return p2p__fail(err, -EACCES, "IP:%s is not allowed: loopback, and the request did not come from loopback",
+                             csr->ips[i]);
         if (request_ip && ip_equal(&ip, request_ip))
             found = 1;
     }
@@ -886,7 +905,8 @@ int pki_csr_check(const pki_csr_info *csr, const char *claimed_node_id, const ch
 
 /* ---- signing ---------------------------------------------------------------------------------- */
 
-static X509 *issue(X509 *ca, EVP_PKEY *ca_key, EVP_PKEY *pub, const pki_csr_info *info, time_t now, time_t not_after)
+static X509 *issue(X509 *ca, EVP_PKEY *ca_key, EVP_PKEY *pub, const pki_csr_info *info, const char *role, time_t now,
+                   time_t not_after)
 {
     strlist dns = {0}, ips = {0};
     strlist_push(&dns, info->node_id, strlen(info->node_id));
@@ -906,6 +926,8 @@ static X509 *issue(X509 *ca, EVP_PKEY *ca_key, EVP_PKEY *pub, const pki_csr_info
              ASN1_TIME_set(X509_getm_notAfter(cert), not_after) && X509_set_pubkey(cert, pub) == 1 &&
              X509_NAME_add_entry_by_NID(X509_get_subject_name(cert), NID_commonName, MBSTRING_ASC,
                                         (const unsigned char *)info->node_id, -1, -1, 0) == 1 &&
+             (!role || X509_NAME_add_entry_by_NID(X509_get_subject_name(cert), NID_organizationalUnitName,
+                                                  MBSTRING_ASC, (const unsigned char *)role, -1, -1, 0) == 1) &&
              X509_set_issuer_name(cert, X509_get_subject_name(ca)) == 1 &&
              add_ext(cert, ca, NID_basic_constraints, "critical,CA:FALSE") == 0 &&
              add_ext(cert, ca, NID_key_usage, "critical,digitalSignature") == 0 &&
@@ -922,11 +944,15 @@ static X509 *issue(X509 *ca, EVP_PKEY *ca_key, EVP_PKEY *pub, const pki_csr_info
     return cert;
 }
 
-int pki_sign_csr(const char *ca_cert_pem, const char *ca_key_pem, const char *csr_pem, long lifetime_seconds,
-                 char **cert_pem, char **err)
+static int sign_csr(const char *ca_cert_pem, const char *ca_key_pem, const char *csr_pem, long lifetime_seconds,
+                    const char *role, char **cert_pem, char **err)
 {
+    char b1[SHOW_CAP];
     if (!ca_cert_pem || !ca_key_pem || !csr_pem || !cert_pem)
         return p2p__fail(err, -EINVAL, "pki_sign_csr: NULL argument");
+    if (role && !pki_role_valid(role))
+        return p2p__fail(err, -EINVAL, "role '%s' is invalid (1..%d characters of A-Z a-z 0-9 . _ -)", SHOWZ(role, b1),
+                         PKI_MAX_ROLE);
     if (lifetime_seconds < 1 || lifetime_seconds > PKI_MAX_CERT_LIFETIME_S)
         return p2p__fail(err, -EINVAL, "certificate lifetime of %ld s: must be 1..%ld", lifetime_seconds,
                     PKI_MAX_CERT_LIFETIME_S);
@@ -972,7 +998,7 @@ int pki_sign_csr(const char *ca_cert_pem, const char *ca_key_pem, const char *cs
     int64_t not_after = (int64_t)now + lifetime_seconds;
     if (not_after > ca_na)
         not_after = ca_na;
-    cert = issue(ca, ca_key, X509_REQ_get0_pubkey(req), &info, now, (time_t)not_after);
+    cert = issue(ca, ca_key, X509_REQ_get0_pubkey(req), &info, role, now, (time_t)not_after);
     char *pem = cert ? cert_pem_string(cert) : NULL;
     if (!pem) {
         rc = ssl_fail(err, -EIO, "cannot issue the certificate");
@@ -990,7 +1016,96 @@ out:
     return rc;
 }
 
+int pki_sign_csr(const char *ca_cert_pem, const char *ca_key_pem, const char *csr_pem, long lifetime_seconds,
+                 char **cert_pem, char **err)
+{
+    return sign_csr(ca_cert_pem, ca_key_pem, csr_pem, lifetime_seconds, NULL, cert_pem, err);
+}
+
+int pki_sign_node_csr(const char *ca_cert_pem, const char *ca_key_pem, const char *csr_pem, long lifetime_seconds,
+                      const char *role, char **cert_pem, char **err)
+{
+    if (!role)
+        return p2p__fail(err, -EINVAL, "pki_sign_node_csr: NULL role");
+    return sign_csr(ca_cert_pem, ca_key_pem, csr_pem, lifetime_seconds, role, cert_pem, err);
+}
+
 /* ---- certificates ----------------------------------------------------------------------------- */
+
+int p2p__pki_cert_role(const X509 *cert, char *out, size_t cap)
+{
+    if (!cert || !out)
+        return -EINVAL;
+    const X509_NAME *nm = X509_get_subject_name(cert);
+    int i = X509_NAME_get_index_by_NID(nm, NID_organizationalUnitName, -1);
+    if (i < 0)
+        return -ENOENT;
+    if (X509_NAME_get_index_by_NID(nm, NID_organizationalUnitName, i) >= 0)
+        return -EINVAL;
+    const ASN1_STRING *v = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(nm, i));
+    int t = ASN1_STRING_type(v);
+    const unsigned char *d = ASN1_STRING_get0_data(v);
+    int n = ASN1_STRING_length(v);
+    /* our roles are ASCII: accept the string types that hold ASCII as is */
+    if ((t != V_ASN1_UTF8STRING && t != V_ASN1_PRINTABLESTRING && t != V_ASN1_IA5STRING) || n < 1 ||
+        n > PKI_MAX_ROLE || !d)
+        return -EINVAL;
+    char buf[PKI_MAX_ROLE + 1];
+    memcpy(buf, d, (size_t)n);
+    buf[n] = '\0';
+    if (strlen(buf) != (size_t)n || !pki_role_valid(buf))
+        return -EINVAL;
+    if ((size_t)n + 1 > cap)
+        return -ENOSPC;
+    memcpy(out, buf, (size_t)n + 1);
+    return 0;
+}
+
+static void hex_of(const unsigned char *in, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+int p2p__pki_cert_fingerprint(const X509 *cert, char out[PKI_FINGERPRINT_LEN + 1])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    if (!cert || !out)
+        return -EINVAL;
+    ERR_set_mark();
+    int ok = X509_digest(cert, EVP_sha256(), md, &n) == 1 && n == PKI_FINGERPRINT_LEN / 2;
+    ERR_pop_to_mark();
+    if (!ok)
+        return -EINVAL;
+    hex_of(md, n, out);
+    return 0;
+}
+
+int pki_cert_fingerprint(const char *pem, char out[PKI_FINGERPRINT_LEN + 1], char *serial_out, size_t serial_cap)
+{
+    const char *why = NULL;
+    if (!pem || !out)
+        return -EINVAL;
+    ERR_set_mark();
+    X509 *x = read_one_cert(pem, strlen(pem), &why);
+    int rc = x ? p2p__pki_cert_fingerprint(x, out) : -EINVAL;
+    if (rc == 0 && serial_out) {
+        const ASN1_INTEGER *sn = X509_get0_serialNumber(x);
+        int n = ASN1_STRING_length(sn);
+        if (n < 1 || n > 20 || serial_cap < 2 * (size_t)n + 1)
+            rc = -EINVAL;
+        else
+            hex_of(ASN1_STRING_get0_data(sn), (size_t)n, serial_out);
+    }
+    X509_free(x);
+    ERR_pop_to_mark();
+    return rc;
+}
 
 int pki_cert_parse(const char *pem, size_t len, pki_cert_info *out, char **err)
 {
@@ -1027,6 +1142,8 @@ int pki_cert_parse(const char *pem, size_t len, pki_cert_info *out, char **err)
         free(e2);
         goto out;
     }
+    char role[PKI_MAX_ROLE + 1];
+    out->role = p2p__pki_cert_role(x, role, sizeof role) == 0 ? p2p__xstrdup(role) : NULL;
     out->node_id = cn;
     out->dns = dns.v;
     out->n_dns = dns.n;
@@ -1187,6 +1304,7 @@ void pki_cert_info_free(pki_cert_info *info)
     if (!info)
         return;
     free(info->node_id);
+    free(info->role);
     free_list(info->dns, info->n_dns);
     free_list(info->ips, info->n_ips);
     memset(info, 0, sizeof(*info));

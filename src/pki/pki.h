@@ -22,8 +22,12 @@
  *   - at most PKI_MAX_SANS subjectAltNames (DNS and IP together);
  *   - a DNS SAN is exactly the node id or "localhost"; no wildcards, no other name;
  *   - an IP SAN is a host address: not unspecified (0.0.0.0, ::), not multicast,
- *     not 255.255.255.255, not an IPv4-mapped IPv6 address; loopback is allowed
- *     (tests run on 127.0.0.1) but only appears when the node asked for it;
+ *     not 255.255.255.255, not an IPv4-mapped IPv6 address;
+ *   - loopback names (127.0.0.0/8, ::1, DNS "localhost") only when the request
+ *     itself came from a loopback address: a node asks for them only when it
+ *     binds or advertises loopback (a cluster on one host, the tests on
+ *     127.0.0.1), and such a node reaches its coordinator over loopback. A node
+ *     elsewhere asking for them names hosts it is not;
  *   - the request's source address is one of the IP SANs (an IPv4-mapped source
  *     address, as a dual-stack socket reports it, counts as its IPv4 form).
  * pki_csr_parse itself refuses SAN types other than DNS and IP (email, URI,
@@ -31,7 +35,9 @@
  * the CSR requests (basicConstraints, keyUsage, ...) are ignored: the issued
  * certificate's subject and extensions are built here, never copied.
  *
- * Issued node certificates: subject CN=<node id> only; SAN DNS:<node id>, then
+ * Issued node certificates: subject CN=<node id> and, from pki_sign_node_csr,
+ * OU=<role> (the node's role name exactly, "worker", "coordinator", ...: the
+ * coordinator decides it, never the CSR); SAN DNS:<node id>, then
  * the CSR's other accepted names (duplicates dropped); serial 0x01 followed by
  * 128 random bits; basicConstraints CA:FALSE (critical), keyUsage
  * digitalSignature (critical), extendedKeyUsage serverAuth+clientAuth, SKI, AKI;
@@ -80,9 +86,14 @@
 #define PKI_MAX_CERT_LIFETIME_S 315360000L    /* 10 years */
 #define PKI_DEFAULT_RENEW_BEFORE_S 2592000L   /* 30 days */
 #define PKI_BACKDATE_S 300                    /* notBefore = now - 5 min */
+#define PKI_MAX_ROLE 31                       /* characters of a role name (as in gossip) */
+#define PKI_FINGERPRINT_LEN 64                /* hex digits of a SHA-256 fingerprint */
 
 /* 1 if `id` is a valid node id: 1..63 characters of [A-Za-z0-9._-]. */
 int pki_node_id_valid(const char *id);
+
+/* 1 if `role` is a valid role name: 1..31 characters of [A-Za-z0-9._-]. */
+int pki_role_valid(const char *role);
 
 /* Creates the cluster CA: a new P-256 key and a self-signed certificate valid
  * for `days` (1..PKI_MAX_CA_DAYS) from now - 5 min. `cluster_name` is 1..60
@@ -129,9 +140,15 @@ int pki_csr_check(const pki_csr_info *csr, const char *claimed_node_id, const ch
 int pki_sign_csr(const char *ca_cert_pem, const char *ca_key_pem, const char *csr_pem, long lifetime_seconds,
                  char **cert_pem, char **err);
 
+/* pki_sign_csr for a node: the certificate's subject also says the node's `role`
+ * (OU=<role>, pki_role_valid). */
+int pki_sign_node_csr(const char *ca_cert_pem, const char *ca_key_pem, const char *csr_pem, long lifetime_seconds,
+                      const char *role, char **cert_pem, char **err);
+
 /* A parsed certificate: owned copies. SAN types other than DNS and IP are skipped. */
 typedef struct pki_cert_info {
     char *node_id; /* the subject CN */
+    char *role;    /* the subject OU (p2p__pki_cert_role), NULL when it has none */
     char **dns;
     size_t n_dns;
     char **ips; /* canonical text form */
@@ -159,6 +176,20 @@ int pki_cert_verify_at(const char *cert_pem, const char *ca_pem, int64_t now, ch
  * IP literal (callers treating non-zero as "renew" fail safe). */
 int pki_cert_needs_renewal(const pki_cert_info *c, int64_t now, int64_t renew_before_s, const char *const *current_ips,
                            size_t n);
+
+/* The role a node certificate names: its subject's single OU, a valid role name,
+ * into `out` (`cap` bytes, at least PKI_MAX_ROLE + 1 for every role to fit).
+ * For readers holding an X509 (a TLS verify callback). 0, -ENOENT (no OU),
+ * -EINVAL (NULL, several OUs, not a valid role name), -ENOSPC (`cap` too small). */
+struct x509_st;
+int p2p__pki_cert_role(const struct x509_st *cert, char *out, size_t cap);
+
+/* The SHA-256 fingerprint of a certificate's DER as PKI_FINGERPRINT_LEN lowercase
+ * hex digits and a NUL: the name a certificate is revoked by. -EINVAL. */
+int p2p__pki_cert_fingerprint(const struct x509_st *cert, char out[PKI_FINGERPRINT_LEN + 1]);
+/* The same from one PEM certificate; also its serial number in hex (serial_out
+ * may be NULL, else 2 * 20 + 1 bytes at least: serials are at most 20 octets). */
+int pki_cert_fingerprint(const char *pem, char out[PKI_FINGERPRINT_LEN + 1], char *serial_out, size_t serial_cap);
 
 /* 1 if the private key `key_pem` belongs to the certificate `cert_pem`, 0 if not,
  * -EINVAL when either does not parse. */

@@ -66,6 +66,12 @@ def test_enroll_across_namespaces(cluster):
     sans = [v for k, v in cert["subjectAltName"] if k == "IP Address"]
     assert topo.addr("B") in sans, sans
     assert topo.addr("A") not in sans
+    # only its real addresses: bound to every address with the coordinator elsewhere, no
+    # loopback name (issue 9, finding 11), and the certificate says its role
+    dns = [v for k, v in cert["subjectAltName"] if k == "DNS"]
+    assert not [a for a in sans if a.startswith("127.") or a == "::1"], sans
+    assert dns == ["worker"], dns
+    assert ("organizationalUnitName", "worker") in [x for rdn in cert["subject"] for x in rdn], cert["subject"]
     # the nodes are where they should be: reachable from each other's namespace, not on
     # the namespace's loopback of the other
     assert topo.tcp_connect("A", worker.host, worker.port)

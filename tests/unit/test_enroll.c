@@ -2,7 +2,9 @@
  * test_enroll.c — unit tests for the pure parts of src/pki/enroll.c: challenges
  * (format, embedded time, malformed input), the key authorization (bound to the
  * challenge and the CSR), CA pins and join strings (token, optional pin,
- * malformed shapes).
+ * malformed shapes), and the names a node asks for in its certificate (its real
+ * addresses; loopback only when it binds or advertises loopback, or the cluster
+ * lives on this host).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,9 +14,12 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/config.h"
+#include "core/ctx.h"
 #include "pki/enroll.h"
 #include "pki/pki.h"
 
@@ -115,9 +120,76 @@ static void test_join_split(void **state)
     assert_int_equal(p2p__enroll_join_split(huge, tok, sizeof tok, pin), -EINVAL);
 }
 
+/* p2p__node_names for a worker with this bind address and coordinator. */
+static int names_have(const char *bind, const char *coord, const char *want, size_t *n_out, int *any_loopback)
+{
+    p2p_config cfg;
+    p2p_config_defaults(&cfg, 0);
+    char *err = NULL;
+    assert_int_equal(p2p_config_finalize(&cfg, &err), 0); /* role defaults for keys not set explicitly */
+    free(cfg.bind_address);
+    cfg.bind_address = strdup(bind);
+    for (size_t i = 0; i < cfg.n_coordinator_addresses; i++)
+        free(cfg.coordinator_addresses[i]);
+    cfg.coordinator_addresses[0] = strdup(coord);
+    cfg.n_coordinator_addresses = 1;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    p2p_ctx *ctx = p2p__ctx_new(&cfg, &loop);
+    char **names = NULL;
+    size_t n = 0;
+    p2p__node_names(ctx, &names, &n);
+    int found = 0;
+    *any_loopback = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (getenv("NAMES_DEBUG"))
+            fprintf(stderr, "%s %s: %s\n", bind, coord, names[i]);
+        if (want && !strcmp(names[i], want))
+            found = 1;
+        if (!strcmp(names[i], "localhost") || !strncmp(names[i], "127.", 4) || !strcmp(names[i], "::1"))
+            *any_loopback = 1;
+        free(names[i]);
+    }
+    free(names);
+    *n_out = n;
+    p2p__ctx_free(ctx);
+    uv_loop_close(&loop);
+    return found;
+}
+
+static void test_node_names(void **state)
+{
+    (void)state;
+    size_t n = 0;
+    int lo = 0;
+    /* bound to one address: that address, nothing else */
+    assert_true(names_have("192.0.2.77", "192.0.2.1:8001", "192.0.2.77", &n, &lo));
+    assert_int_equal(n, 1);
+    assert_false(lo);
+    /* bound to loopback: loopback and localhost */
+    assert_true(names_have("127.0.0.1", "127.0.0.1:8001", "127.0.0.1", &n, &lo));
+    assert_true(names_have("127.0.0.1", "127.0.0.1:8001", "localhost", &n, &lo));
+    assert_int_equal(n, 2);
+    /* bound to every address, the cluster on this host: loopback is one of them */
+    assert_true(names_have("0.0.0.0", "127.0.0.1:8001", "127.0.0.1", &n, &lo));
+    /* bound to every address, the coordinator elsewhere: loopback only on a host that
+     * has nothing else (the address selection's rule) */
+    uv_interface_address_t *ifs = NULL;
+    int cnt = 0, other = 0;
+    assert_int_equal(uv_interface_addresses(&ifs, &cnt), 0);
+    for (int i = 0; i < cnt; i++)
+        if (!ifs[i].is_internal && ifs[i].address.address4.sin_family == AF_INET)
+            other = 1;
+    uv_free_interface_addresses(ifs, cnt);
+    names_have("0.0.0.0", "192.0.2.1:8001", NULL, &n, &lo);
+    if (other)
+        assert_false(lo);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_node_names),
         cmocka_unit_test(test_challenge_round_trip), cmocka_unit_test(test_challenge_malformed),
         cmocka_unit_test(test_key_auth_binds_challenge_and_csr), cmocka_unit_test(test_ca_pin),
         cmocka_unit_test(test_join_split),

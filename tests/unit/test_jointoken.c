@@ -275,6 +275,15 @@ static void test_json_malformed(void **state)
         {"{\"version\":1,\"tokens\":[{\"hash\":\"" H64 "\",\"created_at\":1,\"expires_at\":2}]}",
          "tokens[0].uses_left: missing"},
         {"{\"version\":1,\"tokens\":[{\"hash\":\"" H64 "\",\"created_at\":1,\"expires_at\":2,\"uses_left\":1,"
+         "\"replace\":\"bad id\"}]}",
+         "tokens[0].replace: must be a node id"},
+        {"{\"version\":1,\"tokens\":[{\"hash\":\"" H64 "\",\"created_at\":1,\"expires_at\":2,\"uses_left\":1,"
+         "\"replace\":7}]}",
+         "tokens[0].replace"},
+        {"{\"version\":1,\"tokens\":[{\"hash\":\"" H64 "\",\"created_at\":1,\"expires_at\":2,\"uses_left\":1,"
+         "\"replace\":\"\"}]}",
+         "tokens[0].replace"},
+        {"{\"version\":1,\"tokens\":[{\"hash\":\"" H64 "\",\"created_at\":1,\"expires_at\":2,\"uses_left\":1,"
          "\"token\":\"p2pj_x\"}]}",
          "tokens[0]: unknown member"},
         {"{\"version\":1,\"tokens\":[{\"hash\":\"" H64 "\",\"created_at\":1,\"expires_at\":2,\"uses_left\":1},"
@@ -308,6 +317,45 @@ static void test_json_malformed(void **state)
     json_decref(ok);
 }
 
+/* Replacement tokens (issue 9): bound to one node id, one use, kept across a save. */
+static void test_replacement(void **state)
+{
+    (void)state;
+    jointoken_table *t = jointoken_table_new();
+    char *plain = create(t, NOW, HOUR, 3), *rep = NULL;
+    assert_int_equal(jointoken_create_replacement(t, NOW, HOUR, "worker-2", &rep), 0);
+    assert_null(jointoken_replaces(t, plain, NOW));
+    assert_string_equal(jointoken_replaces(t, rep, NOW), "worker-2");
+    assert_null(jointoken_replaces(t, rep, NOW + HOUR)); /* expired */
+    assert_null(jointoken_replaces(t, "p2pj_unknown", NOW));
+    assert_null(jointoken_replaces(NULL, rep, NOW));
+    /* listed with the id it replaces; persisted and loaded with it */
+    json_t *list = jointoken_list(t, NOW);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(list, 1), "replaces")), "worker-2");
+    assert_null(json_object_get(json_array_get(list, 0), "replaces"));
+    json_decref(list);
+    json_t *doc = jointoken_table_to_json(t);
+    jointoken_table *again = NULL;
+    assert_int_equal(jointoken_table_from_json(doc, &again, NULL), 0);
+    json_decref(doc);
+    assert_string_equal(jointoken_replaces(again, rep, NOW), "worker-2");
+    /* one use */
+    assert_int_equal(jointoken_consume(again, rep, NOW), 0);
+    assert_null(jointoken_replaces(again, rep, NOW));
+    assert_int_equal(jointoken_check(again, rep, NOW), -EACCES);
+    jointoken_table_free(again);
+    /* arguments */
+    char *x = NULL;
+    assert_int_equal(jointoken_create_replacement(t, NOW, HOUR, "bad id", &x), -EINVAL);
+    assert_int_equal(jointoken_create_replacement(t, NOW, HOUR, "", &x), -EINVAL);
+    assert_int_equal(jointoken_create_replacement(t, NOW, HOUR, NULL, &x), -EINVAL);
+    assert_int_equal(jointoken_create_replacement(t, NOW, 0, "worker-2", &x), -EINVAL);
+    assert_null(x);
+    jointoken_secret_free(plain);
+    jointoken_secret_free(rep);
+    jointoken_table_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -315,6 +363,7 @@ int main(void)
         cmocka_unit_test(test_expiry),          cmocka_unit_test(test_revoke),
         cmocka_unit_test(test_unknown_token),   cmocka_unit_test(test_create_args_and_limit),
         cmocka_unit_test(test_json_round_trip), cmocka_unit_test(test_json_malformed),
+        cmocka_unit_test(test_replacement),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

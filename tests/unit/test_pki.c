@@ -206,7 +206,11 @@ static void test_enrollment_flow(void **state)
     assert_string_equal(info.ips[0], "127.0.0.1");
     assert_string_equal(info.ips[1], "10.1.2.3");
     assert_string_equal(info.ips[2], "::1");
-    assert_int_equal(pki_csr_check(&info, "worker-1", "10.1.2.3", &err), 0);
+    /* loopback names only for a request from loopback (a node on this host) */
+    assert_int_equal(pki_csr_check(&info, "worker-1", "10.1.2.3", &err), -EACCES);
+    assert_non_null(strstr(err, "localhost"));
+    free(err);
+    err = NULL;
     assert_int_equal(pki_csr_check(&info, "worker-1", "127.0.0.1", &err), 0);
     assert_int_equal(pki_csr_check(&info, "worker-1", "::ffff:127.0.0.1", &err), 0); /* dual-stack socket */
     assert_int_equal(pki_csr_check(&info, "worker-1", "0:0:0:0:0:0:0:1", &err), 0);
@@ -327,7 +331,11 @@ static void test_check_rejections(void **state)
         {"worker-1", "worker-1", "10.0.0.1", {"10.0.0.1", "*"}, 2, "DNS:*: wildcard"},
         {"worker-1", "worker-1", "10.0.0.1", {"10.0.0.1", "WORKER-1"}, 2, "DNS:WORKER-1"},
         {"worker-1", "worker-1", "10.0.0.9", {"10.0.0.1"}, 1, "came from 10.0.0.9"},
-        {"worker-1", "worker-1", "10.0.0.1", {"localhost"}, 1, "came from 10.0.0.1"},
+        {"worker-1", "worker-1", "127.0.0.1", {"localhost"}, 1, "came from 127.0.0.1"},
+        {"worker-1", "worker-1", "10.0.0.1", {"10.0.0.1", "localhost"}, 2, "DNS:localhost is not allowed"},
+        {"worker-1", "worker-1", "10.0.0.1", {"10.0.0.1", "127.0.0.1"}, 2, "IP:127.0.0.1 is not allowed: loopback"},
+        {"worker-1", "worker-1", "10.0.0.1", {"10.0.0.1", "127.9.9.9"}, 2, "IP:127.9.9.9 is not allowed"},
+        {"worker-1", "worker-1", "fd00::2", {"fd00::2", "::1"}, 2, "IP:::1 is not allowed: loopback"},
         {"worker-1", "worker-1", "10.0.0.1", {"10.0.0.1", "0.0.0.0"}, 2, "IP:0.0.0.0"},
         {"worker-1", "worker-1", "10.0.0.1", {"10.0.0.1", "::"}, 2, "IP:::"},
         {"worker-1", "worker-1", "10.0.0.1", {"10.0.0.1", "224.0.0.1"}, 2, "IP:224.0.0.1 is not a host address"},
@@ -960,6 +968,172 @@ static void test_certreq_response(void **state)
     free(csr);
 }
 
+/* ---- the role in the certificate, fingerprints (issue 9) ----------------- */
+
+static X509 *x509_of(const char *pem)
+{
+    BIO *b = BIO_new_mem_buf(pem, -1);
+    X509 *x = PEM_read_bio_X509(b, NULL, NULL, NULL);
+    BIO_free(b);
+    assert_non_null(x);
+    return x;
+}
+
+static void test_role_in_certificate(void **state)
+{
+    fixture *f = *state;
+    const char *names[] = {"10.1.2.3"};
+    char *csr = csr_for(f->key, "worker-1", names, 1), *cert = NULL, *err = NULL;
+    assert_int_equal(pki_sign_node_csr(f->ca_cert, f->ca_key, csr, 3600, "worker", &cert, &err), 0);
+    X509 *x = x509_of(cert);
+    char role[PKI_MAX_ROLE + 1];
+    assert_int_equal(p2p__pki_cert_role(x, role, sizeof role), 0);
+    assert_string_equal(role, "worker");
+    assert_int_equal(p2p__pki_cert_role(x, role, 6), -ENOSPC); /* "worker" needs 7 bytes */
+    assert_int_equal(p2p__pki_cert_role(x, NULL, 8), -EINVAL);
+    assert_int_equal(p2p__pki_cert_role(NULL, role, 8), -EINVAL);
+    pki_cert_info info = {0};
+    assert_int_equal(pki_cert_parse(cert, strlen(cert), &info, NULL), 0);
+    assert_string_equal(info.role, "worker");
+    assert_string_equal(info.node_id, "worker-1");
+    /* the certificate names what the coordinator asked for, exactly: the CN and the OU */
+    char buf[256];
+    X509_NAME_oneline(X509_get_subject_name(x), buf, sizeof buf);
+    assert_string_equal(buf, "/CN=worker-1/OU=worker");
+    pki_cert_info_free(&info);
+    X509_free(x);
+    free(cert);
+    cert = NULL;
+
+    /* without a role (pki_sign_csr): no OU */
+    assert_int_equal(pki_sign_csr(f->ca_cert, f->ca_key, csr, 3600, &cert, &err), 0);
+    x = x509_of(cert);
+    assert_int_equal(p2p__pki_cert_role(x, role, sizeof role), -ENOENT);
+    assert_int_equal(pki_cert_parse(cert, strlen(cert), &info, NULL), 0);
+    assert_null(info.role);
+    pki_cert_info_free(&info);
+    X509_free(x);
+    free(cert);
+    cert = NULL;
+
+    /* invalid roles are not signed */
+    static const char *bad[] = {"", "two words", "a23456789b123456789c123456789d12", "r\xc3\xb4le", "x/y"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        assert_int_equal(pki_sign_node_csr(f->ca_cert, f->ca_key, csr, 3600, bad[i], &cert, &err), -EINVAL);
+        assert_null(cert);
+        free(err);
+        err = NULL;
+    }
+    assert_int_equal(pki_sign_node_csr(f->ca_cert, f->ca_key, csr, 3600, NULL, &cert, &err), -EINVAL);
+    free(err);
+    assert_true(pki_role_valid("coordinator") && pki_role_valid("a23456789b123456789c123456789d1"));
+    free(csr);
+}
+
+/* Certificates with hand-made subjects: what p2p__pki_cert_role refuses. */
+static void test_role_malformed(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *ou[3];
+        int type; /* MBSTRING_ASC or a V_ASN1_ string type */
+        int want;
+    } cases[] = {
+        {{"worker", "admin"}, MBSTRING_ASC, -EINVAL},                     /* two OUs */
+        {{"has space"}, MBSTRING_ASC, -EINVAL},                            /* not a role name */
+        {{"a23456789b123456789c123456789d123456789"}, MBSTRING_ASC, -EINVAL}, /* too long */
+        {{"wor\x01ker"}, MBSTRING_ASC, -EINVAL},                           /* control character */
+        {{"worker"}, V_ASN1_BMPSTRING, -EINVAL},                           /* not an ASCII string type */
+        {{NULL}, MBSTRING_ASC, -ENOENT},                                   /* none */
+        {{"ops-team_2.a"}, MBSTRING_ASC, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        X509 *x = X509_new();
+        X509_NAME *nm = X509_get_subject_name(x);
+        assert_int_equal(X509_NAME_add_entry_by_NID(nm, NID_commonName, MBSTRING_ASC, (const unsigned char *)"n1", -1,
+                                                    -1, 0),
+                         1);
+        for (size_t k = 0; k < 3 && cases[i].ou[k]; k++) {
+            if (cases[i].type == V_ASN1_BMPSTRING) {
+                static const unsigned char bmp[] = {0, 'w', 0, 'o', 0, 'r', 0, 'k', 0, 'e', 0, 'r'};
+                assert_int_equal(X509_NAME_add_entry_by_NID(nm, NID_organizationalUnitName, V_ASN1_BMPSTRING, bmp,
+                                                            sizeof bmp, -1, 0),
+                                 1);
+            } else {
+                assert_int_equal(X509_NAME_add_entry_by_NID(nm, NID_organizationalUnitName, MBSTRING_ASC,
+                                                            (const unsigned char *)cases[i].ou[k], -1, -1, 0),
+                                 1);
+            }
+        }
+        char role[PKI_MAX_ROLE + 1] = "";
+        int rc = p2p__pki_cert_role(x, role, sizeof role);
+        if (rc != cases[i].want)
+            fail_msg("case %zu: %d, expected %d", i, rc, cases[i].want);
+        if (rc == 0)
+            assert_string_equal(role, cases[i].ou[0]);
+        X509_free(x);
+    }
+}
+
+static void test_fingerprint(void **state)
+{
+    fixture *f = *state;
+    const char *names[] = {"10.1.2.3"};
+    char *csr = csr_for(f->key, "worker-1", names, 1), *a = NULL, *b = NULL;
+    assert_int_equal(pki_sign_node_csr(f->ca_cert, f->ca_key, csr, 3600, "worker", &a, NULL), 0);
+    assert_int_equal(pki_sign_node_csr(f->ca_cert, f->ca_key, csr, 3600, "worker", &b, NULL), 0);
+    char fa[PKI_FINGERPRINT_LEN + 1], fb[PKI_FINGERPRINT_LEN + 1], sa[41], sb[41];
+    assert_int_equal(pki_cert_fingerprint(a, fa, sa, sizeof sa), 0);
+    assert_int_equal(pki_cert_fingerprint(b, fb, sb, sizeof sb), 0);
+    assert_int_equal(strlen(fa), PKI_FINGERPRINT_LEN);
+    assert_string_not_equal(fa, fb); /* same key and names, another serial */
+    assert_string_not_equal(sa, sb);
+    assert_int_equal(strlen(sa), 34); /* 0x01 and 128 random bits */
+    assert_memory_equal(sa, "01", 2);
+    /* the same as OpenSSL's own SHA-256 fingerprint of the DER */
+    X509 *x = x509_of(a);
+    unsigned char md[32];
+    unsigned n = 0;
+    assert_int_equal(X509_digest(x, EVP_sha256(), md, &n), 1);
+    char hex[65];
+    for (unsigned i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    assert_string_equal(hex, fa);
+    char fx[PKI_FINGERPRINT_LEN + 1];
+    assert_int_equal(p2p__pki_cert_fingerprint(x, fx), 0);
+    assert_string_equal(fx, fa);
+    X509_free(x);
+    assert_int_equal(pki_cert_fingerprint(a, fa, sa, 10), -EINVAL); /* serial does not fit */
+    assert_int_equal(pki_cert_fingerprint("not a certificate", fa, NULL, 0), -EINVAL);
+    assert_int_equal(pki_cert_fingerprint(NULL, fa, NULL, 0), -EINVAL);
+    free(a);
+    free(b);
+    free(csr);
+}
+
+/* A node that names no loopback address gets a certificate without any (finding 11). */
+static void test_certificate_without_loopback(void **state)
+{
+    fixture *f = *state;
+    const char *names[] = {"192.0.2.7", "fd00::7"};
+    char *csr = csr_for(f->key, "worker-7", names, 2), *cert = NULL;
+    pki_csr_info ci = {0};
+    assert_int_equal(pki_csr_parse(csr, strlen(csr), &ci, NULL), 0);
+    assert_int_equal(pki_csr_check(&ci, "worker-7", "192.0.2.7", NULL), 0);
+    pki_csr_info_free(&ci);
+    assert_int_equal(pki_sign_node_csr(f->ca_cert, f->ca_key, csr, 3600, "worker", &cert, NULL), 0);
+    pki_cert_info info = {0};
+    assert_int_equal(pki_cert_parse(cert, strlen(cert), &info, NULL), 0);
+    assert_int_equal(info.n_dns, 1);
+    assert_string_equal(info.dns[0], "worker-7");
+    assert_int_equal(info.n_ips, 2);
+    assert_string_equal(info.ips[0], "192.0.2.7");
+    assert_string_equal(info.ips[1], "fd00::7");
+    pki_cert_info_free(&info);
+    free(cert);
+    free(csr);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -979,6 +1153,10 @@ int main(void)
         cmocka_unit_test(test_certreq_valid),
         cmocka_unit_test(test_certreq_rejections),
         cmocka_unit_test(test_certreq_response),
+        cmocka_unit_test(test_role_in_certificate),
+        cmocka_unit_test(test_role_malformed),
+        cmocka_unit_test(test_fingerprint),
+        cmocka_unit_test(test_certificate_without_loopback),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
