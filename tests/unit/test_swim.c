@@ -1594,7 +1594,7 @@ static void test_sim_pause(void **state)
 {
     (void)state;
     sim S;
-    sim_init(&S, 20, 33);
+    sim_init(&S, 20, 40); /* a seed where node 5 is probed during the pause (frame sizes shift the path) */
     sim_converge(&S, 10000);
     sim_run(&S, 3000);
     S.nodes[5].paused = true;
