@@ -137,6 +137,15 @@ static void on_swim_send(void *udata, const char *addr, uint16_t port, const uin
 
 /* ---- record signatures (records.h) ------------------------------------------ */
 
+/* A certificate id as the seal layer's 64-bit window key. */
+static uint64_t cert_id64(const uint8_t *id)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < P2P_GOSSIP_CERT_ID_LEN; i++)
+        v = v << 8 | id[i];
+    return v;
+}
+
 static int on_swim_sign(void *udata, const uint8_t *tbs, size_t len, p2p_gossip_sig *sig)
 {
     membership *m = udata;
@@ -705,6 +714,7 @@ static void on_tls_change(p2p_ctx *ctx, void *arg)
             p2p_log(ctx, P2P_LOG_WARN, "membership", "keeping the previous record signing key: %s", err ? err : "?");
         } else if (memcmp(old, p2p__records_own_cert_id(m->rec), sizeof old) && m->running) {
             p2p_swim_set_cert_id(m->swim, now_ms(m), p2p__records_own_cert_id(m->rec));
+            p2p__seal_set_cert(m->seal, cert_id64(p2p__records_own_cert_id(m->rec)));
             arm_timer(m);
         }
         free(err);
@@ -1062,8 +1072,10 @@ static int membership_start(p2p_component *c, char **err)
     snprintf(self.addrs[0], sizeof self.addrs[0], "%s", m->self_addr);
     self.meta = m->meta;
     self.meta_len = strlen(m->meta);
-    if (m->rec)
+    if (m->rec) {
         memcpy(self.sig.cert_id, p2p__records_own_cert_id(m->rec), P2P_GOSSIP_CERT_ID_LEN);
+        p2p__seal_set_cert(m->seal, cert_id64(p2p__records_own_cert_id(m->rec)));
+    }
     p2p_swim_config sc;
     p2p_swim_config_default(&sc);
     RAND_bytes((unsigned char *)&sc.seed, sizeof sc.seed);
