@@ -58,10 +58,19 @@ static void msgs_same(const p2p_gossip_msg *a, const p2p_gossip_msg *b)
             CHECK(!strcmp(a->node.addrs[i], b->node.addrs[i]));
         CHECK(!strcmp(a->node.role, b->node.role) && a->node.meta_len == b->node.meta_len);
         CHECK(!a->node.meta_len || !memcmp(a->node.meta, b->node.meta, a->node.meta_len));
+        CHECK(!memcmp(&a->node.sig, &b->node.sig, P2P_GOSSIP_CERT_ID_LEN + 1 + a->node.sig.len));
         break;
     case P2P_GOSSIP_SUSPECT:
     case P2P_GOSSIP_DEAD:
         CHECK(a->incarnation == b->incarnation && !strcmp(a->id, b->id) && !strcmp(a->from, b->from));
+        CHECK(a->type != P2P_GOSSIP_DEAD || !memcmp(&a->sig, &b->sig, P2P_GOSSIP_CERT_ID_LEN + 1 + a->sig.len));
+        break;
+    case P2P_GOSSIP_CERT_REQ:
+        CHECK(!memcmp(a->sig.cert_id, b->sig.cert_id, P2P_GOSSIP_CERT_ID_LEN) && !strcmp(a->id, b->id));
+        break;
+    case P2P_GOSSIP_CERT:
+        CHECK(!memcmp(a->sig.cert_id, b->sig.cert_id, P2P_GOSSIP_CERT_ID_LEN) && a->der_len == b->der_len);
+        CHECK(!memcmp(a->der, b->der, a->der_len));
         break;
     }
 }

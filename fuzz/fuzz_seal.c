@@ -117,7 +117,7 @@ static void fuzz_round_trip(uint8_t mode, const uint8_t *d, size_t n)
     p2p__seal_free(rx);
 }
 
-/* Seals `plain` as the inner plaintext of a version 1 datagram. */
+/* Seals `plain` as the inner plaintext of a datagram of the current version. */
 static size_t craft(uint8_t flags, const uint8_t *plain, size_t n)
 {
     pkt[0] = P2P_SEAL_VERSION;

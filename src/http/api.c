@@ -501,7 +501,8 @@ void p2p__api_cluster_nodes(http_server *srv, h2o_req_t *req)
 void p2p__api_gossip_exchange(http_server *srv, h2o_req_t *req)
 {
     const char *why = NULL;
-    json_t *out = p2p__membership_exchange(srv->ctx, req->entity.base ? req->entity.base : "", req->entity.len, &why);
+    json_t *out = p2p__membership_exchange(srv->ctx, req->entity.base ? req->entity.base : "", req->entity.len,
+                                           p2p__http_peer_node(srv, req), &why);
     if (!out) {
         p2p__http_send_error(req, 400, "Bad Request", why);
         return;

@@ -160,6 +160,56 @@ static int put_addr(wbuf *b, const char *addr)
     return 0;
 }
 
+static void put_sig(wbuf *b, const p2p_gossip_sig *g)
+{
+    put(b, g->cert_id, P2P_GOSSIP_CERT_ID_LEN);
+    put_u8(b, g->len);
+    put(b, g->sig, g->len);
+}
+
+/* The ALIVE body up to (not including) the signature. */
+static int put_alive_fields(wbuf *b, const p2p_gossip_node *n)
+{
+    if (p2p_gossip_node_check(n, NULL) < 0 || n->sig.len > P2P_GOSSIP_SIG_MAX)
+        return -EINVAL;
+    put_u32(b, n->incarnation);
+    put_str(b, n->id);
+    put_u16(b, n->port);
+    put_u8(b, n->naddrs);
+    for (unsigned i = 0; i < n->naddrs; i++)
+        put_addr(b, n->addrs[i]);
+    put_str(b, n->role);
+    put_u16(b, (uint16_t)n->meta_len);
+    put(b, n->meta, n->meta_len);
+    return 0;
+}
+
+#define ALIVE_TBS_LABEL "p2p-alive-v2" /* with its NUL: 13 bytes */
+#define LEAVE_TBS_LABEL "p2p-leave-v2"
+
+int p2p_gossip_alive_tbs(const p2p_gossip_node *n, uint8_t *buf, size_t cap)
+{
+    wbuf b = {buf, cap, 0, false};
+    put(&b, ALIVE_TBS_LABEL, sizeof ALIVE_TBS_LABEL);
+    if (put_alive_fields(&b, n) < 0)
+        return -EINVAL;
+    put(&b, n->sig.cert_id, P2P_GOSSIP_CERT_ID_LEN);
+    return b.overflow ? -ENOSPC : (int)b.len;
+}
+
+int p2p_gossip_leave_tbs(const char *id, uint32_t incarnation, const uint8_t cert_id[P2P_GOSSIP_CERT_ID_LEN],
+                         uint8_t *buf, size_t cap)
+{
+    if (!p2p_gossip_id_valid(id))
+        return -EINVAL;
+    wbuf b = {buf, cap, 0, false};
+    put(&b, LEAVE_TBS_LABEL, sizeof LEAVE_TBS_LABEL);
+    put_u32(&b, incarnation);
+    put_str(&b, id);
+    put(&b, cert_id, P2P_GOSSIP_CERT_ID_LEN);
+    return b.overflow ? -ENOSPC : (int)b.len;
+}
+
 static int encode_body(const p2p_gossip_msg *m, wbuf *b)
 {
     switch (m->type) {
@@ -191,28 +241,36 @@ static int encode_body(const p2p_gossip_msg *m, wbuf *b)
             return -EINVAL;
         put_u16(b, m->port);
         return 0;
-    case P2P_GOSSIP_ALIVE: {
-        const p2p_gossip_node *n = &m->node;
-        if (p2p_gossip_node_check(n, NULL) < 0)
+    case P2P_GOSSIP_ALIVE:
+        if (put_alive_fields(b, &m->node) < 0)
             return -EINVAL;
-        put_u32(b, n->incarnation);
-        put_str(b, n->id);
-        put_u16(b, n->port);
-        put_u8(b, n->naddrs);
-        for (unsigned i = 0; i < n->naddrs; i++)
-            put_addr(b, n->addrs[i]);
-        put_str(b, n->role);
-        put_u16(b, (uint16_t)n->meta_len);
-        put(b, n->meta, n->meta_len);
+        put_sig(b, &m->node.sig);
         return 0;
-    }
     case P2P_GOSSIP_SUSPECT:
     case P2P_GOSSIP_DEAD:
         if (!p2p_gossip_id_valid(m->id) || !p2p_gossip_id_valid(m->from))
             return -EINVAL;
+        if (m->type == P2P_GOSSIP_DEAD &&
+            (m->sig.len > P2P_GOSSIP_SIG_MAX || (m->sig.len && strcmp(m->id, m->from))))
+            return -EINVAL;
         put_u32(b, m->incarnation);
         put_str(b, m->id);
         put_str(b, m->from);
+        if (m->type == P2P_GOSSIP_DEAD)
+            put_sig(b, &m->sig);
+        return 0;
+    case P2P_GOSSIP_CERT_REQ:
+        if (!p2p_gossip_id_valid(m->id))
+            return -EINVAL;
+        put(b, m->sig.cert_id, P2P_GOSSIP_CERT_ID_LEN);
+        put_str(b, m->id);
+        return 0;
+    case P2P_GOSSIP_CERT:
+        if (!m->der || m->der_len < 1 || m->der_len > P2P_GOSSIP_CERT_MAX)
+            return -EINVAL;
+        put(b, m->sig.cert_id, P2P_GOSSIP_CERT_ID_LEN);
+        put_u16(b, (uint16_t)m->der_len);
+        put(b, m->der, m->der_len);
         return 0;
     }
     return -EINVAL;
@@ -375,6 +433,21 @@ static void decode_alive(rbuf *r, p2p_gossip_node *n)
         r->bad = true;
 }
 
+static void get_sig(rbuf *r, p2p_gossip_sig *g)
+{
+    const uint8_t *p = take(r, P2P_GOSSIP_CERT_ID_LEN);
+    if (p)
+        memcpy(g->cert_id, p, P2P_GOSSIP_CERT_ID_LEN);
+    g->len = get_u8(r);
+    if (g->len > P2P_GOSSIP_SIG_MAX) {
+        r->bad = true;
+        return;
+    }
+    p = take(r, g->len);
+    if (p)
+        memcpy(g->sig, p, g->len);
+}
+
 /* Decodes a known frame body. Returns 0 or -EBADMSG. */
 static int decode_body(uint8_t type, const uint8_t *body, size_t len, p2p_gossip_msg *m)
 {
@@ -407,13 +480,38 @@ static int decode_body(uint8_t type, const uint8_t *body, size_t len, p2p_gossip
         break;
     case P2P_GOSSIP_ALIVE:
         decode_alive(&r, &m->node);
+        get_sig(&r, &m->node.sig);
         break;
     case P2P_GOSSIP_SUSPECT:
     case P2P_GOSSIP_DEAD:
         m->incarnation = get_u32(&r);
         get_name(&r, m->id, 1, P2P_GOSSIP_ID_MAX);
         get_name(&r, m->from, 1, P2P_GOSSIP_ID_MAX);
+        if (type == P2P_GOSSIP_DEAD) {
+            get_sig(&r, &m->sig);
+            if (m->sig.len && strcmp(m->id, m->from))
+                r.bad = true; /* only a leave is signed */
+        }
         break;
+    case P2P_GOSSIP_CERT_REQ: {
+        const uint8_t *p = take(&r, P2P_GOSSIP_CERT_ID_LEN);
+        if (p)
+            memcpy(m->sig.cert_id, p, P2P_GOSSIP_CERT_ID_LEN);
+        get_name(&r, m->id, 1, P2P_GOSSIP_ID_MAX);
+        break;
+    }
+    case P2P_GOSSIP_CERT: {
+        const uint8_t *p = take(&r, P2P_GOSSIP_CERT_ID_LEN);
+        if (p)
+            memcpy(m->sig.cert_id, p, P2P_GOSSIP_CERT_ID_LEN);
+        m->der_len = get_u16(&r);
+        if (m->der_len < 1 || m->der_len > P2P_GOSSIP_CERT_MAX) {
+            r.bad = true;
+            break;
+        }
+        m->der = take(&r, m->der_len);
+        break;
+    }
     default:
         return -EBADMSG;
     }
@@ -464,7 +562,7 @@ int p2p_gossip_reader_next(p2p_gossip_reader *r, p2p_gossip_msg *out, const char
             return fail(why, "truncated frame body", -EBADMSG);
         const uint8_t *body = h + P2P_GOSSIP_FRAME_HDR;
         r->off += P2P_GOSSIP_FRAME_HDR + blen;
-        if (type > P2P_GOSSIP_SYNC)
+        if (type > P2P_GOSSIP_CERT)
             continue; /* unknown type: skipped by length (forward compatibility) */
         if (decode_body(type, body, blen, out) < 0)
             return fail(why, "malformed frame body", -EBADMSG);

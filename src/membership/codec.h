@@ -19,11 +19,21 @@
  *     NACK     (4) seq:u32
  *     ALIVE    (5) incarnation:u32 id port:u16 naddrs:u8(1..8) addr{naddrs}
  *                  role:str(0..31 of [A-Za-z0-9._-]) meta_len:u16(<= 8192) meta[meta_len]
+ *                  sig
  *     SUSPECT  (6) incarnation:u32 id from:id
- *     DEAD     (7) incarnation:u32 id from:id      (a LEAVE is a DEAD with from == id)
+ *     DEAD     (7) incarnation:u32 id from:id sig  (a LEAVE is a DEAD with from == id;
+ *                  only a leave may carry a signature: sig_len is 0 when from != id)
  *     SYNC_REQ (8) seq:u32   "send me your member list"
  *     SYNC     (9) seq:u32   opens a datagram of the sender's member list
  *                  (the ALIVE / SUSPECT frames after it), answering SYNC_REQ seq
+ *     CERT_REQ (10) cert_id[8] id   "send me this certificate of node id"
+ *     CERT     (11) cert_id[8] der_len:u16(1..P2P_GOSSIP_CERT_MAX) der[der_len]
+ *
+ *     sig    := cert_id[8] sig_len:u8(0..72) sig[sig_len]
+ *               an ECDSA P-256 signature (DER) by the key of the certificate
+ *               whose id is cert_id (the first 8 bytes of SHA-256 of its DER),
+ *               over p2p_gossip_alive_tbs() / p2p_gossip_leave_tbs() (see
+ *               records.h for who signs and who checks). sig_len 0: unsigned.
  *
  *     view   := live:u32 digest:u32   the sender's number of live members and
  *               the sum mod 2^32 of FNV-1a-32 of their ids (see swim.h)
@@ -41,7 +51,7 @@
  * frame, a packet longer than P2P_GOSSIP_MAX_PACKET, frame type 0, a known
  * frame whose body is not consumed exactly, an invalid id/role/address/port,
  * counts or lengths over their limits (-EBADMSG). Frames of an unknown type
- * (10..255) are skipped by their length (they are part of the count), so a
+ * (12..255) are skipped by their length (they are part of the count), so a
  * later protocol revision can add message types without breaking older nodes;
  * they are not returned.
  *
@@ -59,7 +69,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define P2P_GOSSIP_VERSION 1
+#define P2P_GOSSIP_VERSION 2      /* 2: signed ALIVE and leave, CERT_REQ/CERT */
+#define P2P_GOSSIP_CERT_ID_LEN 8  /* bytes of a certificate id */
+#define P2P_GOSSIP_SIG_MAX 72     /* bytes of an ECDSA P-256 signature in DER */
+#define P2P_GOSSIP_CERT_MAX 2048  /* bytes of a certificate in DER */
 #define P2P_GOSSIP_ID_MAX 63      /* bytes of a node id */
 #define P2P_GOSSIP_ROLE_MAX 31    /* bytes of a role */
 #define P2P_GOSSIP_MAX_ADDRS 8    /* addresses per node; the first is advertised */
@@ -69,10 +82,11 @@
 #define P2P_GOSSIP_MAX_PACKET 65507
 #define P2P_GOSSIP_HEADER_LEN 2
 #define P2P_GOSSIP_FRAME_HDR 3
-/* Largest frame: an ALIVE with every field at its maximum. */
+#define P2P_GOSSIP_SIG_FIELD (P2P_GOSSIP_CERT_ID_LEN + 1 + P2P_GOSSIP_SIG_MAX)
+/* Largest frame: an ALIVE with every field at its maximum (a CERT is smaller). */
 #define P2P_GOSSIP_MAX_FRAME                                                                                           \
     (P2P_GOSSIP_FRAME_HDR + 4 + 1 + P2P_GOSSIP_ID_MAX + 2 + 1 + P2P_GOSSIP_MAX_ADDRS * 17 + 1 + P2P_GOSSIP_ROLE_MAX +  \
-     2 + P2P_GOSSIP_META_MAX)
+     2 + P2P_GOSSIP_META_MAX + P2P_GOSSIP_SIG_FIELD)
 #define P2P_GOSSIP_DEFAULT_BUDGET 1400
 
 typedef enum p2p_gossip_type {
@@ -85,7 +99,16 @@ typedef enum p2p_gossip_type {
     P2P_GOSSIP_DEAD = 7,
     P2P_GOSSIP_SYNC_REQ = 8,
     P2P_GOSSIP_SYNC = 9,
+    P2P_GOSSIP_CERT_REQ = 10,
+    P2P_GOSSIP_CERT = 11,
 } p2p_gossip_type;
+
+/* A signature and the id of the certificate whose key made it (len 0: none). */
+typedef struct p2p_gossip_sig {
+    uint8_t cert_id[P2P_GOSSIP_CERT_ID_LEN];
+    uint8_t len;
+    uint8_t sig[P2P_GOSSIP_SIG_MAX];
+} p2p_gossip_sig;
 
 /* A node record as gossiped in ALIVE. Strings are NUL-terminated. `meta` is
  * NOT necessarily NUL-terminated: a decoded record points into the packet
@@ -100,6 +123,7 @@ typedef struct p2p_gossip_node {
     char role[P2P_GOSSIP_ROLE_MAX + 1];
     const char *meta;
     size_t meta_len;
+    p2p_gossip_sig sig; /* the node's own signature of this record (not part of record equality) */
 } p2p_gossip_node;
 
 /* One decoded message; which fields are meaningful depends on `type`:
@@ -108,7 +132,10 @@ typedef struct p2p_gossip_node {
  *   NACK/SYNC_REQ/SYNC  seq
  *   PING_REQ  seq, id (target), addr, port
  *   ALIVE     node
- *   SUSPECT/DEAD  incarnation, id (subject), from (accuser; == id for a leave) */
+ *   SUSPECT/DEAD  incarnation, id (subject), from (accuser; == id for a leave),
+ *             sig (DEAD: the leave's signature, len 0 when unsigned)
+ *   CERT_REQ  sig.cert_id, id (whose certificate)
+ *   CERT      sig.cert_id, der/der_len (point into the packet) */
 typedef struct p2p_gossip_msg {
     p2p_gossip_type type;
     uint32_t seq;
@@ -119,6 +146,9 @@ typedef struct p2p_gossip_msg {
     char addr[P2P_GOSSIP_ADDRSTRLEN];
     uint16_t port;
     p2p_gossip_node node;
+    p2p_gossip_sig sig;
+    const uint8_t *der;
+    size_t der_len;
 } p2p_gossip_msg;
 
 /* True for 1..63 bytes of [A-Za-z0-9._-]. */
@@ -131,6 +161,15 @@ int p2p_gossip_addr_canon(const char *addr, char *out);
 /* 0 when `n` can be encoded (ids, role, addresses, port, meta bounds), else
  * -EINVAL with *why set (why may be NULL). */
 int p2p_gossip_node_check(const p2p_gossip_node *n, const char **why);
+
+/* The bytes a node signs for its ALIVE record: a label, then the ALIVE body
+ * without the signature but with n->sig.cert_id (so the record names the
+ * certificate that vouches for it). Returns the length, or -EINVAL / -ENOSPC.
+ * A buffer of P2P_GOSSIP_MAX_FRAME bytes always suffices. */
+int p2p_gossip_alive_tbs(const p2p_gossip_node *n, uint8_t *buf, size_t cap);
+/* The bytes a node signs to leave: a label, incarnation, id, cert_id. */
+int p2p_gossip_leave_tbs(const char *id, uint32_t incarnation, const uint8_t cert_id[P2P_GOSSIP_CERT_ID_LEN],
+                         uint8_t *buf, size_t cap);
 
 /* ---- encoding ---------------------------------------------------------- */
 

@@ -17,6 +17,15 @@
  * is another address the self record changes (p2p_swim_set_addrs: new
  * incarnation, ALIVE gossiped). A watcher re-reads the interfaces every 5 s and
  * probes again when they changed. Every change is logged "advertising A (why)".
+ *
+ * Records owned by their node (records.h): the node's certificate and key are
+ * loaded once into a p2p__records (again after renewal: the self record then
+ * names the new certificate, p2p_swim_set_cert_id), which signs our record
+ * and checks the others' for the swim instance through its callbacks. Push-pull
+ * carries the same signed records with their certificates, and the peer's
+ * "from" must be the node id of its client certificate. Refused records are
+ * counted (records_refused in the swim stats, the reasons in the records
+ * stats) and logged at most once per 10 s.
  */
 #include "membership/node.h"
 
@@ -32,6 +41,7 @@
 #include "core/util.h"
 #include "membership/addrsel.h"
 #include "membership/pushpull.h"
+#include "membership/records.h"
 #include "membership/seal.h"
 #include "membership/swim.h"
 #include "pki/cluster.h"
@@ -55,6 +65,8 @@ typedef struct membership {
     int running;
     p2p_swim *swim;
     p2p__seal_ctx *seal;
+    p2p__records *rec; /* NULL when TLS is off: records are then neither signed nor checked */
+    uint64_t refused_logged, refused_log_ms;
     p2p__httpc *http;
     uv_udp_t udp;
     int udp_open;
@@ -127,6 +139,64 @@ static void on_swim_send(void *udata, const char *addr, uint16_t port, const uin
     uv_buf_t b = uv_buf_init((char *)m->send_buf, (unsigned)out_len);
     if (uv_udp_try_send(&m->udp, &b, 1, (const struct sockaddr *)&ss) < 0)
         m->send_errors++; /* a full socket buffer drops the datagram, as the network would */
+}
+
+/* ---- record signatures (records.h) ------------------------------------------ */
+
+/* A certificate id as the seal layer's 64-bit window key. */
+static uint64_t cert_id64(const uint8_t *id)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < P2P_GOSSIP_CERT_ID_LEN; i++)
+        v = v << 8 | id[i];
+    return v;
+}
+
+static int on_swim_sign(void *udata, const uint8_t *tbs, size_t len, p2p_gossip_sig *sig)
+{
+    membership *m = udata;
+    return p2p__records_sign(m->rec, tbs, len, sig);
+}
+
+static int on_swim_verify(void *udata, const char *id, const char *role, const uint8_t *tbs, size_t len,
+                          const p2p_gossip_sig *sig)
+{
+    membership *m = udata;
+    return p2p__records_verify(m->rec, id, role, tbs, len, sig);
+}
+
+static int on_swim_cert_get(void *udata, const uint8_t *cert_id, const uint8_t **der, size_t *len)
+{
+    membership *m = udata;
+    return p2p__records_cert_der(m->rec, cert_id, der, len);
+}
+
+static int on_swim_cert_put(void *udata, const uint8_t *der, size_t len, const uint8_t *cert_id)
+{
+    membership *m = udata;
+    return p2p__records_add_cert(m->rec, der, len, cert_id);
+}
+
+/* A line now and then when records are refused (a forger, or a node whose
+ * certificate does not say what it claims). */
+static void log_refused(membership *m)
+{
+    p2p_swim_stats st;
+    p2p_swim_get_stats(m->swim, &st);
+    uint64_t now = now_ms(m);
+    if (st.records_refused == m->refused_logged || now - m->refused_log_ms < 10000)
+        return;
+    p2p__records_stats rs = {0};
+    if (m->rec)
+        p2p__records_get_stats(m->rec, &rs);
+    p2p_log(m->ctx, P2P_LOG_WARN, "membership",
+            "refused %llu node record(s) not signed by their node (bad signature %llu, wrong id %llu, wrong role "
+            "%llu, certificate refused %llu)",
+            (unsigned long long)(st.records_refused - m->refused_logged), (unsigned long long)rs.refused_sig,
+            (unsigned long long)rs.refused_id, (unsigned long long)rs.refused_role,
+            (unsigned long long)rs.certs_refused);
+    m->refused_logged = st.records_refused;
+    m->refused_log_ms = now;
 }
 
 static const char *event_name(p2p_swim_event ev)
@@ -293,6 +363,7 @@ static void on_recv(uv_udp_t *u, ssize_t n, const uv_buf_t *b, const struct sock
         return;
     }
     p2p_swim_receive(m->swim, now_ms(m), addr, port, m->open_buf, len);
+    log_refused(m);
     arm_timer(m);
 }
 
@@ -443,15 +514,33 @@ int p2p__membership_listen(p2p_ctx *ctx, p2p_membership_listener fn, void *arg)
 
 /* ---- records as JSON (push-pull and snapshot) ----------------------------------- */
 
-static json_t *record_json(const p2p_swim_member *mem)
+static json_t *record_json(membership *m, const p2p_swim_member *mem)
 {
     json_t *addrs = json_array();
     for (unsigned i = 0; i < mem->node.naddrs; i++)
         json_array_append_new(addrs, json_string(mem->node.addrs[i]));
-    return json_pack("{s:s, s:I, s:i, s:o, s:s, s:s%, s:s}", "id", mem->node.id, "incarnation",
-                     (json_int_t)mem->node.incarnation, "port", mem->node.port, "addrs", addrs, "role",
-                     mem->node.role, "meta", mem->node.meta ? mem->node.meta : "", mem->node.meta_len, "state",
-                     p2p_swim_state_name(mem->state));
+    json_t *o = json_pack("{s:s, s:I, s:i, s:o, s:s, s:s%, s:s}", "id", mem->node.id, "incarnation",
+                          (json_int_t)mem->node.incarnation, "port", mem->node.port, "addrs", addrs, "role",
+                          mem->node.role, "meta", mem->node.meta ? mem->node.meta : "", mem->node.meta_len, "state",
+                          p2p_swim_state_name(mem->state));
+    char b64[P2P_PP_SIG_B64];
+    if (mem->node.sig.len) {
+        p2p__pp_sig_encode(&mem->node.sig, b64);
+        json_object_set_new(o, "sig", json_string(b64));
+        const uint8_t *der = NULL;
+        size_t len = 0;
+        if (m->rec && p2p__records_cert_der(m->rec, mem->node.sig.cert_id, &der, &len) == 0) {
+            char *c = p2p__xmalloc(4 * ((len + 2) / 3) + 1);
+            p2p__b64url_encode(der, len, c);
+            json_object_set_new(o, "cert", json_string(c));
+            free(c);
+        }
+    }
+    if (mem->state == P2P_SWIM_LEFT && mem->leave.len) {
+        p2p__pp_sig_encode(&mem->leave, b64);
+        json_object_set_new(o, "leave_sig", json_string(b64));
+    }
+    return o;
 }
 
 /* Push-pull carries a digest and full records only where the other side is behind
@@ -473,8 +562,8 @@ static json_t *state_json(membership *m)
 {
     json_t *arr = json_array();
     for (size_t i = 0; i < p2p_swim_member_count(m->swim); i++)
-        json_array_append_new(arr, record_json(p2p_swim_member_at(m->swim, i)));
-    return json_pack("{s:i, s:s, s:o}", "version", 1, "from", m->ctx->cfg.node_id, "nodes", arr);
+        json_array_append_new(arr, record_json(m, p2p_swim_member_at(m->swim, i)));
+    return json_pack("{s:i, s:s, s:o}", "version", 2, "from", m->ctx->cfg.node_id, "nodes", arr);
 }
 
 /* A push-pull request: our digest, and full records for the ids in `push` (may be NULL). */
@@ -487,9 +576,9 @@ static char *request_body(membership *m, json_t *push)
     {
         const p2p_swim_member *mem = p2p_swim_find(m->swim, json_string_value(id));
         if (mem)
-            json_array_append_new(nodes, record_json(mem));
+            json_array_append_new(nodes, record_json(m, mem));
     }
-    json_t *doc = json_pack("{s:i, s:s, s:o, s:o}", "version", 1, "from", m->ctx->cfg.node_id, "digest",
+    json_t *doc = json_pack("{s:i, s:s, s:o, s:o}", "version", 2, "from", m->ctx->cfg.node_id, "digest",
                             digest_json(m), "nodes", nodes);
     char *body = json_dumps(doc, JSON_COMPACT);
     json_decref(doc);
@@ -507,9 +596,23 @@ static void merge_state(membership *m, json_t *doc)
     uint64_t now = now_ms(m);
     json_array_foreach(nodes, i, o)
     {
-        if (p2p__pp_parse_record(o, &n, &st) == 0)
+        p2p_gossip_sig leave;
+        const char *cert = NULL;
+        size_t cert_len = 0;
+        if (p2p__pp_parse_record_ex(o, &n, &st, &leave, &cert, &cert_len) != 0)
+            continue;
+        if (cert && m->rec) { /* checked against the CA before it vouches for anything */
+            uint8_t der[P2P_GOSSIP_CERT_MAX + 3];
+            size_t dl = 0;
+            if (p2p__pp_cert(cert, cert_len, der, &dl) == 0)
+                p2p__records_add_cert(m->rec, der, dl, n.sig.cert_id);
+        }
+        if (st == P2P_SWIM_LEFT)
+            p2p_swim_merge_leave(m->swim, now, n.id, n.incarnation, &leave);
+        else
             p2p_swim_merge_remote(m->swim, now, &n, st);
     }
+    log_refused(m);
     arm_timer(m);
 }
 
@@ -533,7 +636,7 @@ static json_t *digest_answer(membership *m, json_t *digest)
         const p2p_swim_member *mem = p2p_swim_member_at(m->swim, i);
         e = json_object_get(digest, mem->node.id);
         if (!e || p2p__pp_parse_digest_entry(e, &inc, &st) != 0 || p2p__pp_newer(mem->node.incarnation, mem->state, inc, st))
-            json_array_append_new(nodes, record_json(mem));
+            json_array_append_new(nodes, record_json(m, mem));
     }
     const char *id;
     json_object_foreach(digest, id, e)
@@ -543,11 +646,11 @@ static json_t *digest_answer(membership *m, json_t *digest)
             (!mem ? st != P2P_SWIM_DEAD && st != P2P_SWIM_LEFT : p2p__pp_newer(inc, st, mem->node.incarnation, mem->state)))
             json_array_append_new(want, json_string(id));
     }
-    return json_pack("{s:i, s:s, s:o, s:o}", "version", 1, "from", m->ctx->cfg.node_id, "nodes", nodes, "want",
+    return json_pack("{s:i, s:s, s:o, s:o}", "version", 2, "from", m->ctx->cfg.node_id, "nodes", nodes, "want",
                      want);
 }
 
-json_t *p2p__membership_exchange(p2p_ctx *ctx, const char *body, size_t len, const char **why)
+json_t *p2p__membership_exchange(p2p_ctx *ctx, const char *body, size_t len, const char *peer_node, const char **why)
 {
     membership *m = get(ctx);
     if (!m || !m->running) {
@@ -557,6 +660,12 @@ json_t *p2p__membership_exchange(p2p_ctx *ctx, const char *body, size_t len, con
     json_error_t jerr;
     json_t *doc = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
     if (p2p__pp_check(doc, why) != 0) {
+        json_decref(doc);
+        return NULL;
+    }
+    const char *from = json_string_value(json_object_get(doc, "from"));
+    if (!peer_node || (from && strcmp(from, peer_node))) {
+        *why = "\"from\" is not the node identity of the client certificate";
         json_decref(doc);
         return NULL;
     }
@@ -724,8 +833,23 @@ static void on_tls_change(p2p_ctx *ctx, void *arg)
 {
     membership *m = arg;
     p2p_tls_material t;
-    if (m->http && p2p__pki_material(ctx, &t) == 0 && t.cert)
+    if (p2p__pki_material(ctx, &t) != 0 || !t.cert)
+        return;
+    if (m->http)
         p2p__httpc_set_tls(m->http, t.ca, t.cert, t.key, NULL);
+    if (m->rec && t.key) { /* renewal: sign with the new key, name the new certificate */
+        char *err = NULL;
+        uint8_t old[P2P_GOSSIP_CERT_ID_LEN];
+        memcpy(old, p2p__records_own_cert_id(m->rec), sizeof old);
+        if (p2p__records_set_identity(m->rec, t.cert, t.key, NULL, &err) != 0) {
+            p2p_log(ctx, P2P_LOG_WARN, "membership", "keeping the previous record signing key: %s", err ? err : "?");
+        } else if (memcmp(old, p2p__records_own_cert_id(m->rec), sizeof old) && m->running) {
+            p2p_swim_set_cert_id(m->swim, now_ms(m), p2p__records_own_cert_id(m->rec));
+            p2p__seal_set_cert(m->seal, cert_id64(p2p__records_own_cert_id(m->rec)));
+            arm_timer(m);
+        }
+        free(err);
+    }
 }
 
 /* ---- snapshot ------------------------------------------------------------------ */
@@ -1061,6 +1185,23 @@ static int membership_start(p2p_component *c, char **err)
         stop_addr_selection(m);
         return p2p__fail(err, -EIO, "cannot set up gossip sealing");
     }
+    p2p_tls_material tm;
+    if (p2p__pki_material(ctx, &tm) == 0 && tm.cert && tm.key && tm.ca) {
+        char *rerr = NULL;
+        m->rec = p2p__records_new(tm.ca, 0, &rerr);
+        if (!m->rec || p2p__records_set_identity(m->rec, tm.cert, tm.key, NULL, &rerr) != 0) {
+            p2p__records_free(m->rec);
+            m->rec = NULL;
+            p2p__seal_free(m->seal);
+            m->seal = NULL;
+            stop_addr_selection(m);
+            int rc = p2p__fail(err, -EINVAL, "membership: %s", rerr ? rerr : "cannot load the node identity");
+            free(rerr);
+            return rc;
+        }
+    } else {
+        p2p_log(ctx, P2P_LOG_WARN, "membership", "no node certificate: records are neither signed nor checked");
+    }
     m->meta = build_meta(ctx);
     p2p_gossip_node self = {0};
     snprintf(self.id, sizeof self.id, "%s", cfg->node_id);
@@ -1070,15 +1211,27 @@ static int membership_start(p2p_component *c, char **err)
     snprintf(self.addrs[0], sizeof self.addrs[0], "%s", m->self_addr);
     self.meta = m->meta;
     self.meta_len = strlen(m->meta);
+    if (m->rec) {
+        memcpy(self.sig.cert_id, p2p__records_own_cert_id(m->rec), P2P_GOSSIP_CERT_ID_LEN);
+        p2p__seal_set_cert(m->seal, cert_id64(p2p__records_own_cert_id(m->rec)));
+    }
     p2p_swim_config sc;
     p2p_swim_config_default(&sc);
     RAND_bytes((unsigned char *)&sc.seed, sizeof sc.seed);
     sc.packet_budget = 1400 - P2P_SEAL_OVERHEAD;
     p2p_swim_callbacks cb = {.udata = m, .send = on_swim_send, .event = on_swim_event};
+    if (m->rec) {
+        cb.sign = on_swim_sign;
+        cb.verify = on_swim_verify;
+        cb.cert_get = on_swim_cert_get;
+        cb.cert_put = on_swim_cert_put;
+    }
     const char *why = NULL;
     if (p2p_swim_new(&sc, &self, &cb, uv_now(ctx->loop), &m->swim, &why) != 0) {
         p2p__seal_free(m->seal);
         m->seal = NULL;
+        p2p__records_free(m->rec);
+        m->rec = NULL;
         stop_addr_selection(m);
         return p2p__fail(err, -EINVAL, "membership: %s", why ? why : "bad self record");
     }
@@ -1182,6 +1335,8 @@ static void membership_stop(p2p_component *c)
     m->swim = NULL;
     p2p__seal_free(m->seal);
     m->seal = NULL;
+    p2p__records_free(m->rec);
+    m->rec = NULL;
     free(m->meta);
     m->meta = NULL;
 }

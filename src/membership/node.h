@@ -50,8 +50,11 @@ json_t *p2p__membership_metadata(p2p_ctx *ctx, const char *node_id);
 struct p2p__httpc;
 struct p2p__httpc *p2p__membership_client(p2p_ctx *ctx);
 
-/* POST /internal/gossip/exchange: merges the peer's records and answers with ours
- * (a new reference), or NULL with a message when the body is malformed. */
-json_t *p2p__membership_exchange(p2p_ctx *ctx, const char *body, size_t len, const char **why);
+/* POST /internal/gossip/exchange from the node `peer_node` (its client certificate's
+ * node id): merges the peer's records (each must be signed by its own node) and
+ * answers with ours (a new reference), or NULL with a message when the body is
+ * malformed or its "from" is not peer_node. */
+json_t *p2p__membership_exchange(p2p_ctx *ctx, const char *body, size_t len, const char *peer_node,
+                                 const char **why);
 
 #endif

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/util.h"
+
 static int state_rank(p2p_swim_state st)
 {
     switch (st) {
@@ -42,9 +44,55 @@ static int uint32_value(json_t *v, uint32_t *out)
     return 0;
 }
 
+static int sig_parse(json_t *v, p2p_gossip_sig *sig)
+{
+    memset(sig, 0, sizeof *sig);
+    if (!v)
+        return 0;
+    uint8_t raw[P2P_GOSSIP_CERT_ID_LEN + P2P_GOSSIP_SIG_MAX + 3];
+    size_t n = 0, len = json_string_length(v);
+    if (!json_is_string(v) || len > 4 * sizeof raw / 3 ||
+        p2p__b64url_decode(json_string_value(v), len, raw, &n) != 0 || n <= P2P_GOSSIP_CERT_ID_LEN ||
+        n > P2P_GOSSIP_CERT_ID_LEN + P2P_GOSSIP_SIG_MAX)
+        return -EINVAL;
+    memcpy(sig->cert_id, raw, P2P_GOSSIP_CERT_ID_LEN);
+    sig->len = (uint8_t)(n - P2P_GOSSIP_CERT_ID_LEN);
+    memcpy(sig->sig, raw + P2P_GOSSIP_CERT_ID_LEN, sig->len);
+    return 0;
+}
+
+void p2p__pp_sig_encode(const p2p_gossip_sig *sig, char *out)
+{
+    uint8_t raw[P2P_GOSSIP_CERT_ID_LEN + P2P_GOSSIP_SIG_MAX];
+    memcpy(raw, sig->cert_id, P2P_GOSSIP_CERT_ID_LEN);
+    memcpy(raw + P2P_GOSSIP_CERT_ID_LEN, sig->sig, sig->len);
+    p2p__b64url_encode(raw, P2P_GOSSIP_CERT_ID_LEN + sig->len, out);
+}
+
+int p2p__pp_cert(const char *b64, size_t len, uint8_t *der, size_t *der_len)
+{
+    if (!b64 || len == 0 || len > 4 * ((P2P_GOSSIP_CERT_MAX + 2) / 3) ||
+        p2p__b64url_decode(b64, len, der, der_len) != 0 || *der_len < 1 || *der_len > P2P_GOSSIP_CERT_MAX)
+        return -EINVAL;
+    return 0;
+}
+
 int p2p__pp_parse_record(json_t *o, p2p_gossip_node *n, p2p_swim_state *st)
 {
+    return p2p__pp_parse_record_ex(o, n, st, NULL, NULL, NULL);
+}
+
+int p2p__pp_parse_record_ex(json_t *o, p2p_gossip_node *n, p2p_swim_state *st, p2p_gossip_sig *leave,
+                            const char **cert, size_t *cert_len)
+{
     memset(n, 0, sizeof(*n));
+    p2p_gossip_sig lsig;
+    if (!leave)
+        leave = &lsig;
+    if (cert) {
+        *cert = NULL;
+        *cert_len = 0;
+    }
     if (!json_is_object(o))
         return -EINVAL;
     const char *id = json_string_value(json_object_get(o, "id"));
@@ -72,6 +120,19 @@ int p2p__pp_parse_record(json_t *o, p2p_gossip_node *n, p2p_swim_state *st)
     }
     n->meta = json_string_value(meta);
     n->meta_len = json_string_length(meta);
+    if (sig_parse(json_object_get(o, "sig"), &n->sig) != 0 || sig_parse(json_object_get(o, "leave_sig"), leave) != 0)
+        return -EINVAL;
+    json_t *c = json_object_get(o, "cert");
+    if (c) {
+        uint8_t der[P2P_GOSSIP_CERT_MAX + 3];
+        size_t dl = 0;
+        if (!json_is_string(c) || p2p__pp_cert(json_string_value(c), json_string_length(c), der, &dl) != 0)
+            return -EINVAL;
+        if (cert) {
+            *cert = json_string_value(c);
+            *cert_len = json_string_length(c);
+        }
+    }
     return p2p_gossip_node_check(n, NULL) < 0 ? -EINVAL : 0;
 }
 
@@ -118,7 +179,7 @@ int p2p__pp_check(json_t *doc, const char **why)
         p2p_gossip_node n;
         p2p_swim_state st;
         if (p2p__pp_parse_record(e, &n, &st) != 0)
-            return fail(why, "a record is malformed (id, incarnation, port, addrs, role, meta, state)");
+            return fail(why, "a record is malformed (id, incarnation, port, addrs, role, meta, state, sig, leave_sig, cert)");
     }
     if (want && (!json_is_array(want) || json_array_size(want) > P2P_PP_MAX_ENTRIES))
         return fail(why, "\"want\" must be an array of node ids");

@@ -23,8 +23,8 @@
 #include "p2p/p2p.h"
 
 _Static_assert(P2P_SEAL_HEADER_LEN == 2 + P2P_SEAL_KEY_ID_LEN + P2P_SEAL_NONCE_LEN, "clear header layout");
-_Static_assert(P2P_SEAL_INNER_LEN == 4 * 8 + 4, "inner header layout");
-_Static_assert(P2P_SEAL_OVERHEAD == 70, "overhead budgeted by callers");
+_Static_assert(P2P_SEAL_INNER_LEN == 5 * 8 + 4, "inner header layout");
+_Static_assert(P2P_SEAL_OVERHEAD == 78, "overhead budgeted by callers");
 _Static_assert(P2P_SEAL_REPLAY_WINDOW % 64 == 0, "window is whole bitmap words");
 _Static_assert(P2P_SEAL_MAX_PAYLOAD <= (unsigned)LZ4_MAX_INPUT_SIZE, "LZ4 bounds");
 _Static_assert(P2P_SEAL_MAX_PACKET <= INT_MAX, "EVP lengths are int");
@@ -45,7 +45,7 @@ typedef struct key_slot {
 } key_slot;
 
 typedef struct sender_entry {
-    uint64_t id, epoch, max_seq;
+    uint64_t id, cert, epoch, max_seq; /* a window per (sender, certificate) */
     uint64_t bits[WINDOW_WORDS]; /* bit (seq % 64) of word (seq / 64) % WINDOW_WORDS */
     uint32_t prev, next;         /* LRU list, head = most recently accepted */
     uint32_t chain;              /* next entry in the same hash bucket */
@@ -67,6 +67,7 @@ struct p2p__seal_ctx {
     uint8_t nonce[P2P_SEAL_NONCE_LEN]; /* the next nonce to use */
 
     uint64_t self_id, epoch, seq;
+    uint64_t cert; /* our certificate id, carried in every datagram */
     size_t compress_threshold;
     uint64_t max_skew_ms;
 
@@ -257,9 +258,9 @@ size_t p2p__seal_key_count(const p2p__seal_ctx *ctx)
 
 /* ---- sender table -------------------------------------------------------------------------- */
 
-static uint32_t bucket_of(const sender_table *t, uint64_t id)
+static uint32_t bucket_of(const sender_table *t, uint64_t id, uint64_t cert)
 {
-    uint64_t z = id ^ t->seed; /* splitmix64 finalizer */
+    uint64_t z = id ^ (cert * 0x9e3779b97f4a7c15ull) ^ t->seed; /* splitmix64 finalizer */
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     z ^= z >> 31;
@@ -280,10 +281,10 @@ static int table_init(sender_table *t, uint32_t max)
     return RAND_bytes((uint8_t *)&t->seed, sizeof t->seed) == 1 ? 0 : -EIO;
 }
 
-static uint32_t table_find(const sender_table *t, uint64_t id)
+static uint32_t table_find(const sender_table *t, uint64_t id, uint64_t cert)
 {
-    uint32_t i = t->bucket[bucket_of(t, id)];
-    while (i != NIL && t->e[i].id != id)
+    uint32_t i = t->bucket[bucket_of(t, id, cert)];
+    while (i != NIL && (t->e[i].id != id || t->e[i].cert != cert))
         i = t->e[i].chain;
     return i;
 }
@@ -314,7 +315,7 @@ static void lru_push_front(sender_table *t, uint32_t i)
 
 static void chain_unlink(sender_table *t, uint32_t i)
 {
-    uint32_t *p = &t->bucket[bucket_of(t, t->e[i].id)];
+    uint32_t *p = &t->bucket[bucket_of(t, t->e[i].id, t->e[i].cert)];
     while (*p != i)
         p = &t->e[*p].chain;
     *p = t->e[i].chain;
@@ -322,7 +323,7 @@ static void chain_unlink(sender_table *t, uint32_t i)
 
 /* A fresh entry for `id`: a new slot while below the bound, else the least
  * recently accepted sender's. */
-static uint32_t table_insert(sender_table *t, uint64_t id, uint64_t *evicted)
+static uint32_t table_insert(sender_table *t, uint64_t id, uint64_t cert, uint64_t *evicted)
 {
     uint32_t i;
     if (t->n < t->max) {
@@ -340,7 +341,8 @@ static uint32_t table_insert(sender_table *t, uint64_t id, uint64_t *evicted)
     sender_entry *s = &t->e[i];
     memset(s, 0, sizeof *s);
     s->id = id;
-    uint32_t b = bucket_of(t, id);
+    s->cert = cert;
+    uint32_t b = bucket_of(t, id, cert);
     s->chain = t->bucket[b];
     t->bucket[b] = i;
     lru_push_front(t, i);
@@ -478,7 +480,8 @@ int p2p__seal(p2p__seal_ctx *ctx, uint64_t now_ms, const void *payload, size_t l
     put_be64(inner + 8, ctx->epoch);
     put_be64(inner + 16, ++ctx->seq);
     put_be64(inner + 24, now_ms);
-    put_be32(inner + 32, (uint32_t)len);
+    put_be64(inner + 32, ctx->cert);
+    put_be32(inner + 40, (uint32_t)len);
 
     uint8_t *ct = out + P2P_SEAL_HEADER_LEN;
     int n = 0;
@@ -572,7 +575,7 @@ static int check_fresh(const p2p__seal_ctx *ctx, uint64_t now_ms, const p2p__sea
     uint64_t skew = now_ms > s->sent_ms ? now_ms - s->sent_ms : s->sent_ms - now_ms;
     if (skew > ctx->max_skew_ms)
         return P2P_SEAL_ESTALE;
-    *at = table_find(&ctx->t, s->id);
+    *at = table_find(&ctx->t, s->id, s->cert);
     if (*at == NIL)
         return 0;
     const sender_entry *e = &ctx->t.e[*at];
@@ -586,7 +589,7 @@ static void commit(p2p__seal_ctx *ctx, const p2p__seal_sender *s, uint32_t at)
 {
     sender_table *t = &ctx->t;
     if (at == NIL)
-        at = table_insert(t, s->id, &ctx->stats.senders_evicted);
+        at = table_insert(t, s->id, s->cert, &ctx->stats.senders_evicted);
     else
         table_touch(t, at);
     sender_entry *e = &t->e[at];
@@ -612,8 +615,9 @@ static int open_body(p2p__seal_ctx *ctx, uint64_t now_ms, const uint8_t *pkt, si
     size_t body_len = len - P2P_SEAL_OVERHEAD;
     const uint8_t *body = in + P2P_SEAL_INNER_LEN;
     p2p__seal_sender s = {
-        .id = get_be64(in), .epoch = get_be64(in + 8), .seq = get_be64(in + 16), .sent_ms = get_be64(in + 24)};
-    uint32_t plen = get_be32(in + 32);
+        .id = get_be64(in), .epoch = get_be64(in + 8), .seq = get_be64(in + 16), .sent_ms = get_be64(in + 24),
+        .cert = get_be64(in + 32)};
+    uint32_t plen = get_be32(in + 40);
     int lz4 = pkt[1] & P2P_SEAL_FLAG_LZ4;
     /* The length is checked before anything is allocated or written: a body
      * claiming more than a datagram can carry is refused outright. */
@@ -647,4 +651,9 @@ int p2p__seal_open(p2p__seal_ctx *ctx, uint64_t now_ms, const uint8_t *pkt, size
     if (!ctx || (!pkt && len) || !out_len)
         return -EINVAL;
     return count_drop(ctx, open_body(ctx, now_ms, pkt, len, out, cap, out_len, sender));
+}
+
+void p2p__seal_set_cert(p2p__seal_ctx *ctx, uint64_t cert_id)
+{
+    ctx->cert = cert_id;
 }

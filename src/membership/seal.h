@@ -4,10 +4,10 @@
  * gossip key can produce a datagram that opens; everything else is dropped and
  * counted, never trusted.
  *
- * Wire format, version 1 (integers big-endian):
+ * Wire format, version 2 (integers big-endian; 2 added the certificate id):
  *
  *   offset  size  field                                   (clear; the AAD)
- *        0     1  version (1)
+ *        0     1  version (2)
  *        1     1  flags: bit 0 = body is an LZ4 block; other bits must be 0
  *        2     4  key id = first 4 bytes of SHA-256("p2p-seal-key-id-v1" || key)
  *        6    12  AES-256-GCM nonce
@@ -19,11 +19,13 @@
  *        8     8  sender boot epoch (ms; larger on every restart)
  *       16     8  sequence number (1, 2, 3, ... per epoch)
  *       24     8  sender wall clock when sealed (ms since the epoch)
- *       32     4  payload length (uncompressed; at most P2P_SEAL_MAX_PAYLOAD)
- *       36     m  body: the payload, or its LZ4 block when flag bit 0 is set
+ *       32     8  sender certificate id (the first 8 bytes of SHA-256 of its
+ *                 certificate's DER, records.h; 0 without one)
+ *       40     4  payload length (uncompressed; at most P2P_SEAL_MAX_PAYLOAD)
+ *       44     m  body: the payload, or its LZ4 block when flag bit 0 is set
  *
- * Overhead: 18 + 36 + 16 = 70 bytes (P2P_SEAL_OVERHEAD), so a 1400-byte MTU
- * budget carries 1330 payload bytes uncompressed. The largest datagram is 65507
+ * Overhead: 18 + 44 + 16 = 78 bytes (P2P_SEAL_OVERHEAD), so a 1400-byte MTU
+ * budget carries 1322 payload bytes uncompressed. The largest datagram is 65507
  * bytes (the largest UDP payload over IPv4).
  *
  * Nonces. A GCM nonce must never repeat under one key, and every node of the
@@ -45,7 +47,7 @@
  *    replay after the receiver restarted and forgot its windows: an old capture
  *    is refused, a recent one (< skew) can be accepted once more. Clocks of the
  *    cluster must agree within the skew (dropped_stale shows when they do not);
- *  - per sender id, the latest epoch seen and a sliding window of
+ *  - per (sender id, certificate id), the latest epoch seen and a sliding window of
  *    P2P_SEAL_REPLAY_WINDOW sequence numbers (a bitmap, RFC 6479 style): an older
  *    epoch, a sequence number already seen, or one older than the window is a
  *    replay; a newer epoch (the sender restarted) resets the window;
@@ -54,6 +56,12 @@
  *    180 bytes each, grown on demand); a new sender beyond that evicts the least
  *    recently accepted one, whose window is forgotten (its old datagrams are then
  *    refused only by the timestamp check).
+ * Windows are per certificate so that another identity using the same node id
+ * (an old or revoked certificate, an impostor enrolled with it) cannot push the
+ * real node's window ahead and get its datagrams dropped as replays: each
+ * certificate has its own sequence. A holder of the gossip key can still write
+ * any certificate id into the header; what it cannot do is forge a node's
+ * record, which is signed (records.h).
  * The window is committed only when the whole datagram is good, so a datagram
  * that fails later (bad LZ4) does not burn its sequence number.
  *
@@ -63,7 +71,7 @@
  *
  * Errors (negative errno values, each its own counter, see p2p__seal_strerror):
  *   P2P_SEAL_EOVERSIZE   -EMSGSIZE         datagram > 65507 bytes     dropped_oversize
- *   P2P_SEAL_ESHORT      -ENODATA          shorter than 70 bytes      dropped_malformed
+ *   P2P_SEAL_ESHORT      -ENODATA          shorter than 78 bytes      dropped_malformed
  *   P2P_SEAL_EVERSION    -EPROTONOSUPPORT  unknown version            dropped_malformed
  *   P2P_SEAL_EFLAGS      -EPROTO           unknown flag bits          dropped_malformed
  *   P2P_SEAL_EKEYID      -ENOKEY           no key with this id        dropped_auth
@@ -91,7 +99,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define P2P_SEAL_VERSION 1
+#define P2P_SEAL_VERSION 2
 #define P2P_SEAL_FLAG_LZ4 0x01
 #define P2P_SEAL_KEY_LEN 32
 #define P2P_SEAL_KEY_ID_LEN 4
@@ -99,9 +107,9 @@
 #define P2P_SEAL_TAG_LEN 16
 /* version, flags, key id, nonce: the AAD */
 #define P2P_SEAL_HEADER_LEN 18
-/* sender id, epoch, seq, timestamp, payload length */
-#define P2P_SEAL_INNER_LEN 36
-/* 70 bytes per datagram */
+/* sender id, epoch, seq, timestamp, certificate id, payload length */
+#define P2P_SEAL_INNER_LEN 44
+/* 78 bytes per datagram */
 #define P2P_SEAL_OVERHEAD (P2P_SEAL_HEADER_LEN + P2P_SEAL_INNER_LEN + P2P_SEAL_TAG_LEN)
 /* the largest datagram: the largest UDP payload over IPv4 */
 #define P2P_SEAL_MAX_PACKET 65507u
@@ -158,6 +166,7 @@ typedef struct p2p__seal_sender {
     uint64_t epoch;   /* its boot epoch */
     uint64_t seq;     /* its sequence number */
     uint64_t sent_ms; /* its wall clock when it sealed */
+    uint64_t cert;    /* its certificate id (0: none) */
 } p2p__seal_sender;
 
 /* A context sealing under `key` (the first primary and only ring key) as the
@@ -189,6 +198,10 @@ int p2p__seal(p2p__seal_ctx *ctx, uint64_t now_ms, const void *payload, size_t l
  * (the plaintext goes through the context's own buffer first). */
 int p2p__seal_open(p2p__seal_ctx *ctx, uint64_t now_ms, const uint8_t *pkt, size_t len, uint8_t *out, size_t cap,
                    size_t *out_len, p2p__seal_sender *sender);
+
+/* Our certificate id, written into every datagram sealed from now on (after
+ * a renewal: the new certificate starts its own window at the receivers). */
+void p2p__seal_set_cert(p2p__seal_ctx *ctx, uint64_t cert_id);
 
 /* A copy of the counters. */
 void p2p__seal_get_stats(const p2p__seal_ctx *ctx, p2p__seal_stats *out);

@@ -21,6 +21,10 @@
 #define MAX_JOINS 16
 #define MAX_SYNC_PACKETS 64 /* a sync lists ~13 members per datagram with small meta */
 #define REAP_CHECK_MS 1000
+#define MAX_PARKED 32       /* ALIVEs waiting for their certificate */
+#define PARK_MS 5000
+#define MAX_CERT_REQS 16    /* certificates asked for / answered per datagram */
+#define MAX_CERTS_IN 8      /* CERT frames checked per datagram */
 
 /* ================================================================== */
 /* types                                                               */
@@ -56,6 +60,16 @@ typedef struct join {
     uint32_t seq, attempts;
     uint64_t next_ms;
 } join;
+
+/* An ALIVE whose certificate we asked for (records.h). */
+typedef struct parked {
+    bool used, quiet;
+    p2p_gossip_node node;
+    char *meta; /* owned; node.meta points here */
+    char addr[P2P_GOSSIP_ADDRSTRLEN];
+    uint16_t port;
+    uint64_t expires_ms;
+} parked;
 
 typedef struct probe {
     bool active, indirect_sent;
@@ -100,6 +114,13 @@ struct p2p_swim {
     bool rx_quiet, rx_answered, rx_synced;
     const char *rx_addr;
     uint16_t rx_port;
+    /* records: parked ALIVEs, certificate requests of the datagram being
+     * handled, the to-be-signed scratch buffer */
+    parked parked[MAX_PARKED];
+    uint8_t rx_want[MAX_CERT_REQS][P2P_GOSSIP_CERT_ID_LEN];
+    char rx_want_id[MAX_CERT_REQS][P2P_GOSSIP_ID_MAX + 1];
+    unsigned rx_nwant, rx_ncerts, rx_nanswered;
+    uint8_t tbs[P2P_GOSSIP_MAX_FRAME + 32];
 };
 
 /* ================================================================== */
@@ -458,6 +479,13 @@ static void msg_accuse(p2p_gossip_msg *m, p2p_gossip_type type, const char *id, 
     snprintf(m->from, sizeof(m->from), "%s", from);
 }
 
+/* A leave of mb, with its signature when we have it. */
+static void msg_leave(p2p_gossip_msg *m, const member *mb)
+{
+    msg_accuse(m, P2P_GOSSIP_DEAD, mb->pub.node.id, mb->pub.node.incarnation, mb->pub.node.id);
+    m->sig = mb->pub.leave;
+}
+
 static void msg_seq(p2p_gossip_msg *m, p2p_gossip_type type, uint32_t seq)
 {
     memset(m, 0, sizeof(*m));
@@ -497,7 +525,7 @@ static void msg_view(p2p_gossip_msg *out, const p2p_swim *s, const member *m)
         msg_accuse(out, P2P_GOSSIP_DEAD, id, inc, self_id(s));
         break;
     case P2P_SWIM_LEFT:
-        msg_accuse(out, P2P_GOSSIP_DEAD, id, inc, id);
+        msg_leave(out, m);
         break;
     }
 }
@@ -526,6 +554,127 @@ static void broadcast_accuse(p2p_swim *s, p2p_gossip_type type, const char *id, 
 }
 
 /* ================================================================== */
+/* record ownership (records.h)                                        */
+/* ================================================================== */
+
+static bool signing(const p2p_swim *s)
+{
+    return s->cb.sign && s->cb.verify;
+}
+
+/* Signs our own record after every change of it (unsigned when it fails:
+ * the others will refuse it and we retry with the next change). */
+static void sign_self(p2p_swim *s)
+{
+    p2p_gossip_node *n = &s->self->pub.node;
+    if (!signing(s))
+        return;
+    uint8_t cert_id[P2P_GOSSIP_CERT_ID_LEN];
+    memcpy(cert_id, n->sig.cert_id, sizeof cert_id);
+    int len = p2p_gossip_alive_tbs(n, s->tbs, sizeof s->tbs);
+    p2p_gossip_sig sig = {0};
+    if (len < 0 || s->cb.sign(s->cb.udata, s->tbs, (size_t)len, &sig) != 0 ||
+        memcmp(sig.cert_id, cert_id, sizeof cert_id))
+        memset(&sig, 0, sizeof sig);
+    memcpy(sig.cert_id, cert_id, sizeof cert_id);
+    n->sig = sig;
+}
+
+static void sign_leave(p2p_swim *s)
+{
+    member *me = s->self;
+    memset(&me->pub.leave, 0, sizeof me->pub.leave);
+    if (!signing(s))
+        return;
+    int len = p2p_gossip_leave_tbs(me->pub.node.id, me->pub.node.incarnation, me->pub.node.sig.cert_id, s->tbs,
+                                   sizeof s->tbs);
+    if (len < 0 || s->cb.sign(s->cb.udata, s->tbs, (size_t)len, &me->pub.leave) != 0)
+        memset(&me->pub.leave, 0, sizeof me->pub.leave);
+}
+
+/* 0 when n is signed by its node (or records are not checked). */
+static int verify_alive(p2p_swim *s, const p2p_gossip_node *n)
+{
+    if (!signing(s))
+        return 0;
+    int len = p2p_gossip_alive_tbs(n, s->tbs, sizeof s->tbs);
+    if (len < 0)
+        return -EINVAL;
+    return s->cb.verify(s->cb.udata, n->id, n->role, s->tbs, (size_t)len, &n->sig);
+}
+
+static int verify_leave(p2p_swim *s, const char *id, uint32_t inc, const p2p_gossip_sig *sig)
+{
+    if (!signing(s))
+        return 0;
+    if (!sig || sig->len == 0)
+        return -EBADMSG;
+    int len = p2p_gossip_leave_tbs(id, inc, sig->cert_id, s->tbs, sizeof s->tbs);
+    if (len < 0)
+        return -EINVAL;
+    return s->cb.verify(s->cb.udata, id, NULL, s->tbs, (size_t)len, sig);
+}
+
+static void parked_clear(parked *p)
+{
+    free(p->meta);
+    memset(p, 0, sizeof *p);
+}
+
+/* Holds n until its certificate arrives, and asks the datagram's sender
+ * for it (once per certificate per datagram, at the end of the datagram). */
+static void park(p2p_swim *s, uint64_t now, const p2p_gossip_node *n, const char *addr, uint16_t port)
+{
+    parked *slot = NULL;
+    for (size_t i = 0; i < MAX_PARKED && !slot; i++)
+        if (s->parked[i].used && !strcmp(s->parked[i].node.id, n->id))
+            slot = &s->parked[i];
+    if (slot && slot->node.incarnation > n->incarnation)
+        return;
+    for (size_t i = 0; i < MAX_PARKED && !slot; i++)
+        if (!s->parked[i].used)
+            slot = &s->parked[i];
+    for (size_t i = 0; i < MAX_PARKED && !slot; i++) /* full: the oldest goes */
+        if (!slot || s->parked[i].expires_ms < slot->expires_ms)
+            slot = &s->parked[i];
+    parked_clear(slot);
+    slot->used = true;
+    slot->quiet = s->rx_quiet;
+    slot->node = *n;
+    slot->meta = p2p__xmalloc(n->meta_len + 1);
+    if (n->meta_len)
+        memcpy(slot->meta, n->meta, n->meta_len);
+    slot->meta[n->meta_len] = '\0';
+    slot->node.meta = slot->meta;
+    snprintf(slot->addr, sizeof slot->addr, "%s", addr);
+    slot->port = port;
+    slot->expires_ms = now + PARK_MS;
+    s->st.records_parked++;
+    for (unsigned i = 0; i < s->rx_nwant; i++)
+        if (!memcmp(s->rx_want[i], n->sig.cert_id, P2P_GOSSIP_CERT_ID_LEN))
+            return;
+    if (s->rx_nwant < MAX_CERT_REQS) {
+        memcpy(s->rx_want[s->rx_nwant], n->sig.cert_id, P2P_GOSSIP_CERT_ID_LEN);
+        snprintf(s->rx_want_id[s->rx_nwant], sizeof s->rx_want_id[0], "%s", n->id);
+        s->rx_nwant++;
+    }
+}
+
+/* Whether an ALIVE that would change our view may: verified, or parked
+ * (when it names a certificate we lack and came in a datagram), or refused. */
+static bool admit(p2p_swim *s, uint64_t now, const p2p_gossip_node *n, const char *from_addr, uint16_t from_port)
+{
+    int r = verify_alive(s, n);
+    if (r == 0)
+        return true;
+    if (r == -ENOKEY && from_addr && s->cb.cert_get && s->cb.cert_put)
+        park(s, now, n, from_addr, from_port);
+    else
+        s->st.records_refused++;
+    return false;
+}
+
+/* ================================================================== */
 /* merge rules                                                         */
 /* ================================================================== */
 
@@ -536,6 +685,7 @@ static void refute(p2p_swim *s, uint32_t accused)
     if (accused >= inc)
         inc = accused + 1;
     set_incarnation(s, me, inc);
+    sign_self(s);
     s->st.refutations++;
     awareness_apply(s, 1);
     broadcast_alive(s, me);
@@ -574,6 +724,8 @@ static void handle_alive(p2p_swim *s, uint64_t now, const p2p_gossip_node *n, co
             s->st.members_dropped++;
             return;
         }
+        if (!admit(s, now, n, from_addr, from_port))
+            return;
         m = member_add(s, n, P2P_SWIM_ALIVE, now);
         m->pub.last_seen_ms = now;
         broadcast_alive(s, m);
@@ -585,6 +737,8 @@ static void handle_alive(p2p_swim *s, uint64_t now, const p2p_gossip_node *n, co
             return;
         if (n->incarnation == m->pub.node.incarnation && record_equal(m, n))
             return;
+        if (!admit(s, now, n, NULL, 0)) /* a forgery about us is not worth a refutation */
+            return;
         refute(s, n->incarnation);
         return;
     }
@@ -595,6 +749,8 @@ static void handle_alive(p2p_swim *s, uint64_t now, const p2p_gossip_node *n, co
             send_view(s, m, from_addr, from_port);
         return;
     }
+    if (!admit(s, now, n, from_addr, from_port))
+        return;
     p2p_swim_state old = m->pub.state;
     bool changed = !record_equal(m, n);
     suspicion_clear(s, m);
@@ -682,23 +838,40 @@ static void handle_suspect(p2p_swim *s, uint64_t now, const char *id, uint32_t i
     emit(s, P2P_SWIM_EV_SUSPECT, m);
 }
 
-static void handle_dead(p2p_swim *s, uint64_t now, const char *id, uint32_t inc, const char *from)
+/* `sig`: a leave's signature (from == id), or NULL. */
+static void handle_dead(p2p_swim *s, uint64_t now, const char *id, uint32_t inc, const char *from,
+                        const p2p_gossip_sig *sig)
 {
     member *m = find(s, id);
     if (m)
         answer_stale(s, m, inc);
     if (!m || inc < m->pub.node.incarnation)
         return;
-    suspicion_clear(s, m);
-    if (m->pub.state == P2P_SWIM_DEAD || m->pub.state == P2P_SWIM_LEFT)
+    bool leave = !strcmp(id, from);
+    if (m->pub.state == P2P_SWIM_DEAD || m->pub.state == P2P_SWIM_LEFT) {
+        suspicion_clear(s, m);
         return;
+    }
     if (m == s->self && !s->left) {
         refute(s, inc);
         return;
     }
-    broadcast_accuse(s, P2P_GOSSIP_DEAD, id, inc, from);
+    if (leave && m != s->self && verify_leave(s, id, inc, sig) != 0) {
+        s->st.records_refused++; /* only the node itself may say it left */
+        return;
+    }
+    suspicion_clear(s, m);
     set_incarnation(s, m, inc);
-    bool leave = !strcmp(id, from);
+    if (leave && m == s->self)
+        sign_leave(s);
+    else if (leave && sig)
+        m->pub.leave = *sig;
+    p2p_gossip_msg out;
+    if (leave)
+        msg_leave(&out, m);
+    else
+        msg_accuse(&out, P2P_GOSSIP_DEAD, id, inc, from);
+    broadcast(s, &out);
     set_state(s, m, leave ? P2P_SWIM_LEFT : P2P_SWIM_DEAD, now);
     emit(s, leave ? P2P_SWIM_EV_LEAVE : P2P_SWIM_EV_DEAD, m);
 }
@@ -881,7 +1054,7 @@ static void send_sync(p2p_swim *s, const char *addr, uint16_t port, uint32_t seq
             continue;
         const char *id = mb->pub.node.id;
         if (mb->pub.state == P2P_SWIM_LEFT)
-            msg_accuse(&m, P2P_GOSSIP_DEAD, id, mb->pub.node.incarnation, id);
+            msg_leave(&m, mb);
         else
             msg_accuse(&m, P2P_GOSSIP_SUSPECT, id, mb->pub.node.incarnation, self_id(s));
         room = sync_add(s, &w, &m, seq, addr, port, &packets);
@@ -1028,6 +1201,92 @@ static void handle_ack(p2p_swim *s, uint64_t now, const p2p_gossip_msg *in, cons
             s->joins[i].used = false;
 }
 
+/* ---- certificates (records.h) -------------------------------------
+ * A CERT_REQ is answered with the certificate from the cache (at most
+ * MAX_CERT_REQS per datagram, each alone when it does not fit the budget:
+ * packet_add). A CERT is looked at only when a parked ALIVE names it (so a
+ * key holder cannot make us check certificates nobody asked for), at most
+ * MAX_CERTS_IN per datagram; once cert_put accepted it, the parked records
+ * are applied as if they had just arrived. */
+
+static void handle_alive(p2p_swim *s, uint64_t now, const p2p_gossip_node *n, const char *from_addr,
+                         uint16_t from_port);
+
+static void handle_cert_req(p2p_swim *s, const p2p_gossip_msg *in, const char *addr, uint16_t port)
+{
+    const uint8_t *der = NULL;
+    size_t len = 0;
+    if (!s->cb.cert_get || s->rx_nanswered >= MAX_CERT_REQS ||
+        s->cb.cert_get(s->cb.udata, in->sig.cert_id, &der, &len) != 0 || len < 1 || len > P2P_GOSSIP_CERT_MAX)
+        return;
+    s->rx_nanswered++;
+    p2p_gossip_writer w;
+    p2p_gossip_msg m;
+    memset(&m, 0, sizeof m);
+    m.type = P2P_GOSSIP_CERT;
+    memcpy(m.sig.cert_id, in->sig.cert_id, P2P_GOSSIP_CERT_ID_LEN);
+    m.der = der;
+    m.der_len = len;
+    packet_start(s, &w);
+    packet_add(s, &w, &m, addr, port);
+    packet_send(s, &w, addr, port);
+    s->st.certs_sent++;
+}
+
+static void handle_cert(p2p_swim *s, uint64_t now, const p2p_gossip_msg *in)
+{
+    bool wanted = false;
+    for (size_t i = 0; i < MAX_PARKED && !wanted; i++)
+        wanted = s->parked[i].used && !memcmp(s->parked[i].node.sig.cert_id, in->sig.cert_id, P2P_GOSSIP_CERT_ID_LEN);
+    if (!wanted || !s->cb.cert_put || s->rx_ncerts >= MAX_CERTS_IN)
+        return;
+    s->rx_ncerts++;
+    if (s->cb.cert_put(s->cb.udata, in->der, in->der_len, in->sig.cert_id) != 0)
+        return;
+    s->st.certs_accepted++;
+    bool quiet = s->rx_quiet;
+    for (size_t i = 0; i < MAX_PARKED; i++) {
+        parked *p = &s->parked[i];
+        if (!p->used || memcmp(p->node.sig.cert_id, in->sig.cert_id, P2P_GOSSIP_CERT_ID_LEN))
+            continue;
+        parked copy = *p; /* handle_alive may park again (another certificate): keep ours apart */
+        memset(p, 0, sizeof *p);
+        s->rx_quiet = copy.quiet;
+        handle_alive(s, now, &copy.node, copy.addr, copy.port);
+        free(copy.meta);
+    }
+    s->rx_quiet = quiet;
+}
+
+/* After a datagram: ask its sender for the certificates of parked records. */
+static void request_certs(p2p_swim *s, const char *addr, uint16_t port)
+{
+    if (!s->rx_nwant)
+        return;
+    p2p_gossip_writer w;
+    p2p_gossip_msg m;
+    packet_start(s, &w);
+    for (unsigned i = 0; i < s->rx_nwant; i++) {
+        memset(&m, 0, sizeof m);
+        m.type = P2P_GOSSIP_CERT_REQ;
+        memcpy(m.sig.cert_id, s->rx_want[i], P2P_GOSSIP_CERT_ID_LEN);
+        snprintf(m.id, sizeof m.id, "%s", s->rx_want_id[i]);
+        if (p2p_gossip_writer_add(&w, &m, s->cfg.packet_budget) == 0)
+            s->st.certs_requested++;
+    }
+    packet_send(s, &w, addr, port);
+    s->rx_nwant = 0;
+}
+
+static void expire_parked(p2p_swim *s, uint64_t now)
+{
+    for (size_t i = 0; i < MAX_PARKED; i++)
+        if (s->parked[i].used && now >= s->parked[i].expires_ms) {
+            parked_clear(&s->parked[i]);
+            s->st.records_refused++; /* never vouched for */
+        }
+}
+
 static void handle_msg(p2p_swim *s, uint64_t now, const p2p_gossip_msg *m, const char *addr, uint16_t port)
 {
     switch (m->type) {
@@ -1061,7 +1320,13 @@ static void handle_msg(p2p_swim *s, uint64_t now, const p2p_gossip_msg *m, const
         handle_suspect(s, now, m->id, m->incarnation, m->from);
         break;
     case P2P_GOSSIP_DEAD:
-        handle_dead(s, now, m->id, m->incarnation, m->from);
+        handle_dead(s, now, m->id, m->incarnation, m->from, &m->sig);
+        break;
+    case P2P_GOSSIP_CERT_REQ:
+        handle_cert_req(s, m, addr, port);
+        break;
+    case P2P_GOSSIP_CERT:
+        handle_cert(s, now, m);
         break;
     }
 }
@@ -1093,6 +1358,7 @@ int p2p_swim_receive(p2p_swim *s, uint64_t now, const char *from_addr, uint16_t 
     s->rx_addr = addr;
     s->rx_port = from_port;
     s->rx_answered = s->rx_synced = false;
+    s->rx_nwant = s->rx_ncerts = s->rx_nanswered = 0;
     bool first = true;
     while (p2p_gossip_reader_next(&r, &m, NULL) == 1) {
         if (first && m.type == P2P_GOSSIP_SYNC)
@@ -1101,6 +1367,7 @@ int p2p_swim_receive(p2p_swim *s, uint64_t now, const char *from_addr, uint16_t 
         handle_msg(s, now, &m, addr, from_port);
     }
     s->rx_quiet = false;
+    request_certs(s, addr, from_port);
     s->rx_addr = NULL;
     return 0;
 }
@@ -1161,7 +1428,7 @@ static void expire_suspicions(p2p_swim *s, uint64_t now)
         if (!m->susp || now < m->susp->deadline_ms)
             continue;
         s->st.deaths_declared++;
-        handle_dead(s, now, m->pub.node.id, m->pub.node.incarnation, self_id(s));
+        handle_dead(s, now, m->pub.node.id, m->pub.node.incarnation, self_id(s), NULL);
     }
 }
 
@@ -1222,6 +1489,7 @@ uint64_t p2p_swim_tick(p2p_swim *s, uint64_t now)
     }
 
     expire_suspicions(s, now);
+    expire_parked(s, now);
 
     if (now >= s->next_gossip) {
         gossip_round(s, now);
@@ -1354,6 +1622,7 @@ int p2p_swim_new(const p2p_swim_config *cfg, const p2p_gossip_node *self, const 
     s->self = member_add(s, &rec, P2P_SWIM_ALIVE, now);
     s->self->pub.is_self = true;
     s->self->pub.last_seen_ms = now;
+    sign_self(s);
     s->seq = (uint32_t)rnd(s);
     /* Random phases, so nodes started together do not probe in lockstep. */
     s->next_probe = now + rnd_below(s, cfg->probe_interval_ms);
@@ -1377,6 +1646,8 @@ void p2p_swim_free(p2p_swim *s)
         free(m->meta);
         free(m);
     }
+    for (size_t i = 0; i < MAX_PARKED; i++)
+        parked_clear(&s->parked[i]);
     free(s->members);
     free(s->scratch);
     free(s->htab);
@@ -1420,7 +1691,7 @@ int p2p_swim_merge_remote(p2p_swim *s, uint64_t now, const p2p_gossip_node *node
         handle_alive(s, now, &rec, NULL, 0);
         return 0;
     case P2P_SWIM_LEFT:
-        handle_dead(s, now, rec.id, rec.incarnation, rec.id);
+        handle_dead(s, now, rec.id, rec.incarnation, rec.id, NULL); /* unsigned: refused when records are checked */
         return 0;
     case P2P_SWIM_SUSPECT:
     case P2P_SWIM_DEAD:
@@ -1440,6 +1711,7 @@ int p2p_swim_set_meta(p2p_swim *s, uint64_t now, const char *meta)
         return -EINVAL;
     set_meta(s->self, meta, len);
     set_incarnation(s, s->self, s->self->pub.node.incarnation + 1);
+    sign_self(s);
     broadcast_alive(s, s->self);
     return 0;
 }
@@ -1459,7 +1731,30 @@ int p2p_swim_set_addrs(p2p_swim *s, uint64_t now, const char addrs[][P2P_GOSSIP_
     memcpy(self->addrs, canon, sizeof(canon[0]) * n);
     self->naddrs = n;
     set_incarnation(s, s->self, self->incarnation + 1);
+    sign_self(s);
     broadcast_alive(s, s->self);
+    return 0;
+}
+
+int p2p_swim_set_cert_id(p2p_swim *s, uint64_t now, const uint8_t cert_id[P2P_GOSSIP_CERT_ID_LEN])
+{
+    clock_in(s, now);
+    if (s->left)
+        return -EALREADY;
+    p2p_gossip_node *self = &s->self->pub.node;
+    memcpy(self->sig.cert_id, cert_id, P2P_GOSSIP_CERT_ID_LEN);
+    set_incarnation(s, s->self, self->incarnation + 1);
+    sign_self(s);
+    broadcast_alive(s, s->self);
+    return 0;
+}
+
+int p2p_swim_merge_leave(p2p_swim *s, uint64_t now, const char *id, uint32_t incarnation, const p2p_gossip_sig *sig)
+{
+    now = clock_in(s, now);
+    if (!p2p_gossip_id_valid(id))
+        return -EINVAL;
+    handle_dead(s, now, id, incarnation, id, sig);
     return 0;
 }
 
@@ -1470,7 +1765,7 @@ int p2p_swim_leave(p2p_swim *s, uint64_t now)
         return -EALREADY;
     s->left = true;
     s->probe.active = false;
-    handle_dead(s, now, self_id(s), s->self->pub.node.incarnation, self_id(s));
+    handle_dead(s, now, self_id(s), s->self->pub.node.incarnation, self_id(s), NULL);
     gossip_round(s, now); /* tell gossip_nodes members now, not at the next tick */
     return 0;
 }

@@ -117,6 +117,21 @@
  * (P2P_SWIM_EV_REAPED); until then they are listed, kept out of probing, and
  * gossiped to during gossip_to_dead_ms.
  *
+ * Records owned by their node (records.h; the callbacks sign, verify,
+ * cert_get and cert_put, all or none): our own ALIVE is signed whenever it
+ * changes (start, refutation, meta, addresses, certificate) and our leave
+ * when we leave; a record of another node is verified only when it would
+ * change our view (a new member, a higher incarnation, a leave), so relays
+ * and repeats cost nothing. An ALIVE that fails is dropped (records_refused),
+ * also one about self (no refutation for a forgery). An ALIVE naming a
+ * certificate we do not have is parked (at most 32, for 5 s) and a CERT_REQ
+ * goes to the datagram's sender, which relayed it and so has the certificate;
+ * a CERT answering a parked record is handed to cert_put (which checks it
+ * against the CA) and the parked records are applied. A DEAD with from == id
+ * (a leave) is accepted only with the node's own signature, which is kept
+ * (p2p_swim_member.leave) and relayed with it; SUSPECT and other DEADs stay
+ * unsigned, as SWIM needs, and carry no record.
+ *
  * Callbacks run synchronously inside p2p_swim_* calls; they must not call
  * mutating p2p_swim_* functions (lookups are fine). `send`'s buffer is valid
  * only during the call. `event`'s member pointer is valid only during the call.
@@ -177,6 +192,7 @@ typedef struct p2p_swim_member {
     uint64_t state_change_ms; /* `now` of the last state change */
     uint64_t last_seen_ms;    /* last evidence it was alive: ack, ping, accepted ALIVE; 0 = never */
     bool is_self;
+    p2p_gossip_sig leave; /* LEFT: the node's signature of its leave (len 0: none) */
 } p2p_swim_member;
 
 typedef struct p2p_swim_callbacks {
@@ -185,6 +201,18 @@ typedef struct p2p_swim_callbacks {
     void (*send)(void *udata, const char *addr, uint16_t port, const uint8_t *buf, size_t len);
     /* A membership change (never about self). May be NULL. */
     void (*event)(void *udata, p2p_swim_event ev, const p2p_swim_member *m);
+    /* Record ownership (see above). All NULL: records are neither signed nor checked. */
+    /* Signs tbs with our certificate's key (sig->cert_id must be the id given
+     * in the self record / p2p_swim_set_cert_id). 0 or negative (unsigned). */
+    int (*sign)(void *udata, const uint8_t *tbs, size_t len, p2p_gossip_sig *sig);
+    /* 0 when sig over tbs is by id's certificate (and role matches, unless
+     * NULL); -ENOKEY when that certificate is unknown; else negative. */
+    int (*verify)(void *udata, const char *id, const char *role, const uint8_t *tbs, size_t len,
+                  const p2p_gossip_sig *sig);
+    /* A cached certificate's DER (borrowed during the call), or negative. */
+    int (*cert_get)(void *udata, const uint8_t *cert_id, const uint8_t **der, size_t *len);
+    /* Checks and caches a certificate whose id must be cert_id. 0 or negative. */
+    int (*cert_put)(void *udata, const uint8_t *der, size_t len, const uint8_t *cert_id);
 } p2p_swim_callbacks;
 
 typedef struct p2p_swim_stats {
@@ -201,6 +229,9 @@ typedef struct p2p_swim_stats {
     uint64_t members_dropped; /* ALIVEs refused by max_members */
     uint64_t syncs_sent;      /* SYNC_REQs answered */
     uint64_t syncs_requested; /* view-mismatch pulls (joins not counted) */
+    uint64_t records_refused; /* ALIVEs and leaves with a bad or missing signature, wrong id or role */
+    uint64_t records_parked;  /* ALIVEs held until their certificate arrived */
+    uint64_t certs_requested, certs_sent, certs_accepted;
     uint32_t awareness;       /* current local health score */
     uint32_t incarnation;     /* own */
 } p2p_swim_stats;
@@ -242,6 +273,12 @@ int p2p_swim_set_meta(p2p_swim *s, uint64_t now, const char *meta);
  * advertised): bumps the incarnation, broadcasts ALIVE. Returns 0, -EINVAL (bad
  * count or address) or -EALREADY (after leave). */
 int p2p_swim_set_addrs(p2p_swim *s, uint64_t now, const char addrs[][P2P_GOSSIP_ADDRSTRLEN], uint8_t n);
+/* Applies a leave from push-pull: accepted only with the node's signature
+ * (when records are checked). Returns 0 or -EINVAL. */
+int p2p_swim_merge_leave(p2p_swim *s, uint64_t now, const char *id, uint32_t incarnation, const p2p_gossip_sig *sig);
+/* Our certificate changed (renewal): the self record names the new one,
+ * is signed again with a new incarnation and broadcast. 0 or -EALREADY. */
+int p2p_swim_set_cert_id(p2p_swim *s, uint64_t now, const uint8_t cert_id[P2P_GOSSIP_CERT_ID_LEN]);
 /* Graceful leave (see above). Returns 0 or -EALREADY. */
 int p2p_swim_leave(p2p_swim *s, uint64_t now);
 bool p2p_swim_leave_done(const p2p_swim *s);

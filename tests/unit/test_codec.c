@@ -84,12 +84,24 @@ static void msgs_equal(const p2p_gossip_msg *a, const p2p_gossip_msg *b)
         assert_string_equal(a->node.role, b->node.role);
         assert_int_equal(a->node.meta_len, b->node.meta_len);
         assert_memory_equal(a->node.meta, b->node.meta, a->node.meta_len);
+        assert_memory_equal(&a->node.sig, &b->node.sig, 9 + a->node.sig.len);
         break;
     case P2P_GOSSIP_SUSPECT:
     case P2P_GOSSIP_DEAD:
         assert_int_equal(a->incarnation, b->incarnation);
         assert_string_equal(a->id, b->id);
         assert_string_equal(a->from, b->from);
+        if (a->type == P2P_GOSSIP_DEAD)
+            assert_memory_equal(&a->sig, &b->sig, 9 + a->sig.len);
+        break;
+    case P2P_GOSSIP_CERT_REQ:
+        assert_memory_equal(a->sig.cert_id, b->sig.cert_id, P2P_GOSSIP_CERT_ID_LEN);
+        assert_string_equal(a->id, b->id);
+        break;
+    case P2P_GOSSIP_CERT:
+        assert_memory_equal(a->sig.cert_id, b->sig.cert_id, P2P_GOSSIP_CERT_ID_LEN);
+        assert_int_equal(a->der_len, b->der_len);
+        assert_memory_equal(a->der, b->der, a->der_len);
         break;
     }
 }
@@ -98,7 +110,7 @@ static void msgs_equal(const p2p_gossip_msg *a, const p2p_gossip_msg *b)
 static size_t sample_msgs(p2p_gossip_msg *m)
 {
     size_t n = 0;
-    memset(m, 0, 12 * sizeof(*m));
+    memset(m, 0, 16 * sizeof(*m));
     m[n].type = P2P_GOSSIP_PING, m[n].seq = 1, strcpy(m[n].id, "b"), strcpy(m[n].from, "a");
     m[n].live = 200, m[n].digest = 0x89abcdef, n++;
     m[n].type = P2P_GOSSIP_PING, m[n].seq = 0xffffffff, strcpy(m[n].from, "joiner"), m[n].live = 1, n++;
@@ -113,6 +125,15 @@ static size_t sample_msgs(p2p_gossip_msg *m)
     m[n].type = P2P_GOSSIP_DEAD, m[n].incarnation = 4, strcpy(m[n].id, "x"), strcpy(m[n].from, "x"), n++;
     m[n].type = P2P_GOSSIP_SYNC_REQ, m[n].seq = 5, n++;
     m[n].type = P2P_GOSSIP_SYNC, m[n].seq = 5, n++;
+    /* signed: an ALIVE, a leave; certificates */
+    m[n].type = P2P_GOSSIP_ALIVE, m[n].node = sample_node(), m[n].node.sig.len = P2P_GOSSIP_SIG_MAX;
+    memset(m[n].node.sig.cert_id, 0xc1, P2P_GOSSIP_CERT_ID_LEN), memset(m[n].node.sig.sig, 0x5a, P2P_GOSSIP_SIG_MAX), n++;
+    m[n].type = P2P_GOSSIP_DEAD, m[n].incarnation = 5, strcpy(m[n].id, "x"), strcpy(m[n].from, "x"), m[n].sig.len = 70;
+    memset(m[n].sig.cert_id, 0xc2, P2P_GOSSIP_CERT_ID_LEN), memset(m[n].sig.sig, 0x6b, 70), n++;
+    m[n].type = P2P_GOSSIP_CERT_REQ, strcpy(m[n].id, "x"), memset(m[n].sig.cert_id, 0xc3, P2P_GOSSIP_CERT_ID_LEN), n++;
+    static const uint8_t der[600] = {0x30, 0x82};
+    m[n].type = P2P_GOSSIP_CERT, m[n].der = der, m[n].der_len = sizeof der;
+    memset(m[n].sig.cert_id, 0xc4, P2P_GOSSIP_CERT_ID_LEN), n++;
     return n;
 }
 
@@ -129,7 +150,7 @@ static size_t build(uint8_t *buf, size_t cap, const p2p_gossip_msg *m, size_t n)
 static void test_round_trip_each(void **state)
 {
     (void)state;
-    p2p_gossip_msg m[12], out;
+    p2p_gossip_msg m[16], out;
     size_t n = sample_msgs(m);
     for (size_t i = 0; i < n; i++) {
         uint8_t buf[2048];
@@ -147,7 +168,7 @@ static void test_round_trip_each(void **state)
 static void test_round_trip_compound(void **state)
 {
     (void)state;
-    p2p_gossip_msg m[12], out;
+    p2p_gossip_msg m[16], out;
     size_t n = sample_msgs(m);
     uint8_t buf[4096];
     size_t len = build(buf, sizeof(buf), m, n);
@@ -179,6 +200,7 @@ static void test_largest_alive(void **state)
         snprintf(m.node.addrs[i], sizeof(m.node.addrs[i]), "fd00::%x:%x", i + 1, i * 7 + 1);
     m.node.meta = meta;
     m.node.meta_len = sizeof(meta);
+    m.node.sig.len = P2P_GOSSIP_SIG_MAX;
     static uint8_t frame[P2P_GOSSIP_MAX_FRAME];
     int n = p2p_gossip_encode_frame(&m, frame, sizeof(frame));
     assert_int_equal(n, P2P_GOSSIP_MAX_FRAME); /* the bound is exact */
@@ -268,7 +290,7 @@ static void test_encoder_refuses(void **state)
 static void test_every_truncation_rejected(void **state)
 {
     (void)state;
-    p2p_gossip_msg m[12];
+    p2p_gossip_msg m[16];
     size_t n = sample_msgs(m);
     uint8_t buf[4096];
     size_t len = build(buf, sizeof(buf), m, n);
@@ -290,7 +312,7 @@ static void test_malformed_rejected(void **state)
 {
     (void)state;
     uint8_t buf[4096];
-    p2p_gossip_msg m[12];
+    p2p_gossip_msg m[16];
     size_t n = sample_msgs(m);
     size_t len = build(buf, sizeof(buf), m, n);
     const char *why = NULL;
@@ -308,7 +330,7 @@ static void test_malformed_rejected(void **state)
     assert_int_equal(p2p_gossip_validate(buf, len, NULL, &why), -EBADMSG);
     assert_string_equal(why, "no frames");
     buf[1] = (uint8_t)n;
-    buf[0] = 2;
+    buf[0] = 1; /* version 1: unsigned records, refused */
     assert_int_equal(p2p_gossip_validate(buf, len, NULL, NULL), -EPROTONOSUPPORT);
     buf[0] = P2P_GOSSIP_VERSION;
     assert_int_equal(p2p_gossip_validate(buf, len, NULL, NULL), 0);
@@ -323,27 +345,37 @@ static void test_malformed_rejected(void **state)
         uint8_t bytes[64];
         size_t len;
     } bad[] = {
-        {"type 0", {1, 1, 0, 0, 4, 0, 0, 0, 1}, 9},
-        {"ack body too long", {1, 1, 2, 0, 13, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 9}, 18},
-        {"ack body too short", {1, 1, 2, 0, 11, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0}, 16},
-        {"nack body too long", {1, 1, 4, 0, 5, 0, 0, 0, 1, 9}, 10},
-        {"ping empty sender", {1, 1, 1, 0, 14, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1}, 19},
-        {"ping no view", {1, 1, 1, 0, 7, 0, 0, 0, 1, 0, 1, 'a'}, 12},
-        {"ping id with space", {1, 1, 1, 0, 17, 0, 0, 0, 1, 1, ' ', 2, 'a', 'b', 0, 0, 0, 1, 0, 0, 0, 1}, 22},
-        {"ping id len 64", {1, 1, 1, 0, 6, 0, 0, 0, 1, 64, 0}, 11},
-        {"ping_req port 0", {1, 1, 3, 0, 13, 0, 0, 0, 1, 1, 'c', 4, 1, 2, 3, 4, 0, 0}, 18},
-        {"ping_req family 5", {1, 1, 3, 0, 13, 0, 0, 0, 1, 1, 'c', 5, 1, 2, 3, 4, 0, 1}, 18},
-        {"ping_req empty target", {1, 1, 3, 0, 12, 0, 0, 0, 1, 0, 4, 1, 2, 3, 4, 0, 1}, 17},
-        {"alive 0 addrs", {1, 1, 5, 0, 13, 0, 0, 0, 1, 1, 'a', 0, 1, 0, 0, 0, 0, 0}, 18},
-        {"alive 9 addrs", {1, 1, 5, 0, 13, 0, 0, 0, 1, 1, 'a', 0, 1, 9, 0, 0, 0, 0}, 18},
-        {"alive port 0", {1, 1, 5, 0, 17, 0, 0, 0, 1, 1, 'a', 0, 0, 1, 4, 1, 2, 3, 4, 0, 0, 0}, 22},
-        {"alive meta NUL", {1, 1, 5, 0, 18, 0, 0, 0, 1, 1, 'a', 0, 1, 1, 4, 1, 2, 3, 4, 0, 0, 1, 0}, 23},
-        {"alive meta len 8193", {1, 1, 5, 0, 17, 0, 0, 0, 1, 1, 'a', 0, 1, 1, 4, 1, 2, 3, 4, 0, 0x20, 1}, 22},
-        {"alive bad role", {1, 1, 5, 0, 18, 0, 0, 0, 1, 1, 'a', 0, 1, 1, 4, 1, 2, 3, 4, 1, '/', 0, 0}, 23},
-        {"suspect no from", {1, 1, 6, 0, 7, 0, 0, 0, 1, 1, 'a', 0}, 12},
-        {"dead from len beyond body", {1, 1, 7, 0, 8, 0, 0, 0, 1, 1, 'a', 2, 'b'}, 13},
-        {"frame body beyond packet", {1, 1, 2, 0, 40, 0, 0, 0, 1}, 9},
-        {"unknown frame truncated", {1, 1, 200, 0, 5, 1, 2}, 7},
+        {"type 0", {2, 1, 0, 0, 4, 0, 0, 0, 1}, 9},
+        {"ack body too long", {2, 1, 2, 0, 13, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 9}, 18},
+        {"ack body too short", {2, 1, 2, 0, 11, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0}, 16},
+        {"nack body too long", {2, 1, 4, 0, 5, 0, 0, 0, 1, 9}, 10},
+        {"ping empty sender", {2, 1, 1, 0, 14, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1}, 19},
+        {"ping no view", {2, 1, 1, 0, 7, 0, 0, 0, 1, 0, 1, 'a'}, 12},
+        {"ping id with space", {2, 1, 1, 0, 17, 0, 0, 0, 1, 1, ' ', 2, 'a', 'b', 0, 0, 0, 1, 0, 0, 0, 1}, 22},
+        {"ping id len 64", {2, 1, 1, 0, 6, 0, 0, 0, 1, 64, 0}, 11},
+        {"ping_req port 0", {2, 1, 3, 0, 13, 0, 0, 0, 1, 1, 'c', 4, 1, 2, 3, 4, 0, 0}, 18},
+        {"ping_req family 5", {2, 1, 3, 0, 13, 0, 0, 0, 1, 1, 'c', 5, 1, 2, 3, 4, 0, 1}, 18},
+        {"ping_req empty target", {2, 1, 3, 0, 12, 0, 0, 0, 1, 0, 4, 1, 2, 3, 4, 0, 1}, 17},
+        {"alive 0 addrs", {2, 1, 5, 0, 13, 0, 0, 0, 1, 1, 'a', 0, 1, 0, 0, 0, 0, 0}, 18},
+        {"alive 9 addrs", {2, 1, 5, 0, 13, 0, 0, 0, 1, 1, 'a', 0, 1, 9, 0, 0, 0, 0}, 18},
+        {"alive port 0", {2, 1, 5, 0, 17, 0, 0, 0, 1, 1, 'a', 0, 0, 1, 4, 1, 2, 3, 4, 0, 0, 0}, 22},
+        {"alive meta NUL", {2, 1, 5, 0, 18, 0, 0, 0, 1, 1, 'a', 0, 1, 1, 4, 1, 2, 3, 4, 0, 0, 1, 0}, 23},
+        {"alive meta len 8193", {2, 1, 5, 0, 17, 0, 0, 0, 1, 1, 'a', 0, 1, 1, 4, 1, 2, 3, 4, 0, 0x20, 1}, 22},
+        {"alive bad role", {2, 1, 5, 0, 18, 0, 0, 0, 1, 1, 'a', 0, 1, 1, 4, 1, 2, 3, 4, 1, '/', 0, 0}, 23},
+        {"suspect no from", {2, 1, 6, 0, 7, 0, 0, 0, 1, 1, 'a', 0}, 12},
+        {"dead from len beyond body", {2, 1, 7, 0, 8, 0, 0, 0, 1, 1, 'a', 2, 'b'}, 13},
+        {"frame body beyond packet", {2, 1, 2, 0, 40, 0, 0, 0, 1}, 9},
+        {"unknown frame truncated", {2, 1, 200, 0, 5, 1, 2}, 7},
+        {"alive sig_len 73", {2, 1, 5, 0, 27, 0, 0, 0, 1, 1, 'a', 0, 1, 1, 4, 1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                              0, 0, 73}, 30},
+        {"alive sig beyond body", {2, 1, 5, 0, 28, 0, 0, 0, 1, 1, 'a', 0, 1, 1, 4, 1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                   0, 0, 0, 2, 9}, 31},
+        {"alive without sig", {2, 1, 5, 0, 17, 0, 0, 0, 1, 1, 'a', 0, 1, 1, 4, 1, 2, 3, 4, 0, 0, 0}, 22},
+        {"signed dead from another", {2, 1, 7, 0, 19, 0, 0, 0, 1, 1, 'a', 1, 'b', 0, 0, 0, 0, 0, 0, 0, 0, 1, 7}, 22},
+        {"cert_req empty id", {2, 1, 10, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0}, 14},
+        {"cert der_len 0", {2, 1, 11, 0, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, 15},
+        {"cert der_len 2049", {2, 1, 11, 0, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0x08, 0x01, 0x30}, 16},
+        {"cert der beyond body", {2, 1, 11, 0, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0x30}, 16},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         int rc = p2p_gossip_validate(bad[i].bytes, bad[i].len, NULL, NULL);
@@ -351,9 +383,10 @@ static void test_malformed_rejected(void **state)
             fail_msg("%s: accepted (rc %d)", bad[i].name, rc);
     }
     /* Sanity: the fixed versions of a few of them are fine. */
-    uint8_t ok_alive[] = {1, 1, 5, 0, 18, 0, 0, 0, 1, 1, 'a', 0, 1, 1, 4, 1, 2, 3, 4, 0, 0, 1, '{'};
+ uint8_t ok_alive[] = {2, 1, 5, 0, 27, 0, 0, 0, 1, 1, 'a', 0, 1, 1, 4, 1, 2, 3, 4, 0, 0, 1, '{',
+                          0, 0, 0, 0, 0, 0, 0, 0, 0};
     assert_int_equal(p2p_gossip_validate(ok_alive, sizeof(ok_alive), NULL, NULL), 0);
-    uint8_t ok_ack[] = {1, 1, 2, 0, 12, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1};
+    uint8_t ok_ack[] = {2, 1, 2, 0, 12, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1};
     assert_int_equal(p2p_gossip_validate(ok_ack, sizeof(ok_ack), NULL, NULL), 0);
 }
 
@@ -361,7 +394,7 @@ static void test_unknown_types_skipped(void **state)
 {
     (void)state;
     /* SYNC_REQ, unknown type 0x42 with a 3-byte body, unknown empty 0xff, NACK */
-    uint8_t buf[] = {1, 4, 8, 0, 4, 0, 0, 0, 7, 0x42, 0, 3, 'a', 'b', 'c', 0xff, 0, 0, 4, 0, 4, 0, 0, 0, 8};
+    uint8_t buf[] = {2, 4, 8, 0, 4, 0, 0, 0, 7, 0x42, 0, 3, 'a', 'b', 'c', 0xff, 0, 0, 4, 0, 4, 0, 0, 0, 8};
     size_t n = 99;
     assert_int_equal(p2p_gossip_validate(buf, sizeof(buf), &n, NULL), 0);
     assert_int_equal(n, 2);
@@ -376,7 +409,7 @@ static void test_unknown_types_skipped(void **state)
     assert_int_equal(m.seq, 8);
     assert_int_equal(p2p_gossip_reader_next(&r, &m, NULL), 0);
     /* only unknown frames: valid, nothing to apply */
-    uint8_t only[] = {1, 1, 10, 0, 0}; /* the first unknown type */
+    uint8_t only[] = {2, 1, 12, 0, 0}; /* the first unknown type */
     assert_int_equal(p2p_gossip_validate(only, sizeof(only), &n, NULL), 0);
     assert_int_equal(n, 0);
 }
@@ -401,7 +434,7 @@ static void test_garbage_and_mutations(void **state)
     }
     /* Mutations of a valid compound packet: every outcome is total, and an
      * accepted mutant re-encodes to a packet that decodes to the same thing. */
-    p2p_gossip_msg m[12];
+    p2p_gossip_msg m[16];
     size_t n = sample_msgs(m);
     size_t len = build(buf, sizeof(buf), m, n);
     for (int iter = 0; iter < 50000; iter++) {

@@ -106,6 +106,7 @@ static void fill_random(uint8_t *p, size_t n)
 typedef struct inner {
     uint64_t sender, epoch, seq, sent_ms;
     uint32_t plen;
+    uint64_t cert;
 } inner;
 
 static void be(uint8_t *p, uint64_t v, int n)
@@ -122,12 +123,13 @@ static size_t craft(const uint8_t *key, uint8_t flags, const inner *in, const vo
     be(plain + 8, in->epoch, 8);
     be(plain + 16, in->seq, 8);
     be(plain + 24, in->sent_ms, 8);
-    be(plain + 32, in->plen, 4);
+    be(plain + 32, in->cert, 8);
+    be(plain + 40, in->plen, 4);
     if (body_len)
-        memcpy(plain + 36, body, body_len);
-    size_t plain_len = 36 + body_len;
+        memcpy(plain + 44, body, body_len);
+    size_t plain_len = 44 + body_len;
 
-    dst[0] = 1;
+    dst[0] = 2;
     dst[1] = flags;
     be(dst + 2, p2p__seal_key_id(key), 4);
     memset(dst + 6, 0x77, 4);
@@ -368,7 +370,7 @@ static void test_truncate_every_length(void **state)
 
     /* wrong version, oversize */
     size_t n = seal_ok(a, "x", 1, pkt);
-    pkt[0] = 2;
+    pkt[0] = 1; /* version 1: no certificate id */
     assert_int_equal(open_rc(b, pkt, n), P2P_SEAL_EVERSION);
     assert_int_equal(open_rc(b, pkt, 1), P2P_SEAL_EVERSION);
     assert_int_equal(open_rc(b, pkt, P2P_SEAL_MAX_PACKET + 1), P2P_SEAL_EOVERSIZE);
@@ -636,6 +638,42 @@ static void test_sender_flood(void **state)
 
 /* ---- the inner header and LZ4 -------------------------------------------------------------- */
 
+/* Replay windows are per certificate: another identity using the same node id
+ * (an old or replaced certificate, an impostor) with a newer epoch and higher
+ * sequence numbers does not get the real node's datagrams dropped. */
+static void test_windows_per_certificate(void **state)
+{
+    (void)state;
+    p2p__seal_ctx *real = p2p__seal_new(key1, "w1", NULL), *b = p2p__seal_new(key1, "b", NULL);
+    p2p__seal_set_cert(real, 0x1111);
+    static uint8_t imp[P2P_SEAL_MAX_PACKET];
+    size_t n = seal_ok(real, "a", 1, pkt), len = 0;
+    p2p__seal_sender snd;
+    assert_int_equal(p2p__seal_open(b, NOW, pkt, n, out, sizeof out, &len, &snd), 0);
+    assert_true(snd.cert == 0x1111 && snd.id == p2p__seal_sender_id("w1"));
+    /* the impostor: same node id, its own certificate, far ahead */
+    inner in = fresh(p2p__seal_sender_id("w1"), 1000000, 1);
+    in.epoch = UINT64_C(1) << 62;
+    in.cert = 0x2222;
+    size_t m = craft(key1, 0, &in, "f", 1, imp);
+    assert_int_equal(p2p__seal_open(b, NOW, imp, m, out, sizeof out, &len, NULL), 0);
+    /* the real node goes on as before */
+    for (int i = 0; i < 5; i++) {
+        n = seal_ok(real, "a", 1, pkt);
+        assert_int_equal(p2p__seal_open(b, NOW, pkt, n, out, sizeof out, &len, NULL), 0);
+    }
+    /* and within one certificate, replays are still replays */
+    assert_int_equal(p2p__seal_open(b, NOW, pkt, n, out, sizeof out, &len, NULL), P2P_SEAL_EREPLAY);
+    assert_int_equal(p2p__seal_open(b, NOW, imp, m, out, sizeof out, &len, NULL), P2P_SEAL_EREPLAY);
+    /* a renewal (new certificate id) starts a new window at the receiver */
+    p2p__seal_set_cert(real, 0x3333);
+    n = seal_ok(real, "a", 1, pkt);
+    assert_int_equal(p2p__seal_open(b, NOW, pkt, n, out, sizeof out, &len, &snd), 0);
+    assert_true(snd.cert == 0x3333);
+    p2p__seal_free(real);
+    p2p__seal_free(b);
+}
+
 static void test_crafted_bodies(void **state)
 {
     (void)state;
@@ -726,6 +764,7 @@ int main(void)
         cmocka_unit_test(test_nonces_distinct),
         cmocka_unit_test(test_sender_flood),
         cmocka_unit_test(test_crafted_bodies),
+        cmocka_unit_test(test_windows_per_certificate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
