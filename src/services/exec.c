@@ -122,7 +122,7 @@ typedef struct wreq {
     char *data;
 } wreq;
 
-enum phase { PHASE_NONE, PHASE_START, PHASE_TERM, PHASE_KILL, PHASE_DRAIN, PHASE_BACKOFF };
+enum phase { PHASE_NONE, PHASE_START, PHASE_STDOUT_CLOSED, PHASE_TERM, PHASE_KILL, PHASE_DRAIN, PHASE_BACKOFF };
 
 struct p2p_exec_proc {
     uv_loop_t *loop;
@@ -742,9 +742,10 @@ static void on_out_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (!p->exited && !p->end_reason[0] &&
         (p->state == P2P_EXEC_STARTING || p->state == P2P_EXEC_RUNNING)) {
-        snprintf(p->end_reason, sizeof p->end_reason, "closed its stdout");
-        supervisor_log(p, P2P_EXEC_LOG_ERROR, "service closed its stdout; killing it");
-        kill_child(p, SIGKILL);
+        /* Usually the process is exiting and its SIGCHLD is on its way: give the
+         * exit a moment to be seen before calling this a protocol failure. */
+        p->phase = PHASE_STDOUT_CLOSED;
+        uv_timer_start(&p->phase_timer, on_phase_timer, DRAIN_MS, 0);
     }
     maybe_close(p);
 }
@@ -943,6 +944,11 @@ static void on_phase_timer(uv_timer_t *t)
         snprintf(p->end_reason, sizeof p->end_reason, "start timeout (no answer to initialize within %u ms)",
                  p->o.start_timeout_ms);
         supervisor_log(p, P2P_EXEC_LOG_ERROR, "%s; killing it", p->end_reason);
+        kill_child(p, SIGKILL);
+        break;
+    case PHASE_STDOUT_CLOSED:
+        snprintf(p->end_reason, sizeof p->end_reason, "closed its stdout");
+        supervisor_log(p, P2P_EXEC_LOG_ERROR, "service closed its stdout but did not exit; killing it");
         kill_child(p, SIGKILL);
         break;
     case PHASE_TERM:
