@@ -110,6 +110,8 @@ typedef struct call {
     uint32_t timeout_ms;
     p2p_exec_call_cb cb;
     void *udata;
+    int fail_status;      /* in p->dying */
+    const char *fail_msg; /* borrowed */
 } call;
 
 typedef struct inreq {
@@ -134,6 +136,7 @@ struct p2p_exec_proc {
     void *udata;
     p2p_exec_state state;
     int freeing, timers_open;
+    int start_after_stop; /* p2p__exec_start while STOPPING */
 
     /* the incarnation */
     int have_child, open_handles, closing, process_open;
@@ -157,6 +160,7 @@ struct p2p_exec_proc {
     uint64_t call_due; /* when call_timer fires, 0 when idle */
 
     table calls, inbound;
+    slot dying; /* calls being failed, see drain_dying */
     uint64_t next_id, next_token;
 
     /* supervision */
@@ -202,6 +206,7 @@ p2p_exec_state p2p__exec_state_get(const p2p_exec_proc *p)
 static void spawn_child(p2p_exec_proc *p);
 static void on_phase_timer(uv_timer_t *t);
 static void on_call_timer(uv_timer_t *t);
+static void arm_call_timer(p2p_exec_proc *p, uint64_t deadline);
 static void begin_stop(p2p_exec_proc *p);
 static void finish_free(p2p_exec_proc *p);
 
@@ -318,7 +323,8 @@ static void service_log(p2p_exec_proc *p, p2p_exec_log_level level, p2p_exec_log
         p->log_in_window = 0;
     }
     if (p->log_in_window >= p->o.log_rate) {
-        p->log_held++;
+        if (p->log_held++ == 0)
+            arm_call_timer(p, p->log_window + 1000);
         p->n_log_suppressed++;
         return;
     }
@@ -374,25 +380,45 @@ static json_t *rpc_msg(void)
 
 /* ---- calls ---------------------------------------------------------------------- */
 
-static void fail_calls(p2p_exec_proc *p, int status, const char *message)
+/* Calls that are being failed wait in p->dying, each with its status: a
+ * callback may call, stop or free, and p2p__exec_free drains the same list, so
+ * no callback runs after it has returned. */
+static void move_to_dying(p2p_exec_proc *p, call *c, int status, const char *message)
 {
-    /* detach first: a callback may call, stop or free */
-    slot head = p->calls.head;
-    if (p->calls.n == 0)
-        return;
-    head.next->prev = &head;
-    head.prev->next = &head;
-    memset(p->calls.buckets, 0, (p->calls.mask + 1) * sizeof(slot *));
-    p->calls.n = 0;
-    p->calls.head.prev = p->calls.head.next = &p->calls.head;
-    while (head.next != &head) {
-        call *c = (call *)head.next;
-        head.next = c->s.next;
-        c->s.next->prev = &head;
+    table_del(&p->calls, &c->s);
+    c->fail_status = status;
+    c->fail_msg = message;
+    c->s.prev = p->dying.prev;
+    c->s.next = &p->dying;
+    p->dying.prev->next = &c->s;
+    p->dying.prev = &c->s;
+}
+
+static void drain_dying(p2p_exec_proc *p)
+{
+    while (p->dying.next != &p->dying) {
+        call *c = (call *)p->dying.next;
+        c->s.next->prev = &p->dying;
+        p->dying.next = c->s.next;
+        char msg[96];
+        const char *m = c->fail_msg;
+        if (c->fail_status == -ETIMEDOUT) {
+            snprintf(msg, sizeof msg, "service %s did not answer within %u ms", p->name, c->timeout_ms);
+            m = msg;
+            p->n_call_timeouts++;
+        }
         p->n_call_errors++;
-        c->cb(p, status, NULL, message, c->udata);
+        c->cb(p, c->fail_status, NULL, m, c->udata);
         free(c);
     }
+}
+
+/* `message` must stay valid until this returns */
+static void fail_calls(p2p_exec_proc *p, int status, const char *message)
+{
+    while (p->calls.head.next != &p->calls.head)
+        move_to_dying(p, (call *)p->calls.head.next, status, message);
+    drain_dying(p);
 }
 
 static void arm_call_timer(p2p_exec_proc *p, uint64_t deadline)
@@ -406,40 +432,28 @@ static void arm_call_timer(p2p_exec_proc *p, uint64_t deadline)
     uv_timer_start(&p->call_timer, on_call_timer, deadline > now ? deadline - now : 0, 0);
 }
 
+/* Call deadlines, and the report of suppressed log lines once their second is over. */
 static void on_call_timer(uv_timer_t *t)
 {
     p2p_exec_proc *p = t->data;
     uint64_t now = uv_now(p->loop), next = 0;
     p->call_due = 0;
-    slot expired = {0};
-    expired.prev = expired.next = &expired;
+    if (p->log_held && now - p->log_window >= 1000)
+        flush_suppressed(p);
     for (slot *s = p->calls.head.next; s != &p->calls.head;) {
         slot *nx = s->next;
         call *c = (call *)s;
-        if (c->deadline <= now) {
-            table_del(&p->calls, s);
-            s->prev = expired.prev;
-            s->next = &expired;
-            expired.prev->next = s;
-            expired.prev = s;
-        } else if (!next || c->deadline < next) {
+        if (c->deadline <= now)
+            move_to_dying(p, c, -ETIMEDOUT, NULL);
+        else if (!next || c->deadline < next)
             next = c->deadline;
-        }
         s = nx;
     }
     if (next)
         arm_call_timer(p, next);
-    while (expired.next != &expired) {
-        call *c = (call *)expired.next;
-        expired.next = c->s.next;
-        c->s.next->prev = &expired;
-        char msg[96];
-        snprintf(msg, sizeof msg, "service %s did not answer within %u ms", p->name, c->timeout_ms);
-        p->n_call_timeouts++;
-        p->n_call_errors++;
-        c->cb(p, -ETIMEDOUT, NULL, msg, c->udata);
-        free(c);
-    }
+    if (p->log_held)
+        arm_call_timer(p, p->log_window + 1000);
+    drain_dying(p);
 }
 
 int p2p__exec_call(p2p_exec_proc *p, const char *method, json_t *params, uint32_t timeout_ms, p2p_exec_call_cb cb,
@@ -873,7 +887,11 @@ static void incarnation_ended(p2p_exec_proc *p)
     }
     if (p->state == P2P_EXEC_STOPPING) {
         supervisor_log(p, P2P_EXEC_LOG_INFO, "stopped (%s)", reason);
+        int again = p->start_after_stop;
+        p->start_after_stop = 0;
         set_state(p, P2P_EXEC_STOPPED);
+        if (again && p->state == P2P_EXEC_STOPPED)
+            p2p__exec_start(p);
         return;
     }
     record_failure(p, reason);
@@ -1106,6 +1124,7 @@ static void begin_stop(p2p_exec_proc *p)
 
 int p2p__exec_stop(p2p_exec_proc *p)
 {
+    p->start_after_stop = 0;
     switch (p->state) {
     case P2P_EXEC_STOPPED:
     case P2P_EXEC_STOPPING:
@@ -1136,7 +1155,8 @@ int p2p__exec_start(p2p_exec_proc *p)
     case P2P_EXEC_RESTARTING:
         return 0;
     case P2P_EXEC_STOPPING:
-        return -EBUSY;
+        p->start_after_stop = 1; /* a restart: starts once the stop is done */
+        return 0;
     case P2P_EXEC_STOPPED:
     case P2P_EXEC_FAILED:
         break;
@@ -1191,8 +1211,8 @@ void p2p__exec_free(p2p_exec_proc *p)
 {
     if (!p || p->freeing)
         return;
+    p->freeing = 1; /* first: a callback below may not start new calls */
     fail_calls(p, -ECANCELED, "service removed");
-    p->freeing = 1;
     memset(&p->cb, 0, sizeof p->cb);
     clear_inbound(p);
     uv_timer_stop(&p->call_timer);
@@ -1291,6 +1311,7 @@ int p2p__exec_new(uv_loop_t *loop, const p2p_exec_opts *opts, p2p_exec_proc **ou
     p->erbuf = p2p__xmalloc(4096);
     table_init(&p->calls, o->max_pending);
     table_init(&p->inbound, o->max_inbound);
+    p->dying.prev = p->dying.next = &p->dying;
     p->next_id = 1;
     p->rng = uv_hrtime() ^ (uint64_t)(uintptr_t)p;
     if (!p->rng)

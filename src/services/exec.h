@@ -66,7 +66,7 @@
  * lines are cut at `max_log_line` bytes (marked " [cut]"), control characters
  * are replaced by '?', and at most `log_rate` lines per second are kept (from
  * stderr and log notifications together); the rest are counted and reported
- * in one "N log lines suppressed" line.
+ * in one "N log lines suppressed ..." line once that second is over.
  *
  * Stop. The node sends {"jsonrpc":"2.0","method":"shutdown"}, then closes the
  * service's stdin (calls still in flight may be answered meanwhile), sends
@@ -242,13 +242,16 @@ int p2p__exec_new(uv_loop_t *loop, const p2p_exec_opts *opts, p2p_exec_proc **ou
 /* Stops (see above) and frees. NULL is fine. */
 void p2p__exec_free(p2p_exec_proc *proc);
 
-/* Starts the process: from STOPPED or FAILED (the failure count starts over).
- * Returns 0, 0 when it already runs or starts, or -EBUSY while STOPPING. The
+/* Starts the process: from STOPPED or FAILED (the failure count starts over);
+ * while STOPPING, once the stop is done (stop + start is a restart). Returns 0
+ * (also when it already runs or starts), -EINVAL after p2p__exec_free. The
  * outcome arrives through on_state (RUNNING, or RESTARTING / FAILED). */
 int p2p__exec_start(p2p_exec_proc *proc);
 
-/* Stops the process (shutdown, EOF, SIGTERM, SIGKILL as above); from
- * RESTARTING or FAILED it just cancels and becomes STOPPED. Returns 0. */
+/* Stops the process (shutdown, EOF, SIGTERM, SIGKILL as above; calls in
+ * flight may still be answered until the process exits, then fail); from
+ * RESTARTING or FAILED it just cancels and becomes STOPPED. Cancels a start
+ * requested while STOPPING. Returns 0. */
 int p2p__exec_stop(p2p_exec_proc *proc);
 
 /* Calls `method` (the name without the "<service>/" prefix) with `params`

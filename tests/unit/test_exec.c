@@ -416,6 +416,18 @@ static void test_handshake_and_calls(void **state)
     assert_int_equal(p2p__exec_call(f.p, "echo", s, 0, on_answer, &as[N], &why), -EINVAL);
     json_decref(s);
 
+    /* stop + start is a restart: the start waits for the stop */
+    int old_pid = f.r.pids[f.r.n_states - 1];
+    int mark = f.r.n_states;
+    assert_int_equal(p2p__exec_stop(f.p), 0);
+    assert_int_equal(p2p__exec_start(f.p), 0);
+    assert_int_equal(p2p__exec_state_get(f.p), P2P_EXEC_STOPPING);
+    assert_true(run_until(&f, is_running, 5000));
+    assert_int_equal(f.r.states[mark], P2P_EXEC_STOPPING);
+    assert_int_equal(f.r.states[mark + 1], P2P_EXEC_STOPPED);
+    assert_int_equal(f.r.states[mark + 2], P2P_EXEC_STARTING);
+    assert_true(f.r.pids[f.r.n_states - 1] != old_pid);
+
     /* a clean stop: shutdown + EOF, the script exits 0 */
     assert_int_equal(p2p__exec_stop(f.p), 0);
     assert_true(run_until(&f, is_stopped, 3000));
@@ -547,6 +559,14 @@ static void test_garbage(void **state)
     fx_done(&f);
 }
 
+static fx *g_fx;
+static int flood_reported(fx *f)
+{
+    p2p_exec_status st;
+    p2p__exec_status_get(f->p, &st);
+    return st.log_lines + st.log_suppressed == 20001 && f->r.suppressed_lines == (int)st.log_suppressed;
+}
+
 static void test_stderr_flood(void **state)
 {
     fx f;
@@ -560,9 +580,11 @@ static void test_stderr_flood(void **state)
     wait_answers(&f, &a, 1, 5000);
     assert_int_equal(a.status, 0);
     answers_free(&a, 1);
-    run_for(&f, 200); /* the rest of stderr */
-    assert_int_equal(p2p__exec_stop(f.p), 0);
-    assert_true(run_until(&f, is_stopped, 3000));
+    /* the suppressed lines are reported once their second is over, while the
+     * process keeps running */
+    g_fx = &f;
+    assert_true(run_until(&f, flood_reported, 3000));
+    assert_true(is_running(&f));
     p2p_exec_status st;
     p2p__exec_status_get(f.p, &st);
     /* every line was either logged or counted as suppressed, and reported */
@@ -754,6 +776,50 @@ static void test_free_while_running(void **state)
     json_decref(f.r.req_params);
 }
 
+/* A callback that frees the proc: the other pending calls are answered inside
+ * that free, none after it. */
+typedef struct freer {
+    fx *f;
+    answer *others;
+    int others_done_when_free_returned;
+} freer;
+
+static void on_answer_free(p2p_exec_proc *p, int status, json_t *result, const char *message, void *udata)
+{
+    freer *fr = udata;
+    assert_int_equal(status, -ECONNRESET);
+    p2p__exec_free(p);
+    fr->f->p = NULL;
+    fr->others_done_when_free_returned = fr->others[0].done && fr->others[1].done;
+}
+
+static int freed(fx *f)
+{
+    return f->p == NULL;
+}
+
+static void test_free_from_callback(void **state)
+{
+    fx f;
+    fx_init(&f, "normal");
+    fx_start(&f);
+    answer a[3];
+    freer fr = {.f = &f, .others = a};
+    const char *why;
+    assert_int_equal(p2p__exec_call(f.p, "hang", NULL, 10000, on_answer_free, &fr, &why), 0);
+    assert_int_equal(call(&f, "hang", NULL, 10000, &a[0]), 0);
+    assert_int_equal(call(&f, "hang", NULL, 10000, &a[1]), 0);
+    assert_int_equal(call(&f, "crash", NULL, 10000, &a[2]), 0);
+    assert_true(run_until(&f, freed, 3000));
+    assert_true(fr.others_done_when_free_returned);
+    assert_true(a[2].done);
+    answers_free(a, 3);
+    uint64_t end = now_ms() + 5000;
+    while (uv_loop_alive(&f.loop) && now_ms() < end)
+        uv_run(&f.loop, UV_RUN_ONCE);
+    assert_int_equal(uv_loop_close(&f.loop), 0);
+}
+
 /* ---- the child dies with its parent ------------------------------------------------------- */
 
 static int proc_gone(int pid)
@@ -876,6 +942,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_start_failures),
         cmocka_unit_test(test_requests_and_notifications),
         cmocka_unit_test(test_free_while_running),
+        cmocka_unit_test(test_free_from_callback),
         cmocka_unit_test(test_dies_with_parent),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
