@@ -1066,13 +1066,15 @@ static void spawn_child(p2p_exec_proc *p)
     free(env);
     free(args);
     p->process_open = 1; /* uv_spawn initialises the handle even when it fails */
-    set_state(p, P2P_EXEC_STARTING);
+    /* STARTING is announced only now: a callback must not see the handles half made */
+    p->state = P2P_EXEC_STARTING;
     if (r != 0) {
         p->exited = 1;
         p->exit_status = 127;
         snprintf(p->end_reason, sizeof p->end_reason, "cannot start %s: %s", p->argv[0], uv_strerror(r));
         supervisor_log(p, P2P_EXEC_LOG_ERROR, "%s", p->end_reason);
         begin_close(p);
+        emit_state(p);
         return;
     }
     p->pid = p->process.pid;
@@ -1088,7 +1090,7 @@ static void spawn_child(p2p_exec_proc *p)
     json_decref(msg);
     p->phase = PHASE_START;
     uv_timer_start(&p->phase_timer, on_phase_timer, p->o.start_timeout_ms, 0);
-    emit_state(p); /* now with the pid */
+    emit_state(p);
 }
 
 /* ---- stop, start, free --------------------------------------------------------------------- */
@@ -1248,6 +1250,21 @@ static char **dup_list(char *const *v)
         if (!o->field)                                                                                               \
             o->field = (value);                                                                                      \
     } while (0)
+
+void p2p__exec_opts_from_manifest(p2p_exec_opts *o, const struct p2p_manifest *m, const char *dir,
+                                  const char *node_id)
+{
+    memset(o, 0, sizeof *o);
+    o->name = m->name;
+    o->version = m->version;
+    o->node_id = node_id;
+    o->dir = dir;
+    o->argv = m->command;
+    o->settings = m->settings;
+    o->start_timeout_ms = m->start_timeout_ms;
+    o->stop_timeout_ms = m->stop_timeout_ms;
+    o->call_timeout_ms = m->call_timeout_ms;
+}
 
 int p2p__exec_new(uv_loop_t *loop, const p2p_exec_opts *opts, p2p_exec_proc **out, const char **err_desc)
 {

@@ -29,7 +29,10 @@
  * not close the fork/prctl race above, it is one more package a minimal image
  * may lack, and a failed exec of the command is reported by our own words on
  * stderr ("p2p: cannot run 'x': No such file or directory", exit status 127).
- * The cost is one extra exec of the node binary per start (a few ms).
+ * The cost is one extra exec of the node binary per start (a few ms). Linux
+ * sends the signal when the *thread* that forked the child ends, not only the
+ * process: procs must live on the loop thread that lasts as long as the node
+ * (the agent's main thread), never on a short-lived worker thread.
  *
  * Framing. One JSON text per line, "\n"-terminated ("\r\n" accepted), written
  * compact (no raw newline inside a message). Lines longer than `max_line`
@@ -234,6 +237,14 @@ typedef struct p2p_exec_opts {
     p2p_exec_callbacks cb;
     void *udata; /* handed to every callback */
 } p2p_exec_opts;
+
+/* Fills the manifest's part of `o` (name, version, argv, settings, the three
+ * timeouts) plus the folder and node id; `o` is zeroed first, so set the
+ * callbacks and any other option afterwards. Borrows from `m`, `dir` and
+ * `node_id` (p2p__exec_new copies what it keeps). */
+struct p2p_manifest;
+void p2p__exec_opts_from_manifest(p2p_exec_opts *o, const struct p2p_manifest *m, const char *dir,
+                                  const char *node_id);
 
 /* Creates a stopped proc (nothing spawned). Returns 0 and *out, or -EINVAL
  * with *err_desc (static) when a required option is missing. */

@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "services/exec.h"
+#include "services/manifest.h"
 
 static char g_dir[256];
 static char *g_python = "/usr/bin/python3";
@@ -354,9 +355,11 @@ static void test_handshake_and_calls(void **state)
     f.o.settings = settings;
     fx_start(&f);
     json_decref(settings);
-    /* states: starting (twice: before and after the pid), running */
+    /* states: starting (with the pid), running */
+    assert_int_equal(f.r.n_states, 2);
     assert_int_equal(f.r.states[0], P2P_EXEC_STARTING);
-    assert_int_equal(f.r.states[f.r.n_states - 1], P2P_EXEC_RUNNING);
+    assert_true(f.r.pids[0] > 0);
+    assert_int_equal(f.r.states[1], P2P_EXEC_RUNNING);
     assert_true(f.r.pids[f.r.n_states - 1] > 0);
 
     answer a;
@@ -820,6 +823,28 @@ static void test_free_from_callback(void **state)
     assert_int_equal(uv_loop_close(&f.loop), 0);
 }
 
+static void test_opts_from_manifest(void **state)
+{
+    const char *text = "{\"name\":\"pysvc\",\"version\":\"1.2.3\",\"type\":\"exec\","
+                       "\"command\":[\"python3\",\"main.py\"],\"settings\":{\"a\":1},"
+                       "\"timeouts\":{\"start\":2,\"stop\":3,\"call\":0.5}}";
+    p2p_manifest m;
+    char *err = NULL;
+    assert_int_equal(p2p__manifest_parse(text, strlen(text), "pysvc", "manifest.json", &m, &err), 0);
+    p2p_exec_opts o;
+    p2p__exec_opts_from_manifest(&o, &m, "/srv/pysvc", "n1");
+    assert_string_equal(o.name, "pysvc");
+    assert_string_equal(o.version, "1.2.3");
+    assert_string_equal(o.argv[1], "main.py");
+    assert_null(o.argv[2]);
+    assert_int_equal(o.start_timeout_ms, 2000);
+    assert_int_equal(o.stop_timeout_ms, 3000);
+    assert_int_equal(o.call_timeout_ms, 500);
+    assert_int_equal(json_integer_value(json_object_get(o.settings, "a")), 1);
+    assert_string_equal(o.dir, "/srv/pysvc");
+    p2p__manifest_free(&m);
+}
+
 /* ---- the child dies with its parent ------------------------------------------------------- */
 
 static int proc_gone(int pid)
@@ -944,6 +969,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_free_while_running),
         cmocka_unit_test(test_free_from_callback),
         cmocka_unit_test(test_dies_with_parent),
+        cmocka_unit_test(test_opts_from_manifest),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
