@@ -645,8 +645,7 @@ static void on_response(p2p_exec_proc *p, p2p_exec_msg *m)
         c->cb(p, 0, m->result, NULL, c->udata);
     } else {
         p->n_call_errors++;
-        c->cb(p, P2P_EXEC_SERVICE_ERROR, m->error, json_string_value(json_object_get(m->error, "message")),
-              c->udata);
+        c->cb(p, P2P_EXEC_SERVICE_ERROR, m->error, json_string_value(json_object_get(m->error, "message")), c->udata);
     }
     free(c);
 }
@@ -754,8 +753,7 @@ static void on_out_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         uv_read_stop(s);
         p->out_eof = 1;
     }
-    if (!p->exited && !p->end_reason[0] &&
-        (p->state == P2P_EXEC_STARTING || p->state == P2P_EXEC_RUNNING)) {
+    if (!p->exited && !p->end_reason[0] && (p->state == P2P_EXEC_STARTING || p->state == P2P_EXEC_RUNNING)) {
         /* Usually the process is exiting and its SIGCHLD is on its way: give the
          * exit a moment to be seen before calling this a protocol failure. */
         p->phase = PHASE_STDOUT_CLOSED;
@@ -876,8 +874,8 @@ static void incarnation_ended(p2p_exec_proc *p)
         snprintf(p->reason, sizeof p->reason, "%s", reason);
     if (p->calls.n) {
         char msg[320];
-        snprintf(msg, sizeof msg, "service %s %s before answering (%s)", p->name,
-                 stopping ? "stopped" : "crashed", reason);
+        snprintf(msg, sizeof msg, "service %s %s before answering (%s)", p->name, stopping ? "stopped" : "crashed",
+                 reason);
         fail_calls(p, -ECONNRESET, msg);
     }
     if (p->freeing) {
@@ -1084,8 +1082,9 @@ static void spawn_child(p2p_exec_proc *p)
     json_t *msg = rpc_msg();
     json_object_set_new(msg, "id", json_integer((json_int_t)p->init_id));
     json_object_set_new(msg, "method", json_string("initialize"));
-    json_object_set_new(msg, "params", json_pack("{s:s,s:s,s:s,s:O}", "service", p->name, "version", p->version,
-                                                 "node_id", p->node_id, "settings", p->settings));
+    json_object_set_new(msg, "params",
+                        json_pack("{s:s,s:s,s:s,s:O}", "service", p->name, "version", p->version, "node_id", p->node_id,
+                                  "settings", p->settings));
     send_msg(p, msg);
     json_decref(msg);
     p->phase = PHASE_START;
@@ -1245,14 +1244,13 @@ static char **dup_list(char *const *v)
     return out;
 }
 
-#define DEFAULT(field, value)                                                                                        \
-    do {                                                                                                             \
-        if (!o->field)                                                                                               \
-            o->field = (value);                                                                                      \
+#define DEFAULT(field, value)                                                                                          \
+    do {                                                                                                               \
+        if (!o->field)                                                                                                 \
+            o->field = (value);                                                                                        \
     } while (0)
 
-void p2p__exec_opts_from_manifest(p2p_exec_opts *o, const struct p2p_manifest *m, const char *dir,
-                                  const char *node_id)
+void p2p__exec_opts_from_manifest(p2p_exec_opts *o, const struct p2p_manifest *m, const char *dir, const char *node_id)
 {
     memset(o, 0, sizeof *o);
     o->name = m->name;
@@ -1346,8 +1344,7 @@ int p2p__exec_new(uv_loop_t *loop, const p2p_exec_opts *opts, p2p_exec_proc **ou
 int p2p__exec_trampoline_main(int argc, char **argv)
 {
     if (argc < 5 || strcmp(argv[1], P2P_EXEC_TRAMPOLINE_ARG) != 0 || strcmp(argv[3], "--") != 0) {
-        fprintf(stderr, "p2p: usage: p2p %s <parent pid> -- <command> [args...] (internal)\n",
-                P2P_EXEC_TRAMPOLINE_ARG);
+        fprintf(stderr, "p2p: usage: p2p %s <parent pid> -- <command> [args...] (internal)\n", P2P_EXEC_TRAMPOLINE_ARG);
         return 2;
     }
     char *end;

@@ -129,8 +129,8 @@
 #define P2P_EXEC_DEFAULT_MAX_PENDING 1024
 #define P2P_EXEC_DEFAULT_MAX_INBOUND 1024
 #define P2P_EXEC_DEFAULT_MAX_STDIN_QUEUE (8u << 20) /* bytes */
-#define P2P_EXEC_DEFAULT_MAX_LOG_LINE 4096         /* bytes */
-#define P2P_EXEC_DEFAULT_LOG_RATE 200              /* lines per second */
+#define P2P_EXEC_DEFAULT_MAX_LOG_LINE 4096          /* bytes */
+#define P2P_EXEC_DEFAULT_LOG_RATE 200               /* lines per second */
 #define P2P_EXEC_DEFAULT_KILL_GRACE_MS 2000
 #define P2P_EXEC_DEFAULT_BACKOFF_INITIAL_MS 100
 #define P2P_EXEC_DEFAULT_BACKOFF_MAX_MS 30000
@@ -196,8 +196,7 @@ typedef struct p2p_exec_status {
  *   -EPROTO                 the service wrote an invalid message;
  *   -ECANCELED              p2p__exec_free was called.
  * `message` (borrowed) is a sentence for the caller when status != 0. */
-typedef void (*p2p_exec_call_cb)(p2p_exec_proc *proc, int status, json_t *result, const char *message,
-                                 void *udata);
+typedef void (*p2p_exec_call_cb)(p2p_exec_proc *proc, int status, json_t *result, const char *message, void *udata);
 
 typedef struct p2p_exec_callbacks {
     /* A state change (also a new pid or restart count). Optional. */
@@ -217,13 +216,13 @@ typedef struct p2p_exec_callbacks {
 } p2p_exec_callbacks;
 
 typedef struct p2p_exec_opts {
-    const char *name;        /* service name: P2P_SERVICE, the initialize params */
-    const char *version;     /* initialize params */
-    const char *node_id;     /* P2P_NODE_ID, the initialize params */
-    const char *dir;         /* working directory (the service folder) */
-    char *const *argv;       /* the command, NULL-terminated, at least one word */
-    char *const *extra_env;  /* more "KEY=VALUE" entries, NULL-terminated; may be NULL */
-    json_t *settings;        /* object handed over in initialize; borrowed, may be NULL */
+    const char *name;       /* service name: P2P_SERVICE, the initialize params */
+    const char *version;    /* initialize params */
+    const char *node_id;    /* P2P_NODE_ID, the initialize params */
+    const char *dir;        /* working directory (the service folder) */
+    char *const *argv;      /* the command, NULL-terminated, at least one word */
+    char *const *extra_env; /* more "KEY=VALUE" entries, NULL-terminated; may be NULL */
+    json_t *settings;       /* object handed over in initialize; borrowed, may be NULL */
     /* The program run as trampoline (Linux): NULL = "/proc/self/exe" (the node
      * binary, or a test binary that routes P2P_EXEC_TRAMPOLINE_ARG too); "" =
      * spawn the command directly (no PR_SET_PDEATHSIG; stdin EOF only). */
@@ -243,8 +242,7 @@ typedef struct p2p_exec_opts {
  * callbacks and any other option afterwards. Borrows from `m`, `dir` and
  * `node_id` (p2p__exec_new copies what it keeps). */
 struct p2p_manifest;
-void p2p__exec_opts_from_manifest(p2p_exec_opts *o, const struct p2p_manifest *m, const char *dir,
-                                  const char *node_id);
+void p2p__exec_opts_from_manifest(p2p_exec_opts *o, const struct p2p_manifest *m, const char *dir, const char *node_id);
 
 /* Creates a stopped proc (nothing spawned). Returns 0 and *out, or -EINVAL
  * with *err_desc (static) when a required option is missing. */
@@ -271,8 +269,8 @@ int p2p__exec_stop(p2p_exec_proc *proc);
  * calling cb: -ENOTCONN (not RUNNING), -EAGAIN (max_pending calls in flight),
  * -ENOBUFS (the child's stdin queue is full), -EINVAL (no method, bad params);
  * *err_desc (optional, static) says which. */
-int p2p__exec_call(p2p_exec_proc *proc, const char *method, json_t *params, uint32_t timeout_ms,
-                   p2p_exec_call_cb cb, void *udata, const char **err_desc);
+int p2p__exec_call(p2p_exec_proc *proc, const char *method, json_t *params, uint32_t timeout_ms, p2p_exec_call_cb cb,
+                   void *udata, const char **err_desc);
 
 /* Answers the service's request `token` (from on_request) with `result`
  * (borrowed; NULL means null) or an error. Returns 0, -ENOENT when the token is

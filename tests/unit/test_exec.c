@@ -22,7 +22,9 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+// clang-format off: cmocka needs the four headers above first
 #include <cmocka.h>
+// clang-format on
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -144,8 +146,7 @@ static void on_state(p2p_exec_proc *p, const p2p_exec_status *st, void *udata)
     r->restarts = st->restarts;
 }
 
-static void on_log(p2p_exec_proc *p, p2p_exec_log_level level, p2p_exec_log_source src, const char *msg,
-                   void *udata)
+static void on_log(p2p_exec_proc *p, p2p_exec_log_level level, p2p_exec_log_source src, const char *msg, void *udata)
 {
     rec *r = udata;
     r->n_logs[src]++;
@@ -438,6 +439,29 @@ static void test_handshake_and_calls(void **state)
     assert_int_equal(st.last_exit_status, 0);
     assert_int_equal(st.pid, 0);
     assert_int_equal(call(&f, "echo", NULL, 0, &a), -ENOTCONN);
+    fx_done(&f);
+}
+
+/* Not a benchmark, a figure for the record: calls per second through the pipe
+ * to the Python script, 100 in flight. */
+static void test_throughput(void **state)
+{
+    fx f;
+    fx_init(&f, "normal");
+    fx_start(&f);
+    enum { N = 100, ROUNDS = 30 };
+    answer as[N];
+    uint64_t t0 = uv_hrtime();
+    for (int r = 0; r < ROUNDS; r++) {
+        for (int i = 0; i < N; i++)
+            assert_int_equal(call(&f, "echo", json_pack("{s:i}", "i", i), 5000, &as[i]), 0);
+        wait_answers(&f, as, N, 5000);
+        for (int i = 0; i < N; i++)
+            assert_int_equal(json_integer_value(json_object_get(as[i].result, "i")), i);
+        answers_free(as, N);
+    }
+    double s = (double)(uv_hrtime() - t0) / 1e9;
+    printf("# %d calls to a Python exec service, %d in flight: %.0f calls/s\n", N * ROUNDS, N, N * ROUNDS / s);
     fx_done(&f);
 }
 
@@ -958,6 +982,7 @@ int main(int argc, char **argv)
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_handshake_and_calls),
+        cmocka_unit_test(test_throughput),
         cmocka_unit_test(test_call_timeout),
         cmocka_unit_test(test_crash_backoff_failed),
         cmocka_unit_test(test_garbage),
