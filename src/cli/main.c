@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "services/exec.h"
 #include "cli/cli.h"
 #include "cli/vault_cmd.h"
 #include "p2p/p2p.h"
@@ -31,6 +32,9 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *cmd = argv[1];
+    /* not a command: how a node starts an exec service's process (exec.h) */
+    if (strcmp(cmd, P2P_EXEC_TRAMPOLINE_ARG) == 0)
+        return p2p__exec_trampoline_main(argc, argv);
     if (strcmp(cmd, "agent") == 0)
         return p2p__cmd_agent(argc - 1, argv + 1);
     if (strcmp(cmd, "call") == 0)

@@ -934,7 +934,7 @@ void p2p__svc_instance_event(p2p_svc *inst, svc_state state, const char *reason,
 {
     svc_entry *e = inst->entry;
     if (restarted)
-        e->restarts++;
+        e->restarts += (unsigned)restarted;
     if (e->active != inst)
         return;
     if (state == SVC_FAILED) {
@@ -944,9 +944,15 @@ void p2p__svc_instance_event(p2p_svc *inst, svc_state state, const char *reason,
         inst->retiring = 1;
         if (inst->inflight == 0)
             stop_instance(inst);
-    } else if (state == SVC_RUNNING || state == SVC_STARTING) {
-        if (reason)
+    } else if (state == SVC_STARTING) {
+        /* the process crashed and waits out its backoff */
+        char why[300];
+        snprintf(why, sizeof why, "restarting%s%s", reason && *reason ? " after: " : "", reason ? reason : "");
+        if (reason && *reason)
             p2p__svc_note_error(e, "%s", reason);
+        set_state(e, SVC_STARTING, why);
+    } else if (state == SVC_RUNNING && e->state == SVC_STARTING) {
+        set_state(e, SVC_RUNNING, NULL);
     }
 }
 

@@ -354,6 +354,9 @@ static int parse_methods(json_t *root, const char *file, p2p_manifest *m, char *
         if (!method_name_valid(json_string_value(name)))
             return fail(err, file, key, "'%s' is not a method name ([a-z_][a-z0-9_]*, at most 64)",
                         json_string_value(name));
+        if (strcmp(json_string_value(name), "initialize") == 0 || strcmp(json_string_value(name), "shutdown") == 0)
+            return fail(err, file, key, "'%s' is reserved (the node sends it to exec services)",
+                        json_string_value(name));
         for (size_t j = 0; j < m->n_methods; j++)
             if (strcmp(m->methods[j].name, json_string_value(name)) == 0)
                 return fail(err, file, key, "method '%s' is listed twice", json_string_value(name));

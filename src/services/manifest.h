@@ -14,7 +14,8 @@
  *     "entry": "service.so",             native: the module file in the folder
  *                                        (default "service.so"; a plain file name)
  *     "command": ["python3", "main.py"], exec: argv, 1..64 non-empty strings
- *     "methods": [ {"name": "hello",     [a-z_][a-z0-9_]{0,63}, unique
+ *     "methods": [ {"name": "hello",     [a-z_][a-z0-9_]{0,63}, unique; not "initialize"
+ *                                        or "shutdown" (the node's messages to exec services)
  *                   "description": "...", "params": "...",
  *                   "read_only": true,    viewers may call it (default false)
  *                   "public": false} ],   listed without credentials (default false)

@@ -111,6 +111,7 @@ static void test_refusals(void **state)
         {"{\"name\":\"x\",\"version\":\"1.0.0\",\"type\":\"native\",\"methods\":{}}", "x", "key 'methods': must be an array"},
         {"{\"name\":\"x\",\"version\":\"1.0.0\",\"type\":\"native\",\"methods\":[{\"name\":\"Hi\"}]}", "x", "key 'methods[0].name'"},
         {"{\"name\":\"x\",\"version\":\"1.0.0\",\"type\":\"native\",\"methods\":[{\"name\":\"a\"},{\"name\":\"a\"}]}", "x", "listed twice"},
+        {"{\"name\":\"x\",\"version\":\"1.0.0\",\"type\":\"native\",\"methods\":[{\"name\":\"shutdown\"}]}", "x", "reserved"},
         {"{\"name\":\"x\",\"version\":\"1.0.0\",\"type\":\"native\",\"methods\":[{\"name\":\"a\",\"ro\":1}]}", "x", "key 'methods[0].ro': unknown"},
         {"{\"name\":\"x\",\"version\":\"1.0.0\",\"type\":\"native\",\"methods\":[{\"name\":\"a\",\"read_only\":1}]}", "x", "key 'methods[0].read_only': must be true"},
         {"{\"name\":\"x\",\"version\":\"1.0.0\",\"type\":\"native\",\"methods\":[{\"name\":\"a\",\"description\":5}]}", "x", "key 'methods[0].description'"},
