@@ -13,4 +13,22 @@ int p2p__cmd_token(int argc, char **argv);
 /* The CA file to trust: --ca, $P2P_CA, DIR/certs/ca.crt, or a local data directory's. */
 char *p2p__cli_find_ca(const char *ca, const char *data_dir);
 
+#include <jansson.h>
+
+/* Where and how a client command reaches a node (flags, else $P2P_ADDR,
+ * $P2P_CA / $P2P_DATA_DIR, $P2P_TOKEN). */
+typedef struct p2p_cli_conn {
+    const char *prog; /* for messages: "p2p call" */
+    const char *addr, *ca, *data_dir, *token, *token_file;
+    long timeout; /* seconds */
+    int insecure;
+} p2p_cli_conn;
+
+/* One JSON-RPC call (on `node` through the node at c->addr when node is not
+ * NULL). 0 with *result (a new reference), 1 after an RPC or transport error,
+ * 2 on a usage error; errors are printed to stderr. `params` is borrowed. */
+int p2p__cli_rpc(const p2p_cli_conn *c, const char *node, const char *method, json_t *params, json_t **result);
+
+int p2p__cmd_services(int argc, char **argv);
+
 #endif

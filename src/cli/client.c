@@ -50,6 +50,8 @@ char *p2p__cli_find_ca(const char *ca, const char *data_dir)
     const char *env = getenv("P2P_CA");
     if (env && *env)
         return p2p__xstrdup(env);
+    if (!data_dir && getenv("P2P_DATA_DIR") && *getenv("P2P_DATA_DIR"))
+        data_dir = getenv("P2P_DATA_DIR");
     if (data_dir)
         return p2p__xasprintf("%s/certs/ca.crt", data_dir);
     static const char *const guesses[] = {"data/coordinator/certs/ca.crt", "data/worker/certs/ca.crt"};
@@ -167,38 +169,58 @@ static int run_call(int argc, char **argv, int members)
             return 2;
         }
     }
+    p2p_cli_conn c = {prog, addr, ca, data_dir, token_arg, token_file, timeout, insecure};
+    json_t *result = NULL;
+    int rc = p2p__cli_rpc(&c, node, method, params, &result);
+    json_decref(params);
+    if (rc != 0)
+        return rc;
+    if (members && !raw_json) {
+        print_members(result);
+    } else {
+        char *out = json_dumps(result, JSON_INDENT(2) | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
+        printf("%s\n", out ? out : "null");
+        free(out);
+    }
+    json_decref(result);
+    return 0;
+}
+
+int p2p__cli_rpc(const p2p_cli_conn *c, const char *node, const char *method, json_t *params, json_t **result)
+{
+    const char *prog = c->prog;
     char *ca_file = NULL;
-    if (insecure) {
+    *result = NULL;
+    if (c->insecure) {
         fprintf(stderr, "%s: WARNING: --insecure: the node's certificate is not verified\n", prog);
-    } else if (!(ca_file = p2p__cli_find_ca(ca, data_dir))) {
+    } else if (!(ca_file = p2p__cli_find_ca(c->ca, c->data_dir))) {
         fprintf(stderr, "%s: no CA certificate found; pass --ca FILE or --data-dir DIR "
-                        "(the node's state directory, which holds certs/ca.crt)\n", prog);
-        json_decref(params);
+                        "(the node's state directory, which holds certs/ca.crt), or set P2P_CA or P2P_DATA_DIR\n",
+                prog);
         return 2;
     } else if (access(ca_file, R_OK) != 0) {
         fprintf(stderr, "%s: cannot read CA certificate %s: %s\n", prog, ca_file, strerror(errno));
         free(ca_file);
-        json_decref(params);
         return 2;
     }
 
     json_t *req = json_pack("{s:s, s:s, s:i}", "jsonrpc", "2.0", "method", method, "id", 1);
     if (params)
-        json_object_set_new(req, "params", params);
+        json_object_set(req, "params", params);
     char *body = json_dumps(req, JSON_COMPACT);
     json_decref(req);
 
     int rc = 1;
     char *token = NULL;
-    if (token_file) {
-        int st = p2p__password_get(prog, token_file, "--token-file", "P2P_TOKEN", "token", 0, &token);
+    if (c->token_file) {
+        int st = p2p__password_get(prog, c->token_file, "--token-file", "P2P_TOKEN", "token", 0, &token);
         if (st != 0) {
             free(body);
             free(ca_file);
             return st;
         }
-    } else if (token_arg) {
-        token = p2p__xstrdup(token_arg);
+    } else if (c->token) {
+        token = p2p__xstrdup(c->token);
     } else if (getenv("P2P_TOKEN") && *getenv("P2P_TOKEN")) {
         token = p2p__xstrdup(getenv("P2P_TOKEN"));
     }
@@ -207,15 +229,15 @@ static int run_call(int argc, char **argv, int members)
     char *node_hdr = node ? p2p__xasprintf("X-P2P-Node: %s", node) : NULL;
     const char *headers[] = {"Content-Type: application/json", "Accept: application/json",
                              auth ? auth : node_hdr, auth ? node_hdr : NULL, NULL};
-    https_request hreq = {.addr = addr,
+    https_request hreq = {.addr = c->addr,
                           .method = "POST",
                           .path = "/rpc",
                           .ca_file = ca_file,
-                          .insecure = insecure,
+                          .insecure = c->insecure,
                           .headers = headers,
                           .body = body,
                           .body_len = strlen(body),
-                          .timeout_s = (int)timeout};
+                          .timeout_s = (int)c->timeout};
     https_response resp = {0};
     char *herr = NULL;
     if (https_do(&hreq, &resp, &herr) != 0) {
@@ -224,6 +246,7 @@ static int run_call(int argc, char **argv, int members)
         goto out;
     }
     if (resp.status == 204) {
+        *result = json_null();
         rc = 0;
         goto out;
     }
@@ -231,7 +254,7 @@ static int run_call(int argc, char **argv, int members)
     json_t *doc = json_loads(resp.body, 0, &jerr);
     if (resp.status != 200 || !json_is_object(doc)) {
         json_t *e = json_is_object(doc) ? json_object_get(doc, "error") : NULL;
-        fprintf(stderr, "%s: HTTP %d from %s%s%s\n", prog, resp.status, addr, json_is_string(e) ? ": " : "",
+        fprintf(stderr, "%s: HTTP %d from %s%s%s\n", prog, resp.status, c->addr, json_is_string(e) ? ": " : "",
                 json_is_string(e) ? json_string_value(e) : "");
         json_decref(doc);
         goto out;
@@ -247,14 +270,10 @@ static int run_call(int argc, char **argv, int members)
             fprintf(stderr, "data: %s\n", d);
             free(d);
         }
-    } else if (members && !raw_json) {
-        print_members(json_object_get(doc, "result"));
-        rc = 0;
     } else {
-        char *out = json_dumps(json_object_get(doc, "result"),
-                               JSON_INDENT(2) | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
-        printf("%s\n", out ? out : "null");
-        free(out);
+        *result = json_incref(json_object_get(doc, "result"));
+        if (!*result)
+            *result = json_null();
         rc = 0;
     }
     json_decref(doc);

@@ -4,10 +4,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "services/exec.h"
 #include "cli/cli.h"
 #include "cli/vault_cmd.h"
 #include "p2p/p2p.h"
+#include "services/exec.h"
 
 static void usage(FILE *out)
 {
@@ -17,12 +17,14 @@ static void usage(FILE *out)
                  "  agent     run a node (coordinator or worker)\n"
                  "  call      call a JSON-RPC method on a node (or, with --node, on any node) and print the result\n"
                  "  members   list the cluster's nodes: address, role, status, services, last seen\n"
+                 "  services  list a node's (or the cluster's) pluggable services; start, stop, restart, reload\n"
                  "  token     get a bearer token (JWT) from a node, or revoke one\n"
                  "  vault     read and change the node's encrypted vault\n"
                  "  version   print the version\n"
                  "  help      show this help\n"
                  "\n"
-                 "Run 'p2p <command> --help' for the options of a command.\n");
+                 "Run 'p2p <command> --help' for the options of a command. Client commands take the\n"
+                 "node, its CA and a token from $P2P_ADDR, $P2P_CA (or $P2P_DATA_DIR) and $P2P_TOKEN.\n");
 }
 
 int main(int argc, char **argv)
@@ -39,6 +41,8 @@ int main(int argc, char **argv)
         return p2p__cmd_agent(argc - 1, argv + 1);
     if (strcmp(cmd, "call") == 0)
         return p2p__cmd_call(argc - 1, argv + 1);
+    if (strcmp(cmd, "services") == 0)
+        return p2p__cmd_services(argc - 1, argv + 1);
     if (strcmp(cmd, "members") == 0)
         return p2p__cmd_members(argc - 1, argv + 1);
     if (strcmp(cmd, "token") == 0)
