@@ -29,6 +29,9 @@ trap cleanup INT TERM EXIT
 start_node() { # name role port [extra args]
   local name=$1 role=$2 p=$3
   shift 3
+  # the example services (build/services: hello in C, pyhello in Python) on every node
+  mkdir -p "$dir/$name/services"
+  cp -r build/services/. "$dir/$name/services/"
   # Own session: a Ctrl-C on the terminal reaches only this script, which then
   # stops each node once with SIGTERM (a second signal would skip the drain).
   # The log prefixer ignores SIGINT so the nodes' last lines are still shown.
@@ -61,6 +64,7 @@ done
 unset P2P_JOIN_TOKEN
 for i in 1 2; do wait_healthy "worker-$i" $((port + i)); done
 
+token=$("$bin" token --addr 127.0.0.1:$port --data-dir "$dir/coordinator-1" --api-key-file "$dir/admin.key" 2>/dev/null || true)
 cat <<MSG
 
   p2pcore demo is running (state in $dir)
@@ -70,29 +74,35 @@ cat <<MSG
   worker-2        https://127.0.0.1:$((port + 2))
   admin API key   $dir/admin.key
   vault password  P2P_VAULT_PASSWORD=$P2P_VAULT_PASSWORD
+  services        hello (C) and pyhello (Python) on each node, from $dir/<node>/services
 
-  Log in (a bearer token for 24 h), then call the node:
-    export P2P_TOKEN=\$(build/p2p token --addr 127.0.0.1:$port --data-dir $dir/coordinator-1 --api-key-file $dir/admin.key)
-    build/p2p call --addr 127.0.0.1:$port --data-dir $dir/coordinator-1 system/get_system_info
-    build/p2p call --addr 127.0.0.1:$port --data-dir $dir/coordinator-1 system/ping '{"message":"hi"}'
-    curl --cacert $dir/coordinator-1/certs/ca.crt https://127.0.0.1:$port/health
-    curl --cacert $dir/coordinator-1/certs/ca.crt -H "Authorization: Bearer \$P2P_TOKEN" 'https://127.0.0.1:$port/metrics?format=prometheus'
+  In another terminal, paste this once (an admin token valid 24 h):
 
-    build/p2p members --addr 127.0.0.1:$port --data-dir $dir/coordinator-1
-    build/p2p call --addr 127.0.0.1:$port --data-dir $dir/coordinator-1 --node worker-2 system/get_system_info
-    build/p2p call --addr 127.0.0.1:$((port + 1)) --data-dir $dir/coordinator-1 system/get_system_info
-    build/p2p token list --join --addr 127.0.0.1:$port --data-dir $dir/coordinator-1 --api-key-file $dir/admin.key
+    export P2P_ADDR=127.0.0.1:$port P2P_DATA_DIR=$dir/coordinator-1 PATH=$PWD/build:\$PATH
+    export P2P_TOKEN=$token
+
+  then:
+    p2p members                                    # the cluster as coordinator-1 sees it
+    p2p services --all                             # every node's services
+    p2p call hello/greet '{"name":"you"}'          # a C service
+    p2p call pyhello/echo '{"hi":1}'               # a Python service
+    p2p call --node worker-2 pyhello/ping_node '{"target":"worker-1"}'   # worker-2 calls worker-1
+    p2p services reload hello --node worker-1      # hot reload, no failed call
+    p2p call system/get_system_info
+    curl --cacert \$P2P_DATA_DIR/certs/ca.crt -H "Authorization: Bearer \$P2P_TOKEN" "https://\$P2P_ADDR/metrics?format=prometheus"
   Press Ctrl-C to stop.
 
 MSG
 # the membership table once all three see each other (a few seconds at most)
 members=""
-if token=$(build/p2p token --addr 127.0.0.1:$port --data-dir "$dir/coordinator-1" --api-key-file "$dir/admin.key" 2>/dev/null); then
+if [ -n "$token" ]; then
   for _ in $(seq 1 50); do
     members=$(P2P_TOKEN=$token build/p2p members --addr 127.0.0.1:$port --data-dir "$dir/coordinator-1" 2>&1) &&
       [ "$(grep -c ' alive ' <<<"$members")" -ge 3 ] && break
     sleep 0.2
   done
 fi
-printf '\n  build/p2p members (on coordinator-1):\n%s\n\n' "$(sed 's/^/    /' <<<"${members:-(no answer)}")"
+printf '\n  p2p members (on coordinator-1):\n%s\n' "$(sed 's/^/    /' <<<"${members:-(no answer)}")"
+svcs=$(P2P_TOKEN=$token build/p2p services --all --addr 127.0.0.1:$port --data-dir "$dir/coordinator-1" 2>&1 || true)
+printf '\n  p2p services --all:\n%s\n\n' "$(sed 's/^/    /' <<<"$svcs")"
 wait "${pids[0]}"
