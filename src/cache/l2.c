@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "core/util.h"
 #include "p2p/p2p.h"
@@ -44,6 +45,8 @@
 #pragma GCC diagnostic pop
 
 #define SCAN_COUNT "512"
+#define PROBE_CONNECTING_MS 50
+#define PROBE_READY_MS 1000
 
 /* ------------------------------------------------------------------------ */
 /* URL                                                                       */
@@ -216,7 +219,7 @@ struct p2p_l2 {
 
     p2p_l2_state state;
     redisAsyncContext *ac;
-    uv_timer_t conn_timer, cmd_timer;
+    uv_timer_t conn_timer, cmd_timer, probe_timer;
     int handles_open;
     unsigned resolving; /* getaddrinfo requests outstanding (0 or 1) */
     struct resolve_req *pending_resolve;
@@ -262,6 +265,8 @@ static uint64_t next_rand(p2p_l2 *l2)
 
 static void start_attempt(p2p_l2 *l2);
 static void maybe_free(p2p_l2 *l2);
+
+static void on_probe(uv_timer_t *t);
 
 static void on_retry_timer(uv_timer_t *t)
 {
@@ -325,6 +330,7 @@ static void schedule_retry(p2p_l2 *l2)
     if (l2->closing)
         return;
     l2->state = P2P_L2_DOWN;
+    uv_timer_stop(&l2->probe_timer);
     uint64_t d = l2->backoff;
     /* jitter: a delay in [d/2, d], so nodes that lost Redis together do not
      * come back in lockstep */
@@ -387,6 +393,7 @@ static void became_ready(p2p_l2 *l2)
     l2->st.connects++;
     l2->backoff = l2->backoff_min;
     l2->st.backoff_ms = 0;
+    uv_timer_start(&l2->probe_timer, on_probe, PROBE_READY_MS, PROBE_READY_MS);
     logf_(l2, P2P_LOG_INFO, "redis at %s connected%s", l2->where, l2->st.connects > 1 ? " again" : "");
     l2->complained = 0;
 }
@@ -470,6 +477,7 @@ static void connect_to(p2p_l2 *l2, const char *ip)
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     l2->ac = ac;
+    uv_timer_start(&l2->probe_timer, on_probe, PROBE_CONNECTING_MS, PROBE_CONNECTING_MS);
 }
 
 static void on_resolved(uv_getaddrinfo_t *gr, int status, struct addrinfo *res)
@@ -502,6 +510,24 @@ static void on_resolved(uv_getaddrinfo_t *gr, int status, struct addrinfo *res)
         return;
     }
     connect_to(l2, ip);
+}
+
+/* The socket's pending error, read without disturbing hiredis. The libuv
+ * adapter drops poll errors (see the top of l2.h), so a refused connect or a
+ * reset link would otherwise only show when a deadline passes: this probe
+ * finds them within PROBE_CONNECTING_MS while connecting and PROBE_READY_MS
+ * while ready (an idle link has no command deadline to notice it). */
+static void on_probe(uv_timer_t *t)
+{
+    p2p_l2 *l2 = t->data;
+    if (!l2->ac || l2->closing)
+        return;
+    int soerr = 0;
+    socklen_t len = sizeof soerr;
+    if (getsockopt(l2->ac->c.fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0)
+        soerr = errno;
+    if (soerr)
+        drop_link(l2, strerror(soerr));
 }
 
 static void on_connect_deadline(uv_timer_t *t)
@@ -882,8 +908,9 @@ p2p_l2 *p2p__l2_new(uv_loop_t *loop, const p2p_l2_config *cfg, char **err)
         l2->rng = (uint64_t)(uintptr_t)l2 ^ uv_hrtime() ^ 0x9E3779B97F4A7C15ULL;
     uv_timer_init(loop, &l2->conn_timer);
     uv_timer_init(loop, &l2->cmd_timer);
-    l2->conn_timer.data = l2->cmd_timer.data = l2;
-    l2->handles_open = 2;
+    uv_timer_init(loop, &l2->probe_timer);
+    l2->conn_timer.data = l2->cmd_timer.data = l2->probe_timer.data = l2;
+    l2->handles_open = 3;
     start_attempt(l2);
     return l2;
 }
@@ -912,16 +939,23 @@ void p2p__l2_close(p2p_l2 *l2)
     l2->state = P2P_L2_CLOSED;
     uv_timer_stop(&l2->conn_timer);
     uv_timer_stop(&l2->cmd_timer);
+    uv_timer_stop(&l2->probe_timer);
     redisAsyncContext *ac = l2->ac;
     l2->ac = NULL;
+    /* Answer every caller now, even when this runs inside a hiredis callback
+     * (where freeing the context is deferred until it returns): callers may
+     * free what their udata points at as soon as close returns. */
+    for (req *q = l2->head; q; q = q->next)
+        answer(q, -ECANCELED, NULL, 0, 0);
     if (ac)
-        redisAsyncFree(ac); /* answers what is pending with -ECANCELED (deferred if inside a hiredis callback) */
+        redisAsyncFree(ac); /* hands the requests back (now, or when the callback returns) */
     /* a resolve in the thread pool cannot be interrupted; cancel it if it has not
      * started, else its callback frees it and then us */
     if (l2->pending_resolve)
         uv_cancel((uv_req_t *)&l2->pending_resolve->req);
     uv_close((uv_handle_t *)&l2->conn_timer, on_handle_closed);
     uv_close((uv_handle_t *)&l2->cmd_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&l2->probe_timer, on_handle_closed);
 }
 
 int p2p__l2_ready(const p2p_l2 *l2)
