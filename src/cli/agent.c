@@ -18,6 +18,7 @@
 #include "auth/guard.h"
 #include "builtin/runconfig.h"
 #include "builtin/system.h"
+#include "cache/component.h"
 #include "cli/password.h"
 #include "vault/vault.h"
 #include "cli/cli.h"
@@ -338,6 +339,7 @@ int p2p__cmd_agent(int argc, char **argv)
     p2p__pki_register(ctx);
     p2p__membership_register(ctx);
     p2p__system_register(ctx);
+    p2p__cache_register(ctx);
     p2p__http_register(ctx);
     if ((r = p2p__components_start(ctx, &err)) != 0) {
         p2p_log(ctx, P2P_LOG_ERROR, "agent", "%s", err);

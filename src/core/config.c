@@ -15,6 +15,7 @@
  * `coordinator_mode: true` gets port 8001.
  */
 #include "config.h"
+#include "cache/l2.h"
 #include "core/util.h"
 
 #include <arpa/inet.h>
@@ -47,6 +48,7 @@ typedef struct keydef {
 static int check_node_id(const char *s, char *why, size_t n);
 static int check_log_level(const char *s, char *why, size_t n);
 static int check_nonempty(const char *s, char *why, size_t n);
+static int check_redis_url(const char *s, char *why, size_t n);
 
 #define OFF(f) offsetof(p2p_config, f)
 #define STR(k, d, chk, doc) {{#k, "string", "\"" d "\"", doc}, T_STR, OFF(k), 0, 0, d, d, chk}
@@ -104,8 +106,17 @@ static const keydef keys[] = {
     BOOL(gossip_compression_enabled, true, "Compress large gossip messages."),
     INT(gossip_compression_threshold, 1024, 0, 16777216, "Gossip messages at least this many bytes are compressed."),
     INT(max_log_entries, 1000, 1, 10000000, "Log entries kept in memory for retrieval."),
-    BOOL(redis_enabled, true, "Use Redis as cache (falls back to an in-process cache when unreachable)."),
-    STR(redis_url, "redis://localhost:6379", NULL, "Redis server URL."),
+    BOOL(redis_enabled, true, "Use Redis (redis_url) as the cache's second level; false = in-process cache only."),
+    STR(redis_url, "", check_redis_url,
+        "Redis for the cache's second level: redis://[[user]:password@]host[:port][/db] or unix:/path[?db=N]; "
+        "empty = in-process cache only. While Redis is away the cache answers from the node."),
+    {{"cache_l1_max_bytes", "int", "67108864",
+      "Bytes the in-process cache (L1) may hold; one value at most 1/8 of it. Range 65536..68719476736."},
+     T_INT64, OFF(cache_l1_max_bytes), 65536, 68719476736LL, "67108864", "67108864", NULL},
+    INT(cache_default_ttl, 300, 1, 2592000, "Seconds a cache entry lives when its writer gives no TTL."),
+    INT(cache_redis_timeout_ms, 500, 10, 60000,
+        "Milliseconds a Redis command may take before the cache gives up on it and answers from L1 (the connect "
+        "timeout is 4 times this, at least 1 s)."),
     BOOL(dashboard_enabled, true, "Coordinator: collect worker metrics for the dashboard."),
     INT(metrics_retention_count, 100, 1, 1000000, "Coordinator: metric samples kept per worker."),
     INT(metrics_cleanup_interval, 300, 1, 86400, "Coordinator: seconds between removals of stale metrics."),
@@ -215,6 +226,17 @@ static int check_log_level(const char *s, char *why, size_t n)
     for (size_t i = 0; i < 4; i++)
         if (!strcmp(s, levels[i])) return 0;
     snprintf(why, n, "'%s' is not one of debug, info, warn, error", show(s, strlen(s), v, sizeof v));
+    return -1;
+}
+
+static int check_redis_url(const char *s, char *why, size_t n)
+{
+    if (!*s) return 0;
+    char *err = NULL;
+    p2p_l2_target t;
+    if (p2p__l2_parse_url(s, &t, &err) == 0) return 0;
+    snprintf(why, n, "%s", err ? err : "bad Redis URL");
+    free(err);
     return -1;
 }
 
