@@ -240,6 +240,21 @@ static int check_redis_url(const char *s, char *why, size_t n)
     return -1;
 }
 
+/* "redis://user:secret@host:port/db" as "redis://user:(set)@host:port/db". */
+static json_t *redis_url_redacted(const char *s)
+{
+    const char *at = strrchr(s, '@');
+    const char *start = strstr(s, "://");
+    start = start ? start + 3 : s;
+    const char *colon = memchr(start, ':', (size_t)(at - start));
+    if (!colon)
+        colon = at;
+    char *r = p2p__xasprintf("%.*s:(set)%s", (int)(colon - s), s, at);
+    json_t *v = json_string(r);
+    free(r);
+    return v;
+}
+
 static int check_nonempty(const char *s, char *why, size_t n)
 {
     if (*s) return 0;
@@ -854,6 +869,8 @@ json_t *p2p_config_to_json(const p2p_config *cfg)
             const char *s = *FIELD(cfg, k, char *);
             if (k->off == OFF(join_token))
                 v = json_string(s && *s ? "(set)" : ""); /* a secret: never shown */
+            else if (k->off == OFF(redis_url) && s && strchr(s, '@'))
+                v = redis_url_redacted(s); /* its password neither */
             else
                 v = s ? json_string(s) : json_null();
             break;

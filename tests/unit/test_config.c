@@ -633,6 +633,18 @@ static void test_yaml_round_trip(void **state)
     }
 }
 
+static void test_redis_password_not_shown(void **state)
+{
+    (void)state;
+    p2p_config c;
+    p2p_config_defaults(&c, 0);
+    assert_int_equal(p2p_config_set(&c, "redis-url", "redis://app:hunter2@cache:6380/1", NULL), 0);
+    json_t *j = p2p_config_to_json(&c);
+    assert_string_equal(json_string_value(json_object_get(j, "redis_url")), "redis://app:(set)@cache:6380/1");
+    json_decref(j);
+    p2p_config_free(&c);
+}
+
 static void test_key_table(void **state)
 {
     (void)state;
@@ -685,6 +697,7 @@ int main(void)
         cmocka_unit_test(test_finalize_cross_keys),
         cmocka_unit_test(test_yaml_round_trip),
         cmocka_unit_test(test_key_table),
+        cmocka_unit_test(test_redis_password_not_shown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
