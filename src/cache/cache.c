@@ -30,7 +30,7 @@ typedef struct waiter {
 } waiter;
 
 typedef struct flight {
-    struct flight *hnext;        /* hash chain */
+    struct flight *hnext;         /* hash chain */
     struct flight *dprev, *dnext; /* loading list, deadline order */
     p2p_cache *c;
     uint64_t hash;
@@ -407,8 +407,8 @@ int p2p__cache_get(p2p_cache *c, const char *ns, const char *key, p2p_cache_get_
     return lookup(c, ns, key, NULL, NULL, cb, udata);
 }
 
-int p2p__cache_get_or_load(p2p_cache *c, const char *ns, const char *key, p2p_cache_loader loader,
-                           void *loader_udata, p2p_cache_get_cb cb, void *udata)
+int p2p__cache_get_or_load(p2p_cache *c, const char *ns, const char *key, p2p_cache_loader loader, void *loader_udata,
+                           p2p_cache_get_cb cb, void *udata)
 {
     if (!loader)
         return -EINVAL;

@@ -68,20 +68,20 @@ typedef struct p2p_cache_config {
 } p2p_cache_config;
 
 typedef struct p2p_cache_stats {
-    uint64_t gets;                    /* get and get_or_load calls */
-    uint64_t l1_hits, l1_misses;      /* of those calls */
-    uint64_t l2_hits, l2_misses;      /* Redis lookups that answered */
-    uint64_t l2_failed;               /* Redis lookups that failed (timeout, link lost) */
-    uint64_t l2_skipped;              /* misses not asked to Redis (away, or over its cap) */
-    uint64_t coalesced;               /* calls that joined a flight already running */
+    uint64_t gets;               /* get and get_or_load calls */
+    uint64_t l1_hits, l1_misses; /* of those calls */
+    uint64_t l2_hits, l2_misses; /* Redis lookups that answered */
+    uint64_t l2_failed;          /* Redis lookups that failed (timeout, link lost) */
+    uint64_t l2_skipped;         /* misses not asked to Redis (away, or over its cap) */
+    uint64_t coalesced;          /* calls that joined a flight already running */
     uint64_t loads, load_ok, load_failed, load_timeouts;
     uint64_t sets, dels, clears;
-    uint64_t l2_write_failed;         /* sets/dels/clears Redis did not take (away or error) */
-    uint64_t busy;                    /* calls refused over max_flights / max_waiters */
-    size_t flights;                   /* running now */
+    uint64_t l2_write_failed; /* sets/dels/clears Redis did not take (away or error) */
+    uint64_t busy;            /* calls refused over max_flights / max_waiters */
+    size_t flights;           /* running now */
     int l2_enabled;
     p2p_l1_stats l1;
-    p2p_l2_stats l2;                  /* zero when L2 is off */
+    p2p_l2_stats l2; /* zero when L2 is off */
 } p2p_cache_stats;
 
 /* Creates the cache (and starts connecting to Redis when redis_url is set).
@@ -110,8 +110,8 @@ typedef void (*p2p_cache_loader)(p2p_cache_fill *fill, const char *ns, const cha
 /* Returns 0 (cb called once), -EINVAL (bad name or NULL cb), -EBUSY (too many
  * flights or waiters) or -ECANCELED (closing). */
 int p2p__cache_get(p2p_cache *c, const char *ns, const char *key, p2p_cache_get_cb cb, void *udata);
-int p2p__cache_get_or_load(p2p_cache *c, const char *ns, const char *key, p2p_cache_loader loader,
-                           void *loader_udata, p2p_cache_get_cb cb, void *udata);
+int p2p__cache_get_or_load(p2p_cache *c, const char *ns, const char *key, p2p_cache_loader loader, void *loader_udata,
+                           p2p_cache_get_cb cb, void *udata);
 
 /* The loader's answer: the value is cached in L1 and Redis with ttl_ms (0 =
  * the default) and handed to every waiter. `value` must stay valid during the

@@ -44,11 +44,9 @@ static void cache_metrics(p2p_ctx *ctx, p2p_metrics_out *out, void *arg)
     C("p2p_cache_gets_total", "Cache get and get-or-load calls.", st.gets);
     C("p2p_cache_sets_total", "Cache sets.", st.sets);
     C("p2p_cache_deletes_total", "Cache deletes.", st.dels);
-    C("p2p_cache_coalesced_total", "Gets that joined a lookup or load of the same key already running.",
-      st.coalesced);
+    C("p2p_cache_coalesced_total", "Gets that joined a lookup or load of the same key already running.", st.coalesced);
     static const char load_help[] = "Loader runs of get-or-load, by outcome.";
-    p2p__metrics_emit(out, "p2p_cache_loads_total", load_help, P2P_METRIC_COUNTER, "outcome", "ok",
-                      (double)st.load_ok);
+    p2p__metrics_emit(out, "p2p_cache_loads_total", load_help, P2P_METRIC_COUNTER, "outcome", "ok", (double)st.load_ok);
     p2p__metrics_emit(out, "p2p_cache_loads_total", load_help, P2P_METRIC_COUNTER, "outcome", "failed",
                       (double)st.load_failed);
     p2p__metrics_emit(out, "p2p_cache_loads_total", load_help, P2P_METRIC_COUNTER, "outcome", "timeout",
@@ -64,8 +62,7 @@ static void cache_metrics(p2p_ctx *ctx, p2p_metrics_out *out, void *arg)
     if (!st.l2_enabled)
         return;
     G("p2p_cache_l2_connected", "1 while the Redis link is ready.", st.l2.state == P2P_L2_READY);
-    C("p2p_cache_l2_connects_total", "Redis links established (the first one and every reconnect).",
-      st.l2.connects);
+    C("p2p_cache_l2_connects_total", "Redis links established (the first one and every reconnect).", st.l2.connects);
     C("p2p_cache_l2_connect_failures_total", "Redis connect attempts that failed or timed out.",
       st.l2.connect_failures);
     C("p2p_cache_l2_disconnects_total", "Ready Redis links lost or dropped.", st.l2.disconnects);

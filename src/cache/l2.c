@@ -70,8 +70,8 @@ static int parse_uint(const char *s, size_t n, long max, long *out)
 
 static int host_char_ok(char ch)
 {
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' ||
-           ch == '-' || ch == '_';
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' || ch == '-' ||
+           ch == '_';
 }
 
 int p2p__l2_parse_url(const char *url, p2p_l2_target *out, char **err)
@@ -223,7 +223,7 @@ struct p2p_l2 {
     int handles_open;
     unsigned resolving; /* getaddrinfo requests outstanding (0 or 1) */
     struct resolve_req *pending_resolve;
-    uint64_t attempt;   /* id of the current connect attempt */
+    uint64_t attempt; /* id of the current connect attempt */
     uint64_t backoff;
     uint64_t rng;
     int complained; /* logged that Redis is away; quiet until it is back */
@@ -455,8 +455,8 @@ static void on_disconnect(const redisAsyncContext *cac, int status)
 
 static void connect_to(p2p_l2 *l2, const char *ip)
 {
-    redisAsyncContext *ac = l2->target.is_unix ? redisAsyncConnectUnix(l2->target.path)
-                                               : redisAsyncConnect(ip, l2->target.port);
+    redisAsyncContext *ac =
+        l2->target.is_unix ? redisAsyncConnectUnix(l2->target.path) : redisAsyncConnect(ip, l2->target.port);
     if (!ac) {
         attempt_failed(l2, "out of memory");
         return;
@@ -505,7 +505,8 @@ static void on_resolved(uv_getaddrinfo_t *gr, int status, struct addrinfo *res)
     uv_freeaddrinfo(res);
     if (!ip[0]) {
         char why[384];
-        snprintf(why, sizeof why, "cannot resolve %s: %s", l2->target.host, status ? uv_strerror(status) : "no address");
+        snprintf(why, sizeof why, "cannot resolve %s: %s", l2->target.host,
+                 status ? uv_strerror(status) : "no address");
         attempt_failed(l2, why);
         return;
     }
@@ -662,9 +663,8 @@ static void clear_continue(p2p_l2 *l2, req *q, redisReply *reply)
             goto proto;
         q->removed += (uint64_t)reply->integer;
     } else {
-        if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
-            reply->element[0]->type != REDIS_REPLY_STRING || reply->element[0]->len >= sizeof q->cursor ||
-            reply->element[1]->type != REDIS_REPLY_ARRAY)
+        if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 || reply->element[0]->type != REDIS_REPLY_STRING ||
+            reply->element[0]->len >= sizeof q->cursor || reply->element[1]->type != REDIS_REPLY_ARRAY)
             goto proto;
         memcpy(q->cursor, reply->element[0]->str, reply->element[0]->len);
         q->cursor[reply->element[0]->len] = '\0';
@@ -830,8 +830,8 @@ static int send_simple(p2p_l2 *l2, req_kind kind, const char *ns, const char *ke
     char *k = full_key(l2, ns, key, &kl);
     req *q = req_new(l2, kind, udata);
     q->done_cb = cb;
-    int r = kind == K_SET ? redisAsyncCommand(l2->ac, on_reply, q, "SET %b %b PX %llu", k, kl, value ? value : "",
-                                              len, (unsigned long long)ttl_ms)
+    int r = kind == K_SET ? redisAsyncCommand(l2->ac, on_reply, q, "SET %b %b PX %llu", k, kl, value ? value : "", len,
+                                              (unsigned long long)ttl_ms)
                           : redisAsyncCommand(l2->ac, on_reply, q, "DEL %b", k, kl);
     free(k);
     if (r != REDIS_OK) {
@@ -892,8 +892,8 @@ p2p_l2 *p2p__l2_new(uv_loop_t *loop, const p2p_l2_config *cfg, char **err)
     l2->loop = loop;
     l2->target = t;
     l2->prefix = p2p__xstrdup(prefix);
-    l2->where = t.is_unix ? p2p__xstrdup(t.path)
-                          : p2p__xasprintf(strchr(t.host, ':') ? "[%s]:%d" : "%s:%d", t.host, t.port);
+    l2->where =
+        t.is_unix ? p2p__xstrdup(t.path) : p2p__xasprintf(strchr(t.host, ':') ? "[%s]:%d" : "%s:%d", t.host, t.port);
     l2->connect_timeout = cfg->connect_timeout_ms ? cfg->connect_timeout_ms : 2000;
     l2->command_timeout = cfg->command_timeout_ms ? cfg->command_timeout_ms : 500;
     l2->backoff_min = cfg->backoff_min_ms ? cfg->backoff_min_ms : 100;

@@ -65,13 +65,13 @@ typedef enum p2p_l2_state {
 } p2p_l2_state;
 
 typedef struct p2p_l2_config {
-    const char *url;               /* required, see p2p__l2_parse_url */
-    const char *prefix;            /* key prefix, default "p2p" */
-    uint64_t connect_timeout_ms;   /* resolve + connect + handshake, default 2000 */
-    uint64_t command_timeout_ms;   /* default 500 */
-    uint64_t backoff_min_ms;       /* default 100 */
-    uint64_t backoff_max_ms;       /* default 10000 */
-    unsigned max_inflight;         /* default 1024 */
+    const char *url;             /* required, see p2p__l2_parse_url */
+    const char *prefix;          /* key prefix, default "p2p" */
+    uint64_t connect_timeout_ms; /* resolve + connect + handshake, default 2000 */
+    uint64_t command_timeout_ms; /* default 500 */
+    uint64_t backoff_min_ms;     /* default 100 */
+    uint64_t backoff_max_ms;     /* default 10000 */
+    unsigned max_inflight;       /* default 1024 */
     /* Log lines (state changes only, never per command). May be NULL. */
     void (*log)(void *arg, int level /* p2p_log_level */, const char *msg);
     void *log_arg;
@@ -79,15 +79,15 @@ typedef struct p2p_l2_config {
 
 typedef struct p2p_l2_stats {
     p2p_l2_state state;
-    uint64_t connects;          /* handshakes that succeeded */
-    uint64_t connect_failures;  /* attempts that failed (refused, timed out, handshake error) */
-    uint64_t disconnects;       /* ready links lost */
-    uint64_t commands;          /* commands sent */
-    uint64_t errors;            /* error replies and failed commands */
-    uint64_t timeouts;          /* commands answered -ETIMEDOUT */
-    uint64_t skipped;           /* calls refused because not ready or over max_inflight */
+    uint64_t connects;         /* handshakes that succeeded */
+    uint64_t connect_failures; /* attempts that failed (refused, timed out, handshake error) */
+    uint64_t disconnects;      /* ready links lost */
+    uint64_t commands;         /* commands sent */
+    uint64_t errors;           /* error replies and failed commands */
+    uint64_t timeouts;         /* commands answered -ETIMEDOUT */
+    uint64_t skipped;          /* calls refused because not ready or over max_inflight */
     unsigned inflight;
-    uint64_t backoff_ms;        /* current reconnect delay */
+    uint64_t backoff_ms; /* current reconnect delay */
 } p2p_l2_stats;
 
 typedef struct p2p_l2 p2p_l2;

@@ -13,11 +13,14 @@
  *     answered from L1 at once.
  * Exits 77 (skipped) only when redis-server is not installed.
  */
+/* cmocka needs these first */
+// clang-format off
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+// clang-format on
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -55,8 +58,8 @@ static int free_port(void)
 static int can_connect(int port)
 {
     int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     int ok = connect(s, (struct sockaddr *)&a, sizeof a) == 0;
     close(s);
     return ok;
@@ -390,8 +393,7 @@ static void test_redis_killed_and_restarted(void **state)
     rp = redis_start(port);
     uint64_t t0 = uv_hrtime() / 1000000;
     assert_true(wait_ready(a, 12000));
-    fprintf(stderr, "  reconnected %llu ms after Redis came back\n",
-            (unsigned long long)(uv_hrtime() / 1000000 - t0));
+    fprintf(stderr, "  reconnected %llu ms after Redis came back\n", (unsigned long long)(uv_hrtime() / 1000000 - t0));
     set_and_wait(a, "svc", "k3", "three", 60000);
     p2p_cache *b = cache_new(port);
     assert_true(wait_ready(b, 3000));
@@ -509,12 +511,9 @@ int main(void)
     setvbuf(stdout, NULL, _IONBF, 0);
     uv_loop_init(&loop);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_set_get_through_l2),
-        cmocka_unit_test(test_l1_never_outlives_l2),
-        cmocka_unit_test(test_clear_and_single_flight),
-        cmocka_unit_test(test_single_flight_with_l2),
-        cmocka_unit_test(test_redis_killed_and_restarted),
-        cmocka_unit_test(test_redis_stopped_command_timeout),
+        cmocka_unit_test(test_set_get_through_l2),         cmocka_unit_test(test_l1_never_outlives_l2),
+        cmocka_unit_test(test_clear_and_single_flight),    cmocka_unit_test(test_single_flight_with_l2),
+        cmocka_unit_test(test_redis_killed_and_restarted), cmocka_unit_test(test_redis_stopped_command_timeout),
         cmocka_unit_test(test_silent_and_refused),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);

@@ -6,11 +6,14 @@
  * and waiters, callbacks that call back in, and close with a loader still out.
  * The Redis URL parser is tested here too (pure).
  */
+/* cmocka needs these first */
+// clang-format off
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+// clang-format on
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -403,7 +406,7 @@ static void test_close_with_loader_out(void **state)
         assert_int_equal(w[i].status, -ECANCELED);
     answer a = {0};
     assert_int_equal(p2p__cache_get(fx->c, "svc", "k", on_answer, &a), -ECANCELED);
-    uv_run(&fx->loop, UV_RUN_DEFAULT); /* the cache is freed here */
+    uv_run(&fx->loop, UV_RUN_DEFAULT);        /* the cache is freed here */
     p2p__cache_fill_done(fill, "late", 4, 0); /* still the loader's to complete: a no-op */
     assert_int_equal(uv_loop_close(&fx->loop), 0);
     free(fx);
@@ -454,11 +457,33 @@ static void test_url_parser(void **state)
     assert_int_equal(t.db, 2);
 
     static const char *const bad[] = {
-        "", "localhost:6379", "http://h", "rediss://h", "redis://", "redis://:6379", "redis://h:0",
-        "redis://h:65536", "redis://h:x", "redis://h:", "redis://h/x", "redis://h/1/2", "redis://h/99999999",
-        "redis://[::1", "redis://[zz]:1", "redis://h h", "redis://h\n", "redis://user@h", "redis://u:@h",
-        "redis://h_!", "unix:", "unix:relative.sock", "unix:/s?db=x", "unix:/s?x=1",
-        "unix:/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "",
+        "localhost:6379",
+        "http://h",
+        "rediss://h",
+        "redis://",
+        "redis://:6379",
+        "redis://h:0",
+        "redis://h:65536",
+        "redis://h:x",
+        "redis://h:",
+        "redis://h/x",
+        "redis://h/1/2",
+        "redis://h/99999999",
+        "redis://[::1",
+        "redis://[zz]:1",
+        "redis://h h",
+        "redis://h\n",
+        "redis://user@h",
+        "redis://u:@h",
+        "redis://h_!",
+        "unix:",
+        "unix:relative.sock",
+        "unix:/s?db=x",
+        "unix:/s?x=1",
+        "unix:/"
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        "aa",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char *err = NULL;
