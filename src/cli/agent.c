@@ -20,6 +20,7 @@
 #include "auth/revsync.h"
 #include "builtin/runconfig.h"
 #include "builtin/system.h"
+#include "cache/component.h"
 #include "cli/password.h"
 #include "vault/vault.h"
 #include "cli/cli.h"
@@ -348,6 +349,7 @@ int p2p__cmd_agent(int argc, char **argv)
     p2p__membership_register(ctx);
     p2p__revsync_register(ctx);
     p2p__system_register(ctx);
+    p2p__cache_register(ctx);
     p2p__services_register(ctx);
     p2p__http_register(ctx);
     if ((r = p2p__components_start(ctx, &err)) != 0) {

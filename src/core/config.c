@@ -24,6 +24,7 @@
  */
 #include "config.h"
 #include "auth/ratelimit.h"
+#include "cache/l2.h"
 #include "core/util.h"
 #include "membership/addrsel.h"
 #include "pki/pki.h"
@@ -61,6 +62,7 @@ static int check_nonempty(const char *s, char *why, size_t n);
 static int check_ip_literal(const char *s, char *why, size_t n);
 static int check_advertise(const char *s, char *why, size_t n);
 static int check_proxies(const char *s, char *why, size_t n);
+static int check_redis_url(const char *s, char *why, size_t n);
 
 #define OFF(f) offsetof(p2p_config, f)
 #define STR(k, d, chk, doc) {{#k, "string", "\"" d "\"", doc}, T_STR, OFF(k), 0, 0, d, d, chk}
@@ -142,8 +144,17 @@ static const keydef keys[] = {
     BOOL(gossip_compression_enabled, true, "Compress large gossip messages."),
     INT(gossip_compression_threshold, 1024, 0, 16777216, "Gossip messages at least this many bytes are compressed."),
     INT(max_log_entries, 1000, 1, 10000000, "Log entries kept in memory for retrieval."),
-    BOOL(redis_enabled, true, "Use Redis as cache (falls back to an in-process cache when unreachable)."),
-    STR(redis_url, "redis://localhost:6379", NULL, "Redis server URL."),
+    BOOL(redis_enabled, true, "Use Redis (redis_url) as the cache's second level; false = in-process cache only."),
+    STR(redis_url, "", check_redis_url,
+        "Redis for the cache's second level: redis://[[user]:password@]host[:port][/db] or unix:/path[?db=N]; "
+        "empty = in-process cache only. While Redis is away the cache answers from the node."),
+    {{"cache_l1_max_bytes", "int", "67108864",
+      "Bytes the in-process cache (L1) may hold; one value at most 1/8 of it. Range 65536..68719476736."},
+     T_INT64, OFF(cache_l1_max_bytes), 65536, 68719476736LL, "67108864", "67108864", NULL},
+    INT(cache_default_ttl, 300, 1, 2592000, "Seconds a cache entry lives when its writer gives no TTL."),
+    INT(cache_redis_timeout_ms, 500, 10, 60000,
+        "Milliseconds a Redis command may take before the cache gives up on it and answers from L1 (the connect "
+        "timeout is 4 times this, at least 1 s)."),
     STR(services_directory, "", NULL,
         "Folder of pluggable services, one sub-folder each with a manifest.json; empty = <state_directory>/services."),
     INT(services_rescan_interval, 5, 1, 3600,
@@ -260,6 +271,32 @@ static int check_log_level(const char *s, char *why, size_t n)
         if (!strcmp(s, levels[i])) return 0;
     snprintf(why, n, "'%s' is not one of debug, info, warn, error", show(s, strlen(s), v, sizeof v));
     return -1;
+}
+
+static int check_redis_url(const char *s, char *why, size_t n)
+{
+    if (!*s) return 0;
+    char *err = NULL;
+    p2p_l2_target t;
+    if (p2p__l2_parse_url(s, &t, &err) == 0) return 0;
+    snprintf(why, n, "%s", err ? err : "bad Redis URL");
+    free(err);
+    return -1;
+}
+
+/* "redis://user:secret@host:port/db" as "redis://user:(set)@host:port/db". */
+static json_t *redis_url_redacted(const char *s)
+{
+    const char *at = strrchr(s, '@');
+    const char *start = strstr(s, "://");
+    start = start ? start + 3 : s;
+    const char *colon = memchr(start, ':', (size_t)(at - start));
+    if (!colon)
+        colon = at;
+    char *r = p2p__xasprintf("%.*s:(set)%s", (int)(colon - s), s, at);
+    json_t *v = json_string(r);
+    free(r);
+    return v;
 }
 
 static int check_nonempty(const char *s, char *why, size_t n)
@@ -929,6 +966,8 @@ json_t *p2p_config_to_json(const p2p_config *cfg)
             const char *s = *FIELD(cfg, k, char *);
             if (k->off == OFF(join_token))
                 v = json_string(s && *s ? "(set)" : ""); /* a secret: never shown */
+            else if (k->off == OFF(redis_url) && s && strchr(s, '@'))
+                v = redis_url_redacted(s); /* its password neither */
             else
                 v = s ? json_string(s) : json_null();
             break;

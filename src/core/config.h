@@ -86,8 +86,11 @@ typedef struct p2p_config {
     /* cache */
     char *services_directory;         /* default "" = <state_directory>/services */
     int services_rescan_interval;     /* seconds, default 5 */
-    int redis_enabled;                /* default true (falls back to in-process cache when Redis is away) */
-    char *redis_url;                  /* default "redis://localhost:6379" */
+    int redis_enabled;                /* default true; false = L1 only */
+    char *redis_url;                  /* default "" = L1 only; redis://... or unix:/path */
+    int64_t cache_l1_max_bytes;       /* default 64 MiB, 64 KiB..64 GiB */
+    int cache_default_ttl;            /* seconds, default 300, 1..2592000 */
+    int cache_redis_timeout_ms;       /* default 500, 10..60000 */
 
     /* dashboard (coordinator) and reporter (worker) */
     int dashboard_enabled;            /* default true */

@@ -228,7 +228,10 @@ static void check_worker_defaults(const p2p_config *c)
     assert_int_equal(c->gossip_interval_max, 30);
     assert_int_equal(c->gossip_compression_threshold, 1024);
     assert_int_equal(c->max_log_entries, 1000);
-    assert_string_equal(c->redis_url, "redis://localhost:6379");
+    assert_string_equal(c->redis_url, "");
+    assert_int_equal(c->cache_l1_max_bytes, 67108864);
+    assert_int_equal(c->cache_default_ttl, 300);
+    assert_int_equal(c->cache_redis_timeout_ms, 500);
     assert_int_equal(c->metrics_retention_count, 100);
     assert_int_equal(c->metrics_cleanup_interval, 300);
     assert_int_equal(c->reporter_interval_min, 30);
@@ -435,6 +438,14 @@ static void test_bad_strings(void **state)
     expect_error("bind_address: ''\n", 1, "bind_address", "must not be empty");
     expect_error("redis_url: \"a\\nb\"\n", 1, "redis_url", "control characters");
     expect_error("redis_url: \"a\\0b\"\n", 1, "redis_url", "NUL");
+    expect_error("redis_url: http://cache:6379\n", 1, "redis_url", "must start with redis:// or unix:");
+    expect_error("redis_url: redis://cache:99999\n", 1, "redis_url", "port must be 1..65535");
+    expect_error("redis_url: unix:relative.sock\n", 1, "redis_url", "absolute socket path");
+    expect_error("redis_url: rediss://cache\n", 1, "redis_url", "TLS");
+    expect_error("cache_l1_max_bytes: 1000\n", 1, "cache_l1_max_bytes", "out of range");
+    expect_error("cache_default_ttl: 0\n", 1, "cache_default_ttl", "out of range");
+    expect_error("cache_redis_timeout_ms: 5\n", 1, "cache_redis_timeout_ms", "out of range");
+    expect_error("cache_redis_timeout_ms: 60001\n", 1, "cache_redis_timeout_ms", "out of range");
 }
 
 static void test_bad_list(void **state)
@@ -635,7 +646,7 @@ static void test_yaml_round_trip(void **state)
     /* strings that need quoting in YAML */
     assert_int_equal(p2p_config_set(&a, "ssl-ca-cert-file", "/a dir/\"q\" \\ #x: y, 'z' é ✓", NULL), 0);
     assert_int_equal(p2p_config_set(&a, "advertise-address", "yes", NULL), 0);
-    assert_int_equal(p2p_config_set(&a, "redis-url", "null", NULL), 0);
+    assert_int_equal(p2p_config_set(&a, "ssl-key-file", "null", NULL), 0);
     assert_int_equal(p2p_config_set(&a, "ssl-cert-file", "- [x] {y} &a *b !c %d @e `f", NULL), 0);
     assert_int_equal(p2p_config_finalize(&a, NULL), 0);
     char *text = p2p_config_to_yaml(&a);
@@ -646,7 +657,7 @@ static void test_yaml_round_trip(void **state)
     assert_int_equal(p2p_config_finalize(&b, NULL), 0);
     assert_string_equal(b.ssl_ca_cert_file, "/a dir/\"q\" \\ #x: y, 'z' é ✓");
     assert_string_equal(b.advertise_address, "yes");
-    assert_string_equal(b.redis_url, "null");
+    assert_string_equal(b.ssl_key_file, "null");
     assert_string_equal(b.ssl_cert_file, "- [x] {y} &a *b !c %d @e `f");
     assert_string_equal(b.node_id, a.node_id);
     assert_int_equal(b.port, a.port);
@@ -679,6 +690,18 @@ static void test_yaml_round_trip(void **state)
     }
 }
 
+static void test_redis_password_not_shown(void **state)
+{
+    (void)state;
+    p2p_config c;
+    p2p_config_defaults(&c, 0);
+    assert_int_equal(p2p_config_set(&c, "redis-url", "redis://app:hunter2@cache:6380/1", NULL), 0);
+    json_t *j = p2p_config_to_json(&c);
+    assert_string_equal(json_string_value(json_object_get(j, "redis_url")), "redis://app:(set)@cache:6380/1");
+    json_decref(j);
+    p2p_config_free(&c);
+}
+
 static void test_key_table(void **state)
 {
     (void)state;
@@ -692,7 +715,7 @@ static void test_key_table(void **state)
         for (size_t j = 0; j < n; j++) assert_string_not_equal(p2p_config_key(j)->name, k->name);
         n++;
     }
-    assert_int_equal(n, 58);
+    assert_int_equal(n, 61);
     assert_null(p2p_config_key(1000));
     /* every key appears in --print-config */
     p2p_config cfg;
@@ -732,6 +755,7 @@ int main(void)
         cmocka_unit_test(test_finalize_cross_keys),
         cmocka_unit_test(test_yaml_round_trip),
         cmocka_unit_test(test_key_table),
+        cmocka_unit_test(test_redis_password_not_shown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
