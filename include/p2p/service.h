@@ -67,7 +67,8 @@ typedef struct p2p_svc_module {
     uint32_t abi_minor; /**< P2P_SERVICE_ABI_MINOR the module was built with */
     const char *name;    /**< must equal the manifest's name; NULL: any (one module installed under
                               several names, each with its own settings) */
-    const char *version; /**< must equal the manifest's version */
+    const char *version; /**< the module's own version, for logs; the manifest's version is the
+                              service's (a settings change is a new version of the same module) */
     /** Registers methods, allocates `*state` (handed to every later hook).
      * Returns 0, or a negative errno-style code to refuse to load. Required. */
     int (*init)(p2p_svc *svc, void **state);
@@ -164,6 +165,48 @@ P2P_EXTERN json_t *p2p_svc_state(const p2p_svc *svc);
  * the old or the new document. Saves made while one is being written are
  * coalesced into the latest. Returns 0 or -EINVAL. */
 P2P_EXTERN int p2p_svc_state_save(p2p_svc *svc, json_t *doc);
+
+/* ---- cache ------------------------------------------------------------------------------ */
+
+/* The node's cache (docs/services.md, "The cache"): an in-process L1 in front of
+ * Redis when the node has `redis_url`, keys private to the service (its name is
+ * the namespace), values are bytes, every entry expires. While Redis is away the
+ * cache answers from L1: a cache call never fails because Redis is down. */
+
+/** Answer of a cache read, on the loop thread, exactly once: `status` 0 with
+ * `value` (`len` bytes, valid during the call only: copy what you keep),
+ * -ENOENT when absent, or the loader's error / -ETIMEDOUT / -ECANCELED. */
+typedef void (*p2p_svc_cache_cb)(p2p_svc *svc, int status, const void *value, size_t len, void *udata);
+
+/** Reads `key` (1..1024 bytes). Returns 0 (then `cb` runs, maybe before this
+ * returns) or a negative code (then it never runs). */
+P2P_EXTERN int p2p_svc_cache_get(p2p_svc *svc, const char *key, p2p_svc_cache_cb cb, void *udata);
+
+/** Stores a copy of `len` bytes under `key` for `ttl_ms` (0: the node's
+ * cache_default_ttl). Returns 0 or a negative code (-E2BIG: larger than 1/8 of
+ * the node's L1). */
+P2P_EXTERN int p2p_svc_cache_set(p2p_svc *svc, const char *key, const void *value, size_t len, uint64_t ttl_ms);
+
+/** Removes `key`. Returns 0 or a negative code. */
+P2P_EXTERN int p2p_svc_cache_del(p2p_svc *svc, const char *key);
+
+/** A load in progress (p2p_svc_cache_get_or_load). */
+typedef struct p2p_svc_cache_fill p2p_svc_cache_fill;
+
+/** Computes the value of a missing key and completes `fill` exactly once, now or
+ * later, with p2p_svc_cache_fill_done() or p2p_svc_cache_fill_fail(). */
+typedef void (*p2p_svc_cache_loader)(p2p_svc *svc, const char *key, p2p_svc_cache_fill *fill, void *udata);
+
+/** Reads `key`; when it is in neither level, runs `loader` once however many
+ * callers ask for the key meanwhile (they all get its value: no stampede), and
+ * caches what it produces. Returns 0 (then `cb` runs once) or a negative code. */
+P2P_EXTERN int p2p_svc_cache_get_or_load(p2p_svc *svc, const char *key, p2p_svc_cache_loader loader,
+                                         void *loader_udata, p2p_svc_cache_cb cb, void *udata);
+
+/** Completes a load with `len` bytes, cached for `ttl_ms` (0: the default). */
+P2P_EXTERN void p2p_svc_cache_fill_done(p2p_svc_cache_fill *fill, const void *value, size_t len, uint64_t ttl_ms);
+/** Completes a load with an error (a negative code): nothing is cached. */
+P2P_EXTERN void p2p_svc_cache_fill_fail(p2p_svc_cache_fill *fill, int err);
 
 #ifdef __cplusplus
 }

@@ -7,14 +7,19 @@
  *   info       a timer's ticks (a gauge), the version that answers;
  *   slow       an answer given later from a timer (calls in flight finish on
  *              the version that took them, even across a reload);
- *   ping_node  a remote call to another node, answered from its callback.
+ *   ping_node  a remote call to another node, answered from its callback;
+ *   lookup     the cache: a value computed on the thread pool the first time
+ *              (one computation however many callers ask at once), then served
+ *              from the cache (L1 in the node, Redis when the node has one).
  * Build: `make` builds it to build/services/hello/ (service.so + manifest.json).
  * HELLO_VERSION and HELLO_NAME may be defined at build time to make other versions
  * for tests (HELLO_NAME=NULL: a module that may be installed under any name).
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <p2p/service.h>
 
@@ -29,6 +34,7 @@ typedef struct hello {
     p2p_svc *svc;
     int64_t ticks;
     int64_t timer;
+    int64_t loads; /* values computed by the lookup loader */
 } hello;
 
 static void greet(p2p_call *call, json_t *params, void *udata)
@@ -65,8 +71,8 @@ static void info(p2p_call *call, json_t *params, void *udata)
 {
     (void)params;
     hello *h = udata;
-    p2p_call_reply(call, json_pack("{s:s, s:I, s:O}", "version", HELLO_VERSION, "ticks", (json_int_t)h->ticks, "state",
-                                   p2p_svc_state(h->svc)));
+    p2p_call_reply(call, json_pack("{s:s, s:I, s:I, s:O}", "version", HELLO_VERSION, "ticks", (json_int_t)h->ticks,
+                                   "loads", (json_int_t)h->loads, "state", p2p_svc_state(h->svc)));
 }
 
 typedef struct later {
@@ -126,6 +132,85 @@ static void ping_node(p2p_call *call, json_t *params, void *udata)
         p2p_call_error(call, P2P_RPC_INVALID_PARAMS, "bad target", NULL);
 }
 
+/* lookup: the loader runs "expensive" work on the thread pool */
+typedef struct load_job {
+    hello *h;
+    p2p_svc_cache_fill *fill;
+    char key[128];
+    char value[256];
+    unsigned work_ms; /* how long the "expensive" computation takes */
+} load_job;
+
+static void compute(void *udata) /* thread pool: touches nothing of the node */
+{
+    load_job *j = udata;
+    if (j->work_ms)
+        usleep(j->work_ms * 1000u);
+    unsigned long sum = 0;
+    for (const char *p = j->key; *p; p++)
+        sum = sum * 31 + (unsigned char)*p;
+    snprintf(j->value, sizeof j->value, "\"computed %s: %lu\"", j->key, sum);
+}
+
+static void computed(p2p_svc *svc, void *udata, int status)
+{
+    (void)svc;
+    load_job *j = udata;
+    if (status == 0) {
+        j->h->loads++;
+        p2p_svc_cache_fill_done(j->fill, j->value, strlen(j->value), 30000);
+    } else {
+        p2p_svc_cache_fill_fail(j->fill, status);
+    }
+    free(j);
+}
+
+static void loader(p2p_svc *svc, const char *key, p2p_svc_cache_fill *fill, void *udata)
+{
+    load_job *j = calloc(1, sizeof(*j));
+    if (!j) {
+        p2p_svc_cache_fill_fail(fill, -ENOMEM);
+        return;
+    }
+    j->h = udata;
+    /* how long the "expensive" computation takes: a setting, to show that
+     * concurrent callers share one computation */
+    j->work_ms = (unsigned)json_integer_value(json_object_get(p2p_svc_settings(svc), "lookup_work_ms"));
+    if (j->work_ms > 5000)
+        j->work_ms = 5000;
+    j->fill = fill;
+    snprintf(j->key, sizeof j->key, "%s", key);
+    if (p2p_svc_work(svc, compute, computed, j) != 0) {
+        p2p_svc_cache_fill_fail(fill, -ECANCELED);
+        free(j);
+    }
+}
+
+static void looked_up(p2p_svc *svc, int status, const void *value, size_t len, void *udata)
+{
+    p2p_call *call = udata;
+    (void)svc;
+    if (status != 0) {
+        p2p_call_error(call, P2P_RPC_INTERNAL_ERROR, "lookup failed", NULL);
+        return;
+    }
+    json_t *v = json_loadb(value, len, JSON_DECODE_ANY, NULL);
+    p2p_call_reply(call, json_pack("{s:o}", "value", v ? v : json_null()));
+}
+
+static void lookup(p2p_call *call, json_t *params, void *udata)
+{
+    hello *h = udata;
+    const char *key = json_string_value(json_object_get(params, "key"));
+    if (!key || !*key || strlen(key) > 100) {
+        p2p_call_error(call, P2P_RPC_INVALID_PARAMS, "key must be a string of 1..100 bytes", NULL);
+        return;
+    }
+    int r = p2p_svc_cache_get_or_load(h->svc, key, loader, h, looked_up, call);
+    if (r != 0)
+        p2p_call_error(call, P2P_RPC_INTERNAL_ERROR, "the cache refused the lookup", NULL);
+}
+
 static void tick(p2p_svc *svc, void *udata)
 {
     hello *h = udata;
@@ -145,6 +230,7 @@ static int init(p2p_svc *svc, void **state)
     p2p_svc_method(svc, "info", info, h);
     p2p_svc_method(svc, "slow", slow, h);
     p2p_svc_method(svc, "ping_node", ping_node, h);
+    p2p_svc_method(svc, "lookup", lookup, h);
     return 0;
 }
 

@@ -86,6 +86,19 @@ def handle(req):
                 reply(rid, {"asked": target, "answer": a["result"]})
         ask_node("call", {"method": "system/ping", "params": {"message": "from pyhello"}, "target": target},
                  answered)
+    elif method == "remember":
+        if not isinstance(params, dict) or not isinstance(params.get("key"), str):
+            error(rid, -32602, "remember needs {key: string, value: any, ttl_ms?: integer}")
+            return
+        ask_node("cache.set", {"key": params["key"], "value": params.get("value"),
+                               "ttl_ms": params.get("ttl_ms", 60000)},
+                 lambda a: reply(rid, True) if "result" in a else error(rid, -32000, a["error"]["message"]))
+    elif method == "recall":
+        if not isinstance(params, dict) or not isinstance(params.get("key"), str):
+            error(rid, -32602, "recall needs {key: string}")
+            return
+        ask_node("cache.get", {"key": params["key"]},
+                 lambda a: reply(rid, a["result"]) if "result" in a else error(rid, -32000, a["error"]["message"]))
     elif method == "sleep":
         ms = params.get("ms", 0) if isinstance(params, dict) else 0
         heapq.heappush(timers, (time.monotonic() + ms / 1000.0, rid, lambda: reply(rid, {"slept_ms": ms})))

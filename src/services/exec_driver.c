@@ -169,10 +169,74 @@ static void req_call(p2p_svc *inst, p2p_exec_proc *proc, json_t *params, uint64_
     }
 }
 
+typedef struct cache_req {
+    p2p_exec_proc *proc;
+    uint64_t token;
+} cache_req;
+
+static void cache_got(p2p_svc *svc, int status, const void *value, size_t len, void *udata)
+{
+    (void)svc;
+    cache_req *r = udata;
+    json_t *v = status == 0 ? json_loadb(value, len, JSON_DECODE_ANY, NULL) : NULL;
+    if (status == 0 && v) {
+        json_t *res = json_pack("{s:b, s:o}", "found", 1, "value", v);
+        p2p__exec_reply(r->proc, r->token, res);
+        json_decref(res);
+    } else if (status == 0 || status == -ENOENT) {
+        json_t *res = json_pack("{s:b}", "found", 0);
+        p2p__exec_reply(r->proc, r->token, res);
+        json_decref(res);
+    } else {
+        p2p__exec_reply_error(r->proc, r->token, -32000, p2p_strerror(status));
+    }
+    free(r);
+}
+
+/* cache.get {key} -> {found, value?}; cache.set {key, value, ttl_ms?};
+ * cache.delete {key}: values are any JSON, stored as its text. */
+static void req_cache(p2p_svc *inst, p2p_exec_proc *proc, const char *op, json_t *params, uint64_t token)
+{
+    const char *key = json_string_value(json_object_get(params, "key"));
+    json_t *ttl = json_object_get(params, "ttl_ms");
+    if (!key || (ttl && (!json_is_integer(ttl) || json_integer_value(ttl) < 0))) {
+        p2p__exec_reply_error(proc, token, P2P_RPC_INVALID_PARAMS,
+                              "cache.get/delete need {\"key\": string}; cache.set {\"key\", \"value\", \"ttl_ms\"?}");
+        return;
+    }
+    int r;
+    if (strcmp(op, "get") == 0) {
+        cache_req *c = p2p__xcalloc(1, sizeof(*c));
+        c->proc = proc;
+        c->token = token;
+        r = p2p_svc_cache_get(inst, key, cache_got, c);
+        if (r != 0)
+            free(c);
+        else
+            return;
+    } else if (strcmp(op, "set") == 0) {
+        json_t *v = json_object_get(params, "value");
+        char *text = v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+        r = text ? p2p_svc_cache_set(inst, key, text, strlen(text), ttl ? (uint64_t)json_integer_value(ttl) : 0)
+                 : -EINVAL;
+        free(text);
+    } else {
+        r = p2p_svc_cache_del(inst, key);
+    }
+    if (r == 0)
+        p2p__exec_reply(proc, token, json_true());
+    else
+        p2p__exec_reply_error(proc, token, r == -EINVAL || r == -E2BIG ? P2P_RPC_INVALID_PARAMS : -32000,
+                              p2p_strerror(r));
+}
+
 static void on_request(p2p_exec_proc *proc, const char *method, json_t *params, uint64_t token, void *udata)
 {
     p2p_svc *inst = udata;
-    if (strcmp(method, "call") == 0) {
+    if (strncmp(method, "cache.", 6) == 0 &&
+        (!strcmp(method + 6, "get") || !strcmp(method + 6, "set") || !strcmp(method + 6, "delete"))) {
+        req_cache(inst, proc, method + 6, params, token);
+    } else if (strcmp(method, "call") == 0) {
         req_call(inst, proc, params, token);
     } else if (strcmp(method, "state.get") == 0) {
         p2p__exec_reply(proc, token, p2p_svc_state(inst));
@@ -183,7 +247,8 @@ static void on_request(p2p_exec_proc *proc, const char *method, json_t *params, 
         else
             p2p__exec_reply(proc, token, json_true());
     } else {
-        char *msg = p2p__xasprintf("the node has no method '%s' for services (call, state.get, state.save)", method);
+        char *msg = p2p__xasprintf("the node has no method '%s' for services (call, state.get, state.save, cache.get, cache.set, "
+                                   "cache.delete)", method);
         p2p__exec_reply_error(proc, token, P2P_RPC_METHOD_NOT_FOUND, msg);
         free(msg);
     }

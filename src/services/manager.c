@@ -1065,7 +1065,7 @@ static void services_stop(p2p_component *c)
 
 static const p2p_component_ops services_ops = {
     .name = "services",
-    .deps = (const char *const[]){"system", NULL},
+    .deps = (const char *const[]){"system", "cache", NULL},
     .start = services_start,
     .stop = services_stop,
 };

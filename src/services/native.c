@@ -143,9 +143,6 @@ static void load_after(uv_work_t *w, int status)
         else if (mod->name && strcmp(mod->name, inst->man.name) != 0)
             err = p2p__xasprintf("%s calls itself '%s' but its manifest says '%s'", j->src, mod->name,
                                  inst->man.name);
-        else if (!mod->version || strcmp(mod->version, inst->man.version) != 0)
-            err = p2p__xasprintf("%s is version %s but its manifest says %s", j->src,
-                                 mod->version ? mod->version : "(null)", inst->man.version);
         else if (!mod->init)
             err = p2p__xasprintf("%s has no init hook", j->src);
     }
@@ -159,6 +156,11 @@ static void load_after(uv_work_t *w, int status)
         free(err);
         return;
     }
+    /* the manifest's version is the service's version (a settings change is a
+     * new version of the same module); a module that says otherwise is worth a line */
+    if (mod->version && strcmp(mod->version, inst->man.version) != 0)
+        p2p_log(inst->ctx, P2P_LOG_INFO, "services", "%s %s: its module calls itself version %s", inst->man.name,
+                inst->man.version, mod->version);
     inst->dl = dl;
     inst->mod = mod;
     inst->in_init = 1;

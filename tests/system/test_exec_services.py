@@ -223,3 +223,42 @@ def test_kill_9_of_the_node_leaves_no_orphan(exec_node):
         return all(not Path(f"/proc/{k}").exists() or
                    (Path(f"/proc/{k}/stat").read_text().split(") ")[1][0] == "Z") for k in kids)
     wait_until(gone, 5, "the service processes died with the node")
+
+
+def test_cache_with_redis_killed_and_restarted(node_factory, tmp_path):
+    from test_cache import start_redis
+    from conftest import free_port
+    port = free_port()
+    redis = start_redis(port)
+    try:
+        sdir = tmp_path / "services"
+        sdir.mkdir()
+        install_dir(sdir, "pyhello")
+        n = node_factory.create("rc", extra_args=["--services-directory", sdir, "--redis-url",
+                                                   f"redis://127.0.0.1:{port}/2", "--cache-redis-timeout-ms", "200"])
+        wait_until(lambda: state_of(n, "pyhello") == "running", 15, "pyhello running")
+        wait_until(lambda: n.metrics()["cache"].get("l2_connected") == 1, 10, "L2 connected")
+        assert n.result("pyhello/remember", {"key": "a", "value": {"x": 1}}) is True
+        assert n.result("pyhello/recall", {"key": "a"}) == {"found": True, "value": {"x": 1}}
+        # the value is in Redis under the service's namespace
+        import subprocess
+        out = subprocess.run(["redis-cli", "-p", str(port), "-n", "2", "GET", "p2p:pyhello:a"],
+                             capture_output=True, text=True).stdout.strip()
+        assert json.loads(out) == {"x": 1}
+        redis.kill()
+        redis.wait(5)
+        # calls keep answering, from L1
+        t0 = time.monotonic()
+        for i in range(20):
+            assert n.result("pyhello/remember", {"key": f"b{i}", "value": i}) is True
+            assert n.result("pyhello/recall", {"key": f"b{i}"}) == {"found": True, "value": i}
+        assert time.monotonic() - t0 < 10
+        redis = start_redis(port)
+        wait_until(lambda: n.metrics()["cache"].get("l2_connected") == 1, 15, "L2 connected again")
+        assert n.result("pyhello/remember", {"key": "c", "value": "back"}) is True
+        out = subprocess.run(["redis-cli", "-p", str(port), "-n", "2", "GET", "p2p:pyhello:c"],
+                             capture_output=True, text=True).stdout.strip()
+        assert json.loads(out) == "back"
+    finally:
+        redis.kill()
+        redis.wait(5)

@@ -76,7 +76,7 @@ def test_a_native_service_loads_and_answers(svc_node):
     assert r == {"message": "Hello, ops!", "version": "1.0.0"}
     s = services(svc_node)["hello"]
     assert s["type"] == "native" and s["version"] == "1.0.0" and s["state"] == "running"
-    assert set(s["methods"]) == {"greet", "count", "info", "slow", "ping_node"}
+    assert set(s["methods"]) == {"greet", "count", "info", "slow", "ping_node", "lookup"}
     # /services shows it with the node's other services, with the new fields
     body = svc_node.get("/services/hello").json()
     assert body["state"] == "running" and body["type"] == "native"
@@ -249,3 +249,22 @@ def test_state_survives_reload_restart_and_kill_9(svc_node):
     svc_node.start()
     wait_until(lambda: state_of(svc_node, "hello") == "running", 10, "hello running after kill -9")
     assert svc_node.result("hello/count")["count"] == doc["count"] + 1
+
+
+def test_cache_one_load_per_missing_key(svc_node):
+    # many callers ask for a key nobody has: the loader runs once, all get its value
+    from concurrent.futures import ThreadPoolExecutor
+    m = json.loads((HELLO / "manifest.json").read_text())
+    m["settings"]["lookup_work_ms"] = 500  # the computation takes long enough for callers to overlap
+    m["version"] = "1.0.1"
+    install(svc_node.sdir, manifest=m)
+    wait_until(lambda: services(svc_node)["hello"]["version"] == "1.0.1", 10, "settings reloaded")
+    loads0 = svc_node.result("hello/info")["loads"]
+    with ThreadPoolExecutor(12) as pool:
+        values = list(pool.map(lambda _: svc_node.result("hello/lookup", {"key": "k1"})["value"], range(24)))
+    assert len(set(values)) == 1 and values[0].startswith("computed k1: ")
+    assert svc_node.result("hello/info")["loads"] - loads0 == 1
+    # then it is served from the cache
+    assert svc_node.result("hello/lookup", {"key": "k1"})["value"] == values[0]
+    assert svc_node.result("hello/info")["loads"] - loads0 == 1
+    assert svc_node.metrics()["cache"]["coalesced"] >= 1  # the other callers joined the one load
