@@ -1195,9 +1195,15 @@ static int membership_start(p2p_component *c, char **err)
             p2p__seal_free(m->seal);
             m->seal = NULL;
             stop_addr_selection(m);
-            int rc = p2p__fail(err, -EINVAL, "membership: %s", rerr ? rerr : "cannot load the node identity");
+            /* a node that cannot sign its record would only be refused by every
+             * peer (and must not gossip unchecked): it serves without membership,
+             * and says why and what to do */
+            p2p_log(ctx, P2P_LOG_ERROR, "membership",
+                    "membership is off: %s (re-enroll this node with a join token from the coordinator, or give "
+                    "the coordinator its cluster CA back)",
+                    rerr ? rerr : "cannot load the node identity");
             free(rerr);
-            return rc;
+            return 0;
         }
     } else {
         p2p_log(ctx, P2P_LOG_WARN, "membership", "no node certificate: records are neither signed nor checked");

@@ -26,11 +26,11 @@ def gossip_dropped(node):
 def test_drops_are_counted_by_reason_in_both_formats(node):
     before = gossip_dropped(node)
     assert set(before) == {"auth", "replay", "stale", "malformed", "oversize"}
-    # shorter than the 70-byte seal overhead, then an unknown version: malformed
+    # shorter than the seal overhead, then an unknown version: malformed
     send_udp(node, [b"x" * 10] * 3 + [bytes([9, 0]) + os.urandom(100)] * 2)
-    # the right version with a key id nobody holds: auth (a node of another cluster,
-    # or a stale key after a rotation)
-    send_udp(node, [bytes([1, 0]) + os.urandom(4) + os.urandom(120)] * 4)
+    # the right version (2, src/membership/seal.h) with a key id nobody holds: auth
+    # (a node of another cluster, or a stale key after a rotation)
+    send_udp(node, [bytes([2, 0]) + os.urandom(4) + os.urandom(120)] * 4)
     wait_until(lambda: gossip_dropped(node)["malformed"] >= before["malformed"] + 5
                and gossip_dropped(node)["auth"] >= before["auth"] + 4, 5, "drops counted")
     after = gossip_dropped(node)
@@ -52,7 +52,7 @@ def test_a_flood_of_garbage_costs_the_log_one_line_per_interval(node):
     lines = lambda: re.findall(pattern, node.stderr())
     first = len(lines())
     for _ in range(20):
-        send_udp(node, [b"\x01\x00" + os.urandom(98)] * 100)
+        send_udp(node, [b"\x02\x00" + os.urandom(98)] * 100)
         time.sleep(0.05)
     # the drops are summed up within the 10 s interval (plus the 1 s housekeeping tick)
     wait_until(lambda: sum(int(n) for n, _, _ in lines()[first:]) >= 1900, 15, "the flood is logged")
