@@ -215,3 +215,26 @@ def test_join_token_cli_replace(node_factory):
     w.join_token = token
     w.start()
     assert c.wait_for_log("replaced node 'worker-9'")
+
+
+def test_a_replaced_certificate_is_refused_by_every_node(node_factory, chal, tmp_path):
+    """The replacement revokes the old certificate cluster-wide: the revocation list
+    (tokens and certificates) reaches the other workers, whose handshakes then refuse
+    the old identity too (not only the coordinator's)."""
+    c = node_factory.create("coord")
+    w2 = node_factory.create("worker-2", coordinator=False, join=c)
+    w3 = node_factory.create("worker-3", coordinator=False, join=c)
+    old_crt, old_key = export_identity(w2, tmp_path)
+    rpc = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "system/ping"}).encode()
+    st, _ = mtls_request(w3, "POST", "/rpc", old_crt, old_key, body=rpc)
+    assert st == 200  # worker-3 takes worker-2's certificate before the replacement
+    token = create_replacement(c, "worker-2")["result"]["token"]
+    assert enroll_by_hand(c, chal, tmp_path, "worker-2", token, tag="new").status == 200
+
+    def refused_by_w3():
+        try:
+            mtls_request(w3, "POST", "/rpc", old_crt, old_key, body=rpc)
+            return False
+        except (ssl.SSLError, ConnectionError, OSError):
+            return True
+    wait_until(refused_by_w3, 5, "worker-3 refuses the replaced certificate")
