@@ -345,7 +345,7 @@ typedef struct renew_job {
     char *new_cert, *new_key, *new_ca, *msg;
 } renew_job;
 
-static void renew_work(uv_work_t *w)
+static void renew_work_body(uv_work_t *w)
 {
     renew_job *j = w->data;
     char *csr = NULL, *err = NULL;
@@ -398,6 +398,14 @@ static void renew_work(uv_work_t *w)
     }
     free(body);
     free(csr);
+}
+
+/* On the thread pool; OpenSSL's per-thread state of this pool thread is freed
+ * after each job (pool threads outlive OPENSSL_cleanup at exit). */
+static void renew_work(uv_work_t *w)
+{
+    renew_work_body(w);
+    OPENSSL_thread_stop();
 }
 
 static void renew_job_free(renew_job *j)
@@ -559,7 +567,7 @@ static json_t *err_body(const char *fmt, ...)
     return json_pack("{s:s}", "error", buf);
 }
 
-static void sign_work(uv_work_t *w)
+static void sign_work_body(uv_work_t *w)
 {
     sign_job *j = w->data;
     if (!j->renew) {
@@ -595,6 +603,14 @@ static void sign_work(uv_work_t *w)
         return;
     }
     j->status = 200;
+}
+
+/* On the thread pool; OpenSSL's per-thread state of this pool thread is freed
+ * after each job (pool threads outlive OPENSSL_cleanup at exit). */
+static void sign_work(uv_work_t *w)
+{
+    sign_work_body(w);
+    OPENSSL_thread_stop();
 }
 
 static void sign_job_free(sign_job *j)

@@ -404,7 +404,7 @@ char *p2p__enroll_url(const char *hostport, const char *path)
     return p2p__xasprintf("https://%s%s", hostport, path);
 }
 
-static void attempt_work(uv_work_t *w)
+static void attempt_work_body(uv_work_t *w)
 {
     enroll *e = w->data;
     p2p_config *cfg = &e->ctx->cfg;
@@ -490,6 +490,14 @@ static void attempt_work(uv_work_t *w)
     }
     OPENSSL_cleanse(body, strlen(body));
     free(body);
+}
+
+/* On the thread pool; OpenSSL's per-thread state of this pool thread is freed
+ * after each job (pool threads outlive OPENSSL_cleanup at exit). */
+static void attempt_work(uv_work_t *w)
+{
+    attempt_work_body(w);
+    OPENSSL_thread_stop();
 }
 
 static void start_attempt(enroll *e);
