@@ -166,6 +166,21 @@ P2P_EXTERN json_t *p2p_svc_state(const p2p_svc *svc);
  * coalesced into the latest. Returns 0 or -EINVAL. */
 P2P_EXTERN int p2p_svc_state_save(p2p_svc *svc, json_t *doc);
 
+/* ---- secrets ------------------------------------------------------------------------------ */
+
+/** Reads the service's secret `name` (1..200 bytes of UTF-8, no control
+ * characters) from the node's vault (encrypted at rest: docs/vault.md). Returns
+ * 0 with a heap copy in *value (NUL-terminated; the NUL is not in *len; free it
+ * with p2p_svc_secret_free), -ENOENT when absent, or a negative code. */
+P2P_EXTERN int p2p_svc_secret_get(p2p_svc *svc, const char *name, char **value, size_t *len);
+
+/** Stores `len` bytes as the service's secret `name` in the vault; the vault is
+ * written to disk right after, off the loop. Returns 0 or a negative code. */
+P2P_EXTERN int p2p_svc_secret_set(p2p_svc *svc, const char *name, const void *value, size_t len);
+
+/** Wipes and frees a value from p2p_svc_secret_get. */
+P2P_EXTERN void p2p_svc_secret_free(char *value, size_t len);
+
 /* ---- cache ------------------------------------------------------------------------------ */
 
 /* The node's cache (docs/services.md, "The cache"): an in-process L1 in front of

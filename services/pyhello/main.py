@@ -99,6 +99,18 @@ def handle(req):
             return
         ask_node("cache.get", {"key": params["key"]},
                  lambda a: reply(rid, a["result"]) if "result" in a else error(rid, -32000, a["error"]["message"]))
+    elif method == "set_password":
+        # secrets go to the node's vault (encrypted at rest), never into the state
+        if not isinstance(params, dict) or not isinstance(params.get("password"), str):
+            error(rid, -32602, "set_password needs {password: string}")
+            return
+        ask_node("secret.set", {"name": "password", "value": params["password"]},
+                 lambda a: reply(rid, True) if "result" in a else error(rid, -32000, a["error"]["message"]))
+    elif method == "check_password":
+        given = params.get("password") if isinstance(params, dict) else None
+        ask_node("secret.get", {"name": "password"},
+                 lambda a: reply(rid, a.get("result", {}).get("found", False)
+                                 and a["result"]["value"] == given))
     elif method == "sleep":
         ms = params.get("ms", 0) if isinstance(params, dict) else 0
         heapq.heappush(timers, (time.monotonic() + ms / 1000.0, rid, lambda: reply(rid, {"slept_ms": ms})))

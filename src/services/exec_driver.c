@@ -238,6 +238,36 @@ static void on_request(p2p_exec_proc *proc, const char *method, json_t *params, 
         req_cache(inst, proc, method + 6, params, token);
     } else if (strcmp(method, "call") == 0) {
         req_call(inst, proc, params, token);
+    } else if (strcmp(method, "secret.get") == 0 || strcmp(method, "secret.set") == 0) {
+        const char *name = json_string_value(json_object_get(params, "name"));
+        json_t *val = json_object_get(params, "value");
+        int set = method[7] == 's';
+        if (!name || (set && !json_is_string(val))) {
+            p2p__exec_reply_error(proc, token, P2P_RPC_INVALID_PARAMS,
+                                  "secret.get needs {\"name\"}; secret.set {\"name\", \"value\": string}");
+            return;
+        }
+        if (set) {
+            int r = p2p_svc_secret_set(inst, name, json_string_value(val), json_string_length(val));
+            if (r == 0)
+                p2p__exec_reply(proc, token, json_true());
+            else
+                p2p__exec_reply_error(proc, token, r == -EINVAL ? P2P_RPC_INVALID_PARAMS : -32000, p2p_strerror(r));
+            return;
+        }
+        char *v = NULL;
+        size_t len = 0;
+        int r = p2p_svc_secret_get(inst, name, &v, &len);
+        json_t *res = r == 0 ? json_pack("{s:b, s:s%}", "found", 1, "value", v, len)
+                             : r == -ENOENT ? json_pack("{s:b}", "found", 0) : NULL;
+        if (r == 0)
+            p2p_svc_secret_free(v, len);
+        if (res)
+            p2p__exec_reply(proc, token, res);
+        else
+            p2p__exec_reply_error(proc, token, r == -EINVAL ? P2P_RPC_INVALID_PARAMS : -32000,
+                                  r == 0 ? "the secret is not valid UTF-8" : p2p_strerror(r));
+        json_decref(res);
     } else if (strcmp(method, "state.get") == 0) {
         p2p__exec_reply(proc, token, p2p_svc_state(inst));
     } else if (strcmp(method, "state.save") == 0) {
@@ -248,7 +278,7 @@ static void on_request(p2p_exec_proc *proc, const char *method, json_t *params, 
             p2p__exec_reply(proc, token, json_true());
     } else {
         char *msg = p2p__xasprintf("the node has no method '%s' for services (call, state.get, state.save, cache.get, cache.set, "
-                                   "cache.delete)", method);
+                                   "cache.delete, secret.get, secret.set)", method);
         p2p__exec_reply_error(proc, token, P2P_RPC_METHOD_NOT_FOUND, msg);
         free(msg);
     }

@@ -262,3 +262,26 @@ def test_cache_with_redis_killed_and_restarted(node_factory, tmp_path):
     finally:
         redis.kill()
         redis.wait(5)
+
+
+def test_secrets_go_to_the_vault_not_the_state(exec_node):
+    n = exec_node
+    assert n.result("pyhello/set_password", {"password": "s3cret-Value"}) is True
+    assert n.result("pyhello/check_password", {"password": "s3cret-Value"}) is True
+    assert n.result("pyhello/check_password", {"password": "wrong"}) is False
+    # encrypted at rest: not in the state file, not in clear in the vault file
+    state_dir = n.data_dir / "services-state"
+    for f in state_dir.glob("*.json"):
+        assert "s3cret-Value" not in f.read_text()
+    wait_until(lambda: b"s3cret-Value" not in (n.data_dir / "vault.p2p").read_bytes(), 5, "vault written")
+    # and it survives a restart of the node
+    n.stop()
+    n.start()
+    wait_until(lambda: state_of(n, "pyhello") == "running", 15, "pyhello running again")
+    assert n.result("pyhello/check_password", {"password": "s3cret-Value"}) is True
+    # the operator finds it in the vault, under the service's own name
+    from conftest import VAULT_PASSWORD, run_p2p
+    n.stop()
+    cp = run_p2p("vault", "get", "keys/service/pyhello/password", "--data-dir", n.data_dir,
+                 env=dict(os.environ, P2P_VAULT_PASSWORD=VAULT_PASSWORD))
+    assert cp.returncode == 0 and cp.stdout == "s3cret-Value", cp
