@@ -162,6 +162,53 @@ class Client:
         return body["result"]
 
 
+# ---------------------------------------------------------------- CPU accounting
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid):
+    """utime + stime of a process so far (seconds), or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def child_with(pid, needle):
+    """The pid of a child of pid whose command line contains needle, or None."""
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                for c in f.read().split():
+                    with open(f"/proc/{c}/cmdline", "rb") as g:
+                        if needle.encode() in g.read():
+                            return int(c)
+    except OSError:
+        pass
+    return None
+
+
+def with_cpu(watch, fn, *args):
+    """Runs fn(*args) (a load run: its figures as a dict) and adds "cpu_us_per_call",
+    per watched process: the CPU time it used over the whole run (warm-up included)
+    divided by the run's rate times that whole wall time — an estimate of the CPU one
+    call costs each process, the same way for every server."""
+    before = {k: cpu_seconds(p) for k, p in watch.items()}
+    t0 = time.monotonic()
+    res = fn(*args)
+    wall = time.monotonic() - t0
+    calls = (res.get("rps") or 0) * wall
+    res["cpu_us_per_call"] = {}
+    for k, p in watch.items():
+        after = cpu_seconds(p)
+        if before[k] is not None and after is not None and calls:
+            res["cpu_us_per_call"][k] = round((after - before[k]) / calls * 1e6, 1)
+    return res
+
+
 # ---------------------------------------------------------------- load runs
 
 def body_file(tmp, method, params):
@@ -208,6 +255,8 @@ def fmt_run(r):
     if r.get("rps") is None:
         return f"no figure ({r.get('note')})"
     s = f"{r['rps']:,.0f} req/s, p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms"
+    if r.get("cpu_us_per_call"):
+        s += ", CPU/call " + ", ".join(f"{k} {v:.0f} µs" for k, v in r["cpu_us_per_call"].items())
     if r.get("errors"):
         s += f", {r['errors']} errors"
     if r.get("note"):
@@ -573,6 +622,12 @@ def run(tmp):
                                                    ("pyhello/echo", params))}
     with open(bodies["pyhello/echo"]) as f:
         echo_text = f.read()
+    # the CPU each call costs the node and the Python process (the trampoline exec'd
+    # python3 in its own pid, a child of the node)
+    py_pid = child_with(node.pid, "main.py")
+    if py_pid is None:
+        note("pyhello's Python process not found among the node's children: no CPU figures for it")
+    watch_p2p = {"node": node.pid, **({"pyhello": py_pid} if py_pid else {})}
     n = 0
     for rnd in range(ROUNDS):
         log(f"round {rnd + 1}/{ROUNDS} ...")
@@ -586,19 +641,21 @@ def run(tmp):
             pair2.reverse()
         for key, m in pair1:
             n += 1
-            out[key] = run_h2(tmp, f"run{n}", p2p_url, bodies[m], token)
+            out[key] = with_cpu({"node": node.pid}, run_h2, tmp, f"run{n}", p2p_url, bodies[m], token)
             log(f"  p2p HTTP/2 {m}: {fmt_run(out[key])}")
         for side in pair2:
             if side == "p2p":
                 n += 1
-                out["echo_h2"] = run_h2(tmp, f"run{n}", p2p_url, bodies["pyhello/echo"], token)
+                out["echo_h2"] = with_cpu(watch_p2p, run_h2, tmp, f"run{n}", p2p_url, bodies["pyhello/echo"],
+                                          token)
                 log(f"  p2p HTTP/2 pyhello/echo: {fmt_run(out['echo_h2'])}")
                 n += 1
-                out["echo_h1"] = run_h1(tmp, f"run{n}", p2p_url, echo_text, token)
+                out["echo_h1"] = with_cpu(watch_p2p, run_h1, tmp, f"run{n}", p2p_url, echo_text, token)
                 log(f"  p2p HTTP/1.1 pyhello/echo: {fmt_run(out['echo_h1'])}")
             else:
                 n += 1
-                out["fa_echo_h1"] = run_h1(tmp, f"run{n}", fa_url, echo_text, token)
+                out["fa_echo_h1"] = with_cpu({"uvicorn": fa.pid}, run_h1, tmp, f"run{n}", fa_url, echo_text,
+                                             token)
                 log(f"  FastAPI HTTP/1.1 pyhello/echo: {fmt_run(out['fa_echo_h1'])}")
         out["greet_vs_ping_h2"] = ratio(out["greet_h2"], out["ping_h2"])
         out["echo_h2_vs_fastapi_h1"] = ratio(out["echo_h2"], out["fa_echo_h1"])
