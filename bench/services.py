@@ -24,6 +24,7 @@ bench/results/services.json. bench/run.sh runs this after the HTTP benchmark
 (BENCH_SERVICES=0 skips it). Environment: P2P_BIN, BENCH_SVC_SECONDS (default
 BENCH_SECONDS, else 10), BENCH_SVC_ROUNDS (3), BENCH_SVC_RELOADS (5), BENCH_PIN (1),
 BENCH_STRICT (0; 1: exit 3 when a target is not met), BENCH_KEEP_TMP (0).
+`services.py --report [FILE]` prints the table again from a saved services.json.
 Only the standard library; runs under /usr/bin/python3.
 """
 
@@ -498,6 +499,21 @@ def report(res):
             res["ratios"]["echo_h2_vs_fastapi_h1"], TARGET_EXEC, errs("echo_h2", "fa_echo_h1"))
     verdict("pyhello/echo: p2p / FastAPI, both HTTP/1.1 (wrk)", res["ratios"]["echo_h1_vs_fastapi_h1"],
             TARGET_EXEC, errs("echo_h1", "fa_echo_h1"))
+    # CPU per call: less sensitive to other load on the machine than req/s (a busy
+    # neighbour lowers the rate but hardly the CPU one call costs)
+    def cpu_total(r):
+        c = r.get("cpu_us_per_call") or {}
+        return sum(c.values()) if c else None
+
+    for key, label in (("echo_h2", "HTTP/2"), ("echo_h1", "HTTP/1.1")):
+        vals = []
+        for rnd in res["rounds"]:
+            ours, theirs = cpu_total(rnd[key]), cpu_total(rnd["fa_echo_h1"])
+            vals.append(theirs / ours if ours and theirs else None)
+        s = spread(vals)
+        if s:
+            L.append(f"  {'pyhello/echo CPU per call: FastAPI / (node + Python), p2p ' + label:<64} "
+                     f"{fmt_spread(s):<40} (for information)")
     L.append("")
     L.append(f"reloads under load ({RELOADS} per service; load: h2load -c16 -m10 + wrk -c8 checking every "
              f"answer + one probe connection):")
@@ -691,6 +707,13 @@ def run(tmp):
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--report"]:  # print the table again from a saved services.json
+        with open(sys.argv[2] if len(sys.argv) > 2 else os.path.join(RESULTS, "services.json")) as f:
+            saved = json.load(f)
+        SECS, ROUNDS, RELOADS = saved["seconds"], len(saved["rounds"]), saved["reloads"][0]["reloads"]
+        notes[:] = saved["notes"]
+        print(report(saved)[0], end="")
+        sys.exit(0)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         main()
