@@ -505,6 +505,13 @@ def report(res):
         c = r.get("cpu_us_per_call") or {}
         return sum(c.values()) if c else None
 
+    vals = []
+    for rnd in res["rounds"]:
+        g, pg = cpu_total(rnd["greet_h2"]), cpu_total(rnd["ping_h2"])
+        vals.append(pg / g if g and pg else None)
+    s = spread(vals)
+    if s:
+        L.append(f"  {'CPU per call: system/ping / hello/greet, HTTP/2':<64} {fmt_spread(s):<40} (for information)")
     for key, label in (("echo_h2", "HTTP/2"), ("echo_h1", "HTTP/1.1")):
         vals = []
         for rnd in res["rounds"]:
