@@ -5,7 +5,7 @@ worker process, over TLS. This file rebuilds the part the benchmark drives in
 that stack, so that `bench/run.sh` can measure p2p against it on the same
 machine, with the same load tools and the same requests:
 
-  POST /rpc    JSON-RPC 2.0: system/ping, system/get_system_info;
+  POST /rpc    JSON-RPC 2.0: system/ping, system/get_system_info, pyhello/echo;
                -32700 / -32600 / -32601 for bad JSON, bad requests, unknown methods.
                The original's request shape (no "jsonrpc" member, string id) is accepted.
   GET  /health 200 {"status": "ok", ...}
@@ -13,7 +13,10 @@ machine, with the same load tools and the same requests:
 The handlers do honest, cheap work: get_system_info gathers the same kind of
 facts as the node's built-in `system` service (hostname, OS, kernel, CPU,
 memory, disks, interfaces, uptime) from the standard library and /proc, /sys,
-on every call, as the original did; nothing sleeps. Endpoints are `async def`
+on every call, as the original did; nothing sleeps. pyhello/echo is the example
+exec service's method (services/pyhello/main.py) as the original would have
+served it: a method of a service in the server's own process, answering the
+same result (bench/services.py compares the two). Endpoints are `async def`
 and read the body with `await request.json()` — the cheapest FastAPI path, so
 the reference is measured at its best.
 
@@ -187,9 +190,16 @@ def system_get_system_info(params):
     }
 
 
+# The answer of services/pyhello's echo, field for field; "greeting" and
+# "version" are that service's manifest settings and version.
+def pyhello_echo(params):
+    return {"echo": params, "greeting": "Hi", "version": "1.0.0", "node_id": NODE_ID}
+
+
 METHODS = {
     "system/ping": system_ping,
     "system/get_system_info": system_get_system_info,
+    "pyhello/echo": pyhello_echo,
 }
 
 

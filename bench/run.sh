@@ -23,6 +23,10 @@
 #                          measure the limiter); set to "" to measure the defaults
 #   P2P_BENCH_TOKEN        when set, every request carries "Authorization: Bearer <token>"
 #                          (FastAPI and nginx check it too, so both sides pay for it)
+#   BENCH_SERVICES=1       0: skip the services benchmark (bench/services.py: native and
+#                          exec service methods vs system/ping and FastAPI, reloads under
+#                          load; BENCH_SVC_SECONDS, BENCH_SVC_ROUNDS, BENCH_SVC_RELOADS)
+#   BENCH_MEMBERSHIP=1     0: skip the membership benchmark (bench/membership/run.py)
 # Output: the table on stdout and in bench/results/latest.txt (raw rows: latest.tsv).
 set -euo pipefail
 
@@ -466,5 +470,14 @@ rc=0
 cp "$TMP/report.txt" "$RESULTS_DIR/latest.txt"
 cat "$TMP/report.txt"
 log "saved to $RESULTS_DIR/latest.txt"
+if [[ ${BENCH_SERVICES:-1} == 1 ]] && ((HAVE_P2P)); then
+    svc_rc=0
+    P2P_BIN="$P2P_BIN" "$PY" "$HERE/services.py" || svc_rc=$?
+    if ((svc_rc == 3)) && [[ ${BENCH_STRICT:-0} == 1 ]]; then
+        rc=3
+    elif ((svc_rc)); then
+        log "services benchmark exited with status $svc_rc"
+    fi
+fi
 if [[ ${BENCH_MEMBERSHIP:-1} == 1 ]]; then "$PY" "$HERE/membership/run.py" --sizes "${BENCH_MEMBERSHIP_SIZES:-50,200,500}" --p2p-bin "$P2P_BIN" --systems "$( ((HAVE_P2P)) && echo serf,p2p || echo serf)" || log "membership benchmark exited with status $?"; fi
 exit "$rc"
