@@ -157,7 +157,7 @@ static void greeting_route(p2p_svc *svc, p2p_svc_request *req, void *udata)
     p2p_svc_respond(req, 200, "text/plain; charset=utf-8", text, (size_t)n < sizeof text ? (size_t)n : sizeof text - 1);
 }
 
-/* POST /services/hello/echo: the body back, with the caller's role in a header-like first line. */
+/* POST /services/hello/echo: the body back, with its content type. */
 static void echo_route(p2p_svc *svc, p2p_svc_request *req, void *udata)
 {
     (void)svc;
@@ -180,10 +180,8 @@ static int init(p2p_svc *svc, void **state)
     p2p_svc_method(svc, "info", info, h);
     p2p_svc_method(svc, "slow", slow, h);
     p2p_svc_method(svc, "ping_node", ping_node, h);
-    if (p2p_svc_abi_minor() >= 1) { /* routes came with ABI 1.1 */
-        p2p_svc_route(svc, "GET", "greeting", P2P_ROUTE_READONLY, greeting_route, h);
-        p2p_svc_route(svc, "POST", "echo", 0, echo_route, h);
-    }
+    p2p_svc_route(svc, "GET", "greeting", P2P_ROUTE_READONLY, greeting_route, h); /* ABI 1.1 */
+    p2p_svc_route(svc, "POST", "echo", 0, echo_route, h);
     return 0;
 }
 
