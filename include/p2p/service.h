@@ -56,7 +56,7 @@ extern "C" {
 
 /** ABI version of this header. */
 #define P2P_SERVICE_ABI_MAJOR 1
-#define P2P_SERVICE_ABI_MINOR 0
+#define P2P_SERVICE_ABI_MINOR 1 /* 1.1: HTTP routes, the cache, secrets */
 
 /** One loaded version of a service, as its hooks and the host API see it. */
 typedef struct p2p_svc p2p_svc;
@@ -166,7 +166,7 @@ P2P_EXTERN json_t *p2p_svc_state(const p2p_svc *svc);
  * coalesced into the latest. Returns 0 or -EINVAL. */
 P2P_EXTERN int p2p_svc_state_save(p2p_svc *svc, json_t *doc);
 
-/* ---- secrets ------------------------------------------------------------------------------ */
+/* ---- secrets (ABI 1.1) ------------------------------------------------------------------------ */
 
 /** Reads the service's secret `name` (1..200 bytes of UTF-8, no control
  * characters) from the node's vault (encrypted at rest: docs/vault.md). Returns
@@ -181,7 +181,7 @@ P2P_EXTERN int p2p_svc_secret_set(p2p_svc *svc, const char *name, const void *va
 /** Wipes and frees a value from p2p_svc_secret_get. */
 P2P_EXTERN void p2p_svc_secret_free(char *value, size_t len);
 
-/* ---- cache ------------------------------------------------------------------------------ */
+/* ---- cache (ABI 1.1) ------------------------------------------------------------------------ */
 
 /* The node's cache (docs/services.md, "The cache"): an in-process L1 in front of
  * Redis when the node has `redis_url`, keys private to the service (its name is
@@ -222,6 +222,58 @@ P2P_EXTERN int p2p_svc_cache_get_or_load(p2p_svc *svc, const char *key, p2p_svc_
 P2P_EXTERN void p2p_svc_cache_fill_done(p2p_svc_cache_fill *fill, const void *value, size_t len, uint64_t ttl_ms);
 /** Completes a load with an error (a negative code): nothing is cached. */
 P2P_EXTERN void p2p_svc_cache_fill_fail(p2p_svc_cache_fill *fill, int err);
+
+/* ---- HTTP routes (ABI 1.1) ------------------------------------------------------------ */
+
+/** One HTTP request to a service's route. Owned by the host until
+ * p2p_svc_respond(), which must be called exactly once (now or later, on the
+ * loop thread); the strings it hands out stay valid until then. */
+typedef struct p2p_svc_request p2p_svc_request;
+
+/** A route's handler, on the loop thread. */
+typedef void (*p2p_svc_route_fn)(p2p_svc *svc, p2p_svc_request *req, void *udata);
+
+/** The viewer role may call the route (it changes nothing). */
+#define P2P_ROUTE_READONLY (1u << 0)
+/** Anyone may call it, without credentials (like GET /health). Use with care. */
+#define P2P_ROUTE_PUBLIC (1u << 1)
+
+/** Serves `method` ("GET", "POST", "PUT", "PATCH" or "DELETE"; a GET route
+ * answers HEAD too) on /services/<name>/<subpath> with `fn` (called with
+ * `udata`). `subpath` is 1..200 characters of [A-Za-z0-9._~-] in segments
+ * separated by single '/', no "." or ".." segment, no leading '/'; one ending
+ * in '/' serves every path below it (p2p_svc_req_path() tells which). Callers
+ * authenticate as for /rpc (a token or a node certificate); a viewer only on a
+ * P2P_ROUTE_READONLY route; P2P_ROUTE_PUBLIC drops authentication. Only from
+ * init. Requests go to the running version: after a reload to the new one
+ * (requests in flight finish on the old one), and a stopped service's routes
+ * are gone. Returns 0, -EEXIST or -EINVAL. Since 1.1. */
+P2P_EXTERN int p2p_svc_route(p2p_svc *svc, const char *method, const char *subpath, unsigned flags,
+                             p2p_svc_route_fn fn, void *udata);
+
+/** The request's method ("HEAD" for a HEAD on a GET route). */
+P2P_EXTERN const char *p2p_svc_req_method(const p2p_svc_request *req);
+/** The normalized path, without the query ("/services/<name>/..."). */
+P2P_EXTERN const char *p2p_svc_req_path(const p2p_svc_request *req);
+/** The query string without its '?' ("" when there is none), not decoded. */
+P2P_EXTERN const char *p2p_svc_req_query(const p2p_svc_request *req);
+/** The body (not NUL-terminated; may be NULL when *len is 0). */
+P2P_EXTERN const char *p2p_svc_req_body(const p2p_svc_request *req, size_t *len);
+/** A request header's value by name (case-insensitive), or NULL (also once the
+ * client is gone). */
+P2P_EXTERN const char *p2p_svc_req_header(p2p_svc_request *req, const char *name);
+/** Who calls: the token's subject or the node id of a node certificate ("" on
+ * a public route without credentials), and the role: "admin", "viewer",
+ * "node" or "". */
+P2P_EXTERN const char *p2p_svc_req_caller(const p2p_svc_request *req);
+P2P_EXTERN const char *p2p_svc_req_role(const p2p_svc_request *req);
+
+/** Answers and ends the request: `status` 200..599, a content type (NULL:
+ * "application/octet-stream") and `len` bytes of body (copied). A client that
+ * went away meanwhile gets nothing; the request ends all the same. Returns 0,
+ * or -EINVAL for a status out of range (the client then gets 500). */
+P2P_EXTERN int p2p_svc_respond(p2p_svc_request *req, int status, const char *content_type, const char *body,
+                               size_t len);
 
 #ifdef __cplusplus
 }

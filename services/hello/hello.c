@@ -11,6 +11,9 @@
  *   lookup     the cache: a value computed on the thread pool the first time
  *              (one computation however many callers ask at once), then served
  *              from the cache (L1 in the node, Redis when the node has one).
+ *   GET  /services/hello/greeting   an HTTP route (text; viewers may call it);
+ *   POST /services/hello/echo       an HTTP route that changes nothing but is
+ *              not marked read-only, so viewers get 403 (the body comes back).
  * Build: `make` builds it to build/services/hello/ (service.so + manifest.json).
  * HELLO_VERSION and HELLO_NAME may be defined at build time to make other versions
  * for tests (HELLO_NAME=NULL: a module that may be installed under any name).
@@ -218,6 +221,37 @@ static void tick(p2p_svc *svc, void *udata)
     p2p_svc_gauge_set(svc, "ticks", (double)h->ticks);
 }
 
+/* GET /services/hello/greeting[?name=NAME]: plain text, with the version that answers. */
+static void greeting_route(p2p_svc *svc, p2p_svc_request *req, void *udata)
+{
+    hello *h = udata;
+    const char *greeting = json_string_value(json_object_get(p2p_svc_settings(svc), "greeting"));
+    const char *q = p2p_svc_req_query(req);
+    char who[64] = "world";
+    if (strncmp(q, "name=", 5) == 0) {
+        size_t n = strcspn(q + 5, "&");
+        if (n > 0 && n < sizeof who) {
+            memcpy(who, q + 5, n);
+            who[n] = '\0';
+        }
+    }
+    p2p_svc_counter_add(h->svc, "greetings", 1);
+    char text[160];
+    int n = snprintf(text, sizeof text, "%s, %s! (hello %s)\n", greeting ? greeting : "Hello", who, HELLO_VERSION);
+    p2p_svc_respond(req, 200, "text/plain; charset=utf-8", text, (size_t)n < sizeof text ? (size_t)n : sizeof text - 1);
+}
+
+/* POST /services/hello/echo: the body back, with its content type. */
+static void echo_route(p2p_svc *svc, p2p_svc_request *req, void *udata)
+{
+    (void)svc;
+    (void)udata;
+    size_t len;
+    const char *body = p2p_svc_req_body(req, &len);
+    const char *ctype = p2p_svc_req_header(req, "Content-Type");
+    p2p_svc_respond(req, 200, ctype ? ctype : "application/octet-stream", body, len);
+}
+
 static int init(p2p_svc *svc, void **state)
 {
     hello *h = calloc(1, sizeof(*h));
@@ -231,6 +265,8 @@ static int init(p2p_svc *svc, void **state)
     p2p_svc_method(svc, "slow", slow, h);
     p2p_svc_method(svc, "ping_node", ping_node, h);
     p2p_svc_method(svc, "lookup", lookup, h);
+    p2p_svc_route(svc, "GET", "greeting", P2P_ROUTE_READONLY, greeting_route, h); /* ABI 1.1 */
+    p2p_svc_route(svc, "POST", "echo", 0, echo_route, h);
     return 0;
 }
 

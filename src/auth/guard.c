@@ -12,6 +12,7 @@
  * auth/revsync.c keeps it in step with the coordinator's.
  */
 #include "auth/guard.h"
+#include "auth/http_auth.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -306,6 +307,7 @@ static int parse_trusted(p2p_guard *g, char **err)
 static void guard_stop(p2p_component *c)
 {
     p2p_guard *g = c->self;
+    p2p__auth_http_stop(c->ctx);
     cache_clear(g);
     if (g->admin_key) {
         OPENSSL_cleanse(g->admin_key, strlen(g->admin_key));
@@ -370,6 +372,8 @@ static int guard_start(p2p_component *c, char **err)
         r = parse_trusted(g, err);
     if (r == 0)
         r = p2p__guard_limiter_new(cfg, &g->rl, err);
+    if (r == 0 && (r = p2p__auth_http_start(c->ctx, g)) != 0)
+        *err = p2p__xasprintf("cannot add the security routes: %s", p2p_strerror(r));
     if (r != 0)
         guard_stop(c);
     return r;

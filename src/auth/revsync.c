@@ -11,6 +11,7 @@
  * is bounded whatever the cluster does.
  */
 #include "auth/revsync.h"
+#include "auth/http_auth.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -440,8 +441,12 @@ int p2p__revsync_revoke(p2p_ctx *ctx, const char *token, size_t len, const char 
 
 static int revsync_start(p2p_component *c, char **err)
 {
-    (void)err;
     revsync *rs = c->self;
+    int r = p2p__revsync_http_start(c->ctx);
+    if (r != 0) {
+        *err = p2p__xasprintf("cannot add the revocation routes: %s", p2p_strerror(r));
+        return r;
+    }
     rs->g = p2p__guard(c->ctx);
     rs->running = 1;
     rs->published_set = 0;
@@ -457,6 +462,7 @@ static int revsync_start(p2p_component *c, char **err)
 static void revsync_stop(p2p_component *c)
 {
     revsync *rs = c->self;
+    p2p__revsync_http_stop(c->ctx);
     run_waiters(rs, 1);
     rs->running = 0;
     if (rs->timer_open) {

@@ -7,6 +7,7 @@
  * loop timer samples every few seconds and requests read the last figure.
  */
 #include "builtin/system.h"
+#include "builtin/http_api.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -230,6 +231,10 @@ static int system_start(p2p_component *c, char **err)
         *err = p2p__xasprintf("cannot register the system service: %s", p2p_strerror(r));
         return r;
     }
+    if ((r = p2p__system_http_start(ctx)) != 0) {
+        *err = p2p__xasprintf("cannot add the system routes: %s", p2p_strerror(r));
+        return r;
+    }
     sysinfo_cpu_sample(&svc->cpu);
     uv_timer_init(ctx->loop, &svc->timer);
     svc->timer.data = svc;
@@ -242,6 +247,7 @@ static int system_start(p2p_component *c, char **err)
 static void system_stop(p2p_component *c)
 {
     system_svc *svc = c->self;
+    p2p__system_http_stop(c->ctx);
     if (svc->timer_open) {
         uv_close((uv_handle_t *)&svc->timer, NULL);
         svc->timer_open = 0;

@@ -1,6 +1,6 @@
 /*
  * internal.h — what the HTTP transport (server.c) and the endpoint handlers
- * (api.c) share: the server state, counters and response helpers.
+ * (routes.c, limits.c) share: the server state, its counters and the route table.
  */
 #ifndef P2P_HTTP_INTERNAL_H
 #define P2P_HTTP_INTERNAL_H
@@ -10,25 +10,38 @@
 
 #include "core/ctx.h"
 #include "h2o.h"
+#include "http/routes.h"
 #include "http/wirecheck.h"
 
-/* How the node serializes JSON: compact, and reals without 17-digit noise. */
-#define P2P_JSON_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
+/* The server's counters (routes.h). */
+typedef p2p_http_stats http_stats;
 
-typedef struct http_stats {
-    uint64_t connections_total;
-    uint64_t connections_rejected; /* over http_max_connections */
-    size_t connections_active;
-    uint64_t requests_total;
-    uint64_t responses[6]; /* by class: [1]=1xx ... [5]=5xx, [0]=other */
-    /* limits.c */
-    uint64_t framing_rejected;   /* HTTP/1.1 heads refused for ambiguous framing */
-    uint64_t rapid_resets;       /* HTTP/2 connections closed for too many RST_STREAM */
-    uint64_t stream_limit;       /* HTTP/2 connections closed for too many open streams */
-    uint64_t pending_refused;    /* responses refused (503) over a pending-bytes cap */
-    uint64_t write_timeouts;     /* connections closed for not reading */
-    uint64_t pending_bytes;      /* response bytes waiting for clients to read, all connections */
-} http_stats;
+/* One entry of the route table (routes.c). */
+typedef struct http_route {
+    char *method, *path, *owner;
+    size_t path_len;
+    p2p_http_match match;
+    p2p_http_auth auth;
+    int rl_class;
+    p2p_http_handler fn;
+    void *udata;
+} http_route;
+
+typedef struct http_route_table http_route_table;
+
+/* The context's route table, made on first use. */
+http_route_table *p2p__http_routes(p2p_ctx *ctx);
+/* Finds the route for a request: 0 with *out (a copy: the table may change
+ * while its handler runs), -EPERM when the path is served but not with this
+ * method (`allow` then names the path's methods), -ENOENT for an unknown path. */
+int p2p__http_route_lookup(http_route_table *t, const char *method, size_t mlen, const char *path, size_t plen,
+                           http_route *out, char *allow, size_t allow_size);
+/* Runs the admission hook for route `r`; 1 to go on (*caller set), 0 answered. */
+int p2p__http_admit(http_route_table *t, h2o_req_t *req, const char *peer_node, const http_route *r,
+                    const void **caller);
+/* The busy probe's count (0 without one). */
+size_t p2p__http_busy(p2p_ctx *ctx);
+const char *p2p__http_auth_name(p2p_http_auth a);
 
 #define HTTP_CONN_MAGIC 0x70327063u /* "p2pc" */
 
@@ -90,35 +103,6 @@ typedef struct http_server {
     int sweep_open;
     uint64_t last_limit_log_ms;
 } http_server;
-
-/* Response helpers: send `body` (copied) with a status and content type. */
-void p2p__http_send(h2o_req_t *req, int status, const char *reason, const char *ctype, const char *body,
-                    size_t len);
-/* Sends a JSON value (borrowed) with a status. */
-void p2p__http_send_json(h2o_req_t *req, int status, const char *reason, json_t *body);
-/* Sends {"error": message} with a status. */
-void p2p__http_send_error(h2o_req_t *req, int status, const char *reason, const char *message);
-
-/* Endpoint handlers (api.c). `rest` is the path after the route's prefix. */
-struct p2p_identity;
-void p2p__api_health(http_server *srv, h2o_req_t *req);
-void p2p__api_rpc(http_server *srv, h2o_req_t *req, const struct p2p_identity *id);
-void p2p__api_auth_token(http_server *srv, h2o_req_t *req, const struct p2p_identity *id);
-void p2p__api_auth_revoke(http_server *srv, h2o_req_t *req, const struct p2p_identity *id);
-/* Cluster-wide revocation and token keys (auth/revsync.h): node certificates only. */
-void p2p__api_internal_revoke(http_server *srv, h2o_req_t *req, const struct p2p_identity *id);
-void p2p__api_revocations(http_server *srv, h2o_req_t *req, const struct p2p_identity *id);
-void p2p__api_jwt_keys(http_server *srv, h2o_req_t *req);
-
-void p2p__api_ca_cert(http_server *srv, h2o_req_t *req);
-void p2p__api_cert_request(http_server *srv, h2o_req_t *req, const struct p2p_identity *id);
-void p2p__api_cert_renew(http_server *srv, h2o_req_t *req, const struct p2p_identity *id);
-void p2p__api_cluster_nodes(http_server *srv, h2o_req_t *req);
-void p2p__api_gossip_exchange(http_server *srv, h2o_req_t *req);
-/* The node id from the client certificate of the request's connection, or NULL. */
-const char *p2p__http_peer_node(http_server *srv, h2o_req_t *req);
-void p2p__api_services(http_server *srv, h2o_req_t *req, const char *name, size_t name_len);
-void p2p__api_metrics(http_server *srv, h2o_req_t *req, const char *service, size_t service_len);
 
 /* ---- limits.c: bounded memory per client ---------------------------------- */
 

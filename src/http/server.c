@@ -25,10 +25,6 @@
 #include "http/tls.h"
 #include "pki/cluster.h"
 #include "pki/pki.h"
-#include "vault/vault.h"
-#include "auth/guard.h"
-#include "auth/ratelimit.h"
-#include "rpc/jsonrpc.h"
 
 
 /* ---- h2o 2.2 + libuv >= 1.x: writes that never complete -------------------
@@ -150,146 +146,6 @@ void p2p__http_send_error(h2o_req_t *req, int status, const char *reason, const 
 
 /* ---- routing -------------------------------------------------------------- */
 
-typedef enum { ROUTE_EXACT, ROUTE_PREFIX } route_match;
-
-/* Who may call a route. */
-typedef enum {
-    AUTH_OPEN,  /* anyone: /health, the CA certificate */
-    AUTH_SELF,  /* the handler checks credentials in the request (api key, join token) */
-    AUTH_NODE,  /* a client certificate from the cluster CA */
-    AUTH_ANY,   /* a node certificate or a token of any role (viewers: read-only) */
-    AUTH_ADMIN, /* an admin token (a node certificate is not enough) */
-} route_auth;
-
-typedef struct route {
-    const char *path; /* exact path, or prefix ending in '/' */
-    route_match match;
-    const char *method;
-    int kind;
-    route_auth auth;
-    int rl_class; /* P2P_RL_* */
-} route;
-
-enum {
-    R_HEALTH,
-    R_RPC,
-    R_SERVICES,
-    R_SERVICE,
-    R_METRICS,
-    R_METRICS_SERVICE,
-    R_AUTH_TOKEN,
-    R_AUTH_REVOKE,
-    R_CA_CERT,
-    R_CERT_REQUEST,
-    R_CERT_RENEW,
-    R_CLUSTER_NODES,
-    R_GOSSIP_EXCHANGE,
-    R_INTERNAL_REVOKE,
-    R_REVOCATIONS,
-    R_JWT_KEYS,
-};
-
-/* Every route the node serves, with who may call it. The system tests walk this
- * list (GET /routes is not served: tests/system/test_auth.py keeps its own copy
- * and checks every entry answers 401 without credentials unless it is open). */
-static const route routes[] = {
-    {"/health", ROUTE_EXACT, "GET", R_HEALTH, AUTH_OPEN, P2P_RL_HEALTH},
-    {"/rpc", ROUTE_EXACT, "POST", R_RPC, AUTH_ANY, P2P_RL_RPC},
-    {"/services", ROUTE_EXACT, "GET", R_SERVICES, AUTH_ANY, P2P_RL_OTHER},
-    {"/services/", ROUTE_PREFIX, "GET", R_SERVICE, AUTH_ANY, P2P_RL_OTHER},
-    {"/metrics", ROUTE_EXACT, "GET", R_METRICS, AUTH_ANY, P2P_RL_OTHER},
-    {"/metrics/", ROUTE_PREFIX, "GET", R_METRICS_SERVICE, AUTH_ANY, P2P_RL_OTHER},
-    {"/auth/token", ROUTE_EXACT, "POST", R_AUTH_TOKEN, AUTH_SELF, P2P_RL_OTHER},
-    {"/auth/revoke", ROUTE_EXACT, "POST", R_AUTH_REVOKE, AUTH_ADMIN, P2P_RL_OTHER},
-    {"/internal/ca-cert", ROUTE_EXACT, "GET", R_CA_CERT, AUTH_OPEN, P2P_RL_OTHER},
-    {"/internal/cert-request", ROUTE_EXACT, "POST", R_CERT_REQUEST, AUTH_SELF, P2P_RL_OTHER}, /* join token */
-    {"/internal/cert-renew", ROUTE_EXACT, "POST", R_CERT_RENEW, AUTH_NODE, P2P_RL_OTHER},
-    {"/cluster/nodes", ROUTE_EXACT, "GET", R_CLUSTER_NODES, AUTH_ANY, P2P_RL_OTHER},
-    {"/internal/gossip/exchange", ROUTE_EXACT, "POST", R_GOSSIP_EXCHANGE, AUTH_NODE, P2P_RL_OTHER},
-    {"/internal/gossip/join", ROUTE_EXACT, "POST", R_GOSSIP_EXCHANGE, AUTH_NODE, P2P_RL_OTHER},
-    {"/internal/revoke", ROUTE_EXACT, "POST", R_INTERNAL_REVOKE, AUTH_NODE, P2P_RL_OTHER},
-    {"/internal/revocations", ROUTE_EXACT, "GET", R_REVOCATIONS, AUTH_NODE, P2P_RL_OTHER},
-    {"/internal/jwt-keys", ROUTE_EXACT, "GET", R_JWT_KEYS, AUTH_NODE, P2P_RL_OTHER},
-};
-
-static h2o_iovec_t header_value(h2o_req_t *req, const h2o_token_t *token)
-{
-    ssize_t i = h2o_find_header(&req->headers, token, -1);
-    return i < 0 ? h2o_iovec_init(NULL, 0) : req->headers.entries[i].value;
-}
-
-static void peer_ip(h2o_req_t *req, char *out, size_t n)
-{
-    struct sockaddr_storage ss;
-    snprintf(out, n, "-");
-    socklen_t sl = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
-    if (sl == 0)
-        return;
-    if (ss.ss_family == AF_INET)
-        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, out, (socklen_t)n);
-    else if (ss.ss_family == AF_INET6)
-        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, out, (socklen_t)n);
-}
-
-static void send_unauthorized(h2o_req_t *req, const char *why)
-{
-    char *hdr = h2o_mem_alloc_pool(&req->pool, 256); /* h2o keeps the pointer: pool memory */
-    int n = why ? snprintf(hdr, 256, "Bearer realm=\"p2p\", error=\"invalid_token\", error_description=\"%s\"", why)
-                : snprintf(hdr, 256, "Bearer realm=\"p2p\"");
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, hdr,
-                   n < 256 ? (size_t)n : 255);
-    char msg[200];
-    snprintf(msg, sizeof msg, "authentication required%s%s", why ? ": " : "", why ? why : "");
-    p2p__http_send_error(req, 401, "Unauthorized", msg);
-}
-
-/* Authenticates, rate-limits and authorizes a request for route `r`. Returns 1
- * to go on, 0 when an answer (401/403/429) was sent. */
-static int admit(http_server *srv, h2o_req_t *req, const route *r, p2p_identity *id)
-{
-    p2p_guard *g = p2p__guard(srv->ctx);
-    char ip[INET6_ADDRSTRLEN];
-    peer_ip(req, ip, sizeof ip);
-    h2o_iovec_t authz = header_value(req, H2O_TOKEN_AUTHORIZATION);
-    h2o_iovec_t xff = header_value(req, H2O_TOKEN_X_FORWARDED_FOR);
-    char *xffs = xff.base ? h2o_strdup(&req->pool, xff.base, xff.len).base : NULL;
-    p2p__guard_identify(g, p2p__http_peer_node(srv, req), authz.base, authz.len, ip, xffs, id);
-    uint32_t retry = 0;
-    if (!p2p__guard_rate(g, id, r->rl_class, &retry)) {
-        char buf[16];
-        int n = snprintf(buf, sizeof buf, "%u", retry ? retry : 1);
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL,
-                       h2o_strdup(&req->pool, buf, (size_t)n).base, (size_t)n);
-        p2p__http_send_error(req, 429, "Too Many Requests", "rate limit exceeded; retry later");
-        return 0;
-    }
-    switch (r->auth) {
-    case AUTH_OPEN:
-    case AUTH_SELF:
-        return 1;
-    case AUTH_NODE:
-        if (id->via_cert)
-            return 1;
-        /* no credentials: a plain challenge; a token: it is not enough here */
-        send_unauthorized(req, id->why ? id->why : id->role != P2P_ROLE_NONE ? "a node certificate is required" : NULL);
-        return 0;
-    case AUTH_ANY:
-        if (id->role != P2P_ROLE_NONE)
-            return 1;
-        send_unauthorized(req, id->why);
-        return 0;
-    case AUTH_ADMIN:
-        if (id->role == P2P_ROLE_ADMIN)
-            return 1;
-        if (id->role == P2P_ROLE_NONE)
-            send_unauthorized(req, id->why);
-        else
-            p2p__http_send_error(req, 403, "Forbidden", "this needs the admin role");
-        return 0;
-    }
-    return 0;
-}
-
 static size_t header_bytes(const h2o_req_t *req)
 {
     size_t n = req->input.path.len + req->authority.len;
@@ -298,6 +154,8 @@ static size_t header_bytes(const h2o_req_t *req)
     return n;
 }
 
+/* Finds the request's route in the table the components filled (routes.c),
+ * has it admitted by the security component's hook, and calls its handler. */
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     http_server *srv = *(http_server **)(self + 1);
@@ -310,109 +168,64 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     }
     const char *path = req->path_normalized.base;
     size_t plen = req->path_normalized.len;
-    const route *found = NULL;
-    int path_known = 0;
-    const char *rest = NULL;
-    size_t rest_len = 0;
-    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-        const route *r = &routes[i];
-        size_t rl = strlen(r->path);
-        int hit = r->match == ROUTE_EXACT ? (plen == rl && memcmp(path, r->path, rl) == 0)
-                                          : (plen > rl && memcmp(path, r->path, rl) == 0);
-        if (!hit)
-            continue;
-        path_known = 1;
-        if (h2o_memis(req->method.base, req->method.len, r->method, strlen(r->method)) ||
-            (strcmp(r->method, "GET") == 0 && h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD")))) {
-            found = r;
-            rest = path + rl;
-            rest_len = plen - rl;
-            break;
-        }
-    }
-    if (!found) {
-        if (path_known) {
-            for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-                size_t rl = strlen(routes[i].path);
-                if ((routes[i].match == ROUTE_EXACT && plen == rl && memcmp(path, routes[i].path, rl) == 0) ||
-                    (routes[i].match == ROUTE_PREFIX && plen > rl && memcmp(path, routes[i].path, rl) == 0)) {
-                    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, routes[i].method,
-                                   strlen(routes[i].method));
-                    break;
-                }
-            }
-            p2p__http_send_error(req, 405, "Method Not Allowed", "method not allowed on this path");
-        } else {
-            p2p__http_send_error(req, 404, "Not Found", "no such endpoint");
-        }
+    http_route_table *table = p2p__http_routes(srv->ctx);
+    http_route route;
+    char allow[128];
+    int r = p2p__http_route_lookup(table, req->method.base, req->method.len, path, plen, &route, allow, sizeof allow);
+    if (r == -EPERM) {
+        size_t n = strlen(allow);
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, h2o_strdup(&req->pool, allow, n).base,
+                       n);
+        p2p__http_send_error(req, 405, "Method Not Allowed", "method not allowed on this path");
         return 0;
     }
-    p2p_identity id;
-    if (!admit(srv, req, found, &id))
+    if (r != 0) {
+        p2p__http_send_error(req, 404, "Not Found", "no such endpoint");
         return 0;
-    switch (found->kind) {
-    case R_AUTH_TOKEN:
-        p2p__api_auth_token(srv, req, &id);
-        break;
-    case R_AUTH_REVOKE:
-        p2p__api_auth_revoke(srv, req, &id);
-        break;
-    case R_HEALTH:
-        p2p__api_health(srv, req);
-        break;
-    case R_RPC:
-        p2p__api_rpc(srv, req, &id);
-        break;
-    case R_SERVICES:
-        p2p__api_services(srv, req, NULL, 0);
-        break;
-    case R_SERVICE:
-        p2p__api_services(srv, req, rest, rest_len);
-        break;
-    case R_METRICS:
-        p2p__api_metrics(srv, req, NULL, 0);
-        break;
-    case R_METRICS_SERVICE:
-        p2p__api_metrics(srv, req, rest, rest_len);
-        break;
-    case R_CA_CERT:
-        p2p__api_ca_cert(srv, req);
-        break;
-    case R_CERT_REQUEST:
-        p2p__api_cert_request(srv, req, &id);
-        break;
-    case R_CERT_RENEW:
-        p2p__api_cert_renew(srv, req, &id);
-        break;
-    case R_CLUSTER_NODES:
-        p2p__api_cluster_nodes(srv, req);
-        break;
-    case R_GOSSIP_EXCHANGE:
-        p2p__api_gossip_exchange(srv, req);
-        break;
-    case R_INTERNAL_REVOKE:
-        p2p__api_internal_revoke(srv, req, &id);
-        break;
-    case R_REVOCATIONS:
-        p2p__api_revocations(srv, req, &id);
-        break;
-    case R_JWT_KEYS:
-        p2p__api_jwt_keys(srv, req);
-        break;
     }
+    const void *caller = NULL;
+    if (!p2p__http_admit(table, req, p2p__http_peer_node(srv->ctx, req), &route, &caller))
+        return 0;
+    p2p_http_req hr = {.ctx = srv->ctx,
+                       .req = req,
+                       .rest = route.match == P2P_HTTP_PREFIX ? path + route.path_len : "",
+                       .rest_len = route.match == P2P_HTTP_PREFIX ? plen - route.path_len : 0,
+                       .caller = caller,
+                       .udata = route.udata};
+    route.fn(&hr);
     return 0;
 }
 
-const char *p2p__http_peer_node(http_server *srv, h2o_req_t *req)
+static http_server *server_of(p2p_ctx *ctx)
 {
+    http_server *srv = p2p_shared_get(ctx, "http");
+    return srv && srv->magic == HTTP_SERVER_MAGIC ? srv : NULL;
+}
+
+const char *p2p__http_peer_node(p2p_ctx *ctx, h2o_req_t *req)
+{
+    http_server *srv = server_of(ctx);
     h2o_socket_t *sock = req->conn->callbacks->get_socket ? req->conn->callbacks->get_socket(req->conn) : NULL;
-    if (!sock)
+    if (!srv || !sock)
         return NULL;
     int fd = h2o_socket_get_fd(sock);
     if (fd < 0 || (size_t)fd >= srv->n_by_fd || !srv->by_fd[fd])
         return NULL;
     http_conn *c = srv->by_fd[fd];
     return c->peer_node[0] ? c->peer_node : NULL;
+}
+
+int p2p__http_draining(p2p_ctx *ctx)
+{
+    http_server *srv = server_of(ctx);
+    return srv && srv->draining;
+}
+
+const p2p_http_stats *p2p__http_stats(p2p_ctx *ctx)
+{
+    static const p2p_http_stats none; /* read-only: before the server is registered */
+    http_server *srv = server_of(ctx);
+    return srv ? &srv->stats : &none;
 }
 
 /* ---- access log ----------------------------------------------------------- */
@@ -758,7 +571,7 @@ static void on_drain_tick(uv_timer_t *t)
     http_server *srv = t->data;
     if (srv->config.http1.callbacks.foreach_request)
         srv->config.http1.callbacks.foreach_request(&srv->h2o, close_if_idle, NULL);
-    int idle = srv->stats.connections_active == 0 && jsonrpc_inflight(srv->ctx) == 0;
+    int idle = srv->stats.connections_active == 0 && p2p__http_busy(srv->ctx) == 0;
     int late = uv_hrtime() >= srv->drain_deadline_ns;
     if (!idle && !late)
         return;

@@ -1,9 +1,10 @@
 /*
  * server.h — the node's HTTPS server (h2o on the node's libuv loop).
  *
- * Registered as the "http" component. Serves /health, /rpc, /services,
- * /metrics over TLS (HTTP/1.1 and HTTP/2 by ALPN) with limits on body size,
- * header size, connections and slow clients, and one access-log line per request.
+ * Registered as the "http" component. Serves the routes the other components
+ * register (http/routes.h) over TLS (HTTP/1.1 and HTTP/2 by ALPN) with limits
+ * on body size, header size, connections and slow clients, and one access-log
+ * line per request. It names no component but the PKI, for its TLS material.
  */
 #ifndef P2P_HTTP_SERVER_H
 #define P2P_HTTP_SERVER_H

@@ -1168,7 +1168,7 @@ static void stop_addr_selection(membership *m)
 
 static void membership_stop(p2p_component *c);
 
-static int membership_start(p2p_component *c, char **err)
+static int membership_start_gossip(p2p_component *c, char **err)
 {
     membership *m = c->self;
     p2p_ctx *ctx = c->ctx;
@@ -1305,9 +1305,23 @@ static void on_closed(uv_handle_t *h)
     (void)h;
 }
 
+/* The routes first: GET /cluster/nodes answers even with gossip off. */
+static int membership_start(p2p_component *c, char **err)
+{
+    int r = p2p__membership_http_start(c->ctx);
+    if (r != 0) {
+        *err = p2p__xasprintf("cannot add the membership routes: %s", p2p_strerror(r));
+        return r;
+    }
+    if ((r = membership_start_gossip(c, err)) != 0)
+        p2p__membership_http_stop(c->ctx);
+    return r;
+}
+
 static void membership_stop(p2p_component *c)
 {
     membership *m = c->self;
+    p2p__membership_http_stop(c->ctx);
     if (m->running && m->swim) {
         /* graceful leave: tell others at once, so they mark us left, not dead */
         uint64_t now = now_ms(m);

@@ -57,4 +57,8 @@ struct p2p__httpc *p2p__membership_client(p2p_ctx *ctx);
 json_t *p2p__membership_exchange(p2p_ctx *ctx, const char *body, size_t len, const char *peer_node,
                                  const char **why);
 
+/* The component's routes (membership/http_membership.c). */
+int p2p__membership_http_start(p2p_ctx *ctx);
+void p2p__membership_http_stop(p2p_ctx *ctx);
+
 #endif

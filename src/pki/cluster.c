@@ -311,6 +311,7 @@ fail:
 static void pki_stop(p2p_component *c)
 {
     p2p_pki *p = c->self;
+    p2p__pki_http_stop(c->ctx);
     p->running = 0;
     if (p->timer_open) {
         uv_close((uv_handle_t *)&p->timer, NULL);
@@ -1085,6 +1086,10 @@ static int pki_start_all(p2p_component *c, char **err)
     p2p_pki *p = c->self;
     if (r == 0 && p->tokens && (r = register_auth_service(p, err)) != 0)
         pki_stop(c);
+    if (r == 0 && (r = p2p__pki_http_start(c->ctx)) != 0) {
+        *err = p2p__xasprintf("cannot add the PKI routes: %s", p2p_strerror(r));
+        pki_stop(c);
+    }
     return r;
 }
 

@@ -59,6 +59,10 @@ void p2p__pki_cert_request(p2p_ctx *ctx, const char *body, size_t len, const cha
 void p2p__pki_cert_renew(p2p_ctx *ctx, const char *body, size_t len, const char *peer_node, const char *peer_ip,
                          p2p_pki_reply cb, void *arg);
 
+/* The component's routes (pki/http_pki.c), added at start, removed at stop. */
+int p2p__pki_http_start(p2p_ctx *ctx);
+void p2p__pki_http_stop(p2p_ctx *ctx);
+
 /* 1 if `cert` (a peer's certificate in a TLS verify callback) is revoked: on the
  * coordinator, a certificate of a node id that was replaced (registry.h). 0
  * otherwise, and on nodes that keep no registry. */

@@ -48,6 +48,27 @@ typedef struct svc_handler {
     void *udata;
 } svc_handler;
 
+/* A route an instance serves (p2p_svc_route). */
+typedef struct svc_route {
+    char *method;
+    char *subpath;
+    unsigned flags; /* P2P_ROUTE_* */
+    p2p_svc_route_fn fn;
+    void *udata;
+} svc_route;
+
+/* A route on the HTTP server for an entry: the server's udata. Made when the
+ * running version serves it, freed when no running version does. */
+typedef struct svc_route_slot {
+    svc_entry *entry;
+    char *method;
+    char *subpath;
+    char *path; /* /services/<name>/<subpath> */
+    int prefix;
+    unsigned flags; /* as registered (the auth class follows P2P_ROUTE_PUBLIC) */
+    int seen;       /* sync's mark */
+} svc_route_slot;
+
 typedef struct svc_timer {
     struct svc_timer *next;
     p2p_svc *inst;
@@ -76,6 +97,8 @@ struct p2p_svc {
     int init_ok;
     svc_handler *handlers;
     size_t n_handlers;
+    svc_route *routes;
+    size_t n_routes;
     char *load_error; /* from the thread pool */
     /* exec */
     void *exec;
@@ -141,6 +164,8 @@ struct svc_entry {
     p2p_service *reg; /* in the registry while present */
     svc_slot **slots;
     size_t n_slots;
+    svc_route_slot **rslots; /* routes on the HTTP server (routes.c) */
+    size_t n_rslots;
     /* what is on disk */
     int present;          /* folder seen by the last scan */
     int removed;          /* folder gone: stopped and unregistered */
@@ -190,6 +215,15 @@ void p2p__svc_instance_maybe_free(p2p_svc *inst);
 void p2p__svc_instance_event(p2p_svc *inst, svc_state state, const char *reason, int restarted);
 /* manager.c: the entry's last error, for `p2p services`. */
 void p2p__svc_note_error(svc_entry *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* manager.c: a call or request handed to `inst` completed (retires it when it was the last). */
+void p2p__svc_inflight_done(p2p_svc *inst);
+
+/* routes.c: the HTTP routes of the entry's running version on the server
+ * (added, changed, removed to match; none unless the entry is running). */
+void p2p__svc_routes_sync(svc_entry *e);
+/* routes.c: frees an instance's route list. */
+void p2p__svc_routes_free(p2p_svc *inst);
 
 /* hostapi.c */
 void p2p__svc_host_stop(p2p_svc *inst); /* stops the instance's timers */

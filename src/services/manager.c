@@ -90,6 +90,7 @@ static void set_state(svc_entry *e, svc_state s, const char *reason)
     set_reason(e, reason);
     if (e->reg)
         e->reg->status = p2p__svc_state_name(s);
+    p2p__svc_routes_sync(e);
     if (s == SVC_RUNNING || s == SVC_FAILED || s == SVC_STOPPED || s == SVC_DISABLED)
         answer_waiters(e);
 }
@@ -149,6 +150,11 @@ static void call_done(void *arg)
     inst->inflight--;
     if (inst->retiring && inst->inflight == 0)
         stop_instance(inst);
+}
+
+void p2p__svc_inflight_done(p2p_svc *inst)
+{
+    call_done(inst);
 }
 
 static void dispatch(p2p_call *call, json_t *params, void *udata)
@@ -246,6 +252,7 @@ static void instance_free(p2p_svc *inst)
 {
     if (inst->driver && inst->driver->destroy)
         inst->driver->destroy(inst);
+    p2p__svc_routes_free(inst);
     p2p__manifest_free(&inst->man);
     free(inst->load_error);
     free(inst);
@@ -965,6 +972,13 @@ static void free_entry(svc_entry *e)
         free(e->slots[i]);
     }
     free(e->slots);
+    for (size_t i = 0; i < e->n_rslots; i++) {
+        free(e->rslots[i]->method);
+        free(e->rslots[i]->subpath);
+        free(e->rslots[i]->path);
+        free(e->rslots[i]);
+    }
+    free(e->rslots);
     free(e->retired);
     free(e->waiters);
     p2p__svc_entry_free_host(e);
@@ -1051,6 +1065,7 @@ static void services_stop(p2p_component *c)
         }
         if (e->active)
             retire(e->active);
+        p2p__svc_routes_sync(e); /* no running version: its routes leave the server */
         for (size_t j = 0; j < e->n_retired; j++)
             if (!e->retired[j]->stop_started)
                 stop_instance(e->retired[j]);
@@ -1079,6 +1094,7 @@ static void free_manager(p2p_ctx *ctx, void *arg)
         /* anything still around (a process that would not die) is abandoned
          * without its driver's cleanup, which needs the loop */
         for (size_t j = 0; j < e->n_retired; j++) {
+            p2p__svc_routes_free(e->retired[j]);
             p2p__manifest_free(&e->retired[j]->man);
             free(e->retired[j]->load_error);
             free(e->retired[j]);

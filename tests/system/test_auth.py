@@ -1,8 +1,10 @@
 """Authentication, authorization and rate limiting: the security promises a user relies on.
 
   - every route of the node's table refuses anonymous callers (401 + WWW-Authenticate),
-    except GET /health and POST /auth/token; the test's route list must cover the
-    `routes[]` table of src/http/server.c, so a route added later fails the walk;
+    except the open ones (GET /health, GET /internal/ca-cert) and those that check their own
+    credential (POST /auth/token, POST /internal/cert-request); the table is the one the
+    components registered, read from the node (GET /routes, admin only), so a route added
+    later is walked without editing this file, and the literal below must match it;
   - bearer tokens: only ES256 tokens signed with the coordinator's key (and naming its key
     id), with valid claims, unexpired and not revoked, are accepted; HS256 and the other
     algorithms (alg confusion with the public key as an HMAC secret, none) are refused;
@@ -40,49 +42,42 @@ from conftest import P2P_BIN, REPO, T, VAULT_PASSWORD, run_p2p, sanitizer_report
 
 # ---- the node's routes ------------------------------------------------------------------------
 
-# (method, path, match, auth class) — a copy of `routes[]` in src/http/server.c.
+# (method, path, match, auth class): what the node's components register (GET /routes lists
+# them); the specific expectations below are written per route of this list.
 ROUTES = [
-    ("GET", "/health", "ROUTE_EXACT", "AUTH_OPEN"),
-    ("POST", "/rpc", "ROUTE_EXACT", "AUTH_ANY"),
-    ("GET", "/services", "ROUTE_EXACT", "AUTH_ANY"),
-    ("GET", "/services/", "ROUTE_PREFIX", "AUTH_ANY"),
-    ("GET", "/metrics", "ROUTE_EXACT", "AUTH_ANY"),
-    ("GET", "/metrics/", "ROUTE_PREFIX", "AUTH_ANY"),
-    ("POST", "/auth/token", "ROUTE_EXACT", "AUTH_SELF"),
-    ("POST", "/auth/revoke", "ROUTE_EXACT", "AUTH_ADMIN"),
-    ("GET", "/internal/ca-cert", "ROUTE_EXACT", "AUTH_OPEN"),
-    ("POST", "/internal/cert-request", "ROUTE_EXACT", "AUTH_SELF"),
-    ("POST", "/internal/cert-renew", "ROUTE_EXACT", "AUTH_NODE"),
-    ("GET", "/cluster/nodes", "ROUTE_EXACT", "AUTH_ANY"),
-    ("POST", "/internal/gossip/exchange", "ROUTE_EXACT", "AUTH_NODE"),
-    ("POST", "/internal/gossip/join", "ROUTE_EXACT", "AUTH_NODE"),
-    ("POST", "/internal/revoke", "ROUTE_EXACT", "AUTH_NODE"),
-    ("GET", "/internal/revocations", "ROUTE_EXACT", "AUTH_NODE"),
-    ("GET", "/internal/jwt-keys", "ROUTE_EXACT", "AUTH_NODE"),
+    ("GET", "/health", "exact", "open"),
+    ("POST", "/rpc", "exact", "any"),
+    ("GET", "/services", "exact", "any"),
+    ("GET", "/services/", "prefix", "any"),
+    ("GET", "/metrics", "exact", "any"),
+    ("GET", "/metrics/", "prefix", "any"),
+    ("GET", "/routes", "exact", "admin"),
+    ("POST", "/auth/token", "exact", "self"),
+    ("POST", "/auth/revoke", "exact", "admin"),
+    ("GET", "/internal/ca-cert", "exact", "open"),
+    ("POST", "/internal/cert-request", "exact", "self"),
+    ("POST", "/internal/cert-renew", "exact", "node"),
+    ("GET", "/cluster/nodes", "exact", "any"),
+    ("POST", "/internal/gossip/exchange", "exact", "node"),
+    ("POST", "/internal/gossip/join", "exact", "node"),
+    ("POST", "/internal/revoke", "exact", "node"),
+    ("GET", "/internal/revocations", "exact", "node"),
+    ("GET", "/internal/jwt-keys", "exact", "node"),
 ]
 # the suffix used to call a prefix route
 PREFIX_SAMPLE = "system"
-PROTECTED = ("AUTH_ANY", "AUTH_ADMIN", "AUTH_NODE")
-
-ROUTE_RE = re.compile(r'\{\s*"(/[^"]*)"\s*,\s*(ROUTE_\w+)\s*,\s*"([A-Z]+)"\s*,\s*(\w+)\s*,\s*(AUTH_\w+)\s*,'
-                      r'\s*(\w+)\s*\}')
+PROTECTED = ("any", "admin", "node")
 
 
-def source_routes():
-    """(method, path, match, auth) of every entry of `routes[]` in src/http/server.c."""
-    src = (REPO / "src" / "http" / "server.c").read_text()
-    m = re.search(r"static\s+const\s+route\s+routes\[\]\s*=\s*\{(.*?)\n\};", src, re.S)
-    assert m, "routes[] not found in src/http/server.c (renamed? update test_auth.py)"
-    body = m.group(1)
-    entries = [(meth, path, match, auth) for path, match, meth, _kind, auth, _rl in ROUTE_RE.findall(body)]
-    # every entry line must have been understood by the regex
-    n_lines = len(re.findall(r'\{\s*"/', body))
-    assert len(entries) == n_lines, f"could not parse every routes[] entry of server.c:\n{body}"
-    return entries
+def registered_routes(node):
+    """(method, path, match, auth) of every route in the node's table (GET /routes)."""
+    r = node.request("GET", "/routes", headers=bearer(node.token), auth=False)
+    assert r.status == 200, r
+    return [(e["method"], e["path"], e["match"], e["auth"]) for e in r.json()["routes"]]
 
 
 def route_path(path, match):
-    return path + PREFIX_SAMPLE if match == "ROUTE_PREFIX" else path
+    return path + PREFIX_SAMPLE if match == "prefix" else path
 
 
 def route_id(r):
@@ -251,16 +246,42 @@ def assert_json_error(r, status):
 # ---- 1. route walk -----------------------------------------------------------------------------
 
 
-def test_route_list_covers_server_source():
-    """The literal above matches routes[] in src/http/server.c: a route added (or its auth
-    class changed) without updating this file fails here."""
-    src = source_routes()
-    assert ("GET", "/health", "ROUTE_EXACT", "AUTH_OPEN") in src, src  # the parser still works
-    missing = sorted(set(src) - set(ROUTES))
-    stale = sorted(set(ROUTES) - set(src))
-    assert not missing, f"routes in server.c not walked by test_auth.py: {missing}"
-    assert not stale, f"routes in test_auth.py that server.c no longer has (or with another class): {stale}"
-    assert len(src) == len(set(src)), "duplicate entries in routes[]"
+def test_route_list_matches_registered_table(node):
+    """The literal above is the node's table as its components registered it: a route added
+    (or its auth class changed) without writing its expectations here fails."""
+    table = registered_routes(node)
+    assert ("GET", "/health", "exact", "open") in table, table
+    missing = sorted(set(table) - set(ROUTES))
+    stale = sorted(set(ROUTES) - set(table))
+    assert not missing, f"registered routes with no expectations in test_auth.py: {missing}"
+    assert not stale, f"routes in test_auth.py the node no longer registers (or with another class): {stale}"
+    assert len(table) == len(set(table)), "duplicate entries in the route table"
+
+
+def test_registered_table_refuses_anonymous(node):
+    """Walks the live table: every route answers 401 with a Bearer challenge to a caller
+    without credentials, unless it is open or checks its own credential."""
+    failures = []
+    for method, path, match, auth in registered_routes(node):
+        url = route_path(path, match)
+        body = rpc_body() if path == "/rpc" else b"{}" if method == "POST" else None
+        r = anonymous_request(node, method, url, body=body)
+        if auth == "open":
+            ok = r.status != 401 and r.headers.get("WWW-Authenticate") is None
+        elif auth == "self":
+            ok = r.status in (400, 401, 403)  # the handler refuses the empty credential
+        else:
+            ok = r.status == 401 and r.headers.get("WWW-Authenticate", "").startswith('Bearer realm="p2p"')
+        if not ok:
+            failures.append(f"{method} {url} ({auth}): {r.status}")
+    assert not failures, failures
+
+
+def test_routes_table_is_admin_only(node):
+    r = anonymous_request(node, "GET", "/routes")
+    assert_unauthorized(r)
+    r = node.request("GET", "/routes", headers=bearer(node.new_token(role="viewer")), auth=False)
+    assert r.status == 403, r
 
 
 def anonymous_request(node, method, path, body=None, headers=None):
@@ -274,12 +295,12 @@ def anonymous_request(node, method, path, body=None, headers=None):
 def test_route_refuses_anonymous(node, route):
     method, path, match, auth = route
     url = route_path(path, match)
-    if auth == "AUTH_OPEN":
+    if auth == "open":
         r = anonymous_request(node, method, url)
         assert r.status == 200, r
         assert r.headers.get("WWW-Authenticate") is None
         return
-    if auth == "AUTH_SELF" and path == "/internal/cert-request":
+    if auth == "self" and path == "/internal/cert-request":
         # the join token in the body is the credential: nothing is signed without one
         r = anonymous_request(node, method, url, body=b"this is not json")
         assert_json_error(r, 400)
@@ -292,8 +313,8 @@ def test_route_refuses_anonymous(node, route):
         assert "join token refused" in assert_json_error(r, 403)
         assert "certificate" not in r.json()
         return
-    if auth == "AUTH_SELF":
-        assert path == "/auth/token", f"no expectations written for the AUTH_SELF route {path}"
+    if auth == "self":
+        assert path == "/auth/token", f"no expectations written for the self-checking route {path}"
         r = anonymous_request(node, method, url, body=b"this is not json")
         assert_json_error(r, 400)
         r = anonymous_request(node, method, url, body=b"")
@@ -339,7 +360,7 @@ def test_admin_token_may_call_every_route(node, route):
         # a token is not a join token: the body decides, and an empty one is refused
         r = post(node, url, {}, token=node.token)
         assert_json_error(r, 400)
-    elif auth == "AUTH_NODE":
+    elif auth == "node":
         # only a node certificate opens these (tests/system/test_enroll.py); a token does not
         if method == "POST":
             r = post(node, url, {}, token=node.token)
