@@ -351,6 +351,14 @@ static void on_started(p2p_svc *inst, int status, const char *reason)
         return;
     }
     inst->state = SVC_RUNNING;
+    if (e->removed || e->stop_requested || !m->running) {
+        /* stopped, removed or shutting down while it loaded: its start ran, so
+         * it is stopped properly (stop hook, or shutdown for exec) and dropped */
+        if (!e->active)
+            set_state(e, SVC_STOPPING, e->removed ? "folder removed" : e->reason);
+        stop_instance(inst);
+        return;
+    }
     publish(e, &inst->man);
     p2p_svc *old = e->active;
     e->active = inst;
@@ -373,6 +381,17 @@ static void on_started(p2p_svc *inst, int status, const char *reason)
 
 static void on_loaded(p2p_svc *inst, int status, const char *reason)
 {
+    svc_entry *e = inst->entry;
+    if (status == 0 && (e->removed || e->stop_requested || !e->mgr->running)) {
+        /* no start for a version nobody wants any more; its init ran, so it
+         * goes through stop (no stop hook owed) and cleanup */
+        e->loading = NULL;
+        inst->start_failed = 1;
+        if (!e->active && e->state != SVC_STOPPED)
+            set_state(e, e->mgr->running ? SVC_STOPPED : e->state, e->removed ? "folder removed" : e->reason);
+        stop_instance(inst);
+        return;
+    }
     if (status != 0) {
         on_started(inst, status, reason);
         return;
@@ -546,6 +565,10 @@ static void start_entry(svc_entry *e, int is_reload)
     inst->generation = ++e->generations;
     inst->state = SVC_LOADING;
     e->loading = inst;
+    /* a first start publishes the methods at once: a call meanwhile gets
+     * "service X is loading/starting/failed: why" rather than "method not found" */
+    if (!e->reg)
+        publish(e, &inst->man);
     if (!e->active)
         set_state(e, SVC_LOADING, NULL);
     p2p_log(m->ctx, P2P_LOG_INFO, "services", "%s %s: loading %s (%s)", e->name, inst->man.version,
@@ -1057,12 +1080,8 @@ static void services_stop(p2p_component *c)
     for (size_t i = 0; i < m->n_entries; i++) {
         svc_entry *e = m->entries[i];
         unwatch_entry(e);
-        if (e->loading) {
-            p2p_svc *l = e->loading;
-            e->loading = NULL;
-            l->stop_started = 0;
-            retire(l);
-        }
+        /* a version still loading is stopped by on_loaded / on_started once its
+         * load or start completes (it may be running on the thread pool now) */
         if (e->active)
             retire(e->active);
         p2p__svc_routes_sync(e); /* no running version: its routes leave the server */

@@ -285,3 +285,29 @@ def test_secrets_go_to_the_vault_not_the_state(exec_node):
     cp = run_p2p("vault", "get", "keys/service/pyhello/password", "--data-dir", n.data_dir,
                  env=dict(os.environ, P2P_VAULT_PASSWORD=VAULT_PASSWORD))
     assert cp.returncode == 0 and cp.stdout == "s3cret-Value", cp
+
+
+def test_removed_or_stopped_while_starting(exec_node):
+    n = exec_node
+    # a service whose start takes a while (its initialize answer comes after 1 s)
+    script_service(n.sdir, "slowstart", '''
+        for req in requests():
+            if req.get("method") == "initialize":
+                time.sleep(1)
+                send({"id": req["id"], "result": {}})
+            elif req.get("method") == "work":
+                send({"id": req["id"], "result": "ok"})
+    ''')
+    wait_until(lambda: state_of(n, "slowstart") in ("loading", "starting"), 10, "slowstart starting")
+    r = n.result("services/stop", {"name": "slowstart"})  # answers once it is really stopped
+    assert r["state"] == "stopped", r
+    assert n.rpc("slowstart/work")["error"]["code"] == -32005
+    kids = lambda: [k for k in children_of(n.pid)
+                    if "main.py" in Path(f"/proc/{k}/cmdline").read_bytes().decode(errors="replace")]
+    wait_until(lambda: len(kids()) == 1, 10, "only pyhello's process left")  # slowstart's went
+    assert n.result("services/start", {"name": "slowstart"})["state"] == "running"
+    # removed while starting: stopped, unregistered, its process gone
+    shutil.rmtree(n.sdir / "slowstart")
+    wait_until(lambda: "slowstart" not in services(n), 10, "removed")
+    wait_until(lambda: len(kids()) == 1, 10, "its process gone")
+    assert n.result("pyhello/echo")["version"] == "1.0.0"
