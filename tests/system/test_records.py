@@ -3,6 +3,7 @@ metadata are accepted only when signed by that node's own certificate key, whoev
 others may only suspect it or declare it dead; `left` only from the node itself; replay windows
 are per certificate, so another identity's sequence numbers cannot get a node's datagrams dropped."""
 import datetime
+import ipaddress
 import json
 import os
 import time
@@ -14,11 +15,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 import gossipwire as gw
-from conftest import T, wait_until
+from conftest import T, run_p2p, wait_until
 from test_auth import vault_get
 from test_cluster import all_alive, log_has, members
 from test_enroll import export_identity, mtls_request
 from test_metrics import parse_prometheus, value_of
+from test_tokens import _vault_env
 
 
 @pytest.fixture
@@ -216,3 +218,61 @@ def test_datagrams_under_other_certificate_ids_do_not_block_the_real_node(trio):
     for n in trio:
         assert not log_has(n, "w1", "suspect"), n.name
         assert members(n)["w1"]["status"] == "alive", n.name
+
+
+# ---- certificates without a role (issued before roles went into certificates) ------------
+
+
+def legacy_cert(node, ca_node, tmp_path):
+    """node's certificate as enrollment made it before roles: CN and SANs, no OU, same key,
+    signed by the cluster CA (read from the coordinator's vault)."""
+    ca = x509.load_pem_x509_certificate(vault_get(ca_node, "certificates/ca.crt"))
+    ca_key = serialization.load_pem_private_key(vault_get(ca_node, "keys/ca.key"), None)
+    key = serialization.load_pem_private_key(vault_get(node, "keys/node.key"), None)
+    now = datetime.datetime.utcnow()
+    c = (x509.CertificateBuilder()
+         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, node.name)]))
+         .issuer_name(ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+         .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=365))
+         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+         .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH,
+                                               x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+         .add_extension(x509.SubjectAlternativeName([x509.DNSName(node.name), x509.DNSName("localhost"),
+                                                     x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                        critical=False)
+         .sign(ca_key, hashes.SHA256()))
+    f = tmp_path / f"{node.name}-legacy.crt"
+    f.write_bytes(c.public_bytes(serialization.Encoding.PEM))
+    return f
+
+
+def cert_ou(node):
+    c = x509.load_pem_x509_certificate(vault_get(node, "certificates/node.crt"))
+    return [a.value for a in c.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)]
+
+
+def test_certificates_without_role_are_renewed_at_start_and_the_cluster_reforms(node_factory, tmp_path):
+    """A cluster upgraded in place: the coordinator's and a worker's certificates have no
+    OU. Gossip would take them for workers only (the coordinator would not be accepted),
+    so each node renews such a certificate at start; the cluster reforms with its roles."""
+    c = node_factory.create("coord")
+    w1 = node_factory.create("w1", coordinator=False, join=c, join_token=c.create_join_token())
+    wait_until(all_alive([c, w1], ["coord", "w1"]), 15, "both alive")
+    files = {n.name: legacy_cert(n, c, tmp_path) for n in (c, w1)}
+    for n in (w1, c):
+        assert n.stop(timeout=15) == 0
+    for n in (c, w1):
+        run_p2p("vault", "put", "certificates/node.crt", "--from-file", str(files[n.name]),
+                "--data-dir", str(n.data_dir), env=_vault_env())
+        assert cert_ou(n) == []
+    offsets = {n.name: len(n.stderr_path.read_bytes()) for n in (c, w1)}
+    for n in (c, w1):   # the worker renews through the coordinator: one after the other
+        n.start()
+        wait_until(lambda: "carries no role" in n.stderr_path.read_bytes()[offsets[n.name]:].decode(), T(15),
+                   f"{n.name} renews its certificate without OU")
+        wait_until(lambda: cert_ou(n) == [("coordinator" if n is c else "worker")], T(15), f"{n.name} has its OU")
+    wait_until(all_alive([c, w1], ["coord", "w1"]), T(20), "both alive again")
+    assert members(w1)["coord"]["role"] == "coordinator"
+    assert members(c)["w1"]["role"] == "worker"
