@@ -37,32 +37,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define FUZZ_TBS "p2p-fuzz-records-tbs"
 #define MAX_CERTS 8
 
-static const char CA_PEM[] =
-    "-----BEGIN CERTIFICATE-----\n"
-    "MIIBjDCCATGgAwIBAgIUatk0uI/8vhdth87lwajSdKLXF/kwCgYIKoZIzj0EAwIw\n"
-    "EjEQMA4GA1UEAwwHZnV6ei1jYTAgFw0yNjEyMDIxMTI0MDlaGA8yMTI2MTEwODEx\n"
-    "MjQwOVowEjEQMA4GA1UEAwwHZnV6ei1jYTBZMBMGByqGSM49AgEGCCqGSM49AwEH\n"
-    "A0IABDB1Pys9IRKDBuBoDsPJV9oY7O7BUqIWN9F5n59DNvhHyVwM/CtMqHIFm+xC\n"
-    "vST3xO202a1WtSIuFsZPKdjSCr6jYzBhMB0GA1UdDgQWBBTfpV6WiwYkZv+Bg2i/\n"
-    "lpp7A8Qd5jAfBgNVHSMEGDAWgBTfpV6WiwYkZv+Bg2i/lpp7A8Qd5jAPBgNVHRMB\n"
-    "Af8EBTADAQH/MA4GA1UdDwEB/wQEAwIBBjAKBggqhkjOPQQDAgNJADBGAiEAvEjM\n"
-    "shhEB84LQRNuag3n7Lv0l4Ud/vaPZs6HMGWxDmACIQD+JBVrqsaXItqvDRsclzS9\n"
-    "YAnzU//Kl01nFzo+ZiVgJw==\n"
-    "-----END CERTIFICATE-----\n";
+static const char CA_PEM[] = "-----BEGIN CERTIFICATE-----\n"
+                             "MIIBjDCCATGgAwIBAgIUatk0uI/8vhdth87lwajSdKLXF/kwCgYIKoZIzj0EAwIw\n"
+                             "EjEQMA4GA1UEAwwHZnV6ei1jYTAgFw0yNjEyMDIxMTI0MDlaGA8yMTI2MTEwODEx\n"
+                             "MjQwOVowEjEQMA4GA1UEAwwHZnV6ei1jYTBZMBMGByqGSM49AgEGCCqGSM49AwEH\n"
+                             "A0IABDB1Pys9IRKDBuBoDsPJV9oY7O7BUqIWN9F5n59DNvhHyVwM/CtMqHIFm+xC\n"
+                             "vST3xO202a1WtSIuFsZPKdjSCr6jYzBhMB0GA1UdDgQWBBTfpV6WiwYkZv+Bg2i/\n"
+                             "lpp7A8Qd5jAfBgNVHSMEGDAWgBTfpV6WiwYkZv+Bg2i/lpp7A8Qd5jAPBgNVHRMB\n"
+                             "Af8EBTADAQH/MA4GA1UdDwEB/wQEAwIBBjAKBggqhkjOPQQDAgNJADBGAiEAvEjM\n"
+                             "shhEB84LQRNuag3n7Lv0l4Ud/vaPZs6HMGWxDmACIQD+JBVrqsaXItqvDRsclzS9\n"
+                             "YAnzU//Kl01nFzo+ZiVgJw==\n"
+                             "-----END CERTIFICATE-----\n";
 
-static const char W1_PEM[] =
-    "-----BEGIN CERTIFICATE-----\n"
-    "MIIBrjCCAVWgAwIBAgIUDx1//SgChccGwYFLOG/sXWg39gswCgYIKoZIzj0EAwIw\n"
-    "EjEQMA4GA1UEAwwHZnV6ei1jYTAgFw0yNjEyMDIxMTI0MDlaGA8yMTI2MTEwODEx\n"
-    "MjQwOVowHjELMAkGA1UEAwwCdzExDzANBgNVBAsMBndvcmtlcjBZMBMGByqGSM49\n"
-    "AgEGCCqGSM49AwEHA0IABLwdgxKEu9v7cZVjdFJ07uJOJUYYQPpWXO27ZcvFloQM\n"
-    "/eoLg1DHPlkaKq+XGc9ARdCM7UY8T7/xe3UVrI6gdW+jezB5MAkGA1UdEwQCMAAw\n"
-    "HQYDVR0lBBYwFAYIKwYBBQUHAwEGCCsGAQUFBwMCMA0GA1UdEQQGMASCAncxMB0G\n"
-    "A1UdDgQWBBRP3/rjXo+jZpziJnzL9KA+BtiWjDAfBgNVHSMEGDAWgBTfpV6WiwYk\n"
-    "Zv+Bg2i/lpp7A8Qd5jAKBggqhkjOPQQDAgNHADBEAiBV4YEDqburBbGMfN365pP/\n"
-    "jRcddeuclbm7a25xoCSV8AIgRPUIqeSIjfJRmH2WPlmMpDcO9IcmcV0z8eSXjJM7\n"
-    "Soc=\n"
-    "-----END CERTIFICATE-----\n";
+static const char W1_PEM[] = "-----BEGIN CERTIFICATE-----\n"
+                             "MIIBrjCCAVWgAwIBAgIUDx1//SgChccGwYFLOG/sXWg39gswCgYIKoZIzj0EAwIw\n"
+                             "EjEQMA4GA1UEAwwHZnV6ei1jYTAgFw0yNjEyMDIxMTI0MDlaGA8yMTI2MTEwODEx\n"
+                             "MjQwOVowHjELMAkGA1UEAwwCdzExDzANBgNVBAsMBndvcmtlcjBZMBMGByqGSM49\n"
+                             "AgEGCCqGSM49AwEHA0IABLwdgxKEu9v7cZVjdFJ07uJOJUYYQPpWXO27ZcvFloQM\n"
+                             "/eoLg1DHPlkaKq+XGc9ARdCM7UY8T7/xe3UVrI6gdW+jezB5MAkGA1UdEwQCMAAw\n"
+                             "HQYDVR0lBBYwFAYIKwYBBQUHAwEGCCsGAQUFBwMCMA0GA1UdEQQGMASCAncxMB0G\n"
+                             "A1UdDgQWBBRP3/rjXo+jZpziJnzL9KA+BtiWjDAfBgNVHSMEGDAWgBTfpV6WiwYk\n"
+                             "Zv+Bg2i/lpp7A8Qd5jAKBggqhkjOPQQDAgNHADBEAiBV4YEDqburBbGMfN365pP/\n"
+                             "jRcddeuclbm7a25xoCSV8AIgRPUIqeSIjfJRmH2WPlmMpDcO9IcmcV0z8eSXjJM7\n"
+                             "Soc=\n"
+                             "-----END CERTIFICATE-----\n";
 
 static p2p__records *R;
 static uint8_t W1_ID[P2P_GOSSIP_CERT_ID_LEN];
