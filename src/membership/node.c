@@ -190,10 +190,11 @@ static void log_refused(membership *m)
     if (m->rec)
         p2p__records_get_stats(m->rec, &rs);
     p2p_log(m->ctx, P2P_LOG_WARN, "membership",
-            "refused %llu node record(s) not signed by their node (bad signature %llu, wrong id %llu, wrong role "
-            "%llu, certificate refused %llu)",
-            (unsigned long long)(st.records_refused - m->refused_logged), (unsigned long long)rs.refused_sig,
-            (unsigned long long)rs.refused_id, (unsigned long long)rs.refused_role,
+            "refused %llu node record(s) not signed by their node; totals: unsigned %llu, bad signature %llu, "
+            "wrong id %llu, wrong role %llu, no certificate %llu; certificates refused %llu",
+            (unsigned long long)(st.records_refused - m->refused_logged), (unsigned long long)rs.refused_unsigned,
+            (unsigned long long)rs.refused_sig, (unsigned long long)rs.refused_id,
+            (unsigned long long)rs.refused_role, (unsigned long long)st.records_unvouched,
             (unsigned long long)rs.certs_refused);
     m->refused_logged = st.records_refused;
     m->refused_log_ms = now;
@@ -300,6 +301,60 @@ static void note_drop(membership *m, int r, const char *addr, uint16_t port)
         flush_drop_log(m, now);
 }
 
+/* Node records (records.h): refusals by reason, certificates, held records.
+ * Zero when records are not checked (no node certificate). */
+static void records_metrics(membership *m, p2p_metrics_out *out, const p2p_swim_stats *sw)
+{
+    p2p__records_stats rs = {0};
+    if (m->rec)
+        p2p__records_get_stats(m->rec, &rs);
+    static const char ref_help[] =
+        "Node records (ALIVE, leave) refused, by reason (unsigned; signature: does not verify; id: the "
+        "certificate is another node's; role: the certificate's OU is another role; no_certificate: no "
+        "certificate that chains to the cluster CA came for it).";
+    const struct {
+        const char *reason;
+        uint64_t n;
+    } reasons[] = {
+        {"unsigned", rs.refused_unsigned}, {"signature", rs.refused_sig},
+        {"id", rs.refused_id},             {"role", rs.refused_role},
+        {"no_certificate", sw->records_unvouched},
+    };
+    for (size_t i = 0; i < sizeof reasons / sizeof reasons[0]; i++)
+        p2p__metrics_emit(out, "p2p_gossip_records_refused_total", ref_help, P2P_METRIC_COUNTER, "reason",
+                          reasons[i].reason, (double)reasons[i].n);
+    p2p__metrics_emit(out, "p2p_gossip_records_verified_total",
+                      "Node records of others whose signature was checked and accepted.", P2P_METRIC_COUNTER, NULL,
+                      NULL, (double)rs.verified);
+    p2p__metrics_emit(out, "p2p_gossip_records_signed_total", "Own records and leaves signed.", P2P_METRIC_COUNTER,
+                      NULL, NULL, (double)rs.signed_records);
+    p2p__metrics_emit(out, "p2p_gossip_records_held_total",
+                      "Records held until the certificate they name arrived (at most 32 at once, for 5 s).",
+                      P2P_METRIC_COUNTER, NULL, NULL, (double)sw->records_parked);
+    p2p__metrics_emit(out, "p2p_gossip_records_pending", "Records held now, waiting for their certificate.",
+                      P2P_METRIC_GAUGE, NULL, NULL, (double)sw->records_held);
+    p2p__metrics_emit(out, "p2p_gossip_certs_requested_total", "Certificates asked for (CERT_REQ sent).",
+                      P2P_METRIC_COUNTER, NULL, NULL, (double)sw->certs_requested);
+    p2p__metrics_emit(out, "p2p_gossip_certs_sent_total", "Certificates sent in answer to CERT_REQ.",
+                      P2P_METRIC_COUNTER, NULL, NULL, (double)sw->certs_sent);
+    p2p__metrics_emit(out, "p2p_gossip_certs_fetched_total",
+                      "Certificates received by gossip for a held record and accepted.", P2P_METRIC_COUNTER, NULL,
+                      NULL, (double)sw->certs_accepted);
+    p2p__metrics_emit(out, "p2p_gossip_certs_added_total",
+                      "Certificates checked against the cluster CA and cached (gossip, push-pull, own).",
+                      P2P_METRIC_COUNTER, NULL, NULL, (double)rs.certs_added);
+    p2p__metrics_emit(out, "p2p_gossip_certs_refused_total",
+                      "Certificates refused: do not parse, wrong id, do not chain to the cluster CA, no valid CN.",
+                      P2P_METRIC_COUNTER, NULL, NULL, (double)rs.certs_refused);
+    p2p__metrics_emit(out, "p2p_gossip_certs_evicted_total", "Cached certificates evicted (least recently used).",
+                      P2P_METRIC_COUNTER, NULL, NULL, (double)rs.certs_evicted);
+    p2p__metrics_emit(out, "p2p_gossip_certs_without_role_total",
+                      "Certificates cached that carry no role (OU): issued before roles, renewed at their first check.",
+                      P2P_METRIC_COUNTER, NULL, NULL, (double)rs.legacy_certs);
+    p2p__metrics_emit(out, "p2p_gossip_certs_cached", "Certificates in the cache.", P2P_METRIC_GAUGE, NULL, NULL,
+                      (double)(m->rec ? p2p__records_cached(m->rec) : 0));
+}
+
 static void gossip_metrics(p2p_ctx *ctx, p2p_metrics_out *out, void *arg)
 {
     membership *m = arg;
@@ -321,6 +376,7 @@ static void gossip_metrics(p2p_ctx *ctx, p2p_metrics_out *out, void *arg)
                       (double)(st.dropped_malformed + sw.decode_errors));
     p2p__metrics_emit(out, "p2p_gossip_dropped_total", drop_help, P2P_METRIC_COUNTER, "reason", "oversize",
                       (double)st.dropped_oversize);
+    records_metrics(m, out, &sw);
     p2p__metrics_emit(out, "p2p_gossip_received_total", "Gossip datagrams that opened (authentic and fresh).",
                       P2P_METRIC_COUNTER, NULL, NULL, (double)st.opened);
     p2p__metrics_emit(out, "p2p_gossip_sent_total", "Gossip datagrams sealed and sent.", P2P_METRIC_COUNTER, NULL,

@@ -299,7 +299,7 @@ int p2p__records_verify(p2p__records *r, const char *id, const char *role, const
                         const p2p_gossip_sig *sig)
 {
     if (!sig || sig->len == 0) {
-        r->st.refused_sig++;
+        r->st.refused_unsigned++;
         return -EBADMSG;
     }
     cert_entry *c = cache_find(r, sig->cert_id);
@@ -311,7 +311,7 @@ int p2p__records_verify(p2p__records *r, const char *id, const char *role, const
         r->st.refused_id++;
         return -EACCES;
     }
-    if (role && c->has_ou && strcmp(c->ou, role)) {
+    if (role && strcmp(c->has_ou ? c->ou : P2P_RECORDS_LEGACY_ROLE, role)) {
         r->st.refused_role++;
         return -EACCES;
     }

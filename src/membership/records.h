@@ -26,10 +26,22 @@
  *     swim state machine never verifies a record it would ignore).
  *   - The record is accepted when the certificate's CN is the record's id,
  *     the certificate's role (subject OU, issued by enrollment) is the
- *     record's role, and the signature verifies. A certificate without an OU
- *     (issued before roles were written into certificates) vouches for the id
- *     only; such certificates are counted (legacy_certs) and disappear with
- *     the next renewal.
+ *     record's role, and the signature verifies.
+ *   - A certificate without an OU was issued before roles went into
+ *     certificates (or by an operator, ssl_cert_file). It vouches for the id
+ *     and for the role "worker" only (P2P_RECORDS_LEGACY_ROLE), never for
+ *     "coordinator". Why not refuse it outright: every certificate of a
+ *     cluster upgraded in place lacks the OU until it is renewed, and
+ *     refusing them would split the cluster until then. Why not accept any
+ *     role: the role is what "role:coordinator" routing (operator calls, with
+ *     the operator's token forwarded) and the revocation sync look for, so a
+ *     worker with an old certificate could otherwise draw them to itself. The
+ *     price: a coordinator whose certificate has no OU is not accepted as a
+ *     member by the others — so the pki component renews a certificate
+ *     without OU at its first check (at start; the coordinator signs its own
+ *     at once, a worker asks the coordinator), and an operator's coordinator
+ *     certificate must carry OU=coordinator. Such certificates are counted
+ *     (legacy_certs) when cached.
  *   - SUSPECT and DEAD from other nodes stay unsigned: that is what SWIM is
  *     made of, and they cannot carry a record (an accusation names an id and
  *     an incarnation, never addresses). The node refutes them as before.
@@ -56,15 +68,19 @@
 #include "membership/codec.h"
 
 #define P2P_RECORDS_DEFAULT_MAX_CERTS 4096
+/* The only role a certificate without an OU vouches for (see above). */
+#define P2P_RECORDS_LEGACY_ROLE "worker"
 
 typedef struct p2p__records p2p__records;
 
 typedef struct p2p__records_stats {
     uint64_t signed_records;  /* our own records and leaves signed */
     uint64_t verified;        /* records and leaves of others accepted */
-    uint64_t refused_sig;     /* bad or missing signature */
+    uint64_t refused_unsigned; /* no signature at all */
+    uint64_t refused_sig;     /* a signature that does not verify */
     uint64_t refused_id;      /* certificate CN is not the record's id */
-    uint64_t refused_role;    /* certificate role (OU) is not the record's role */
+    uint64_t refused_role;    /* certificate role (OU) is not the record's role (a certificate
+                               * without OU vouches only for P2P_RECORDS_LEGACY_ROLE) */
     uint64_t unknown_cert;    /* a record named a certificate we do not have */
     uint64_t certs_added;     /* certificates checked against the CA and cached */
     uint64_t certs_refused;   /* certificates that did not parse or chain to the CA */
@@ -92,9 +108,10 @@ const char *p2p__records_own_role(const p2p__records *r);
 int p2p__records_sign(p2p__records *r, const uint8_t *tbs, size_t len, p2p_gossip_sig *sig);
 
 /* Checks that `sig` over tbs[len] is by the certificate sig->cert_id, that its
- * CN is `id` and, when `role` is not NULL, that its OU is `role`. 0, -ENOKEY
- * (certificate not cached: ask for it), -EBADMSG (no or bad signature),
- * -EACCES (CN or role mismatch). Counted. */
+ * CN is `id` and, when `role` is not NULL, that its OU is `role` (without an
+ * OU: that `role` is P2P_RECORDS_LEGACY_ROLE). 0, -ENOKEY (certificate not
+ * cached: ask for it), -EBADMSG (no or bad signature), -EACCES (CN or role
+ * mismatch). Counted. */
 int p2p__records_verify(p2p__records *r, const char *id, const char *role, const uint8_t *tbs, size_t len,
                         const p2p_gossip_sig *sig);
 

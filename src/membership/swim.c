@@ -607,8 +607,9 @@ static int verify_leave(p2p_swim *s, const char *id, uint32_t inc, const p2p_gos
 {
     if (!signing(s))
         return 0;
-    if (!sig || sig->len == 0)
-        return -EBADMSG;
+    static const p2p_gossip_sig none; /* refused (and counted) by the verifier */
+    if (!sig)
+        sig = &none;
     int len = p2p_gossip_leave_tbs(id, inc, sig->cert_id, s->tbs, sizeof s->tbs);
     if (len < 0)
         return -EINVAL;
@@ -634,9 +635,14 @@ static void park(p2p_swim *s, uint64_t now, const p2p_gossip_node *n, const char
     for (size_t i = 0; i < MAX_PARKED && !slot; i++)
         if (!s->parked[i].used)
             slot = &s->parked[i];
+    bool evict = !slot;
     for (size_t i = 0; i < MAX_PARKED && !slot; i++) /* full: the oldest goes */
         if (!slot || s->parked[i].expires_ms < slot->expires_ms)
             slot = &s->parked[i];
+    if (evict) { /* never vouched for */
+        s->st.records_refused++;
+        s->st.records_unvouched++;
+    }
     parked_clear(slot);
     slot->used = true;
     slot->quiet = s->rx_quiet;
@@ -667,10 +673,12 @@ static bool admit(p2p_swim *s, uint64_t now, const p2p_gossip_node *n, const cha
     int r = verify_alive(s, n);
     if (r == 0)
         return true;
-    if (r == -ENOKEY && from_addr && s->cb.cert_get && s->cb.cert_put)
+    if (r == -ENOKEY && from_addr && s->cb.cert_get && s->cb.cert_put) {
         park(s, now, n, from_addr, from_port);
-    else
+    } else {
         s->st.records_refused++;
+        s->st.records_unvouched += r == -ENOKEY;
+    }
     return false;
 }
 
@@ -1284,6 +1292,7 @@ static void expire_parked(p2p_swim *s, uint64_t now)
         if (s->parked[i].used && now >= s->parked[i].expires_ms) {
             parked_clear(&s->parked[i]);
             s->st.records_refused++; /* never vouched for */
+            s->st.records_unvouched++;
         }
 }
 
@@ -1817,6 +1826,9 @@ void p2p_swim_get_stats(const p2p_swim *s, p2p_swim_stats *out)
     *out = s->st;
     out->awareness = s->awareness;
     out->incarnation = s->self->pub.node.incarnation;
+    out->records_held = 0;
+    for (size_t i = 0; i < MAX_PARKED; i++)
+        out->records_held += s->parked[i].used;
 }
 
 const char *p2p_swim_state_name(p2p_swim_state st)

@@ -230,7 +230,10 @@ typedef struct p2p_swim_stats {
     uint64_t syncs_sent;      /* SYNC_REQs answered */
     uint64_t syncs_requested; /* view-mismatch pulls (joins not counted) */
     uint64_t records_refused; /* ALIVEs and leaves with a bad or missing signature, wrong id or role */
+    uint64_t records_unvouched; /* ... of which: no usable certificate came for them (a parked record
+                                 * expired or was pushed out, or an unknown certificate off gossip) */
     uint64_t records_parked;  /* ALIVEs held until their certificate arrived */
+    uint32_t records_held;    /* ALIVEs held now (a gauge, at most 32) */
     uint64_t certs_requested, certs_sent, certs_accepted;
     uint32_t awareness;       /* current local health score */
     uint32_t incarnation;     /* own */

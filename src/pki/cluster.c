@@ -527,6 +527,14 @@ static void on_timer(uv_timer_t *t)
     int need = pki_cert_needs_renewal(&info, now, p->ctx->cfg.cert_renew_before, ips, ni);
     const char *why = now >= info.not_after - p->ctx->cfg.cert_renew_before ? "it expires soon"
                                                                               : "the node's addresses changed";
+    /* A certificate issued before roles went into certificates has no OU, and
+     * vouches for no role but "worker" in gossip (membership/records.h): the
+     * first check (at start) renews it, so an upgraded cluster gets its roles
+     * back within one check. */
+    if (need == 0 && !info.role) {
+        need = 1;
+        why = "it carries no role (subject OU): issued before roles went into certificates";
+    }
     pki_cert_info_free(&info);
     if (need == 0) {
         for (size_t i = 0; i < n; i++)
