@@ -1031,18 +1031,22 @@ static void m_list_revoked_certificates(p2p_call *call, json_t *params, void *ud
     p2p_call_reply(call, registry_revoked_json(p->reg));
 }
 
+/* Join tokens make cluster members: creating and revoking them is for an
+ * operator's admin token only (P2P_METHOD_ADMIN), never for a node identity or a
+ * viewer. The lists hold no secrets (ids, times, node ids) and stay readable. */
 static const p2p_method_desc auth_methods[] = {
     {"create_join_token",
      "Creates a join token for new workers (shown once) with its CA pin. With replace: a replacement token that "
      "enrolls that node id again (one use) and revokes its old certificate.",
-     "{ttl?: seconds (default 3600), uses?: int (default 1), replace?: node id}", 0, m_create_join_token, NULL},
+     "{ttl?: seconds (default 3600), uses?: int (default 1), replace?: node id}", P2P_METHOD_ADMIN, m_create_join_token,
+     NULL},
     {"list_join_tokens", "The join tokens not yet expired: id, created_at, expires_at, uses_left, replaces.", "none",
      P2P_METHOD_READONLY, m_list_join_tokens, NULL},
     {"list_revoked_certificates",
      "Node certificates revoked by replacements and not yet expired: fingerprint (SHA-256), node_id, revoked_at, "
      "expires_at.",
      "none", P2P_METHOD_READONLY, m_list_revoked_certificates, NULL},
-    {"revoke_join_token", "Removes a join token by id.", "{id: string}", 0, m_revoke_join_token, NULL},
+    {"revoke_join_token", "Removes a join token by id.", "{id: string}", P2P_METHOD_ADMIN, m_revoke_join_token, NULL},
 };
 
 static int register_auth_service(p2p_pki *p, char **err)
