@@ -343,6 +343,7 @@ typedef struct renew_job {
     long lifetime;
     /* results */
     char *new_cert, *new_key, *new_ca, *msg;
+    json_t *jwt_keys; /* the coordinator's public token key set, when its answer had one */
 } renew_job;
 
 static void renew_work(uv_work_t *w)
@@ -391,6 +392,12 @@ static void renew_work(uv_work_t *w)
                 j->new_cert = resp.certificate;
                 j->new_ca = resp.ca_certificate;
                 resp.certificate = resp.ca_certificate = NULL;
+                /* the key set rides along: a worker's set follows rotations and prunes */
+                json_t *answer = json_loadb(f.answer, f.answer_len, 0, NULL);
+                json_t *keys = json_object_get(answer, "jwt_keys");
+                if (json_is_object(keys))
+                    j->jwt_keys = json_incref(keys);
+                json_decref(answer);
             }
             certreq_response_free(&resp);
         }
@@ -416,6 +423,7 @@ static void renew_job_free(renew_job *j)
     pki_secret_free(j->new_key);
     free(j->new_ca);
     free(j->msg);
+    json_decref(j->jwt_keys);
     free(j);
 }
 
@@ -464,6 +472,9 @@ static void renew_done(uv_work_t *w, int status)
         write_public_ca(p);
     }
     update_not_after(p);
+    p2p_guard *g = p2p__guard(p->ctx);
+    if (j->jwt_keys && g && p2p__guard_set_keys_json(g, j->jwt_keys) != 0)
+        p2p_log(p->ctx, P2P_LOG_WARN, "pki", "the token key set in the renewal answer is unusable; ignored");
     p->stats.renewals++;
     p2p_log(p->ctx, P2P_LOG_INFO, "pki", "certificate renewed; valid until %lld (Unix time)",
             (long long)p->stats.cert_not_after);
