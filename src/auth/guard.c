@@ -675,9 +675,9 @@ size_t p2p__guard_prune_keys(p2p_guard *g)
 
 typedef struct rotation {
     p2p_guard *g;
-    char *new_pem, *old_pem;    /* private keys */
-    char *old_keys;             /* the public key set document before, to restore */
-    p2p_jwt_keyset *fresh;      /* the set after */
+    char *new_pem, *old_pem; /* private keys */
+    char *old_keys;          /* the public key set document before, to restore */
+    p2p_jwt_keyset *fresh;   /* the set after */
     char new_kid[P2P_JWT_KID_LEN + 1], old_kid[P2P_JWT_KID_LEN + 1];
     int drop_old;
     int64_t retire_at;
@@ -762,8 +762,7 @@ static void on_rotation_saved(int status, const char *err, void *arg)
     rotation_free(rot);
 }
 
-int p2p__guard_rotate(p2p_guard *g, char *new_pem, int drop_old, p2p_guard_rotate_cb cb, void *arg,
-                      const char **why)
+int p2p__guard_rotate(p2p_guard *g, char *new_pem, int drop_old, p2p_guard_rotate_cb cb, void *arg, const char **why)
 {
     int r = 0;
     rotation *rot = p2p__xcalloc(1, sizeof(*rot));

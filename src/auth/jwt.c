@@ -406,11 +406,10 @@ int p2p_jwt_keyset_from_json(p2p_jwt_keyset *ks, const json_t *doc)
         json_t *kid = json_object_get(k, "kid"), *alg = json_object_get(k, "alg"), *pem = json_object_get(k, "pem");
         json_t *ret = json_object_get(k, "retire_at");
         if (!json_is_object(k) || json_object_size(k) != (ret ? 4u : 3u) ||
-            (ret && (!json_is_integer(ret) || json_integer_value(ret) < 1 ||
-                     json_integer_value(ret) > P2P_JWT_MAX_TIME)) ||
-            !json_is_string(kid) ||
-            !kid_valid(json_string_value(kid), json_string_length(kid)) || !json_is_string(alg) ||
-            strcmp(json_string_value(alg), "ES256") != 0 || !json_is_string(pem) ||
+            (ret &&
+             (!json_is_integer(ret) || json_integer_value(ret) < 1 || json_integer_value(ret) > P2P_JWT_MAX_TIME)) ||
+            !json_is_string(kid) || !kid_valid(json_string_value(kid), json_string_length(kid)) ||
+            !json_is_string(alg) || strcmp(json_string_value(alg), "ES256") != 0 || !json_is_string(pem) ||
             json_string_length(pem) > P2P_JWT_MAX_PEM) {
             rc = -EINVAL;
             break;

@@ -926,11 +926,11 @@ static const p2p_method_desc operator_methods[] = {
     {"get", "One pluggable service.", "{name}", P2P_METHOD_READONLY, m_get, NULL},
     {"start", "Starts a stopped or failed service; answers once it runs or failed.", "{name}", P2P_METHOD_ADMIN,
      m_start, NULL},
-    {"stop", "Stops a service after its calls in flight; it stays stopped until started.", "{name}",
-     P2P_METHOD_ADMIN, m_stop, NULL},
+    {"stop", "Stops a service after its calls in flight; it stays stopped until started.", "{name}", P2P_METHOD_ADMIN,
+     m_stop, NULL},
     {"restart", "Stops and starts a service.", "{name}", P2P_METHOD_ADMIN, m_restart, NULL},
-    {"reload", "Loads the version on disk beside the running one and switches to it with no failed call.",
-     "{name}", P2P_METHOD_ADMIN, m_reload, NULL},
+    {"reload", "Loads the version on disk beside the running one and switches to it with no failed call.", "{name}",
+     P2P_METHOD_ADMIN, m_reload, NULL},
 };
 
 /* An exec instance's process changed state by itself. */
