@@ -7,7 +7,9 @@
  *      naming its kid, so the claim and time checks behind the signature are reached;
  *   4. as a revocation map: p2p_revoked_merge_json, and when accepted the
  *      to_json -> merge round trip must reproduce it;
- *   5. as a key set document: p2p_jwt_keyset_from_json (all or nothing).
+ *   5. as a key set document: p2p_jwt_keyset_from_json (all or nothing); an
+ *      accepted set round-trips through to_json with the same tag, and prune
+ *      keeps exactly the keys not yet retired.
  * Invariants: a reason string always; an accepted token has all claims with
  * valid values; a crash, leak, UB or failed invariant is a finding.
  */
@@ -171,6 +173,28 @@ static void keyset(const json_t *doc)
     if (rc != 0)
         CHECK(p2p_jwt_keyset_count(ks) == 0);
     CHECK(p2p_jwt_keyset_count(ks) <= P2P_JWT_MAX_KEYS);
+    if (rc == 0) {
+        char t1[P2P_JWT_TAG_LEN + 1], t2[P2P_JWT_TAG_LEN + 1];
+        p2p_jwt_keyset_tag(ks, t1);
+        json_t *back = p2p_jwt_keyset_to_json(ks);
+        p2p_jwt_keyset *again = p2p_jwt_keyset_new();
+        CHECK(p2p_jwt_keyset_from_json(again, back) == 0);
+        p2p_jwt_keyset_tag(again, t2);
+        CHECK(strcmp(t1, t2) == 0);
+        size_t before = p2p_jwt_keyset_count(again), retired = 0;
+        size_t i;
+        json_t *k;
+        json_array_foreach(json_object_get(back, "keys"), i, k)
+        {
+            json_t *ra = json_object_get(k, "retire_at");
+            if (ra && json_integer_value(ra) <= NOW)
+                retired++;
+        }
+        CHECK(p2p_jwt_keyset_prune(again, NOW) == retired);
+        CHECK(p2p_jwt_keyset_count(again) == before - retired);
+        json_decref(back);
+        p2p_jwt_keyset_free(again);
+    }
     p2p_jwt_keyset_free(ks);
 }
 

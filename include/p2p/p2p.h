@@ -119,7 +119,9 @@ typedef void (*p2p_remote_cb)(p2p_ctx *ctx, json_t *results, void *udata);
  * NULL) on `target`: "local" (or NULL), a node id, "role:NAME" (one live node of
  * that role, this one when it qualifies), "all" or "all:ROLE" (every live node,
  * this one included, at once). Remote calls go over pooled HTTP/2 with mutual
- * TLS. `timeout_ms` 0 = 30 s. Returns 0 (then `cb` runs, maybe before this
+ * TLS. `timeout_ms` 0 = 30 s. The call is the node's own: it runs with the
+ * node identity (here and on the target), which may not call P2P_METHOD_ADMIN
+ * methods (error -32005). Returns 0 (then `cb` runs, maybe before this
  * returns) or -EINVAL. */
 P2P_EXTERN int p2p_call_remote(p2p_ctx *ctx, const char *target, const char *method, json_t *params,
                                uint32_t timeout_ms, p2p_remote_cb cb, void *udata);

@@ -55,6 +55,8 @@ struct p2p_guard {
     char *signing_pem;    /* private key, coordinator only; NULL elsewhere */
     p2p_jwt_keyset *keys; /* public keys tokens may be signed with */
     int keys_wanted;      /* a token named an unknown kid */
+    int64_t max_exp;      /* latest exp signed with signing_pem since start (for its retirement) */
+    int rotating;         /* a rotation is being saved */
     char *admin_key; /* NULL on nodes without one (workers) */
     p2p_revoked *revoked;       /* jtis */
     p2p_revoked *revoked_certs; /* certificate fingerprints */
@@ -246,6 +248,10 @@ static int load_secrets(p2p_guard *g, char **err)
         vault_remove(g->v, "keys", "jwt_secret");
         dirty = 1;
         p2p_log(g->ctx, P2P_LOG_INFO, "security", "deleted the old HS256 token secret from the vault");
+    }
+    if (p2p_jwt_keyset_prune(g->keys, now_s()) > 0) {
+        save_keys(g);
+        dirty = 1;
     }
     if (!g->ctx->cfg.coordinator_mode && p2p_jwt_keyset_count(g->keys) == 0)
         p2p_log(g->ctx, P2P_LOG_WARN, "security",
@@ -572,6 +578,8 @@ int p2p__guard_issue(p2p_guard *g, const char *sub, const char *role, const char
     char *jti = NULL;
     int r = p2p_jwt_issue(g->signing_pem, sub, role, name, now, ttl_s, token, &jti);
     free(jti);
+    if (r == 0 && now + ttl_s > g->max_exp)
+        g->max_exp = now + ttl_s;
     if (r == 0 && exp)
         *exp = now + ttl_s;
     return r;
@@ -584,34 +592,245 @@ json_t *p2p__guard_keys_json(p2p_guard *g)
     return p2p_jwt_keyset_to_json(g->keys);
 }
 
-int p2p__guard_add_keys_json(p2p_guard *g, const json_t *doc)
-{
-    size_t before = p2p_jwt_keyset_count(g->keys);
-    int r = p2p_jwt_keyset_from_json(g->keys, doc);
-    if (r == -ENOSPC) { /* full of retired keys: take the coordinator's set as it is */
-        p2p_jwt_keyset *fresh = p2p_jwt_keyset_new();
-        r = p2p_jwt_keyset_from_json(fresh, doc);
-        if (r == 0) {
-            p2p_jwt_keyset_free(g->keys);
-            g->keys = fresh;
-            before = 0;
-        } else {
-            p2p_jwt_keyset_free(fresh);
-        }
-    }
-    if (r == 0 && p2p_jwt_keyset_count(g->keys) != before) {
-        save_keys(g);
-        p2p_log(g->ctx, P2P_LOG_INFO, "security", "token keys from the coordinator: %zu public key(s)",
-                p2p_jwt_keyset_count(g->keys));
-    }
-    return r;
-}
-
 int p2p__guard_keys_wanted(p2p_guard *g)
 {
     int w = g->keys_wanted;
     g->keys_wanted = 0;
     return w;
+}
+
+void p2p__guard_keys_tag(p2p_guard *g, char out[P2P_JWT_TAG_LEN + 1])
+{
+    p2p_jwt_keyset_tag(g->keys, out);
+}
+
+static void on_keys_saved(int status, const char *err, void *arg)
+{
+    p2p_guard *g = arg;
+    if (status != 0)
+        p2p_log(g->ctx, P2P_LOG_ERROR, "security", "saving the token keys to the vault failed: %s", err ? err : "?");
+}
+
+/* Stores the key set and saves the vault in the background. */
+static void persist_keys(p2p_guard *g)
+{
+    save_keys(g);
+    vault_save_async(g->v, g->ctx->loop, on_keys_saved, g);
+}
+
+/* 1 when some key of `a` is not in `b`. */
+static int keys_dropped(const p2p_jwt_keyset *a, const p2p_jwt_keyset *b)
+{
+    json_t *doc = p2p_jwt_keyset_to_json(a), *k;
+    size_t i;
+    int gone = 0;
+    json_array_foreach(json_object_get(doc, "keys"), i, k)
+    {
+        if (!p2p_jwt_keyset_has(b, json_string_value(json_object_get(k, "kid"))))
+            gone = 1;
+    }
+    json_decref(doc);
+    return gone;
+}
+
+int p2p__guard_set_keys_json(p2p_guard *g, const json_t *doc)
+{
+    if (!g->keys)
+        return -EAGAIN;
+    p2p_jwt_keyset *fresh = p2p_jwt_keyset_new();
+    int r = p2p_jwt_keyset_from_json(fresh, doc);
+    p2p_jwt_keyset_prune(fresh, now_s());
+    if (r == 0 && p2p_jwt_keyset_count(fresh) == 0)
+        r = -EINVAL; /* the coordinator always has its signing key in the set */
+    char mine[P2P_JWT_TAG_LEN + 1], theirs[P2P_JWT_TAG_LEN + 1];
+    p2p_jwt_keyset_tag(g->keys, mine);
+    p2p_jwt_keyset_tag(fresh, theirs);
+    if (r != 0 || strcmp(mine, theirs) == 0) {
+        p2p_jwt_keyset_free(fresh);
+        return r;
+    }
+    int dropped = keys_dropped(g->keys, fresh);
+    p2p_jwt_keyset_free(g->keys);
+    g->keys = fresh;
+    if (dropped)
+        cache_clear(g); /* remembered tokens of a dropped key must verify again (and fail) */
+    persist_keys(g);
+    p2p_log(g->ctx, P2P_LOG_INFO, "security", "token keys from the coordinator: %zu public key(s) (set %s)",
+            p2p_jwt_keyset_count(g->keys), theirs);
+    return 0;
+}
+
+size_t p2p__guard_prune_keys(p2p_guard *g)
+{
+    if (!g->keys)
+        return 0;
+    size_t n = p2p_jwt_keyset_prune(g->keys, now_s());
+    if (n) {
+        cache_clear(g);
+        persist_keys(g);
+        p2p_log(g->ctx, P2P_LOG_INFO, "security",
+                "dropped %zu retired token key(s): every token they signed has expired; %zu key(s) left", n,
+                p2p_jwt_keyset_count(g->keys));
+    }
+    return n;
+}
+
+/* ---- rotating the signing key (coordinator) ---------------------------------- */
+
+typedef struct rotation {
+    p2p_guard *g;
+    char *new_pem, *old_pem; /* private keys */
+    char *old_keys;          /* the public key set document before, to restore */
+    p2p_jwt_keyset *fresh;   /* the set after */
+    char new_kid[P2P_JWT_KID_LEN + 1], old_kid[P2P_JWT_KID_LEN + 1];
+    int drop_old;
+    int64_t retire_at;
+    p2p_guard_rotate_cb cb;
+    void *arg;
+} rotation;
+
+static void rotation_free(rotation *rot)
+{
+    p2p_jwt_pem_free(rot->new_pem);
+    p2p_jwt_pem_free(rot->old_pem);
+    free(rot->old_keys);
+    p2p_jwt_keyset_free(rot->fresh);
+    free(rot);
+}
+
+/* When the old key may go: once every token it signed has expired, with the
+ * verifier's leeway. Tokens get at most jwt_ttl (the current value; a longer one
+ * issued in this run is remembered in max_exp). */
+static int64_t retire_time(p2p_guard *g)
+{
+    int64_t until = now_s() + g->ctx->cfg.jwt_ttl;
+    if (g->max_exp > until)
+        until = g->max_exp;
+    until += P2P_JWT_DEFAULT_LEEWAY_S;
+    return until > P2P_JWT_MAX_TIME ? P2P_JWT_MAX_TIME : until;
+}
+
+static void on_rotation_saved(int status, const char *err, void *arg)
+{
+    rotation *rot = arg;
+    p2p_guard *g = rot->g;
+    g->rotating = 0;
+    if (status != 0 || !g->keys) {
+        /* nothing changes: the vault gets the old key and set back (saved with the next save) */
+        if (g->v && g->keys) {
+            vault_put(g->v, "keys", "jwt_signing_key", rot->old_pem, strlen(rot->old_pem));
+            vault_put(g->v, "data", "jwt_public_keys", rot->old_keys, strlen(rot->old_keys));
+        }
+        char *msg = p2p__xasprintf("the new signing key could not be saved: %s; nothing changed",
+                                   err ? err : p2p_strerror(status ? status : -EAGAIN));
+        p2p_log(g->ctx, P2P_LOG_ERROR, "security", "token key rotation failed: %s", msg);
+        rot->cb(status ? status : -EAGAIN, NULL, msg, rot->arg);
+        free(msg);
+        rotation_free(rot);
+        return;
+    }
+    /* tokens the old key signed while the vault was written may live a little longer */
+    if (!rot->drop_old) {
+        int64_t later = retire_time(g);
+        if (later > rot->retire_at) {
+            rot->retire_at = later;
+            p2p_jwt_keyset_set_retire(rot->fresh, rot->old_kid, later);
+        }
+    }
+    p2p_jwt_keyset_free(g->keys);
+    g->keys = rot->fresh;
+    rot->fresh = NULL;
+    p2p_jwt_pem_free(g->signing_pem);
+    g->signing_pem = rot->new_pem;
+    rot->new_pem = NULL;
+    g->max_exp = 0;
+    cache_clear(g);
+    save_keys(g); /* with the final retire_at; saved with the next save */
+    vault_save_async(g->v, g->ctx->loop, on_keys_saved, g);
+    if (rot->drop_old)
+        p2p_log(g->ctx, P2P_LOG_WARN, "security",
+                "token signing key rotated: new kid %s; the old key %s is dropped and every token it signed is refused "
+                "from now on",
+                rot->new_kid, rot->old_kid);
+    else
+        p2p_log(g->ctx, P2P_LOG_WARN, "security",
+                "token signing key rotated: new kid %s; the old key %s verifies the tokens it signed until %lld "
+                "(Unix time), then it is dropped",
+                rot->new_kid, rot->old_kid, (long long)rot->retire_at);
+    json_t *info = json_pack("{s:s, s:s, s:b, s:I}", "kid", rot->new_kid, "previous_kid", rot->old_kid, "dropped",
+                             rot->drop_old, "keys", (json_int_t)p2p_jwt_keyset_count(g->keys));
+    json_object_set_new(info, "previous_retire_at",
+                        rot->drop_old ? json_null() : json_integer((json_int_t)rot->retire_at));
+    rot->cb(0, info, NULL, rot->arg);
+    json_decref(info);
+    rotation_free(rot);
+}
+
+int p2p__guard_rotate(p2p_guard *g, char *new_pem, int drop_old, p2p_guard_rotate_cb cb, void *arg, const char **why)
+{
+    int r = 0;
+    rotation *rot = p2p__xcalloc(1, sizeof(*rot));
+    rot->g = g;
+    rot->new_pem = new_pem;
+    rot->drop_old = drop_old;
+    rot->cb = cb;
+    rot->arg = arg;
+    if (!g->signing_pem || !g->keys) {
+        *why = "only the coordinator holds the signing key";
+        r = -EPERM;
+        goto fail;
+    }
+    if (g->rotating) {
+        *why = "a rotation is being saved: try again in a moment";
+        r = -EBUSY;
+        goto fail;
+    }
+    if (p2p_jwt_key_info(new_pem, NULL, rot->new_kid) != 0 || p2p_jwt_key_info(g->signing_pem, NULL, rot->old_kid)) {
+        *why = "the new key is not a P-256 key";
+        r = -EINVAL;
+        goto fail;
+    }
+    /* the set after, built aside: a failure changes nothing */
+    json_t *doc = p2p_jwt_keyset_to_json(g->keys);
+    rot->old_keys = json_dumps(doc, JSON_COMPACT);
+    rot->fresh = p2p_jwt_keyset_new();
+    r = rot->old_keys ? p2p_jwt_keyset_from_json(rot->fresh, doc) : -ENOMEM;
+    json_decref(doc);
+    if (r != 0) {
+        *why = "the current key set does not copy";
+        goto fail;
+    }
+    p2p_jwt_keyset_prune(rot->fresh, now_s());
+    rot->retire_at = retire_time(g);
+    if (drop_old)
+        p2p_jwt_keyset_remove(rot->fresh, rot->old_kid);
+    else
+        p2p_jwt_keyset_set_retire(rot->fresh, rot->old_kid, rot->retire_at);
+    if ((r = p2p_jwt_keyset_add_pem(rot->fresh, new_pem, NULL)) != 0) {
+        *why = r == -ENOSPC ? "the key set is full (16 keys): wait until a retired key's retire_at has passed, or "
+                              "rotate with drop_old"
+                            : "the new key does not load";
+        goto fail;
+    }
+    rot->old_pem = p2p__xstrdup(g->signing_pem);
+    json_t *after = p2p_jwt_keyset_to_json(rot->fresh);
+    char *text = json_dumps(after, JSON_COMPACT);
+    json_decref(after);
+    vault_put(g->v, "keys", "jwt_signing_key", new_pem, strlen(new_pem));
+    vault_put(g->v, "data", "jwt_public_keys", text, strlen(text));
+    free(text);
+    g->rotating = 1;
+    if ((r = vault_save_async(g->v, g->ctx->loop, on_rotation_saved, rot)) != 0) {
+        g->rotating = 0;
+        vault_put(g->v, "keys", "jwt_signing_key", rot->old_pem, strlen(rot->old_pem));
+        vault_put(g->v, "data", "jwt_public_keys", rot->old_keys, strlen(rot->old_keys));
+        *why = "the vault cannot be saved";
+        goto fail;
+    }
+    return 0;
+fail:
+    rotation_free(rot);
+    return r;
 }
 
 /* ---- revocation ------------------------------------------------------------- */

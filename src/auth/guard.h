@@ -14,8 +14,12 @@
  *
  * Keys: only the coordinator holds the private signing key (vault
  * keys/jwt_signing_key); every node holds the public key set (vault
- * data/jwt_public_keys), delivered at enrollment and refreshed from the
- * coordinator (GET /internal/jwt-keys) when a token names an unknown key id.
+ * data/jwt_public_keys), delivered at enrollment and renewal, and refreshed
+ * from the coordinator (GET /internal/jwt-keys) when a token names an unknown
+ * key id or the coordinator publishes another key set tag (auth/revsync.h).
+ * The coordinator rotates its signing key on an operator's request
+ * (auth/rotate_signing_key, auth/keyrot.c); a retired public key stays in the
+ * set until every token it signed has expired, then every node prunes it.
  *
  * Revocation: a deny list of token ids (jti) and certificate fingerprints, with
  * the coordinator's version number on each entry (see auth/revsync.h for how it
@@ -33,6 +37,7 @@
 
 #include <jansson.h>
 
+#include "auth/jwt.h"
 #include "core/ctx.h"
 
 #define P2P_GUARD_JTI_MAX 128
@@ -89,12 +94,36 @@ int p2p__guard_issue(p2p_guard *g, const char *sub, const char *role, const char
 
 /* New reference to the public key set {"keys":[{kid, alg, pem}, ...]}. */
 json_t *p2p__guard_keys_json(p2p_guard *g);
-/* Adds the keys of such a document (from the coordinator) and stores the set
- * in the vault (saved with the next save). Returns 0, -EINVAL or -ENOSPC. */
-int p2p__guard_add_keys_json(p2p_guard *g, const json_t *doc);
 /* 1 once a token named a key id this node does not know (cleared by reading):
  * the caller should refresh the key set. */
 int p2p__guard_keys_wanted(p2p_guard *g);
+/* The tag of this node's key set (p2p_jwt_keyset_tag). */
+void p2p__guard_keys_tag(p2p_guard *g, char out[P2P_JWT_TAG_LEN + 1]);
+/* Takes the coordinator's key set document as this node's set (a worker: the
+ * coordinator is the authority on which keys exist, retired or not), stores it
+ * and saves the vault in the background. All or nothing; a document without
+ * a usable key is refused. Returns 0, -EINVAL or -ENOSPC. */
+int p2p__guard_set_keys_json(p2p_guard *g, const json_t *doc);
+/* Drops retired keys whose retire_at has come (any node; called every tick);
+ * stores the set when it changed. Returns how many went. */
+size_t p2p__guard_prune_keys(p2p_guard *g);
+
+/* ---- rotating the signing key (coordinator) ---- */
+
+/* `info` (borrowed, NULL on failure): {"kid", "previous_kid", "dropped",
+ * "previous_retire_at" (null when dropped), "keys"}; `err` names a failure. */
+typedef void (*p2p_guard_rotate_cb)(int status, json_t *info, const char *err, void *arg);
+/* Makes `new_pem` (a private P-256 key made off the loop thread; ownership
+ * passes, whatever the result) the signing key. The old public key stays in the
+ * set with retire_at = the latest expiry of a token it signed (now + jwt_ttl,
+ * or later when a longer token was issued in this run) + the verifier's
+ * leeway, and is pruned then; with `drop_old` it goes at once and its tokens
+ * are refused. The new key and set are saved to the vault first; only then are
+ * they used (`cb` runs once, on the loop thread; a save failure changes
+ * nothing). Returns 0, or -EPERM (not the coordinator), -EBUSY (a rotation is
+ * being saved), -ENOSPC (16 keys, none retired yet), -EINVAL with `why`. */
+int p2p__guard_rotate(p2p_guard *g, char *new_pem, int drop_old, p2p_guard_rotate_cb cb, void *arg,
+                      const char **why);
 
 /* ---- revocation ---- */
 

@@ -203,8 +203,9 @@ int p2p_jwt_key_info(const char *pem, char **pub_out, char *kid_out)
 
 typedef struct keyset_entry {
     char kid[P2P_JWT_MAX_KID + 1];
-    EVP_PKEY *pk; /* public half only */
-    char *pem;    /* public PEM */
+    EVP_PKEY *pk;      /* public half only */
+    char *pem;         /* public PEM */
+    int64_t retire_at; /* 0: in use; else verifies nothing from then on, and is pruned */
 } keyset_entry;
 
 struct p2p_jwt_keyset {
@@ -294,10 +295,99 @@ int p2p_jwt_keyset_add_pem(p2p_jwt_keyset *ks, const char *pem, char *kid_out)
 json_t *p2p_jwt_keyset_to_json(const p2p_jwt_keyset *ks)
 {
     json_t *arr = json_array();
-    for (size_t i = 0; ks && i < ks->n; i++)
-        json_array_append_new(arr, json_pack("{s:s, s:s, s:s}", "kid", ks->keys[i].kid, "alg", "ES256", "pem",
-                                             ks->keys[i].pem));
+    for (size_t i = 0; ks && i < ks->n; i++) {
+        json_t *k = json_pack("{s:s, s:s, s:s}", "kid", ks->keys[i].kid, "alg", "ES256", "pem", ks->keys[i].pem);
+        if (ks->keys[i].retire_at)
+            json_object_set_new(k, "retire_at", json_integer((json_int_t)ks->keys[i].retire_at));
+        json_array_append_new(arr, k);
+    }
     return json_pack("{s:o}", "keys", arr);
+}
+
+static keyset_entry *keyset_find_mut(p2p_jwt_keyset *ks, const char *kid)
+{
+    for (size_t i = 0; ks && kid && i < ks->n; i++)
+        if (strcmp(ks->keys[i].kid, kid) == 0)
+            return &ks->keys[i];
+    return NULL;
+}
+
+int p2p_jwt_keyset_set_retire(p2p_jwt_keyset *ks, const char *kid, int64_t retire_at)
+{
+    keyset_entry *e = keyset_find_mut(ks, kid);
+    if (!e)
+        return -ENOENT;
+    if (retire_at < 0 || retire_at > P2P_JWT_MAX_TIME)
+        return -EINVAL;
+    e->retire_at = retire_at;
+    return 0;
+}
+
+int64_t p2p_jwt_keyset_retire_at(const p2p_jwt_keyset *ks, const char *kid)
+{
+    const keyset_entry *e = kid ? keyset_find(ks, kid, strlen(kid)) : NULL;
+    return e ? e->retire_at : -1;
+}
+
+static void keyset_drop(p2p_jwt_keyset *ks, size_t i)
+{
+    EVP_PKEY_free(ks->keys[i].pk);
+    free(ks->keys[i].pem);
+    memmove(&ks->keys[i], &ks->keys[i + 1], (ks->n - i - 1) * sizeof(keyset_entry));
+    ks->n--;
+}
+
+int p2p_jwt_keyset_remove(p2p_jwt_keyset *ks, const char *kid)
+{
+    keyset_entry *e = keyset_find_mut(ks, kid);
+    if (!e)
+        return -ENOENT;
+    keyset_drop(ks, (size_t)(e - ks->keys));
+    return 0;
+}
+
+size_t p2p_jwt_keyset_prune(p2p_jwt_keyset *ks, int64_t now)
+{
+    size_t gone = 0;
+    for (size_t i = 0; ks && i < ks->n;) {
+        if (ks->keys[i].retire_at && now >= ks->keys[i].retire_at) {
+            keyset_drop(ks, i);
+            gone++;
+        } else {
+            i++;
+        }
+    }
+    return gone;
+}
+
+static int cmp_entry_ptr(const void *a, const void *b)
+{
+    return strcmp((*(const keyset_entry *const *)a)->kid, (*(const keyset_entry *const *)b)->kid);
+}
+
+void p2p_jwt_keyset_tag(const p2p_jwt_keyset *ks, char out[P2P_JWT_TAG_LEN + 1])
+{
+    const keyset_entry *order[P2P_JWT_MAX_KEYS];
+    size_t n = ks ? ks->n : 0;
+    for (size_t i = 0; i < n; i++)
+        order[i] = &ks->keys[i];
+    qsort(order, n, sizeof order[0], cmp_entry_ptr);
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    uint8_t h[32];
+    unsigned hl = 0;
+    if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+        memset(h, 0, sizeof h);
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            char line[P2P_JWT_MAX_KID + 32];
+            int len = snprintf(line, sizeof line, "%s:%lld;", order[i]->kid, (long long)order[i]->retire_at);
+            EVP_DigestUpdate(md, line, (size_t)len);
+        }
+        if (EVP_DigestFinal_ex(md, h, &hl) != 1)
+            memset(h, 0, sizeof h);
+    }
+    EVP_MD_CTX_free(md);
+    hex(h, P2P_JWT_TAG_LEN / 2, out);
 }
 
 int p2p_jwt_keyset_from_json(p2p_jwt_keyset *ks, const json_t *doc)
@@ -314,14 +404,18 @@ int p2p_jwt_keyset_from_json(p2p_jwt_keyset *ks, const json_t *doc)
     json_array_foreach(arr, i, k)
     {
         json_t *kid = json_object_get(k, "kid"), *alg = json_object_get(k, "alg"), *pem = json_object_get(k, "pem");
-        if (!json_is_object(k) || json_object_size(k) != 3 || !json_is_string(kid) ||
-            !kid_valid(json_string_value(kid), json_string_length(kid)) || !json_is_string(alg) ||
-            strcmp(json_string_value(alg), "ES256") != 0 || !json_is_string(pem) ||
+        json_t *ret = json_object_get(k, "retire_at");
+        if (!json_is_object(k) || json_object_size(k) != (ret ? 4u : 3u) ||
+            (ret &&
+             (!json_is_integer(ret) || json_integer_value(ret) < 1 || json_integer_value(ret) > P2P_JWT_MAX_TIME)) ||
+            !json_is_string(kid) || !kid_valid(json_string_value(kid), json_string_length(kid)) ||
+            !json_is_string(alg) || strcmp(json_string_value(alg), "ES256") != 0 || !json_is_string(pem) ||
             json_string_length(pem) > P2P_JWT_MAX_PEM) {
             rc = -EINVAL;
             break;
         }
         keyset_entry e = {0};
+        e.retire_at = ret ? (int64_t)json_integer_value(ret) : 0;
         if (make_entry(json_string_value(pem), &e) != 0 || strcmp(e.kid, json_string_value(kid)) != 0) {
             EVP_PKEY_free(e.pk);
             free(e.pem);
@@ -651,6 +745,10 @@ int p2p_jwt_verify(const p2p_jwt_keyset *keys, const char *token, size_t token_l
     const keyset_entry *key = keyset_find(keys, json_string_value(kid), json_string_length(kid));
     if (!key) {
         *why = "unknown key id";
+        goto out;
+    }
+    if (key->retire_at && now >= key->retire_at) {
+        *why = "key retired";
         goto out;
     }
     payload = decode_segment(pseg, plen, buf);

@@ -14,8 +14,12 @@
  *
  * Key ids: the first 16 bytes of SHA-256 over the public key's DER
  * SubjectPublicKeyInfo, 32 lowercase hex digits. A key id names one key; a
- * rotated key gets a new id, and the key set keeps the old public key so its
- * tokens verify until they expire.
+ * rotated key gets a new id, and the key set keeps the old public key, marked
+ * with a retire_at time (Unix seconds: past the expiry of every token it
+ * signed, leeway included), so its tokens verify until they expire; from
+ * retire_at on it verifies nothing and p2p_jwt_keyset_prune() drops it.
+ * Key set document: {"keys":[{"kid","alg":"ES256","pem","retire_at"?}, ...]}
+ * ("retire_at" only on retired keys: an integer 1..P2P_JWT_MAX_TIME).
  *
  * Verification policy, in order (the first failure decides; `why` names it):
  *   1. size and shape: 1..P2P_JWT_MAX_TOKEN bytes, exactly two dots, three
@@ -27,7 +31,8 @@
  *      HS384, RS256, ES384 ... are refused) -> "algorithm not allowed"; "kid"
  *      a string of 1..P2P_JWT_MAX_KID hex digits -> "missing key id"; the only
  *      other member allowed is "typ", exactly "JWT" -> "unsupported header";
- *      the kid must be in the key set -> "unknown key id";
+ *      the kid must be in the key set -> "unknown key id", and its key not
+ *      past its retire_at time -> "key retired";
  *   3. signature: exactly 64 bytes (86 base64url characters), verified with
  *      OpenSSL against that key only (r || s turned into DER here; r or s zero
  *      or not below the group order fail) -> "bad signature"; then libjwt
@@ -72,6 +77,7 @@
 #define P2P_JWT_MAX_KID 64           /* hex digits accepted in a header or key set */
 #define P2P_JWT_MAX_KEYS 16          /* public keys in a key set */
 #define P2P_JWT_MAX_PEM 4096         /* bytes of one PEM key */
+#define P2P_JWT_TAG_LEN 16           /* hex digits of a key set's tag */
 #define P2P_JWT_MAX_TIME 253402300799 /* 9999-12-31T23:59:59Z; `now` and exp must not exceed it */
 #define P2P_REVOKED_DEFAULT_MAX 100000
 
@@ -126,8 +132,23 @@ json_t *p2p_jwt_keyset_to_json(const p2p_jwt_keyset *ks);
 /* Replaces nothing: adds every key of a document of the form above. All or
  * nothing: the whole document is validated first (at most P2P_JWT_MAX_KEYS
  * keys, each a P-256 public key whose computed kid equals the given one, alg
- * "ES256"); on any error nothing is added. Returns 0, -EINVAL or -ENOSPC. */
+ * "ES256", retire_at absent or 1..P2P_JWT_MAX_TIME, no other member); on any
+ * error nothing is added. A kid already in the set keeps its entry. Returns 0,
+ * -EINVAL or -ENOSPC. */
 int p2p_jwt_keyset_from_json(p2p_jwt_keyset *ks, const json_t *doc);
+
+/* Retires key `kid` at `retire_at` (0 = in use again). 0, -ENOENT or -EINVAL. */
+int p2p_jwt_keyset_set_retire(p2p_jwt_keyset *ks, const char *kid, int64_t retire_at);
+/* The retire_at of `kid` (0 = in use), or -1 when it is not in the set. */
+int64_t p2p_jwt_keyset_retire_at(const p2p_jwt_keyset *ks, const char *kid);
+/* Removes `kid` at once. 0 or -ENOENT. */
+int p2p_jwt_keyset_remove(p2p_jwt_keyset *ks, const char *kid);
+/* Drops the keys whose retire_at has come (now >= retire_at); returns how many. */
+size_t p2p_jwt_keyset_prune(p2p_jwt_keyset *ks, int64_t now);
+/* A short name of the set's content (kids and retire_at times, order ignored):
+ * P2P_JWT_TAG_LEN hex digits of SHA-256. Two nodes with the same tag hold the
+ * same keys; the coordinator publishes its tag so workers notice a rotation. */
+void p2p_jwt_keyset_tag(const p2p_jwt_keyset *ks, char out[P2P_JWT_TAG_LEN + 1]);
 
 /* ---- tokens ---- */
 

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "auth/guard.h"
+#include "auth/keyrot.h"
 #include "core/util.h"
 #include "membership/node.h"
 #include "rpc/client.h"
@@ -59,13 +60,14 @@ struct revsync {
     /* coordinator */
     int published_set;
     uint64_t published;
+    char published_tag[P2P_JWT_TAG_LEN + 1]; /* "" = not yet */
     confirm *confirms;
     size_t n_confirms;
     waiter *waiters;
     /* worker */
     int fetch_inflight, keys_inflight, retry_inflight;
     int fetched_once;
-    uint64_t next_fetch_ms, next_keys_ms, next_retry_ms;
+    uint64_t next_fetch_ms, next_keys_ms, next_retry_ms, next_tag_keys_ms;
 };
 
 static void wipe_free(char *s)
@@ -264,7 +266,7 @@ static void on_keys(void *udata, const p2p__httpc_res *res)
     if (!rs->running)
         return;
     json_t *doc = response_json(res);
-    if (!doc || p2p__guard_add_keys_json(rs->g, doc) != 0)
+    if (!doc || p2p__guard_set_keys_json(rs->g, doc) != 0)
         p2p_log(rs->ctx, P2P_LOG_WARN, "security", "fetching the token keys from the coordinator failed");
     json_decref(doc);
 }
@@ -329,13 +331,24 @@ static void worker_tick(revsync *rs)
     uint16_t port;
     if (coordinator(rs, id, addr, &port) != 0)
         return;
-    /* keys first: tokens are refused until we have them */
+    json_t *md = p2p__membership_metadata(rs->ctx, id);
+    /* keys first: tokens are refused until we have them. Fetched when a token
+     * named an unknown key id (at most every KEYS_EVERY_MS: tokens come from
+     * anyone), or when the coordinator's published key set differs from ours
+     * (a rotation or a prune; its own record, so at most every TAG_KEYS_MS) */
+    json_t *tag = json_object_get(md, "jwt_keys");
+    char my_tag[P2P_JWT_TAG_LEN + 1];
+    p2p__guard_keys_tag(rs->g, my_tag);
+    int tag_differs = json_is_string(tag) && strcmp(json_string_value(tag), my_tag) != 0;
+    if (!rs->keys_inflight && tag_differs && now >= rs->next_tag_keys_ms) {
+        rs->next_tag_keys_ms = now + P2P_REVSYNC_TAG_KEYS_MS;
+        rs->keys_inflight = send_to_coordinator(rs, "GET", "/internal/jwt-keys", NULL, on_keys, rs) != 0;
+    }
     if (!rs->keys_inflight && now >= rs->next_keys_ms && p2p__guard_keys_wanted(rs->g)) {
         rs->next_keys_ms = now + P2P_REVSYNC_KEYS_EVERY_MS;
         rs->keys_inflight = send_to_coordinator(rs, "GET", "/internal/jwt-keys", NULL, on_keys, rs) != 0;
     }
     /* the deny list */
-    json_t *md = p2p__membership_metadata(rs->ctx, id);
     json_t *pv = json_object_get(md, "revocations");
     uint64_t mine = p2p__guard_revocation_version(rs->g);
     int behind = json_is_integer(pv) && (uint64_t)json_integer_value(pv) != mine;
@@ -362,7 +375,16 @@ static void on_tick(uv_timer_t *t)
     revsync *rs = t->data;
     if (!rs->running)
         return;
+    p2p__guard_prune_keys(rs->g); /* retired keys whose tokens have all expired */
     if (is_coordinator(rs)) {
+        char tag[P2P_JWT_TAG_LEN + 1];
+        p2p__guard_keys_tag(rs->g, tag);
+        if (strcmp(tag, rs->published_tag) != 0) {
+            json_t *jt = json_string(tag);
+            if (p2p__membership_set_metadata(rs->ctx, "jwt_keys", jt) == 0)
+                memcpy(rs->published_tag, tag, sizeof tag);
+            json_decref(jt);
+        }
         uint64_t v = p2p__guard_revocation_version(rs->g);
         if (!rs->published_set || v != rs->published) {
             json_t *jv = json_integer((json_int_t)v);
@@ -448,10 +470,16 @@ static int revsync_start(p2p_component *c, char **err)
         return r;
     }
     rs->g = p2p__guard(c->ctx);
+    r = p2p__keyrot_register_method(c->ctx);
+    if (r != 0) {
+        *err = p2p__xasprintf("cannot register auth/rotate_signing_key: %s", p2p_strerror(r));
+        return r;
+    }
     rs->running = 1;
     rs->published_set = 0;
     rs->fetched_once = 0;
-    rs->next_fetch_ms = rs->next_keys_ms = rs->next_retry_ms = 0;
+    rs->next_fetch_ms = rs->next_keys_ms = rs->next_retry_ms = rs->next_tag_keys_ms = 0;
+    rs->published_tag[0] = '\0';
     uv_timer_init(c->ctx->loop, &rs->timer);
     rs->timer.data = rs;
     rs->timer_open = 1;

@@ -22,9 +22,13 @@
  * cluster, on every live node, waiting at most P2P_REVSYNC_CONFIRM_MS:
  *   {"revoked":true,"version":V,"nodes_total":N,"nodes_confirmed":M}
  *
- * Keys: a token naming a key id the node does not know, or an empty key set,
- * makes the node fetch GET /internal/jwt-keys from the coordinator (at most
- * once per P2P_REVSYNC_KEYS_EVERY_MS).
+ * Keys: the coordinator publishes the tag of its public key set
+ * (p2p_jwt_keyset_tag) in its record ("metadata": {"jwt_keys": TAG}); a node
+ * whose own set has another tag (a rotation, a prune) fetches GET
+ * /internal/jwt-keys and takes the coordinator's set as its own (at most once
+ * per P2P_REVSYNC_TAG_KEYS_MS). A token naming a key id the node does not know
+ * makes it fetch too (at most once per P2P_REVSYNC_KEYS_EVERY_MS). Every node
+ * prunes retired keys whose retire_at has come, on every tick.
  */
 #ifndef P2P_AUTH_REVSYNC_H
 #define P2P_AUTH_REVSYNC_H
@@ -39,6 +43,7 @@
 #define P2P_REVSYNC_CONFIRM_MS 2000   /* how long a revoke answer waits for the nodes */
 #define P2P_REVSYNC_RETRY_MS 2000     /* pending revocations are sent again after */
 #define P2P_REVSYNC_KEYS_EVERY_MS 5000
+#define P2P_REVSYNC_TAG_KEYS_MS 1000
 #define P2P_REVSYNC_MAX_CONFIRMS 10000 /* nodes remembered with their confirmed version */
 
 /* Adds the component (after "security" and "membership"). */

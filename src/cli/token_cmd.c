@@ -6,6 +6,7 @@
  *   p2p token revoke [--addr A] [--token JWT | --token-file F] TOKEN
  *   p2p token create --join [--ttl S] [--uses N | --replace NODE_ID]
  *   p2p token list --join; p2p token revoke --join ID
+ *   p2p token rotate-key [--drop-old]
  */
 #include <errno.h>
 #include <jansson.h>
@@ -31,6 +32,7 @@ static void token_usage(FILE *out)
             "       p2p token create --join [--ttl SECONDS] [--uses N | --replace NODE_ID] [credentials]\n"
             "       p2p token list --join [credentials]\n"
             "       p2p token revoke --join ID [credentials]\n"
+            "       p2p token rotate-key [--drop-old] [credentials]\n"
             "\n"
             "Prints a bearer token (JWT) from the node's POST /auth/token. The admin API key\n"
             "comes from --api-key-file (first line, mode 0600) or, on the coordinator's machine,\n"
@@ -49,6 +51,13 @@ static void token_usage(FILE *out)
             "coordinator role. To replace a node (new machine, lost vault), make a replacement\n"
             "token with '--replace NODE_ID': it enrolls that id only, once, and revokes the old\n"
             "node's certificate (the coordinator refuses it from then on).\n"
+            "'rotate-key' (on the coordinator) replaces the token signing key: it prints the new key\n"
+            "id. Tokens signed before keep working until they expire (at most jwt_ttl); then every\n"
+            "node drops the old public key. Workers pick the new key up within seconds. With\n"
+            "--drop-old the old key goes at once and every token it signed is refused (a leaked key).\n"
+            "\n"
+            "Join tokens, key rotation and the other admin-only methods need an operator's admin\n"
+            "token: a node certificate or a viewer token is refused.\n"
             "Credentials: an admin token (--token, --token-file, $P2P_TOKEN), else the admin API\n"
             "key as above, exchanged for a short-lived token.\n"
             "\n"
@@ -187,7 +196,7 @@ static int rpc_call(const char *addr, const char *ca_file, int insecure, const c
         if (status == 200 && res) {
             *result = json_incref(res);
             rc = 0;
-        } else if (err) {
+        } else if (json_is_object(err)) { /* a JSON-RPC error; a refusal at the HTTP layer has a string */
             fprintf(stderr, "p2p token: %s\n", json_string_value(json_object_get(err, "message")));
         } else {
             json_t *e = json_object_get(resp, "error");
@@ -249,6 +258,28 @@ static int join_command(const char *sub, const char *addr, const char *ca_file, 
     return rc;
 }
 
+/* auth/rotate_signing_key on the coordinator: prints the new key id. */
+static int rotate_command(const char *addr, const char *ca_file, int insecure, const char *bearer, int drop_old)
+{
+    json_t *params = json_pack("{s:b}", "drop_old", drop_old), *res = NULL;
+    int rc = rpc_call(addr, ca_file, insecure, bearer, "auth/rotate_signing_key", params, &res);
+    if (rc == 0) {
+        json_t *until = json_object_get(res, "previous_retire_at");
+        printf("%s\n", json_string_value(json_object_get(res, "kid")));
+        if (json_is_integer(until))
+            fprintf(stderr,
+                    "p2p token: signing key rotated; the old key %s verifies the tokens it signed until %lld (Unix "
+                    "time), then every node drops it\n",
+                    json_string_value(json_object_get(res, "previous_kid")), (long long)json_integer_value(until));
+        else
+            fprintf(stderr, "p2p token: signing key rotated; the old key %s is dropped: its tokens are refused\n",
+                    json_string_value(json_object_get(res, "previous_kid")));
+    }
+    json_decref(params);
+    json_decref(res);
+    return rc;
+}
+
 int p2p__cmd_token(int argc, char **argv)
 {
     const char *addr = getenv("P2P_ADDR"), *ca = NULL, *data_dir = NULL, *key_file = NULL, *pw_file = NULL;
@@ -259,6 +290,11 @@ int p2p__cmd_token(int argc, char **argv)
     if (!addr || !*addr)
         addr = "127.0.0.1:8001";
     int i = 1;
+    int rotate = 0, drop_old = 0;
+    if (argc > 1 && strcmp(argv[1], "rotate-key") == 0) {
+        rotate = 1;
+        i = 2;
+    }
     if (argc > 1 && (strcmp(argv[1], "revoke") == 0 || strcmp(argv[1], "create") == 0 || strcmp(argv[1], "list") == 0)) {
         sub = argv[1];
         revoke = strcmp(sub, "revoke") == 0;
@@ -275,6 +311,9 @@ int p2p__cmd_token(int argc, char **argv)
             continue;
         } else if (strcmp(a, "--join") == 0) {
             join = 1;
+            continue;
+        } else if (rotate && strcmp(a, "--drop-old") == 0) {
+            drop_old = 1;
             continue;
         } else if (strcmp(a, "--uses") == 0) {
             char *end;
@@ -323,6 +362,10 @@ int p2p__cmd_token(int argc, char **argv)
         }
         *dst = argv[++i];
     }
+    if (rotate && (join || role || name || replace || uses || ttl)) {
+        fprintf(stderr, "p2p token rotate-key: takes only --drop-old and credentials (see --help)\n");
+        return 2;
+    }
     if (role && strcmp(role, "admin") != 0 && strcmp(role, "viewer") != 0) {
         fprintf(stderr, "p2p token: --role must be admin or viewer\n");
         return 2;
@@ -368,6 +411,16 @@ int p2p__cmd_token(int argc, char **argv)
     int rc = 1, status = 0;
     json_t *body = NULL, *resp = NULL;
     char *secret = NULL;
+    if (rotate) {
+        int st = bearer_for(addr, ca_file, insecure, token_arg, token_file, key_file, data_dir, pw_file, &secret);
+        if (st == 0)
+            rc = rotate_command(addr, ca_file, insecure, secret, drop_old);
+        else
+            rc = st;
+        p2p__password_free(secret);
+        free(ca_file);
+        return rc;
+    }
     if (join) {
         int st = bearer_for(addr, ca_file, insecure, token_arg, token_file, key_file, data_dir, pw_file, &secret);
         if (st == 0)

@@ -344,6 +344,7 @@ typedef struct renew_job {
     long lifetime;
     /* results */
     char *new_cert, *new_key, *new_ca, *msg;
+    json_t *jwt_keys; /* the coordinator's public token key set, when its answer had one */
 } renew_job;
 
 static void renew_work_body(uv_work_t *w)
@@ -392,6 +393,12 @@ static void renew_work_body(uv_work_t *w)
                 j->new_cert = resp.certificate;
                 j->new_ca = resp.ca_certificate;
                 resp.certificate = resp.ca_certificate = NULL;
+                /* the key set rides along: a worker's set follows rotations and prunes */
+                json_t *answer = json_loadb(f.answer, f.answer_len, 0, NULL);
+                json_t *keys = json_object_get(answer, "jwt_keys");
+                if (json_is_object(keys))
+                    j->jwt_keys = json_incref(keys);
+                json_decref(answer);
             }
             certreq_response_free(&resp);
         }
@@ -425,6 +432,7 @@ static void renew_job_free(renew_job *j)
     pki_secret_free(j->new_key);
     free(j->new_ca);
     free(j->msg);
+    json_decref(j->jwt_keys);
     free(j);
 }
 
@@ -473,6 +481,9 @@ static void renew_done(uv_work_t *w, int status)
         write_public_ca(p);
     }
     update_not_after(p);
+    p2p_guard *g = p2p__guard(p->ctx);
+    if (j->jwt_keys && g && p2p__guard_set_keys_json(g, j->jwt_keys) != 0)
+        p2p_log(p->ctx, P2P_LOG_WARN, "pki", "the token key set in the renewal answer is unusable; ignored");
     p->stats.renewals++;
     p2p_log(p->ctx, P2P_LOG_INFO, "pki", "certificate renewed; valid until %lld (Unix time)",
             (long long)p->stats.cert_not_after);
@@ -1056,18 +1067,22 @@ static void m_list_revoked_certificates(p2p_call *call, json_t *params, void *ud
     p2p_call_reply(call, registry_revoked_json(p->reg));
 }
 
+/* Join tokens make cluster members: creating and revoking them is for an
+ * operator's admin token only (P2P_METHOD_ADMIN), never for a node identity or a
+ * viewer. The lists hold no secrets (ids, times, node ids) and stay readable. */
 static const p2p_method_desc auth_methods[] = {
     {"create_join_token",
      "Creates a join token for new workers (shown once) with its CA pin. With replace: a replacement token that "
      "enrolls that node id again (one use) and revokes its old certificate.",
-     "{ttl?: seconds (default 3600), uses?: int (default 1), replace?: node id}", 0, m_create_join_token, NULL},
+     "{ttl?: seconds (default 3600), uses?: int (default 1), replace?: node id}", P2P_METHOD_ADMIN, m_create_join_token,
+     NULL},
     {"list_join_tokens", "The join tokens not yet expired: id, created_at, expires_at, uses_left, replaces.", "none",
      P2P_METHOD_READONLY, m_list_join_tokens, NULL},
     {"list_revoked_certificates",
      "Node certificates revoked by replacements and not yet expired: fingerprint (SHA-256), node_id, revoked_at, "
      "expires_at.",
      "none", P2P_METHOD_READONLY, m_list_revoked_certificates, NULL},
-    {"revoke_join_token", "Removes a join token by id.", "{id: string}", 0, m_revoke_join_token, NULL},
+    {"revoke_join_token", "Removes a join token by id.", "{id: string}", P2P_METHOD_ADMIN, m_revoke_join_token, NULL},
 };
 
 static int register_auth_service(p2p_pki *p, char **err)

@@ -222,10 +222,15 @@ static json_t *resolve(p2p_ctx *ctx, const char *target, int *single, const char
 static int call_remote_as(p2p_ctx *ctx, const jsonrpc_caller *caller, const char *target, const char *method,
                           json_t *params, uint32_t timeout_ms, p2p_remote_cb cb, void *udata);
 
+/* A service's own call (native or exec) is the node's: on another node it goes as
+ * this node's certificate, and here it runs as that identity too, so a service
+ * cannot reach this node's admin-only methods (join tokens, key rotation, config,
+ * operating services) any more than another node could. */
 int p2p_call_remote(p2p_ctx *ctx, const char *target, const char *method, json_t *params, uint32_t timeout_ms,
                     p2p_remote_cb cb, void *udata)
 {
-    return call_remote_as(ctx, NULL, target, method, params, timeout_ms, cb, udata);
+    static const jsonrpc_caller as_node = {NULL, 1};
+    return call_remote_as(ctx, &as_node, target, method, params, timeout_ms, cb, udata);
 }
 
 static int call_remote_as(p2p_ctx *ctx, const jsonrpc_caller *caller, const char *target, const char *method,

@@ -947,16 +947,20 @@ static void m_restart(p2p_call *call, json_t *params, void *udata)
     }
 }
 
+/* Reading is open to viewers and nodes; operating a service is an operator's act
+ * (P2P_METHOD_ADMIN): another node's certificate, and a service's own calls,
+ * may not start, stop, restart or reload anything. */
 static const p2p_method_desc operator_methods[] = {
     {"list", "Pluggable services on this node: version, type, state, methods, health, restarts.", "none",
      P2P_METHOD_READONLY, m_list, NULL},
     {"get", "One pluggable service.", "{name}", P2P_METHOD_READONLY, m_get, NULL},
-    {"start", "Starts a stopped or failed service; answers once it runs or failed.", "{name}", 0, m_start, NULL},
-    {"stop", "Stops a service after its calls in flight; it stays stopped until started.", "{name}", 0, m_stop,
-     NULL},
-    {"restart", "Stops and starts a service.", "{name}", 0, m_restart, NULL},
-    {"reload", "Loads the version on disk beside the running one and switches to it with no failed call.",
-     "{name}", 0, m_reload, NULL},
+    {"start", "Starts a stopped or failed service; answers once it runs or failed.", "{name}", P2P_METHOD_ADMIN,
+     m_start, NULL},
+    {"stop", "Stops a service after its calls in flight; it stays stopped until started.", "{name}", P2P_METHOD_ADMIN,
+     m_stop, NULL},
+    {"restart", "Stops and starts a service.", "{name}", P2P_METHOD_ADMIN, m_restart, NULL},
+    {"reload", "Loads the version on disk beside the running one and switches to it with no failed call.", "{name}",
+     P2P_METHOD_ADMIN, m_reload, NULL},
 };
 
 /* An exec instance's process changed state by itself. */

@@ -697,6 +697,86 @@ static void test_keyset(void **state)
     json_decref(doc);
 }
 
+/* ---- retired keys: retire_at, prune, tag, remove ------------------------------ */
+
+static void test_keyset_retire(void **state)
+{
+    (void)state;
+    p2p_jwt_keyset *ks = p2p_jwt_keyset_new();
+    char k1[P2P_JWT_KID_LEN + 1], k2[P2P_JWT_KID_LEN + 1], t0[P2P_JWT_TAG_LEN + 1], t1[P2P_JWT_TAG_LEN + 1];
+    assert_int_equal(p2p_jwt_keyset_add_pem(ks, PRIV, k1), 0);
+    p2p_jwt_keyset_tag(ks, t0);
+    assert_int_equal(strlen(t0), P2P_JWT_TAG_LEN);
+    assert_int_equal(p2p_jwt_keyset_add_pem(ks, OTHER_PRIV, k2), 0);
+    p2p_jwt_keyset_tag(ks, t1);
+    assert_string_not_equal(t0, t1);
+    assert_int_equal(p2p_jwt_keyset_retire_at(ks, k1), 0);
+    assert_int_equal(p2p_jwt_keyset_retire_at(ks, "00"), -1);
+    assert_int_equal(p2p_jwt_keyset_set_retire(ks, "00", NOW), -ENOENT);
+    assert_int_equal(p2p_jwt_keyset_set_retire(ks, k1, -1), -EINVAL);
+    assert_int_equal(p2p_jwt_keyset_set_retire(ks, k1, NOW + 100), 0);
+    p2p_jwt_keyset_tag(ks, t0);
+    assert_string_not_equal(t0, t1); /* the retire time is part of the tag */
+
+    /* a token of the retired key verifies until retire_at, then not */
+    char *tok = NULL;
+    assert_int_equal(p2p_jwt_issue(PRIV, "a", "admin", NULL, NOW, 60, &tok, NULL), 0);
+    p2p_jwt_claims c = {0};
+    const char *why = NULL;
+    assert_int_equal(p2p_jwt_verify(ks, tok, strlen(tok), NOW + 50, NULL, &c, &why), 0);
+    p2p_jwt_claims_free(&c);
+    assert_int_equal(p2p_jwt_verify(ks, tok, strlen(tok), NOW + 30, NULL, &c, &why), 0);
+    p2p_jwt_claims_free(&c);
+    p2p_jwt_keyset *late = p2p_jwt_keyset_new();
+    json_t *doc = p2p_jwt_keyset_to_json(ks);
+    /* round trip keeps retire_at; the tag follows the content, not the order */
+    assert_int_equal(p2p_jwt_keyset_from_json(late, doc), 0);
+    assert_int_equal(p2p_jwt_keyset_retire_at(late, k1), NOW + 100);
+    p2p_jwt_keyset_tag(late, t1);
+    assert_string_equal(t0, t1);
+    assert_int_equal(p2p_jwt_verify(late, tok, strlen(tok), NOW + 100, NULL, &c, &why), -EACCES);
+    assert_string_equal(why, "key retired");
+
+    /* prune: nothing before retire_at, the retired key at it */
+    assert_int_equal(p2p_jwt_keyset_prune(late, NOW + 99), 0);
+    assert_int_equal(p2p_jwt_keyset_prune(late, NOW + 100), 1);
+    assert_int_equal(p2p_jwt_keyset_count(late), 1);
+    assert_int_equal(p2p_jwt_keyset_has(late, k1), 0);
+    assert_int_equal(p2p_jwt_keyset_has(late, k2), 1);
+    p2p_jwt_keyset_free(late);
+
+    /* remove */
+    assert_int_equal(p2p_jwt_keyset_remove(ks, k2), 0);
+    assert_int_equal(p2p_jwt_keyset_remove(ks, k2), -ENOENT);
+    assert_int_equal(p2p_jwt_keyset_count(ks), 1);
+
+    /* malformed retire_at: refused whole */
+    const char *pem = json_string_value(json_object_get(json_array_get(json_object_get(doc, "keys"), 0), "pem"));
+    const char *kid0 = json_string_value(json_object_get(json_array_get(json_object_get(doc, "keys"), 0), "kid"));
+    json_t *bad[] = {
+        json_pack("{s:[{s:s, s:s, s:s, s:i}]}", "keys", "kid", kid0, "alg", "ES256", "pem", pem, "retire_at", 0),
+        json_pack("{s:[{s:s, s:s, s:s, s:i}]}", "keys", "kid", kid0, "alg", "ES256", "pem", pem, "retire_at", -5),
+        json_pack("{s:[{s:s, s:s, s:s, s:I}]}", "keys", "kid", kid0, "alg", "ES256", "pem", pem, "retire_at",
+                  (json_int_t)P2P_JWT_MAX_TIME + 1),
+        json_pack("{s:[{s:s, s:s, s:s, s:s}]}", "keys", "kid", kid0, "alg", "ES256", "pem", pem, "retire_at", "1"),
+        json_pack("{s:[{s:s, s:s, s:s, s:f}]}", "keys", "kid", kid0, "alg", "ES256", "pem", pem, "retire_at", 1.5),
+        json_pack("{s:[{s:s, s:s, s:s, s:i}]}", "keys", "kid", kid0, "alg", "ES256", "pem", pem, "other", 1),
+        json_pack("{s:[{s:s, s:s, s:s, s:i, s:i}]}", "keys", "kid", kid0, "alg", "ES256", "pem", pem, "retire_at", 5,
+                  "x", 1),
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_non_null(bad[i]);
+        p2p_jwt_keyset *k = p2p_jwt_keyset_new();
+        assert_int_equal(p2p_jwt_keyset_from_json(k, bad[i]), -EINVAL);
+        assert_int_equal(p2p_jwt_keyset_count(k), 0);
+        p2p_jwt_keyset_free(k);
+        json_decref(bad[i]);
+    }
+    json_decref(doc);
+    free(tok);
+    p2p_jwt_keyset_free(ks);
+}
+
 /* ---- rejection table: claims and time ------------------------------------ */
 
 static void test_reject_claims(void **state)
@@ -1122,6 +1202,7 @@ int main(void)
         cmocka_unit_test(test_reject_bad_signature),
         cmocka_unit_test(test_reject_algorithms),
         cmocka_unit_test(test_keyset),
+        cmocka_unit_test(test_keyset_retire),
         cmocka_unit_test(test_reject_claims),
         cmocka_unit_test(test_time_checks),
         cmocka_unit_test(test_revoked_token_rejected),
