@@ -63,7 +63,11 @@ def test_a_node_cannot_rewrite_another_nodes_record_over_pushpull(trio, tmp_path
     time.sleep(T(2))
     for n in trio:
         assert not log_has(n, "w1", "left"), n.name
-    assert view_of(trio, "w1") == before
+    after = view_of(trio, "w1")
+    # status, addresses, port and role unchanged everywhere; the incarnation only what w1
+    # itself may have raised (a refutation on a loaded machine), never the forged 1000+
+    assert {k: (v[0],) + v[2:] for k, v in after.items()} == {k: (v[0],) + v[2:] for k, v in before.items()}
+    assert all(v[1] < 1000 for v in after.values()), after
     # the exchange still works for honest records (the cluster stays whole)
     wait_until(all_alive(trio, ["coord", "w1", "w2"]), 5, "all alive")
 
@@ -160,7 +164,11 @@ def test_forged_alive_for_another_node_is_refused_everywhere_and_counted(trio):
         assert deltas(before, n, "records_verified") == 0, n.name
     # nothing moved: w1 keeps its address, port, role and incarnation on every node
     time.sleep(T(1))
-    assert {who: view_of(trio, who) for who in ("w1", "w2")} == before_view
+    for who in ("w1", "w2"):   # the incarnation only as the node itself may raise it, never to the forged one
+        now_view = view_of(trio, who)
+        assert {k: (v[0],) + v[2:] for k, v in now_view.items()} == \
+            {k: (v[0],) + v[2:] for k, v in before_view[who].items()}
+        assert all(v[1] < inc + 3 for v in now_view.values()), now_view
     for n in trio:
         assert not log_has(n, "w1", "suspect") and not log_has(n, "w2", "suspect"), n.name
     # the same counters in the Prometheus format, and the refusal log line
