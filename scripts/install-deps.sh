@@ -11,9 +11,9 @@ pkgs=(
   libh2o-dev libwslay-dev libuv1-dev libjansson-dev libyaml-dev libssl-dev libcurl4-openssl-dev libjwt-dev liblz4-dev
   libhiredis-dev
   # tests: unit (cmocka), system (pytest with Debian's python3), fuzzing (clang + libFuzzer runtime)
-  libcmocka-dev python3 python3-pytest curl clang libclang-rt-14-dev openssl procps iproute2 nftables
+  libcmocka-dev python3 python3-pytest python3-cryptography curl clang libclang-rt-14-dev openssl procps iproute2 nftables
   # tests: the cache's L2 (each test starts its own redis-server on a free port)
-  redis-server
+  redis-server redis-tools
 )
 if [[ "${1:-}" == "bench" ]]; then
   pkgs+=(python3-fastapi python3-uvicorn nginx-light nghttp2-client wrk serf)
