@@ -16,6 +16,7 @@
  * viewer cannot rotate. Registered on the coordinator only (it alone signs).
  */
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
@@ -40,6 +41,7 @@ static void keygen_work(uv_work_t *w)
 {
     keygen_job *j = w->data;
     j->rc = p2p_jwt_keygen(&j->pem);
+    OPENSSL_thread_stop(); /* this pool thread's OpenSSL state (see vault.c open_work) */
 }
 
 static void on_rotated(int status, json_t *info, const char *err, void *arg)

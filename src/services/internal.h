@@ -108,6 +108,7 @@ struct p2p_svc {
     size_t timers_closing;
     size_t works; /* p2p_svc_work() in flight */
     int destroying;
+    int reaping; /* its free is scheduled (p2p__svc_instance_maybe_free) */
 };
 
 /* The driver of one service type. Every callback runs on the loop thread. */

@@ -258,11 +258,8 @@ static void instance_free(p2p_svc *inst)
     free(inst);
 }
 
-/* Frees a stopped (or never started) instance once nothing of it is left. */
-void p2p__svc_instance_maybe_free(p2p_svc *inst)
+static void reap(p2p_svc *inst)
 {
-    if (!inst->destroying || inst->inflight || !p2p__svc_host_quiet(inst))
-        return;
     svc_entry *e = inst->entry;
     for (size_t i = 0; i < e->n_retired; i++) {
         if (e->retired[i] == inst) {
@@ -272,6 +269,35 @@ void p2p__svc_instance_maybe_free(p2p_svc *inst)
         }
     }
     instance_free(inst);
+}
+
+static void on_reap_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void on_reap(uv_timer_t *t)
+{
+    p2p_svc *inst = t->data;
+    uv_close((uv_handle_t *)t, on_reap_closed);
+    reap(inst);
+}
+
+/* Frees a stopped (or never started) instance once nothing of it is left — on
+ * the next turn of the loop, never from inside the call that made it quiet: a
+ * driver's callback (a process that failed, a stop that completed at once) may
+ * still be running on the instance when it reports the last event. The
+ * one-shot timer is its own handle, closed as it fires, so nothing is left
+ * open at shutdown. */
+void p2p__svc_instance_maybe_free(p2p_svc *inst)
+{
+    if (!inst->destroying || inst->inflight || !p2p__svc_host_quiet(inst) || inst->reaping)
+        return;
+    inst->reaping = 1;
+    uv_timer_t *t = p2p__xmalloc(sizeof(*t));
+    uv_timer_init(inst->ctx->loop, t);
+    t->data = inst;
+    uv_timer_start(t, on_reap, 0, 0);
 }
 
 static void discard(p2p_svc *inst)

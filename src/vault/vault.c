@@ -979,6 +979,7 @@ static void save_work(uv_work_t *req)
 {
     save_job *job = req->data;
     job->status = write_atomic(job->v->path, job->file, job->len, 0, &job->err);
+    OPENSSL_thread_stop(); /* the temp name drew randomness: see open_work */
 }
 
 static void save_after(uv_work_t *req, int status);

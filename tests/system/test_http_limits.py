@@ -5,6 +5,7 @@ misbehave: announce a 1-byte flow-control window and never grant more, open stre
 without end, reset every stream they open. HTTP/1.1 requests are raw bytes over TLS so
 they can carry ambiguous framing (request smuggling).
 """
+import os
 import socket
 import ssl
 import struct
@@ -146,7 +147,9 @@ def test_stream_flood_on_a_closed_window_is_refused_and_memory_stays_bounded(lim
                     break
         time.sleep(T(1.5))
         grown = rss_kib(node) - base
-        assert grown < 40 * 1024, f"RSS grew by {grown} KiB under a stream flood"
+        # ASan keeps freed memory in quarantine (256 MiB by default): a looser bound there
+        limit = (160 if os.environ.get("P2P_SANITIZED") else 40) * 1024
+        assert grown < limit, f"RSS grew by {grown} KiB under a stream flood"
         for s in socks:
             closed, types, goaways = read_frames(s, time.monotonic() + T(5))
             assert closed, "a connection opening 5000 streams on a 1-byte window stayed open"
