@@ -6,7 +6,7 @@
 #   make install    install p2p (PREFIX=/usr/local, DESTDIR honoured)
 PREFIX ?= /usr/local
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
-FUZZ_SECONDS ?= 20
+FUZZ_SECONDS ?= 8
 PYTEST = /usr/bin/python3 -m pytest
 CMAKE_FLAGS ?=
 
