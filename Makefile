@@ -43,7 +43,7 @@ build-asan/p2p: FORCE
 
 test-sanitize: build-asan/p2p
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure
-	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 P2P_BIN=$(CURDIR)/build-asan/p2p P2P_SANITIZED=1 $(PYTEST) -q tests/system
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 P2P_BIN=$(CURDIR)/build-asan/p2p P2P_SANITIZED=1 $(PYTEST) -q -m "not timing" tests/system
 
 build-fuzz/fuzz_jsonrpc: FORCE
 	@CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DP2P_FUZZ=ON >/dev/null

@@ -437,6 +437,13 @@ def pytest_runtest_makereport(item, call):
                                  f"{node.stderr_path})", text))
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "timing: a long test of timing behaviour (loss, partitions, key retirement); the sanitizer "
+        "run (make test-sanitize) leaves these out: the normal run has them, and they exercise no code the "
+        "others do not")
+
+
 def pytest_sessionstart(session):
     if not os.access(P2P_BIN, os.X_OK):
         raise pytest.UsageError(f"P2P_BIN={P2P_BIN} is not an executable; build it with `make build`")

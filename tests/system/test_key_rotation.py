@@ -46,6 +46,7 @@ def rotate(c, *extra):
     return cp.stdout.strip(), cp.stderr
 
 
+@pytest.mark.timing
 def test_rotation_keeps_old_tokens_spreads_the_new_key_and_prunes_the_old(trio):
     c, w1, w2 = trio
     old = c.new_token(ttl=JWT_TTL)

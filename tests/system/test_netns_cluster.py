@@ -16,7 +16,7 @@ from netns import available, node_in_namespace
 from netns import topology  # noqa: F401  (the fixture)
 
 _ok, _why = available()
-pytestmark = pytest.mark.skipif(not _ok, reason=_why or "network namespaces unavailable")
+pytestmark = [pytest.mark.skipif(not _ok, reason=_why or "network namespaces unavailable"), pytest.mark.timing]
 
 DEAD_RE = re.compile(r"\[membership\] (\S+) dead \(incarnation")
 
