@@ -82,6 +82,9 @@ typedef struct p2p_config {
 
     /* logs */
     int max_log_entries;              /* default 1000, 1..10000000 */
+    int64_t log_segment_bytes;        /* coordinator: default 16 MiB, 64 KiB..1 GiB */
+    int64_t log_retention_bytes;      /* coordinator: default 1 GiB, 1 MiB..16 TiB */
+    int log_retention_days;           /* coordinator: default 7, 0 (no age limit)..3650 */
 
     /* cache */
     char *services_directory;         /* default "" = <state_directory>/services */

@@ -272,7 +272,9 @@ void p2p__api_rpc(http_server *srv, h2o_req_t *req, const p2p_identity *id)
         p2p__http_send_error(req, 403, "Forbidden", text);
         return;
     }
-    jsonrpc_caller caller = {bearer_of(req, id), id->role == P2P_ROLE_NODE};
+    int relayed = h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-p2p-relayed"), -1) >= 0;
+    jsonrpc_caller caller = {bearer_of(req, id), id->role == P2P_ROLE_NODE,
+                             id->role == P2P_ROLE_NODE && !relayed ? id->peer_node : NULL};
     jsonrpc_execute_as(srv->ctx, &msg, &caller, on_rpc_done, pending_new(req));
 }
 
