@@ -243,6 +243,8 @@ static json_t *to_json(const logrec *r, int with_node)
 json_t *logrec_to_json(const logrec *r)
 {
     json_t *o = to_json(r, 1);
+    /* exact microseconds too: encoders print reals with 15-17 digits */
+    json_object_set_new(o, "ts_us", json_integer(r->ts_us));
     /* ISO 8601 too, for people and for the guide's "timestamp" */
     time_t sec = (time_t)(r->ts_us / 1000000);
     struct tm tm;
