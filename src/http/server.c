@@ -23,6 +23,7 @@
 #include "http/internal.h"
 #include "http/server.h"
 #include "http/tls.h"
+#include "logs/http.h"
 #include "pki/cluster.h"
 #include "pki/pki.h"
 #include "vault/vault.h"
@@ -187,6 +188,9 @@ enum {
     R_INTERNAL_REVOKE,
     R_REVOCATIONS,
     R_JWT_KEYS,
+    R_LOGS,
+    R_LOGS_SOURCES,
+    R_LOGS_DELETE,
 };
 
 /* Every route the node serves, with who may call it. The system tests walk this
@@ -210,6 +214,10 @@ static const route routes[] = {
     {"/internal/revoke", ROUTE_EXACT, "POST", R_INTERNAL_REVOKE, AUTH_NODE, P2P_RL_OTHER},
     {"/internal/revocations", ROUTE_EXACT, "GET", R_REVOCATIONS, AUTH_NODE, P2P_RL_OTHER},
     {"/internal/jwt-keys", ROUTE_EXACT, "GET", R_JWT_KEYS, AUTH_NODE, P2P_RL_OTHER},
+    /* the log collector's (coordinator; elsewhere they answer 404) */
+    {"/api/logs", ROUTE_EXACT, "GET", R_LOGS, AUTH_ANY, P2P_RL_OTHER},
+    {"/api/logs", ROUTE_EXACT, "DELETE", R_LOGS_DELETE, AUTH_ADMIN, P2P_RL_OTHER},
+    {"/api/logs/sources", ROUTE_EXACT, "GET", R_LOGS_SOURCES, AUTH_ANY, P2P_RL_OTHER},
 };
 
 static h2o_iovec_t header_value(h2o_req_t *req, const h2o_token_t *token)
@@ -398,6 +406,15 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         break;
     case R_JWT_KEYS:
         p2p__api_jwt_keys(srv, req);
+        break;
+    case R_LOGS:
+        p2p__logs_http(srv, req, &id, LOGS_HTTP_GET);
+        break;
+    case R_LOGS_SOURCES:
+        p2p__logs_http(srv, req, &id, LOGS_HTTP_SOURCES);
+        break;
+    case R_LOGS_DELETE:
+        p2p__logs_http(srv, req, &id, LOGS_HTTP_DELETE);
         break;
     }
     return 0;

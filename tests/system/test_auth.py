@@ -59,6 +59,9 @@ ROUTES = [
     ("POST", "/internal/revoke", "ROUTE_EXACT", "AUTH_NODE"),
     ("GET", "/internal/revocations", "ROUTE_EXACT", "AUTH_NODE"),
     ("GET", "/internal/jwt-keys", "ROUTE_EXACT", "AUTH_NODE"),
+    ("GET", "/api/logs", "ROUTE_EXACT", "AUTH_ANY"),
+    ("DELETE", "/api/logs", "ROUTE_EXACT", "AUTH_ADMIN"),
+    ("GET", "/api/logs/sources", "ROUTE_EXACT", "AUTH_ANY"),
 ]
 # the suffix used to call a prefix route
 PREFIX_SAMPLE = "system"

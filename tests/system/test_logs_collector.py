@@ -388,3 +388,33 @@ def test_kill_9_keeps_acknowledged_lines_and_a_torn_tail_is_cut(cluster):
     assert [l["message"] for l in last] == ["durable 49", "after the tear"], last
     # the known lines of worker-1 are still there too
     assert get_logs(c, node_id="worker-1", since=T0, until=T0 + 59, limit=1000)["total"] == 60
+
+
+# ---- HTTP -------------------------------------------------------------------------------------------------
+
+def test_http_api_logs(cluster):
+    c, idents = cluster
+    node = "worker-1"
+    r = c.get(f"/api/logs?node_id={node}&since={T0}&until={T0 + 59}&level=ERROR&logger_name=alpha&limit=100")
+    assert r.status == 200, r
+    logs = r.json()["logs"]
+    assert logs and all(l["level"] in ("ERROR", "CRITICAL") and l["logger"] == "alpha" for l in logs), logs
+    r = c.get(f"/api/logs?node_id={node}&search=disk%20full&since=2023-11-14T22%3A13%3A20Z&until={T0 + 59}")
+    assert r.status == 200 and len(r.json()["logs"]) == 9, r  # i = 0, 7, ..., 56
+    r = c.get("/api/logs?limit=zero")
+    assert r.status == 400 and "limit must be" in r.json()["error"], r
+    r = c.get("/api/logs?search=%zz")
+    assert r.status == 400, r
+    r = c.get("/api/logs/sources")
+    assert r.status == 200 and node in r.json()["nodes"], r
+    viewer = c.new_token(role="viewer")
+    r = c.get(f"/api/logs?node_id={node}&limit=1", headers={"Authorization": "Bearer " + viewer})
+    assert r.status == 200 and len(r.json()["logs"]) == 1, r
+    r = c.request("DELETE", f"/api/logs?node_id={node}", headers={"Authorization": "Bearer " + viewer})
+    assert r.status == 403, r
+    assert len(get_logs(c, node_id=node, limit=5)["logs"]) == 5
+    r = c.request("DELETE", "/api/logs?node_id=nobody")
+    assert r.status == 400 and "no logs from that node" in r.json()["error"], r
+    r = c.request("DELETE", f"/api/logs?node_id={node}")
+    assert r.status == 200 and r.json() == {"cleared": True, "node_id": node}, r
+    assert get_logs(c, node_id=node)["logs"] == []
