@@ -349,6 +349,9 @@ def test_admin_token_may_call_every_route(node, route):
         else:
             r = node.request(method, url, headers=bearer(node.token), auth=False)
         assert_unauthorized(r, "a node certificate is required")
+    elif (method, path) == ("DELETE", "/api/logs"):
+        r = node.request(method, url, headers=bearer(node.token), auth=False)
+        assert r.status == 200 and r.json()["cleared"] is True, r
     else:
         assert method == "GET", f"no sample request written for {method} {path}"
         r = node.request(method, url, headers=bearer(node.token), auth=False)
