@@ -196,7 +196,8 @@ static void run_tail(logstore *s, const logfilter *f, size_t limit, size_t offse
                 push(&m, &n, &cap, r);
         }
     }
-    qsort(m, n, sizeof(*m), cmp_time);
+    if (n > 1)
+        qsort(m, n, sizeof(*m), cmp_time);
     out->total = n;
     size_t end = offset >= n ? 0 : n - offset;
     size_t start = end > limit ? end - limit : 0;

@@ -220,7 +220,8 @@ static int stream_load(logstore *s, logstream *st, char **err)
             (logseg_info){strtoull(e->d_name, NULL, 10), (uint64_t)sb.st_size, (int64_t)sb.st_mtime};
     }
     closedir(d);
-    qsort(st->segs, st->n_segs, sizeof(*st->segs), cmp_seg);
+    if (st->n_segs > 1)
+        qsort(st->segs, st->n_segs, sizeof(*st->segs), cmp_seg);
     for (size_t i = 0; i < st->n_segs; i++)
         s->total_bytes += st->segs[i].bytes;
     if (st->n_segs)
@@ -271,8 +272,10 @@ static int stream_load(logstore *s, logstream *st, char **err)
         free(path);
         /* prepend this (older) segment's records */
         all = p2p__xrealloc(all, (n_all + n + 1) * sizeof(logrec *));
-        memmove(all + n, all, n_all * sizeof(logrec *));
-        memcpy(all, recs, n * sizeof(logrec *));
+        if (n) {
+            memmove(all + n, all, n_all * sizeof(logrec *));
+            memcpy(all, recs, n * sizeof(logrec *));
+        }
         n_all += n;
         free(recs);
         if (k < st->n_segs - 1 && !st->newest_ts_us && n)
@@ -323,7 +326,8 @@ int logstore_open(logstore **out, const logstore_cfg *cfg, char **err)
         s->streams[s->n++] = st;
     }
     closedir(d);
-    qsort(s->streams, s->n, sizeof(*s->streams), cmp_stream);
+    if (s->n > 1)
+        qsort(s->streams, s->n, sizeof(*s->streams), cmp_stream);
     for (size_t i = 0; i < s->n; i++) {
         r = stream_load(s, s->streams[i], err);
         if (r) {
