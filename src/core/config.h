@@ -105,7 +105,7 @@ typedef struct p2p_config {
 
     /* private to config.c: 1 for each key (by table index) set by a file or a flag,
      * so role-dependent defaults are applied only to keys nobody set */
-    unsigned char explicit_[64];
+    unsigned char explicit_[128];
 } p2p_config;
 
 /* Fills `cfg` with the defaults for a role. Strings are heap copies. */
