@@ -330,6 +330,8 @@ def test_slow_followers_do_not_stall_others_or_ingest(cluster):
 
 def test_viewer_reads_but_cannot_clear(cluster):
     c, idents = cluster
+    seq = stats_node(c, "worker-2").get("acked_seq", 0) + 1
+    assert add(c, idents, "worker-2", [rec(seq)])["result"] == {"acked": seq}
     viewer = c.new_token(role="viewer")
     h = {"Content-Type": "application/json", "Authorization": "Bearer " + viewer}
     r = c.post_raw(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "log_collector/get_logs",
