@@ -348,7 +348,7 @@ def test_viewer_reads_but_cannot_clear(cluster):
     assert stats_node(c, "worker-2")["in_memory"] > 0
 
 
-def test_admin_clears_one_node_and_the_high_water_mark_stays(cluster):
+def test_admin_clears_one_node_and_the_high_water_mark_stays(cluster, known):
     c, idents = cluster
     acked = stats_node(c, "worker-2")["acked_seq"]
     assert c.result("log_collector/clear_logs", {"node_id": "worker-2"}) == {"cleared": True, "node_id": "worker-2"}
