@@ -28,6 +28,7 @@
 #include "core/ctx.h"
 #include "core/util.h"
 #include "http/server.h"
+#include "logs/collector.h"
 #include "membership/node.h"
 #include "pki/cluster.h"
 #include "pki/enroll.h"
@@ -351,6 +352,8 @@ int p2p__cmd_agent(int argc, char **argv)
     p2p__system_register(ctx);
     p2p__cache_register(ctx);
     p2p__services_register(ctx);
+    if (ctx->cfg.coordinator_mode)
+        p2p__logcol_register(ctx); /* the cluster's log collector */
     p2p__http_register(ctx);
     if ((r = p2p__components_start(ctx, &err)) != 0) {
         p2p_log(ctx, P2P_LOG_ERROR, "agent", "%s", err);

@@ -144,6 +144,15 @@ static const keydef keys[] = {
     BOOL(gossip_compression_enabled, true, "Compress large gossip messages."),
     INT(gossip_compression_threshold, 1024, 0, 16777216, "Gossip messages at least this many bytes are compressed."),
     INT(max_log_entries, 1000, 1, 10000000, "Log entries kept in memory for retrieval."),
+    {{"log_segment_bytes", "int", "16777216",
+      "Coordinator: the log collector starts a new segment file once one is this big. Range 65536..1073741824."},
+     T_INT64, OFF(log_segment_bytes), 65536, 1073741824LL, "16777216", "16777216", NULL},
+    {{"log_retention_bytes", "int", "1073741824",
+      "Coordinator: bytes of log segments kept for all nodes together; the oldest segments go first. Range "
+      "1048576..17592186044416."},
+     T_INT64, OFF(log_retention_bytes), 1048576, 17592186044416LL, "1073741824", "1073741824", NULL},
+    INT(log_retention_days, 7, 0, 3650,
+        "Coordinator: log segments last written longer ago than this are deleted; 0 = no age limit."),
     BOOL(redis_enabled, true, "Use Redis (redis_url) as the cache's second level; false = in-process cache only."),
     STR(redis_url, "", check_redis_url,
         "Redis for the cache's second level: redis://[[user]:password@]host[:port][/db] or unix:/path[?db=N]; "

@@ -82,6 +82,9 @@ typedef struct p2p_config {
 
     /* logs */
     int max_log_entries;              /* default 1000, 1..10000000 */
+    int64_t log_segment_bytes;        /* coordinator: default 16 MiB, 64 KiB..1 GiB */
+    int64_t log_retention_bytes;      /* coordinator: default 1 GiB, 1 MiB..16 TiB */
+    int log_retention_days;           /* coordinator: default 7, 0 (no age limit)..3650 */
 
     /* cache */
     char *services_directory;         /* default "" = <state_directory>/services */
@@ -102,7 +105,7 @@ typedef struct p2p_config {
 
     /* private to config.c: 1 for each key (by table index) set by a file or a flag,
      * so role-dependent defaults are applied only to keys nobody set */
-    unsigned char explicit_[64];
+    unsigned char explicit_[128];
 } p2p_config;
 
 /* Fills `cfg` with the defaults for a role. Strings are heap copies. */
