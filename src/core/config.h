@@ -50,6 +50,10 @@ typedef struct p2p_config {
     int shutdown_grace_period;        /* seconds in-flight requests get on SIGTERM, default 10, 0..600 */
     int access_log;                   /* bool, default true */
     char *log_level;                  /* debug|info|warn|error, default "info" */
+    char *log_format;                 /* text|json (stderr), default "text" */
+    char *log_ship_level;             /* least level shipped to the collector, default "info" */
+    int64_t log_spool_memory_bytes;   /* unacked records kept in memory, default 8 MiB */
+    int64_t log_spool_file_bytes;     /* then in <state_directory>/logs/spool, default 64 MiB, 0 = none */
 
     /* security */
     char *vault_password_file;  /* default "" */
@@ -102,7 +106,7 @@ typedef struct p2p_config {
 
     /* private to config.c: 1 for each key (by table index) set by a file or a flag,
      * so role-dependent defaults are applied only to keys nobody set */
-    unsigned char explicit_[64];
+    unsigned char explicit_[96];
 } p2p_config;
 
 /* Fills `cfg` with the defaults for a role. Strings are heap copies. */
