@@ -77,8 +77,8 @@ void p2p__spool_header_encode(const p2p_spool_header *h, uint8_t out[P2P_SPOOL_H
 
 int p2p__spool_header_decode(const uint8_t *buf, size_t len, p2p_spool_header *h)
 {
-    if (len < P2P_SPOOL_HDR || memcmp(buf, magic, 8) != 0 || get32(buf + 8) != 1 ||
-        get32(buf + 32) != p2p__crc32c(0, buf, 32))
+    if (len < P2P_SPOOL_HDR || memcmp(buf, magic, 8) != 0 || get32(buf + 8) != 1 || get32(buf + 12) != 0 ||
+        get32(buf + 32) != p2p__crc32c(0, buf, 32) || get32(buf + 36) != 0)
         return -EINVAL;
     p2p_spool_header v = {get64(buf + 16), get64(buf + 24)};
     if (v.acked_seq > v.reserved_seq)
