@@ -573,7 +573,9 @@ static void send_body(p2p_shipper *sh, char *body, size_t len, uint64_t last, si
 
 static char *batch_open(p2p_shipper *sh, size_t *len, size_t *cap)
 {
-    char *node = json_dumps(json_string(p2p_node_id(sh->ctx)), JSON_ENCODE_ANY);
+    json_t *id = json_string(p2p_node_id(sh->ctx));
+    char *node = json_dumps(id, JSON_ENCODE_ANY);
+    json_decref(id);
     *cap = sh->o.batch_max_bytes + 256;
     char *b = p2p__xmalloc(*cap);
     *len = (size_t)snprintf(b, *cap, "{\"node_id\":%s,\"records\":[", node ? node : "\"\"");
