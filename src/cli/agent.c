@@ -29,6 +29,7 @@
 #include "core/util.h"
 #include "http/server.h"
 #include "logs/collector.h"
+#include "logs/shipper.h"
 #include "membership/node.h"
 #include "pki/cluster.h"
 #include "pki/enroll.h"
@@ -318,6 +319,7 @@ int p2p__cmd_agent(int argc, char **argv)
     p2p_ctx *ctx = p2p__ctx_new(&cfg, &loop);
     a.ctx = ctx;
     p2p_shared_set(ctx, "agent", &a);
+    p2p__logs_register(ctx); /* first: the lines below are shipped too */
     p2p_log(ctx, P2P_LOG_INFO, "agent", "starting p2p %s as %s '%s' (state directory %s)", P2P_VERSION,
             p2p_node_role(ctx), p2p_node_id(ctx), ctx->cfg.state_directory);
 

@@ -58,6 +58,8 @@ typedef struct keydef {
 
 static int check_node_id(const char *s, char *why, size_t n);
 static int check_log_level(const char *s, char *why, size_t n);
+static int check_log_format(const char *s, char *why, size_t n);
+static int check_log_ship_level(const char *s, char *why, size_t n);
 static int check_nonempty(const char *s, char *why, size_t n);
 static int check_ip_literal(const char *s, char *why, size_t n);
 static int check_advertise(const char *s, char *why, size_t n);
@@ -109,6 +111,19 @@ static const keydef keys[] = {
     INT(shutdown_grace_period, 10, 0, 600, "Seconds in-flight requests get to finish on SIGTERM."),
     BOOL(access_log, true, "Log one line per HTTP request."),
     STR(log_level, "info", check_log_level, "Least severe level logged: debug, info, warn or error."),
+    STR(log_format, "text", check_log_format,
+        "Format of the log lines on stderr: text, or json (one JSON object per line, the shipped record's fields)."),
+    STR(log_ship_level, "info", check_log_ship_level,
+        "Least severe level shipped to the coordinator's log collector: debug, info, warning, error or critical "
+        "(apart from log_level, which is for stderr)."),
+    {{"log_spool_memory_bytes", "int", "8388608",
+      "Bytes of unacknowledged log records kept in memory; beyond, the oldest go to the spool file. "
+      "Range 65536..1073741824."},
+     T_INT64, OFF(log_spool_memory_bytes), 65536, 1073741824LL, "8388608", "8388608", NULL},
+    {{"log_spool_file_bytes", "int", "67108864",
+      "Largest size of the log spool file (<state_directory>/logs/spool); when full the oldest records are dropped "
+      "and counted. 0 = memory only. Range 0..68719476736."},
+     T_INT64, OFF(log_spool_file_bytes), 0, 68719476736LL, "67108864", "67108864", NULL},
     STR(vault_password_file, "", NULL,
         "File holding the vault password (first line; mode 0600). Else P2P_VAULT_PASSWORD, else a prompt."),
     STR(admin_api_key_file, "", NULL,
@@ -279,6 +294,24 @@ static int check_log_level(const char *s, char *why, size_t n)
     for (size_t i = 0; i < 4; i++)
         if (!strcmp(s, levels[i])) return 0;
     snprintf(why, n, "'%s' is not one of debug, info, warn, error", show(s, strlen(s), v, sizeof v));
+    return -1;
+}
+
+static int check_log_format(const char *s, char *why, size_t n)
+{
+    char v[48];
+    if (!strcmp(s, "text") || !strcmp(s, "json")) return 0;
+    snprintf(why, n, "'%s' is not one of text, json", show(s, strlen(s), v, sizeof v));
+    return -1;
+}
+
+static int check_log_ship_level(const char *s, char *why, size_t n)
+{
+    static const char *const levels[] = {"debug", "info", "warning", "error", "critical"};
+    char v[48];
+    for (size_t i = 0; i < 5; i++)
+        if (!strcmp(s, levels[i])) return 0;
+    snprintf(why, n, "'%s' is not one of debug, info, warning, error, critical", show(s, strlen(s), v, sizeof v));
     return -1;
 }
 

@@ -50,6 +50,10 @@ typedef struct p2p_config {
     int shutdown_grace_period;        /* seconds in-flight requests get on SIGTERM, default 10, 0..600 */
     int access_log;                   /* bool, default true */
     char *log_level;                  /* debug|info|warn|error, default "info" */
+    char *log_format;                 /* text|json (stderr), default "text" */
+    char *log_ship_level;             /* least level shipped to the collector, default "info" */
+    int64_t log_spool_memory_bytes;   /* unacked records kept in memory, default 8 MiB */
+    int64_t log_spool_file_bytes;     /* then in <state_directory>/logs/spool, default 64 MiB, 0 = none */
 
     /* security */
     char *vault_password_file;  /* default "" */
