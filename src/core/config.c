@@ -121,7 +121,7 @@ static const keydef keys[] = {
       "Range 65536..1073741824."},
      T_INT64, OFF(log_spool_memory_bytes), 65536, 1073741824LL, "8388608", "8388608", NULL},
     {{"log_spool_file_bytes", "int", "67108864",
-      "Largest size of the log spool file (<state_directory>/logs/spool); when full the oldest records are dropped "
+      "Largest size of the log spool file (<state_directory>/log-spool); when full the oldest records are dropped "
       "and counted. 0 = memory only. Range 0..68719476736."},
      T_INT64, OFF(log_spool_file_bytes), 0, 68719476736LL, "67108864", "67108864", NULL},
     STR(vault_password_file, "", NULL,

@@ -53,7 +53,7 @@ typedef struct p2p_config {
     char *log_format;                 /* text|json (stderr), default "text" */
     char *log_ship_level;             /* least level shipped to the collector, default "info" */
     int64_t log_spool_memory_bytes;   /* unacked records kept in memory, default 8 MiB */
-    int64_t log_spool_file_bytes;     /* then in <state_directory>/logs/spool, default 64 MiB, 0 = none */
+    int64_t log_spool_file_bytes;     /* then in <state_directory>/log-spool, default 64 MiB, 0 = none */
 
     /* security */
     char *vault_password_file;  /* default "" */

@@ -1291,7 +1291,7 @@ static const p2p_component_ops logs_ops = {
 void p2p__logs_register(p2p_ctx *ctx)
 {
     const p2p_config *cfg = &ctx->cfg;
-    char *path = p2p__xasprintf("%s/logs/spool", cfg->state_directory);
+    char *path = p2p__xasprintf("%s/log-spool", cfg->state_directory);
     int lv = p2p__log_level5_parse(cfg->log_ship_level ? cfg->log_ship_level : "info");
     p2p_shipper_opts o = {
         .spool_path = path,

@@ -76,7 +76,7 @@ void p2p__shipper_stats(p2p_shipper *sh, p2p_shipper_stats *out);
 int p2p__shipper_ready(const p2p_shipper *sh);
 
 /* The node's shipper as a component ("logs"), configured from the node's
- * config: spool in <state_directory>/logs/spool. Call right after the context
+ * config: spool in <state_directory>/log-spool. Call right after the context
  * is made, so start-up lines are shipped too. */
 void p2p__logs_register(p2p_ctx *ctx);
 

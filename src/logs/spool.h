@@ -1,7 +1,7 @@
 /*
  * spool.h — the log shipper's spool file: format and blocking file operations.
  *
- * The file (<state_directory>/logs/spool) holds log records the coordinator
+ * The file (<state_directory>/log-spool) holds log records the coordinator
  * has not acknowledged yet, oldest first, and in its header the highest
  * sequence number the node may have handed out, so a restart never reuses one.
  *

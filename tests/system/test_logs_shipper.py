@@ -44,7 +44,7 @@ def test_unreachable_coordinator_spool_stays_bounded_and_loss_is_counted(node_fa
                                         "--log-spool-file-bytes", file_cap])
     token = w.token  # from the coordinator, while it is up; the worker checks it alone
     c.stop(signal.SIGKILL)
-    spool = w.data_dir / "logs" / "spool"
+    spool = w.data_dir / "log-spool"
     # every request is an access-log line on the worker: ~1 MB of records, 5x the caps
     conn = w.connection()
     try:
