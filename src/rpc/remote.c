@@ -233,10 +233,14 @@ static int call_remote_as(p2p_ctx *ctx, const jsonrpc_caller *caller, const char
  * this node's certificate, and here it runs as that identity too, so a service
  * cannot reach this node's admin-only methods (join tokens, key rotation, config,
  * operating services) any more than another node could. */
+/* The node's own calls (its components, its services): they run as the node
+ * identity, and a node that receives one over mTLS knows which node sent it
+ * (no X-P2P-Relayed): what add_logs relies on. */
+static const jsonrpc_caller as_node = {NULL, 1, NULL};
+
 int p2p_call_remote(p2p_ctx *ctx, const char *target, const char *method, json_t *params, uint32_t timeout_ms,
                     p2p_remote_cb cb, void *udata)
 {
-    static const jsonrpc_caller as_node = {NULL, 1};
     return call_remote_as(ctx, &as_node, target, method, params, timeout_ms, cb, udata);
 }
 
@@ -271,7 +275,7 @@ static int call_remote_as(p2p_ctx *ctx, const jsonrpc_caller *caller, const char
     if (caller) {
         f->authz = caller->authz ? p2p__xstrdup(caller->authz) : NULL;
         f->node = caller->node;
-        f->relayed = 1;
+        f->relayed = caller != &as_node; /* made for someone else (cluster/call) */
     }
     f->pending = f->n;
     f->results = p2p__xcalloc(f->n, sizeof(json_t *));

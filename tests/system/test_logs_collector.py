@@ -27,7 +27,8 @@ def cluster(module_node_factory, tmp_path_factory):
     idents = {}
     tmp = tmp_path_factory.mktemp("idents")
     for name in ("worker-1", "worker-2"):
-        w = module_node_factory.create(name, coordinator=False, join=c)
+        # these tests send hand-made batches as the workers: their own shippers stay quiet
+        w = module_node_factory.create(name, coordinator=False, join=c, extra_args=["--log-ship-level", "critical"])
         idents[name] = export_identity(w, tmp)
         w.stop()
     return c, idents
