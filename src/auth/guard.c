@@ -275,8 +275,8 @@ static int load_secrets(p2p_guard *g, char **err)
             OPENSSL_cleanse(enc, sizeof enc);
             vault_put(g->v, "keys", "admin_api_key", g->admin_key, strlen(g->admin_key));
             dirty = 1;
-            p2p_log(g->ctx, P2P_LOG_WARN, "security",
-                    "new cluster: admin API key (shown once; it is also in the vault as keys/admin_api_key): %s",
+            p2p__log_local(g->ctx, P2P_LOG_WARN, "security",
+                           "new cluster: admin API key (shown once; it is also in the vault as keys/admin_api_key): %s",
                     g->admin_key);
             write_admin_key_file(g);
         }

@@ -28,6 +28,8 @@
 #include "core/ctx.h"
 #include "core/util.h"
 #include "http/server.h"
+#include "logs/collector.h"
+#include "logs/shipper.h"
 #include "membership/node.h"
 #include "pki/cluster.h"
 #include "pki/enroll.h"
@@ -317,6 +319,7 @@ int p2p__cmd_agent(int argc, char **argv)
     p2p_ctx *ctx = p2p__ctx_new(&cfg, &loop);
     a.ctx = ctx;
     p2p_shared_set(ctx, "agent", &a);
+    p2p__logs_register(ctx); /* first: the lines below are shipped too */
     p2p_log(ctx, P2P_LOG_INFO, "agent", "starting p2p %s as %s '%s' (state directory %s)", P2P_VERSION,
             p2p_node_role(ctx), p2p_node_id(ctx), ctx->cfg.state_directory);
 
@@ -351,6 +354,8 @@ int p2p__cmd_agent(int argc, char **argv)
     p2p__system_register(ctx);
     p2p__cache_register(ctx);
     p2p__services_register(ctx);
+    if (ctx->cfg.coordinator_mode)
+        p2p__logcol_register(ctx); /* the cluster's log collector */
     p2p__http_register(ctx);
     if ((r = p2p__components_start(ctx, &err)) != 0) {
         p2p_log(ctx, P2P_LOG_ERROR, "agent", "%s", err);

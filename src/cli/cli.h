@@ -30,5 +30,6 @@ typedef struct p2p_cli_conn {
 int p2p__cli_rpc(const p2p_cli_conn *c, const char *node, const char *method, json_t *params, json_t **result);
 
 int p2p__cmd_services(int argc, char **argv);
+int p2p__cmd_logs(int argc, char **argv);
 
 #endif

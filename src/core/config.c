@@ -58,6 +58,8 @@ typedef struct keydef {
 
 static int check_node_id(const char *s, char *why, size_t n);
 static int check_log_level(const char *s, char *why, size_t n);
+static int check_log_format(const char *s, char *why, size_t n);
+static int check_log_ship_level(const char *s, char *why, size_t n);
 static int check_nonempty(const char *s, char *why, size_t n);
 static int check_ip_literal(const char *s, char *why, size_t n);
 static int check_advertise(const char *s, char *why, size_t n);
@@ -109,6 +111,19 @@ static const keydef keys[] = {
     INT(shutdown_grace_period, 10, 0, 600, "Seconds in-flight requests get to finish on SIGTERM."),
     BOOL(access_log, true, "Log one line per HTTP request."),
     STR(log_level, "info", check_log_level, "Least severe level logged: debug, info, warn or error."),
+    STR(log_format, "text", check_log_format,
+        "Format of the log lines on stderr: text, or json (one JSON object per line, the shipped record's fields)."),
+    STR(log_ship_level, "info", check_log_ship_level,
+        "Least severe level shipped to the coordinator's log collector: debug, info, warning, error or critical "
+        "(apart from log_level, which is for stderr)."),
+    {{"log_spool_memory_bytes", "int", "8388608",
+      "Bytes of unacknowledged log records kept in memory; beyond, the oldest go to the spool file. "
+      "Range 65536..1073741824."},
+     T_INT64, OFF(log_spool_memory_bytes), 65536, 1073741824LL, "8388608", "8388608", NULL},
+    {{"log_spool_file_bytes", "int", "67108864",
+      "Largest size of the log spool file (<state_directory>/log-spool); when full the oldest records are dropped "
+      "and counted. 0 = memory only. Range 0..68719476736."},
+     T_INT64, OFF(log_spool_file_bytes), 0, 68719476736LL, "67108864", "67108864", NULL},
     STR(vault_password_file, "", NULL,
         "File holding the vault password (first line; mode 0600). Else P2P_VAULT_PASSWORD, else a prompt."),
     STR(admin_api_key_file, "", NULL,
@@ -144,6 +159,15 @@ static const keydef keys[] = {
     BOOL(gossip_compression_enabled, true, "Compress large gossip messages."),
     INT(gossip_compression_threshold, 1024, 0, 16777216, "Gossip messages at least this many bytes are compressed."),
     INT(max_log_entries, 1000, 1, 10000000, "Log entries kept in memory for retrieval."),
+    {{"log_segment_bytes", "int", "16777216",
+      "Coordinator: the log collector starts a new segment file once one is this big. Range 65536..1073741824."},
+     T_INT64, OFF(log_segment_bytes), 65536, 1073741824LL, "16777216", "16777216", NULL},
+    {{"log_retention_bytes", "int", "1073741824",
+      "Coordinator: bytes of log segments kept for all nodes together; the oldest segments go first. Range "
+      "1048576..17592186044416."},
+     T_INT64, OFF(log_retention_bytes), 1048576, 17592186044416LL, "1073741824", "1073741824", NULL},
+    INT(log_retention_days, 7, 0, 3650,
+        "Coordinator: log segments last written longer ago than this are deleted; 0 = no age limit."),
     BOOL(redis_enabled, true, "Use Redis (redis_url) as the cache's second level; false = in-process cache only."),
     STR(redis_url, "", check_redis_url,
         "Redis for the cache's second level: redis://[[user]:password@]host[:port][/db] or unix:/path[?db=N]; "
@@ -270,6 +294,24 @@ static int check_log_level(const char *s, char *why, size_t n)
     for (size_t i = 0; i < 4; i++)
         if (!strcmp(s, levels[i])) return 0;
     snprintf(why, n, "'%s' is not one of debug, info, warn, error", show(s, strlen(s), v, sizeof v));
+    return -1;
+}
+
+static int check_log_format(const char *s, char *why, size_t n)
+{
+    char v[48];
+    if (!strcmp(s, "text") || !strcmp(s, "json")) return 0;
+    snprintf(why, n, "'%s' is not one of text, json", show(s, strlen(s), v, sizeof v));
+    return -1;
+}
+
+static int check_log_ship_level(const char *s, char *why, size_t n)
+{
+    static const char *const levels[] = {"debug", "info", "warning", "error", "critical"};
+    char v[48];
+    for (size_t i = 0; i < 5; i++)
+        if (!strcmp(s, levels[i])) return 0;
+    snprintf(why, n, "'%s' is not one of debug, info, warning, error, critical", show(s, strlen(s), v, sizeof v));
     return -1;
 }
 

@@ -50,6 +50,10 @@ typedef struct p2p_config {
     int shutdown_grace_period;        /* seconds in-flight requests get on SIGTERM, default 10, 0..600 */
     int access_log;                   /* bool, default true */
     char *log_level;                  /* debug|info|warn|error, default "info" */
+    char *log_format;                 /* text|json (stderr), default "text" */
+    char *log_ship_level;             /* least level shipped to the collector, default "info" */
+    int64_t log_spool_memory_bytes;   /* unacked records kept in memory, default 8 MiB */
+    int64_t log_spool_file_bytes;     /* then in <state_directory>/log-spool, default 64 MiB, 0 = none */
 
     /* security */
     char *vault_password_file;  /* default "" */
@@ -82,6 +86,9 @@ typedef struct p2p_config {
 
     /* logs */
     int max_log_entries;              /* default 1000, 1..10000000 */
+    int64_t log_segment_bytes;        /* coordinator: default 16 MiB, 64 KiB..1 GiB */
+    int64_t log_retention_bytes;      /* coordinator: default 1 GiB, 1 MiB..16 TiB */
+    int log_retention_days;           /* coordinator: default 7, 0 (no age limit)..3650 */
 
     /* cache */
     char *services_directory;         /* default "" = <state_directory>/services */
@@ -102,7 +109,7 @@ typedef struct p2p_config {
 
     /* private to config.c: 1 for each key (by table index) set by a file or a flag,
      * so role-dependent defaults are applied only to keys nobody set */
-    unsigned char explicit_[64];
+    unsigned char explicit_[128];
 } p2p_config;
 
 /* Fills `cfg` with the defaults for a role. Strings are heap copies. */

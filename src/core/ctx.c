@@ -22,6 +22,8 @@ p2p_ctx *p2p__ctx_new(p2p_config *cfg, uv_loop_t *loop)
     ctx->log_level = P2P_LOG_INFO;
     if (ctx->cfg.log_level)
         p2p__log_level_parse(ctx->cfg.log_level, &ctx->log_level);
+    ctx->log_json = ctx->cfg.log_format && strcmp(ctx->cfg.log_format, "json") == 0;
+    ctx->sink_level = P2P_LOG_ERROR + 1;
     ctx->registry = p2p__registry_new();
     return ctx;
 }
@@ -61,10 +63,31 @@ void p2p__ctx_on_shutdown(p2p_ctx *ctx, p2p_shutdown_hook fn, void *arg)
     ctx->hooks[ctx->n_hooks++] = (struct p2p_hook_entry){fn, arg};
 }
 
-void p2p__ctx_add_log_sink(p2p_ctx *ctx, p2p_log_sink fn, void *arg)
+static void sink_level_update(p2p_ctx *ctx)
+{
+    ctx->sink_level = P2P_LOG_ERROR + 1;
+    for (size_t i = 0; i < ctx->n_sinks; i++)
+        if (ctx->sinks[i].level < ctx->sink_level)
+            ctx->sink_level = ctx->sinks[i].level;
+}
+
+void p2p__ctx_add_log_sink(p2p_ctx *ctx, p2p_log_sink fn, p2p_log_level level, void *arg)
 {
     ctx->sinks = p2p__xrealloc(ctx->sinks, (ctx->n_sinks + 1) * sizeof(*ctx->sinks));
-    ctx->sinks[ctx->n_sinks++] = (struct p2p_sink_entry){fn, arg};
+    ctx->sinks[ctx->n_sinks++] = (struct p2p_sink_entry){fn, level, arg};
+    sink_level_update(ctx);
+}
+
+void p2p__ctx_remove_log_sink(p2p_ctx *ctx, p2p_log_sink fn, void *arg)
+{
+    for (size_t i = 0; i < ctx->n_sinks; i++) {
+        if (ctx->sinks[i].fn == fn && ctx->sinks[i].arg == arg) {
+            memmove(&ctx->sinks[i], &ctx->sinks[i + 1], (ctx->n_sinks - i - 1) * sizeof(*ctx->sinks));
+            ctx->n_sinks--;
+            break;
+        }
+    }
+    sink_level_update(ctx);
 }
 
 P2P_EXTERN void *p2p_shared_set(p2p_ctx *ctx, const char *name, void *ptr)

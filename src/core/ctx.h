@@ -15,6 +15,7 @@
 #define P2P_CORE_CTX_H
 
 #include <stdint.h>
+#include <jansson.h>
 #include <uv.h>
 
 #include "core/config.h"
@@ -56,7 +57,22 @@ struct p2p_component {
 typedef void (*p2p_shutdown_hook)(p2p_ctx *ctx, void *arg);
 
 typedef struct p2p_registry p2p_registry;
-typedef void (*p2p_log_sink)(p2p_ctx *ctx, p2p_log_level level, const char *source, const char *line, void *arg);
+
+/* One log line as a sink sees it (all borrowed, valid during the call only). */
+typedef struct p2p_log_line {
+    int64_t ts_us;              /* wall clock, UTC microseconds since the epoch */
+    p2p_log_level level;        /* the node's level (see p2p__log_level5 for the five record levels) */
+    const char *source;         /* component or service name, never NULL */
+    const char *message;        /* the formatted text, NUL-terminated, maybe cut at 8 KiB */
+    const char *file, *func;    /* where it was logged, NULL when unknown */
+    int line;                   /* 0 when unknown */
+    const char *service;        /* a service's name when a service logged it, else NULL */
+    const char *request_id;     /* NULL when unknown */
+} p2p_log_line;
+
+/* A sink: sees every line at or above the level it registered with, on the
+ * thread that logged it (usually the loop, but pool jobs log too). */
+typedef void (*p2p_log_sink)(p2p_ctx *ctx, const p2p_log_line *line, void *arg);
 
 struct p2p_ctx {
     p2p_config cfg;
@@ -64,6 +80,8 @@ struct p2p_ctx {
     uint64_t start_hr_ns;   /* uv_hrtime() at creation, for uptime */
     uint64_t start_wall_ms; /* wall clock at creation */
     p2p_log_level log_level;
+    int log_json;              /* log_format: json */
+    p2p_log_level sink_level;  /* lowest level any sink wants */
 
     p2p_component **components; /* registration order */
     size_t n_components;
@@ -86,6 +104,7 @@ struct p2p_ctx {
 
     struct p2p_sink_entry {
         p2p_log_sink fn;
+        p2p_log_level level;
         void *arg;
     } *sinks;
     size_t n_sinks;
@@ -123,8 +142,45 @@ const char *p2p__component_state_name(p2p_component_state s);
 /* Shutdown hooks run (in reverse registration order) after components stop. */
 void p2p__ctx_on_shutdown(p2p_ctx *ctx, p2p_shutdown_hook fn, void *arg);
 
-/* Log sinks see every line that passes the level filter (the log collector). */
-void p2p__ctx_add_log_sink(p2p_ctx *ctx, p2p_log_sink fn, void *arg);
+/* Log sinks (the log shipper) see every line at or above `level`, whatever the
+ * local log_level; removing is by fn and arg. Register and remove on the loop
+ * thread before or after other threads log (at start and stop). */
+void p2p__ctx_add_log_sink(p2p_ctx *ctx, p2p_log_sink fn, p2p_log_level level, void *arg);
+void p2p__ctx_remove_log_sink(p2p_ctx *ctx, p2p_log_sink fn, void *arg);
+
+/* p2p_log with what the caller knows about the line: file/func/line, the
+ * service and request it belongs to (each NULL/0 when unknown). Inside the core
+ * p2p_log is this macro, so every line carries its file, function and line. */
+void p2p__log_meta(p2p_ctx *ctx, p2p_log_level level, const char *source, const char *file, const char *func,
+                   int line, const char *service, const char *request_id, const char *fmt, ...)
+    __attribute__((format(printf, 9, 10)));
+#define p2p_log(ctx, level, source, ...)                                                                           \
+    p2p__log_meta(ctx, level, source, __FILE__, __func__, __LINE__, NULL, NULL, __VA_ARGS__)
+
+/* A line for this node's stderr only, never handed to sinks (so never
+ * shipped to the collector, where viewers could read it): for secrets shown
+ * once at bootstrap. */
+void p2p__log_local(p2p_ctx *ctx, p2p_log_level level, const char *source, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* The five record levels of shipped logs (DEBUG, INFO, WARNING, ERROR,
+ * CRITICAL) from a node level and its message: an ERROR line whose message
+ * starts with "critical: " (how exec services' critical lines are logged) is
+ * CRITICAL, and *message_out then skips that prefix. */
+enum { P2P_LOG5_DEBUG, P2P_LOG5_INFO, P2P_LOG5_WARNING, P2P_LOG5_ERROR, P2P_LOG5_CRITICAL };
+int p2p__log_level5(p2p_log_level level, const char *message, const char **message_out);
+const char *p2p__log_level5_name(int level5);
+/* "DEBUG".."CRITICAL" (any case; "warn" too) -> 0..4, or -1. */
+int p2p__log_level5_parse(const char *name);
+
+/* The record of a line as a JSON object: ts (seconds, microsecond precision),
+ * level, logger, message, and file/func/line/service/request_id when known.
+ * Text is made valid UTF-8 (bad bytes become U+FFFD), the logger is cut to 64
+ * bytes and the message to 16 KiB (marked " [cut]"). A new reference. */
+json_t *p2p__log_line_json(const p2p_log_line *line);
+/* Copies `s` (n bytes) as valid UTF-8 into a heap string: each byte that is not
+ * part of a well-formed sequence becomes U+FFFD. */
+char *p2p__utf8_sanitize(const char *s, size_t n);
 
 /* Parses "debug"/"info"/"warn"/"error". Returns -EINVAL otherwise. */
 int p2p__log_level_parse(const char *s, p2p_log_level *out);

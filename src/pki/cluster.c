@@ -119,8 +119,8 @@ static int load_tokens(p2p_pki *p, int *dirty, char **err)
     if (jointoken_create(p->tokens, now_s(), BOOTSTRAP_TOKEN_TTL_S, BOOTSTRAP_TOKEN_USES, &tok) != 0)
         return p2p__fail(err, -EIO, "cannot create the bootstrap join token");
     char *js = join_string(p, tok);
-    p2p_log(p->ctx, P2P_LOG_WARN, "pki",
-            "new cluster: join token for workers (shown once; valid %d h, %d uses; make more with "
+    p2p__log_local(p->ctx, P2P_LOG_WARN, "pki",
+                   "new cluster: join token for workers (shown once; valid %d h, %d uses; make more with "
             "'p2p token create --join'): %s",
             BOOTSTRAP_TOKEN_TTL_S / 3600, BOOTSTRAP_TOKEN_USES, js);
     pki_secret_free(js);

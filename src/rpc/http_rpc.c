@@ -213,7 +213,11 @@ static void rpc_endpoint(p2p_http_req *hr)
         p2p__http_send_error(req, 403, "Forbidden", text);
         return;
     }
-    jsonrpc_caller caller = {bearer_of(req, id), id->role == P2P_ROLE_NODE};
+    /* a node's own call (not one it relays for someone else: those carry
+     * X-P2P-Relayed) says which node sent it, for handlers such as add_logs */
+    int relayed = h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-p2p-relayed"), -1) >= 0;
+    jsonrpc_caller caller = {bearer_of(req, id), id->role == P2P_ROLE_NODE,
+                             id->role == P2P_ROLE_NODE && !relayed ? id->peer_node : NULL};
     jsonrpc_execute_as(ctx, &msg, &caller, on_rpc_done, p2p__http_later(req));
 }
 

@@ -153,6 +153,7 @@ struct jsonrpc_exchange {
     void *arg;
     char *authz; /* the operator's Authorization value, or NULL */
     int node;    /* sent by another node's certificate */
+    char *node_id; /* p2p__call_node_id */
 };
 
 size_t jsonrpc_inflight(const p2p_ctx *ctx)
@@ -182,6 +183,7 @@ static void exchange_finish(jsonrpc_exchange *ex)
         OPENSSL_cleanse(ex->authz, strlen(ex->authz));
         free(ex->authz);
     }
+    free(ex->node_id);
     free(ex->responses);
     free(ex->calls);
     free(ex);
@@ -263,6 +265,11 @@ int p2p__call_from_node(const p2p_call *call)
     return call->ex->node;
 }
 
+const char *p2p__call_node_id(const p2p_call *call)
+{
+    return call->ex->node_id;
+}
+
 void jsonrpc_execute(p2p_ctx *ctx, jsonrpc_msg *msg, jsonrpc_done_cb cb, void *arg)
 {
     jsonrpc_execute_as(ctx, msg, NULL, cb, arg);
@@ -288,6 +295,9 @@ void jsonrpc_execute_as(p2p_ctx *ctx, jsonrpc_msg *msg, const jsonrpc_caller *ca
     if (caller) {
         ex->authz = caller->authz ? p2p__xstrdup(caller->authz) : NULL;
         ex->node = caller->node;
+        ex->node_id = caller->node_id ? p2p__xstrdup(caller->node_id) : NULL;
+    } else {
+        ex->node_id = p2p__xstrdup(ctx->cfg.node_id); /* in process: this node itself */
     }
     ex->pending = ex->msg.n + 1;
     for (size_t i = 0; i < ex->msg.n; i++) {

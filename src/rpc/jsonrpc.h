@@ -59,9 +59,17 @@ void jsonrpc_execute(p2p_ctx *ctx, jsonrpc_msg *msg, jsonrpc_done_cb cb, void *a
 typedef struct jsonrpc_caller {
     const char *authz;
     int node;
+    /* the node id of a client certificate that sent the call itself (not
+     * relayed by cluster/call or X-P2P-Node: those carry X-P2P-Relayed), or NULL */
+    const char *node_id;
 } jsonrpc_caller;
 
 #define P2P_RPC_E_FORBIDDEN (-32005)
+
+/* Set by a node on requests it relays for another caller (cluster/call,
+ * X-P2P-Node): the receiver then does not take the call as the relaying
+ * node's own (p2p__call_node_id is NULL). */
+#define P2P_RELAYED_HEADER "X-P2P-Relayed"
 
 /* jsonrpc_execute for a known caller (NULL = in process, trusted). */
 void jsonrpc_execute_as(p2p_ctx *ctx, jsonrpc_msg *msg, const jsonrpc_caller *caller, jsonrpc_done_cb cb,
@@ -69,6 +77,11 @@ void jsonrpc_execute_as(p2p_ctx *ctx, jsonrpc_msg *msg, const jsonrpc_caller *ca
 /* The caller of the message a call belongs to (see above). */
 const char *p2p__call_authz(const p2p_call *call);
 int p2p__call_from_node(const p2p_call *call);
+/* The node a call comes from: the node id of the client certificate that sent
+ * it directly, this node's id for an in-process call (no caller), or NULL (an
+ * operator's token, or a call relayed for someone else). For methods only a
+ * node may call about itself (log_collector/add_logs). */
+const char *p2p__call_node_id(const p2p_call *call);
 
 /* How many method calls are running right now (for graceful shutdown). */
 size_t jsonrpc_inflight(const p2p_ctx *ctx);

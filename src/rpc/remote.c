@@ -40,6 +40,7 @@ struct fanout {
     p2p_ctx *ctx;
     char *authz; /* operator's Authorization value, or NULL */
     int node;    /* asked for by another node's identity */
+    int relayed; /* made for a caller (cluster/call), not by this node itself */
     p2p_remote_cb cb;
     void *udata;
     int single;
@@ -142,7 +143,8 @@ static void start_one(fanout *f, size_t slot, const char *method, json_t *params
         jsonrpc_msg msg;
         jsonrpc_decode(body, strlen(body), &msg);
         free(body);
-        jsonrpc_caller caller = {f->authz, f->node};
+        /* for an operator or another node: never this node's own identity */
+        jsonrpc_caller caller = {f->authz, f->node, f->relayed ? NULL : ctx->cfg.node_id};
         jsonrpc_execute_as(ctx, &msg, &caller, on_local_done, c);
         return;
     }
@@ -162,10 +164,15 @@ static void start_one(fanout *f, size_t slot, const char *method, json_t *params
         return;
     }
     char *hline = f->authz ? p2p__xasprintf("Authorization: %s", f->authz) : NULL;
-    const char *hdrs[1] = {hline};
+    const char *hdrs[2];
+    size_t nh = 0;
+    if (hline)
+        hdrs[nh++] = hline;
+    if (f->relayed)
+        hdrs[nh++] = P2P_RELAYED_HEADER ": 1"; /* our certificate, someone else's call */
     p2p__httpc_req hr = {.method = "POST", .node_id = c->node, .address = addr, .port = port, .path = "/rpc",
                          .body = body, .body_len = strlen(body), .timeout_ms = timeout_ms,
-                         .headers = hline ? hdrs : NULL, .n_headers = hline ? 1 : 0};
+                         .headers = nh ? hdrs : NULL, .n_headers = nh};
     char *err = NULL;
     uint64_t id = p2p__httpc_request(http, &hr, on_remote_done, c, &err);
     free(body);
@@ -226,10 +233,14 @@ static int call_remote_as(p2p_ctx *ctx, const jsonrpc_caller *caller, const char
  * this node's certificate, and here it runs as that identity too, so a service
  * cannot reach this node's admin-only methods (join tokens, key rotation, config,
  * operating services) any more than another node could. */
+/* The node's own calls (its components, its services): they run as the node
+ * identity, and a node that receives one over mTLS knows which node sent it
+ * (no X-P2P-Relayed): what add_logs relies on. */
+static const jsonrpc_caller as_node = {NULL, 1, NULL};
+
 int p2p_call_remote(p2p_ctx *ctx, const char *target, const char *method, json_t *params, uint32_t timeout_ms,
                     p2p_remote_cb cb, void *udata)
 {
-    static const jsonrpc_caller as_node = {NULL, 1};
     return call_remote_as(ctx, &as_node, target, method, params, timeout_ms, cb, udata);
 }
 
@@ -264,6 +275,7 @@ static int call_remote_as(p2p_ctx *ctx, const jsonrpc_caller *caller, const char
     if (caller) {
         f->authz = caller->authz ? p2p__xstrdup(caller->authz) : NULL;
         f->node = caller->node;
+        f->relayed = caller != &as_node; /* made for someone else (cluster/call) */
     }
     f->pending = f->n;
     f->results = p2p__xcalloc(f->n, sizeof(json_t *));
@@ -361,10 +373,14 @@ int p2p__remote_forward(p2p_ctx *ctx, const char *node_id, const char *body, siz
     w->cb = cb;
     w->arg = arg;
     char *hline = authz ? p2p__xasprintf("Authorization: %s", authz) : NULL;
-    const char *hdrs[1] = {hline};
+    const char *hdrs[2];
+    size_t nh = 0;
+    if (hline)
+        hdrs[nh++] = hline;
+    hdrs[nh++] = P2P_RELAYED_HEADER ": 1"; /* always someone else's request */
     p2p__httpc_req hr = {.method = "POST", .node_id = node_id, .address = addr, .port = port, .path = "/rpc",
                          .body = body, .body_len = len, .timeout_ms = timeout_ms ? timeout_ms : 30000,
-                         .headers = hline ? hdrs : NULL, .n_headers = hline ? 1 : 0};
+                         .headers = hdrs, .n_headers = nh};
     char *err = NULL;
     uint64_t id = p2p__httpc_request(http, &hr, on_fwd_done, w, &err);
     if (hline) {

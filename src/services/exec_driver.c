@@ -50,8 +50,10 @@ static void on_log(p2p_exec_proc *proc, p2p_exec_log_level level, p2p_exec_log_s
 {
     (void)proc;
     p2p_svc *inst = udata;
-    p2p_log(inst->ctx, log_level(level), inst->man.name, "%s%s%s", level == P2P_EXEC_LOG_CRITICAL ? "critical: " : "",
-            src == P2P_EXEC_FROM_STDERR ? "stderr: " : "", message);
+    /* the line is the service's own: no file/line of ours, its name as the service */
+    p2p__log_meta(inst->ctx, log_level(level), inst->man.name, NULL, NULL, 0, inst->man.name, NULL, "%s%s%s",
+                  level == P2P_EXEC_LOG_CRITICAL ? "critical: " : "", src == P2P_EXEC_FROM_STDERR ? "stderr: " : "",
+                  message);
 }
 
 static void on_state(p2p_exec_proc *proc, const p2p_exec_status *st, void *udata)

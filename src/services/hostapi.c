@@ -84,7 +84,7 @@ P2P_EXTERN void p2p_svc_log(p2p_svc *svc, p2p_log_level level, const char *fmt, 
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    p2p_log(svc->ctx, level, svc->man.name, "%s", buf);
+    p2p__log_meta(svc->ctx, level, svc->man.name, NULL, NULL, 0, svc->man.name, NULL, "%s", buf);
 }
 
 /* ---- timers ---------------------------------------------------------------------- */

@@ -63,6 +63,9 @@ ROUTES = [
     ("POST", "/internal/revoke", "exact", "node"),
     ("GET", "/internal/revocations", "exact", "node"),
     ("GET", "/internal/jwt-keys", "exact", "node"),
+    ("GET", "/api/logs", "exact", "any"),
+    ("DELETE", "/api/logs", "exact", "admin"),
+    ("GET", "/api/logs/sources", "exact", "any"),
 ]
 # the suffix used to call a prefix route
 PREFIX_SAMPLE = "system"
@@ -367,6 +370,9 @@ def test_admin_token_may_call_every_route(node, route):
         else:
             r = node.request(method, url, headers=bearer(node.token), auth=False)
         assert_unauthorized(r, "a node certificate is required")
+    elif (method, path) == ("DELETE", "/api/logs"):
+        r = node.request(method, url, headers=bearer(node.token), auth=False)
+        assert r.status == 200 and r.json()["cleared"] is True, r
     else:
         assert method == "GET", f"no sample request written for {method} {path}"
         r = node.request(method, url, headers=bearer(node.token), auth=False)

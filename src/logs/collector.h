@@ -1,0 +1,21 @@
+/*
+ * collector.h — the built-in `log_collector` service of the coordinator:
+ * add_logs, get_logs (with long-poll follow), get_log_sources, clear_logs,
+ * get_stats, over the segment store. docs/logs.md describes the API.
+ */
+#ifndef P2P_LOGS_COLLECTOR_H
+#define P2P_LOGS_COLLECTOR_H
+
+#include "core/ctx.h"
+#include "logs/follow.h"
+
+typedef struct logcol logcol;
+
+/* Adds the "log_collector" component (coordinator only). Its object is shared
+ * as "log_collector" once it runs. */
+int p2p__logcol_register(p2p_ctx *ctx);
+
+/* The live-follow subscribers, for in-process consumers (the dashboard). */
+logfollow *p2p__logcol_follow(logcol *col);
+
+#endif

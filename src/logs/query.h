@@ -1,0 +1,79 @@
+/*
+ * query.h — filters, cursors and queries over the store's in-memory rings.
+ *
+ * Two modes:
+ *  - tail (no cursor): the newest `limit` matching lines after skipping the
+ *    `offset` newest, returned oldest first (journalctl -n); paging back in
+ *    time is offset += limit. The cursor returned is "now": every node's
+ *    high-water mark, so a follow starts after the last line shown.
+ *  - resume (a cursor): the first `limit` matching lines after the cursor,
+ *    node by node in sequence order, merged by time. The cursor returned says
+ *    exactly where that page ended for every node, so resuming with it never
+ *    repeats and never misses a line, including late lines of a node that was
+ *    cut off (they carry old times but new sequence numbers).
+ *
+ * A cursor is text: "node=seq,node=seq,..." (node ids cannot hold '=' or ','),
+ * opaque to clients.
+ */
+#ifndef P2P_LOGS_QUERY_H
+#define P2P_LOGS_QUERY_H
+
+#include <regex.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "logs/store.h"
+
+#define LOGQ_MAX_LIMIT 10000
+#define LOGQ_MAX_SEARCH 256
+#define LOGQ_MAX_CURSOR 65536
+
+typedef struct logfilter {
+    const char *node;   /* NULL = all */
+    int min_level;      /* LOGREC_*, 0 = all */
+    const char *logger; /* exact, NULL = all */
+    const char *search; /* substring of the message, case-insensitive; NULL = none */
+    regex_t *re;        /* instead of search when set */
+    int64_t since_us;   /* inclusive, 0 = none */
+    int64_t until_us;   /* inclusive, 0 = none */
+} logfilter;
+
+int logfilter_match(const logfilter *f, const logrec *r);
+
+/* Compiles a POSIX extended regex for `search` (case-insensitive). Refuses
+ * back-references (exponential in glibc) and repetition counts above 255
+ * (they expand into huge automata). Returns 0 or -EINVAL with err set. */
+int logfilter_regcomp(regex_t *re, const char *pattern, char *err, size_t errlen);
+
+typedef struct logcursor_pos {
+    char node[64];
+    uint64_t seq;
+} logcursor_pos;
+
+typedef struct logcursor {
+    logcursor_pos *pos;
+    size_t n;
+} logcursor;
+
+/* Parses a cursor; "" is the empty cursor (everything retained is after it). */
+int logcursor_parse(const char *s, logcursor *c, char *err, size_t errlen);
+void logcursor_free(logcursor *c);
+
+typedef struct logquery_result {
+    logrec **recs; /* borrowed references taken (logquery_result_free drops them) */
+    size_t n;
+    size_t total;     /* lines matching in memory (tail mode: before offset/limit; resume: after the cursor) */
+    uint64_t skipped; /* resume: lines that left memory before they could be read */
+    char *cursor;     /* heap */
+} logquery_result;
+
+/* Runs a query. `cur` NULL = tail mode. */
+void logquery_run(logstore *s, const logfilter *f, const logcursor *cur, size_t limit, size_t offset,
+                  logquery_result *out);
+void logquery_result_free(logquery_result *r);
+
+/* 1 when a resume query with this cursor and filter would return something
+ * (checks only the records of `node` after the cursor: for follow wake-ups). */
+int logquery_has_new(logstore *s, const logfilter *f, const logcursor *cur, const char *node);
+
+#endif

@@ -1,0 +1,77 @@
+"""The log shipper on every node (docs/logs.md, "On every node: the shipper"), in the
+parts that need no collector: stderr as JSON lines, and a node whose coordinator is
+unreachable keeping its spool within its caps, counting what it had to drop (in
+/metrics) and not logging its own failures into itself.
+
+The end-to-end half (lines reaching the coordinator's log_collector, acks, resend after a
+restart) is tested with the collector."""
+import json
+import signal
+import time
+
+from conftest import T, wait_until
+
+RECORD_KEYS = {"ts", "node_id", "level", "logger", "message"}
+
+
+def test_log_format_json_writes_one_record_per_line(node_factory):
+    n = node_factory.create("c1", extra_args=["--log-format", "json"])
+    n.get("/health")
+    wait_until(lambda: '"logger":"access"' in n.stderr(), 5, "an access line")
+    lines = [l for l in n.stderr().splitlines() if l.strip()]
+    assert len(lines) >= 5
+    for line in lines:
+        if "AddressSanitizer" in line or line.startswith("==") or "LeakSanitizer" in line:
+            continue
+        rec = json.loads(line)  # every line is one JSON object
+        assert RECORD_KEYS <= rec.keys(), rec
+        assert rec["node_id"] == "c1"
+        assert rec["level"] in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+        assert isinstance(rec["ts"], float) and abs(rec["ts"] - time.time()) < 3600
+        assert "\n" not in rec["message"]
+    start = [json.loads(l) for l in lines if '"starting p2p' in l][0]
+    assert start["logger"] == "agent" and start["level"] == "INFO"
+    assert start["file"] == "src/cli/agent.c" and start["func"] and start["line"] > 0
+    # secrets shown once at bootstrap stay on this node's stderr (never shipped)
+    assert any("admin API key" in l for l in lines)
+
+
+def test_unreachable_coordinator_spool_stays_bounded_and_loss_is_counted(node_factory):
+    mem_cap, file_cap = 65536, 131072
+    c = node_factory.create("c1")
+    w = node_factory.create("w1", coordinator=False, join=c,
+                            extra_args=["--log-spool-memory-bytes", mem_cap,
+                                        "--log-spool-file-bytes", file_cap])
+    token = w.token  # from the coordinator, while it is up; the worker checks it alone
+    c.stop(signal.SIGKILL)
+    spool = w.data_dir / "log-spool"
+    # every request is an access-log line on the worker: ~1 MB of records, 5x the caps
+    conn = w.connection()
+    try:
+        for i in range(3000):
+            conn.request("GET", f"/health?line={i}&pad={'x' * 100}")
+            conn.getresponse().read()
+            if i % 500 == 0:
+                assert not spool.exists() or spool.stat().st_size <= file_cap
+    finally:
+        conn.close()
+
+    def logs_metrics():
+        m = w.metrics().get("logs", {})
+        return m if m.get("lost", 0) > 0 and m.get("spooled_records", 0) > 0 else None
+
+    m = wait_until(logs_metrics, 20, "lost records counted in /metrics")
+    assert spool.stat().st_size <= file_cap
+    assert m["spool_file_bytes"] <= file_cap
+    assert m["spool_memory_bytes"] <= mem_cap
+    assert m["acked"] == 0 and m["send_failures"] >= 1
+    # lines kept + lines dropped cover what was logged (access lines + the node's own)
+    assert m["spooled_records"] + m["lost"] >= 3000
+    assert m["last_seq"] >= m["spooled_records"]
+    # its own failures: on stderr, rate-limited (once per outage, then once a minute)
+    err = w.stderr()
+    assert 1 <= err.count("cannot ship logs") <= 3, err[-3000:]
+    # a clean stop keeps the spool (and the exact last seq) for the next start
+    assert w.stop() == 0
+    assert 64 < spool.stat().st_size <= file_cap
+    _ = token
