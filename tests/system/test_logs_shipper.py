@@ -43,6 +43,7 @@ def test_unreachable_coordinator_spool_stays_bounded_and_loss_is_counted(node_fa
                             extra_args=["--log-spool-memory-bytes", mem_cap,
                                         "--log-spool-file-bytes", file_cap])
     token = w.token  # from the coordinator, while it is up; the worker checks it alone
+    acked_before = w.metrics().get("logs", {}).get("acked", 0)  # what reached the collector before the kill
     c.stop(signal.SIGKILL)
     spool = w.data_dir / "log-spool"
     # every request is an access-log line on the worker: ~1 MB of records, 5x the caps
@@ -64,7 +65,7 @@ def test_unreachable_coordinator_spool_stays_bounded_and_loss_is_counted(node_fa
     assert spool.stat().st_size <= file_cap
     assert m["spool_file_bytes"] <= file_cap
     assert m["spool_memory_bytes"] <= mem_cap
-    assert m["acked"] == 0 and m["send_failures"] >= 1
+    assert m["acked"] <= acked_before + 20 and m["send_failures"] >= 1  # a batch in flight at the kill at most
     # lines kept + lines dropped cover what was logged (access lines + the node's own)
     assert m["spooled_records"] + m["lost"] >= 3000
     assert m["last_seq"] >= m["spooled_records"]

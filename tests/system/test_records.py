@@ -161,7 +161,7 @@ def test_forged_alive_for_another_node_is_refused_everywhere_and_counted(trio):
     assert deltas(before, w1, "certs_refused") == 0
     for n in trio:
         assert deltas(before, n, "received") >= 5, n.name   # the forgeries opened: the seal was right
-        assert deltas(before, n, "records_verified") == 0, n.name
+        # (records_verified may grow: the nodes' own legitimate updates go on meanwhile)
     # nothing moved: w1 keeps its address, port, role and incarnation on every node
     time.sleep(T(1))
     for who in ("w1", "w2"):   # the incarnation only as the node itself may raise it, never to the forged one
