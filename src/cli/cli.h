@@ -24,6 +24,14 @@ typedef struct p2p_cli_conn {
     int insecure;
 } p2p_cli_conn;
 
+/* A connection for `prog` with the environment's defaults: $P2P_ADDR, else
+ * 127.0.0.1:8001 (the CA and token are looked up when the call is made). */
+void p2p__cli_conn_init(p2p_cli_conn *c, const char *prog, long timeout_s);
+
+/* The field a connection option fills (--addr, --ca, --data-dir, --token,
+ * --token-file), or NULL when `opt` is not one: the commands share them. */
+const char **p2p__cli_conn_option(p2p_cli_conn *c, const char *opt);
+
 /* One JSON-RPC call (on `node` through the node at c->addr when node is not
  * NULL). 0 with *result (a new reference), 1 after an RPC or transport error,
  * 2 on a usage error; errors are printed to stderr. `params` is borrowed. */

@@ -186,6 +186,26 @@ static int run_call(int argc, char **argv, int members)
     return 0;
 }
 
+void p2p__cli_conn_init(p2p_cli_conn *c, const char *prog, long timeout_s)
+{
+    memset(c, 0, sizeof(*c));
+    c->prog = prog;
+    c->timeout = timeout_s;
+    c->addr = getenv("P2P_ADDR");
+    if (!c->addr || !*c->addr)
+        c->addr = "127.0.0.1:8001";
+}
+
+const char **p2p__cli_conn_option(p2p_cli_conn *c, const char *opt)
+{
+    return !strcmp(opt, "--addr")         ? &c->addr
+           : !strcmp(opt, "--ca")         ? &c->ca
+           : !strcmp(opt, "--data-dir")   ? &c->data_dir
+           : !strcmp(opt, "--token")      ? &c->token
+           : !strcmp(opt, "--token-file") ? &c->token_file
+                                          : NULL;
+}
+
 int p2p__cli_rpc(const p2p_cli_conn *c, const char *node, const char *method, json_t *params, json_t **result)
 {
     const char *prog = c->prog;

@@ -74,12 +74,11 @@ static int print_records(json_t *recs, int raw, int color)
 
 int p2p__cmd_logs(int argc, char **argv)
 {
-    p2p_cli_conn c = {.prog = "p2p logs", .addr = getenv("P2P_ADDR"), .timeout = 30};
+    p2p_cli_conn c;
+    p2p__cli_conn_init(&c, "p2p logs", 30);
     p2p_logs_filter f = {0};
     const char *since = NULL, *until = NULL, *lines = NULL;
     int follow = 0, raw = 0;
-    if (!c.addr || !*c.addr)
-        c.addr = "127.0.0.1:8001";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char **dst = NULL;
@@ -109,16 +108,7 @@ int p2p__cmd_logs(int argc, char **argv)
             dst = &until;
         } else if (!strcmp(a, "-n") || !strcmp(a, "--lines")) {
             dst = &lines;
-        } else if (!strcmp(a, "--addr")) {
-            dst = &c.addr;
-        } else if (!strcmp(a, "--ca")) {
-            dst = &c.ca;
-        } else if (!strcmp(a, "--data-dir")) {
-            dst = &c.data_dir;
-        } else if (!strcmp(a, "--token")) {
-            dst = &c.token;
-        } else if (!strcmp(a, "--token-file")) {
-            dst = &c.token_file;
+        } else if ((dst = p2p__cli_conn_option(&c, a)) != NULL) {
         } else {
             fprintf(stderr, "p2p logs: %s '%s' (see --help)\n", a[0] == '-' ? "unknown option" : "unexpected argument",
                     a);

@@ -59,11 +59,10 @@ static void print_rows(const char *node, json_t *list)
 
 int p2p__cmd_services(int argc, char **argv)
 {
-    p2p_cli_conn c = {.prog = "p2p services", .addr = getenv("P2P_ADDR"), .timeout = 60};
+    p2p_cli_conn c;
+    p2p__cli_conn_init(&c, "p2p services", 60);
     const char *action = NULL, *name = NULL, *node = NULL;
     int all = 0, raw = 0;
-    if (!c.addr || !*c.addr)
-        c.addr = "127.0.0.1:8001";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char **dst = NULL;
@@ -81,16 +80,7 @@ int p2p__cmd_services(int argc, char **argv)
             continue;
         } else if (!strcmp(a, "--node")) {
             dst = &node;
-        } else if (!strcmp(a, "--addr")) {
-            dst = &c.addr;
-        } else if (!strcmp(a, "--ca")) {
-            dst = &c.ca;
-        } else if (!strcmp(a, "--data-dir")) {
-            dst = &c.data_dir;
-        } else if (!strcmp(a, "--token")) {
-            dst = &c.token;
-        } else if (!strcmp(a, "--token-file")) {
-            dst = &c.token_file;
+        } else if ((dst = p2p__cli_conn_option(&c, a)) != NULL) {
         } else if (a[0] == '-' && a[1]) {
             fprintf(stderr, "p2p services: unknown option '%s' (see --help)\n", a);
             return 2;
