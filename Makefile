@@ -7,6 +7,7 @@
 PREFIX ?= /usr/local
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 FUZZ_SECONDS ?= 8
+TEST_JOBS ?= 2
 PYTEST = /usr/bin/python3 -m pytest
 CMAKE_FLAGS ?=
 
@@ -34,8 +35,12 @@ test: deps build
 test-unit: build
 	cd build && ctest --output-on-failure
 
+# System tests run in TEST_JOBS pytest-xdist workers (a test file stays in one worker:
+# module fixtures are shared by its tests); the `timing` tests (netns partitions, key
+# retirement) run afterwards on their own, since they measure time.
 test-system: build
-	P2P_BIN=$(CURDIR)/build/p2p $(PYTEST) -q tests/system
+	P2P_BIN=$(CURDIR)/build/p2p $(PYTEST) -q -n $(TEST_JOBS) --dist loadfile -m "not timing" tests/system
+	P2P_BIN=$(CURDIR)/build/p2p $(PYTEST) -q -m timing tests/system
 
 build-asan/p2p: FORCE
 	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DP2P_SANITIZE=ON >/dev/null
@@ -43,7 +48,7 @@ build-asan/p2p: FORCE
 
 test-sanitize: build-asan/p2p
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure
-	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 P2P_BIN=$(CURDIR)/build-asan/p2p P2P_SANITIZED=1 $(PYTEST) -q -m "not timing" tests/system
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 P2P_BIN=$(CURDIR)/build-asan/p2p P2P_SANITIZED=1 $(PYTEST) -q -n $(TEST_JOBS) --dist loadfile -m "not timing" tests/system
 
 build-fuzz/fuzz_jsonrpc: FORCE
 	@CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DP2P_FUZZ=ON >/dev/null

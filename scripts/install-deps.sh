@@ -11,7 +11,7 @@ pkgs=(
   libh2o-dev libwslay-dev libuv1-dev libjansson-dev libyaml-dev libssl-dev libcurl4-openssl-dev libjwt-dev liblz4-dev
   libhiredis-dev
   # tests: unit (cmocka), system (pytest with Debian's python3), fuzzing (clang + libFuzzer runtime)
-  libcmocka-dev python3 python3-pytest python3-cryptography curl clang libclang-rt-14-dev openssl procps iproute2 nftables
+  libcmocka-dev python3 python3-pytest python3-pytest-xdist python3-cryptography curl clang libclang-rt-14-dev openssl procps iproute2 nftables
   # tests: the cache's L2 (each test starts its own redis-server on a free port)
   redis-server redis-tools
 )
@@ -38,5 +38,5 @@ if [[ $(id -u) -ne 0 ]]; then
   fi
 fi
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+$SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq
+$SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}"

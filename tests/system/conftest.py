@@ -72,10 +72,35 @@ def close_with_reset(sock):
     sock.close()
 
 
+def _xdist_index():
+    """0, 1, ... for pytest-xdist workers gw0, gw1, ...; None when not under xdist."""
+    w = os.environ.get("PYTEST_XDIST_WORKER", "")
+    return int(w[2:]) if w.startswith("gw") and w[2:].isdigit() else None
+
+
 def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free for TCP and UDP on 127.0.0.1 (a node uses both). Under pytest-xdist
+    each worker draws from its own range below the kernel's ephemeral range, so two
+    workers never hand out the same port and no client connection's source port takes
+    it in the meantime."""
+    idx = _xdist_index()
+    if idx is None:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+    import random
+    lo = 12000 + (idx % 8) * 2500
+    for _ in range(200):
+        port = random.randrange(lo, lo + 2500)
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t, \
+                    socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                t.bind(("127.0.0.1", port))
+                u.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError(f"no free port in {lo}..{lo + 2500}")
 
 
 def run_p2p(*args, timeout=10, check_sanitizer=True, cwd=None, env=None):
