@@ -52,6 +52,7 @@
 #define HUB_LOG_QUEUE 20000 /* lines the hub's follow subscriber may hold between two wake-ups */
 #define HUB_LOG_CHUNK 500   /* lines per logs delta at most */
 #define HUB_INITIAL_LOGS 100
+#define HUB_STALL_MS 10000 /* a socket behind (over half its cap) this long is closed */
 
 typedef struct hub hub;
 
@@ -67,6 +68,7 @@ typedef struct hub_sock {
     p2p_wsfilter wf;
     logfilter lf;
     uint64_t log_skipped; /* lines not sent to this socket since it fell behind */
+    uint64_t behind_since_ms; /* 0: not behind */
 } hub_sock;
 
 struct hub {
@@ -301,8 +303,11 @@ static void deliver(hub_sock *s, const p2p_wsring_entry *e, const p2p_wsfilter *
     size_t cap = (size_t)s->hub->ctx->cfg.dashboard_ws_max_unsent_bytes;
     if (p2p__ws_unsent(s->ws) > cap / 2) { /* behind: count instead of queueing more */
         s->log_skipped += count_matching(e->recs, e->n, &s->lf);
+        if (!s->behind_since_ms)
+            s->behind_since_ms = now_ms(s->hub);
         return;
     }
+    s->behind_since_ms = 0;
     p2p_wsbuf *b;
     if (s->log_skipped == 0 && e->skipped == 0 && *cache_f && memcmp(*cache_f, &s->wf, sizeof s->wf) == 0) {
         b = *cache_b ? p2p__wsbuf_ref(*cache_b) : NULL;
@@ -554,7 +559,7 @@ static void on_text(p2p_ws *ws, const char *data, size_t len, void *arg)
     } else if (m.type == P2P_WSM_LOG_FILTER) {
         set_filter(s, &m.filter);
     } else if (m.type == P2P_WSM_PING) {
-        p2p__ws_send(ws, s->hub->pong);
+        send_or_cut(s, s->hub->pong);
     }
     p2p__wsm_free(&m);
 }
@@ -689,6 +694,12 @@ static void on_tick(uv_timer_t *t)
             sock_close(s, 1001, "the node is shutting down");
         } else if (!s->authed && now - s->opened_ms >= HUB_AUTH_DEADLINE_MS) {
             refuse(s, "authentication timed out: send {\"type\": \"auth\", \"token\": ...} within 5 s");
+        } else if (s->behind_since_ms && p2p__ws_unsent(s->ws) > (size_t)h->ctx->cfg.dashboard_ws_max_unsent_bytes / 2 &&
+                   now - s->behind_since_ms >= HUB_STALL_MS) {
+            h->slow_closed++;
+            p2p_log(h->ctx, P2P_LOG_WARN, "dashboard", "closing the dashboard socket of %s (%s): not reading for %d s",
+                    s->subject, s->ip, HUB_STALL_MS / 1000);
+            sock_close(s, 1008, "too slow: not reading");
         } else if (s->authed && now - p2p__ws_last_rx(s->ws) >= idle) {
             sock_close(s, 1001, "idle");
         } else if (s->authed && now - s->last_ping_ms >= HUB_PING_MS) {
