@@ -286,7 +286,7 @@ static size_t count_matching(logrec *const *recs, size_t n, const logfilter *f)
 {
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
-        k += logfilter_match(f, recs[i]);
+        k += p2p__ws_log_match(f, recs[i]);
     return k;
 }
 

@@ -80,13 +80,22 @@ static void teardown(p2p_ws *ws)
 }
 
 static void pump(p2p_ws *ws);
+static void on_close_wait(uv_timer_t *t);
 
 /* Done when both close frames went and everything is written. */
 static void check_done(p2p_ws *ws)
 {
-    if (!ws->dead && !ws->writing && !ws->q_head && !wslay_event_want_write(ws->wctx) &&
-        !wslay_event_want_read(ws->wctx))
-        teardown(ws);
+    if (ws->dead || ws->writing || ws->q_head || wslay_event_want_write(ws->wctx))
+        return;
+    if (wslay_event_get_close_received(ws->wctx)) {
+        teardown(ws); /* the client closed (and heard our answer) */
+    } else if (wslay_event_get_close_sent(ws->wctx) && !uv_is_active((uv_handle_t *)&ws->timer)) {
+        /* we closed (p2p__ws_close, or wslay on a protocol error / an oversized
+         * message): wait for the client's close frame, reading and dropping what
+         * it still sends, so that closing with unread input does not reset the
+         * connection before our close frame is read */
+        uv_timer_start(&ws->timer, on_close_wait, WS_CLOSE_WAIT_MS, 0);
+    }
 }
 
 static void on_written(h2o_socket_t *sock, const char *err)

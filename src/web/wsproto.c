@@ -237,11 +237,16 @@ p2p_wsbuf *p2p__ws_delta(const char *type, uint64_t seq, json_t *fields)
     return b;
 }
 
+int p2p__ws_log_match(const logfilter *f, const logrec *r)
+{
+    return (!f->node || strcmp(f->node, r->node) == 0) && logfilter_match(f, r);
+}
+
 p2p_wsbuf *p2p__ws_logs(uint64_t seq, logrec *const *recs, size_t n, const logfilter *f, uint64_t skipped)
 {
     json_t *logs = json_array();
     for (size_t i = 0; i < n; i++)
-        if (!f || logfilter_match(f, recs[i]))
+        if (!f || p2p__ws_log_match(f, recs[i]))
             json_array_append_new(logs, logrec_to_json(recs[i]));
     if (json_array_size(logs) == 0 && skipped == 0) {
         json_decref(logs);

@@ -82,6 +82,9 @@ static inline size_t p2p__wsbuf_wire(const p2p_wsbuf *b)
 
 /* {"type": type, "seq": seq, <fields>...} (fields borrowed, may be NULL). */
 p2p_wsbuf *p2p__ws_delta(const char *type, uint64_t seq, json_t *fields);
+/* 1 when the record passes the filter, its node included (logfilter_match
+ * leaves the node to the store's per-node streams). */
+int p2p__ws_log_match(const logfilter *f, const logrec *r);
 /* {"type":"logs","seq":seq,"logs":[the records matching f],"skipped":skipped},
  * or NULL when nothing matches and skipped is 0. */
 p2p_wsbuf *p2p__ws_logs(uint64_t seq, logrec *const *recs, size_t n, const logfilter *f, uint64_t skipped);
