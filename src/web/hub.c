@@ -719,7 +719,7 @@ static int hub_start(p2p_component *c, char **err)
         char e[200];
         h->sub = logfollow_subscribe(p2p__logcol_follow(h->col), &all, 0, HUB_LOG_QUEUE, on_logs, h, e, sizeof e);
     }
-    static const p2p_http_route_desc route = {"GET", HUB_PATH, P2P_HTTP_EXACT, P2P_HTTP_OPEN, P2P_RL_OTHER, HUB_OWNER,
+    static const p2p_http_route_desc route = {"GET", HUB_PATH, P2P_HTTP_EXACT, P2P_HTTP_SELF, P2P_RL_OTHER, HUB_OWNER,
                                               ws_route, NULL};
     p2p_http_route_desc d = route;
     d.udata = h;

@@ -66,6 +66,7 @@ ROUTES = [
     ("GET", "/api/logs", "exact", "any"),
     ("DELETE", "/api/logs", "exact", "admin"),
     ("GET", "/api/logs/sources", "exact", "any"),
+    ("GET", "/ws/dashboard", "exact", "self"),
 ]
 # the suffix used to call a prefix route
 PREFIX_SAMPLE = "system"
@@ -316,6 +317,12 @@ def test_route_refuses_anonymous(node, route):
         assert "join token refused" in assert_json_error(r, 403)
         assert "certificate" not in r.json()
         return
+    if auth == "self" and path == "/ws/dashboard":
+        # the WebSocket's first message carries the token (test_dashboard_ws.py); a plain
+        # request is not a handshake and gets nothing
+        r = anonymous_request(node, method, url)
+        assert_json_error(r, 426)
+        return
     if auth == "self":
         assert path == "/auth/token", f"no expectations written for the self-checking route {path}"
         r = anonymous_request(node, method, url, body=b"this is not json")
@@ -370,6 +377,10 @@ def test_admin_token_may_call_every_route(node, route):
         else:
             r = node.request(method, url, headers=bearer(node.token), auth=False)
         assert_unauthorized(r, "a node certificate is required")
+    elif path == "/ws/dashboard":
+        # a token in a header opens nothing here: the socket authenticates by its first message
+        r = node.request(method, url, headers=bearer(node.token), auth=False)
+        assert_json_error(r, 426)
     elif (method, path) == ("DELETE", "/api/logs"):
         r = node.request(method, url, headers=bearer(node.token), auth=False)
         assert r.status == 200 and r.json()["cleared"] is True, r
