@@ -113,7 +113,7 @@ static json_t *node_view(json_t *m)
     json_t *addrs = json_object_get(m, "addresses");
     const char *addr = json_string_value(json_array_get(addrs, 0));
     json_int_t port = json_integer_value(json_object_get(m, "port"));
-    json_t *v = json_pack("{s:O, s:O, s:s, s:b, s:O, s:O, s:n, s:n, s:n, s:O, s:O}", "node_id",
+    json_t *v = json_pack("{s:O, s:O, s:s, s:b, s:o, s:O, s:n, s:n, s:n, s:O, s:O}", "node_id",
                           json_object_get(m, "node_id"), "role", json_object_get(m, "role"), "state",
                           state_of(json_string_value(json_object_get(m, "status")) ?: "unknown"), "stale", 0, "addr",
                           addr ? json_string(addr) : json_null(), "addresses", addrs ? addrs : json_null(),
