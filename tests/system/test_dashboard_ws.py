@@ -21,7 +21,11 @@ def cluster(node_factory, tmp_path):
     install(sdir)
     c = node_factory.create("coord", extra_args=["--services-directory", sdir, "--services-rescan-interval", "1",
                                                  "--dashboard-ws-max-unsent-bytes", "65536"])
-    w = node_factory.create("w1", coordinator=False, join=c, join_token=c.create_join_token())
+    wdir = tmp_path / "wservices"
+    wdir.mkdir()
+    install(wdir)
+    w = node_factory.create("w1", coordinator=False, join=c, join_token=c.create_join_token(),
+                            extra_args=["--services-directory", wdir, "--services-rescan-interval", "1"])
     wait_until(lambda: state_of(c, "hello") == "running", 10, "hello running")
     wait_until(lambda: {n["node_id"]: n["status"] for n in c.get("/cluster/nodes").json()["nodes"]}.get("w1")
                == "alive", 15, "w1 alive at the coordinator")
@@ -170,6 +174,26 @@ def test_service_restart_is_a_service_delta(cluster):
     m, _ = ws.wait_for(running_again, 10, "hello running again")
     assert m["node_id"] == "coord" and m["service"]["kind"] == "native"
     assert states[0] in ("stopping", "stopped", "loading", "starting"), states
+    ws.close()
+
+
+def test_a_workers_service_change_arrives_through_gossip(cluster):
+    c, w = cluster
+    wait_until(lambda: state_of(w, "hello") == "running", 10, "hello running on w1")
+
+    def hello_at_coord():
+        nodes = {n["node_id"]: n for n in c.get("/cluster/nodes").json()["nodes"]}
+        return any(s["name"] == "hello" and s.get("status") == "running" for s in nodes["w1"]["services"])
+
+    wait_until(hello_at_coord, 15, "w1's hello in its gossiped record at the coordinator")
+    ws = connect(c)
+    init = ws.recv()
+    assert any(s["node_id"] == "w1" and s["name"] == "hello" for s in init["data"]["metrics"]["services"])
+    w.result("services/stop", {"name": "hello"})
+    m, _ = ws.wait_for(lambda x: x["type"] == "service" and x["node_id"] == "w1" and
+                       x["service"]["name"] == "hello" and x["service"]["state"] == "stopped", 15,
+                       "w1's hello stopped")
+    assert m["service"]["node_id"] == "w1"
     ws.close()
 
 
