@@ -257,3 +257,22 @@ def test_oversized_message_closes_with_1009(cluster):
     code, _, _ = ws.expect_close()
     assert code == 1009
     ws.close()
+
+
+def test_a_revoked_token_ends_its_socket(cluster):
+    c, _ = cluster
+    victim = c.new_token(role="viewer")
+    ws = WS(c)
+    ws.auth(victim)
+    assert ws.recv()["type"] == "initial"
+    other = connect(c)
+    assert other.recv()["type"] == "initial"
+    r = c.request("POST", "/auth/revoke", body=json.dumps({"token": victim}).encode(),
+                  headers={"Content-Type": "application/json"})
+    assert r.status == 200, r
+    code, _, msgs = ws.expect_close(timeout=15)  # credentials are checked again every 10 s
+    assert code == 4401 and any("revoked" in m.get("error", "") for m in msgs), msgs
+    other.send({"type": "ping"})
+    assert other.wait_for(lambda x: x["type"] == "pong", 5, "pong on the socket with a valid token")
+    ws.close()
+    other.close()
