@@ -338,7 +338,7 @@ static void broadcast(hub *h, const p2p_wsring_entry *e)
     const p2p_wsfilter *cf = NULL;
     p2p_wsbuf *cb = NULL;
     for (hub_sock *s = h->socks, *next; s; s = next) {
-        next = s->next; /* a close never unlinks synchronously, but be safe */
+        next = s->next; /* a close may free `s` at once (a failed write) */
         deliver(s, e, &cf, &cb);
     }
     p2p__wsbuf_unref(cb);
@@ -716,7 +716,8 @@ static void on_tick(uv_timer_t *t)
     uint64_t now = now_ms(h);
     int draining = p2p__http_draining(h->ctx);
     uint64_t idle = (uint64_t)h->ctx->cfg.dashboard_ws_idle_timeout * 1000;
-    for (hub_sock *s = h->socks; s; s = s->next) {
+    for (hub_sock *s = h->socks, *next; s; s = next) {
+        next = s->next; /* a close may free `s` at once (a failed write) */
         if (!s->ws)
             continue;
         if (draining) {
@@ -784,8 +785,10 @@ static int hub_start(p2p_component *c, char **err)
 static void hub_stop(p2p_component *c)
 {
     hub *h = c->self;
-    for (hub_sock *s = h->socks; s; s = s->next)
+    for (hub_sock *s = h->socks, *next; s; s = next) {
+        next = s->next;
         sock_close(s, 1001, "the node is shutting down");
+    }
     h->running = 0;
     p2p__http_routes_remove_owner(c->ctx, HUB_OWNER);
     if (h->sub && h->col) {
