@@ -93,7 +93,7 @@ def test_viewer_gets_initial_with_the_nodes_and_pong(cluster):
     ws.close()
 
 
-def test_plain_get_and_http2_are_refused(cluster):
+def test_plain_get_is_refused(cluster):
     c, _ = cluster
     r = c.get("/ws/dashboard", auth=False)
     assert r.status == 426
