@@ -29,6 +29,7 @@
 #include "core/util.h"
 #include "http/server.h"
 #include "logs/collector.h"
+#include "web/hub.h"
 #include "logs/shipper.h"
 #include "membership/node.h"
 #include "pki/cluster.h"
@@ -356,6 +357,8 @@ int p2p__cmd_agent(int argc, char **argv)
     p2p__services_register(ctx);
     if (ctx->cfg.coordinator_mode)
         p2p__logcol_register(ctx); /* the cluster's log collector */
+    if (ctx->cfg.coordinator_mode)
+        p2p__hub_register(ctx); /* the dashboard's WebSocket */
     p2p__http_register(ctx);
     if ((r = p2p__components_start(ctx, &err)) != 0) {
         p2p_log(ctx, P2P_LOG_ERROR, "agent", "%s", err);

@@ -57,6 +57,7 @@ typedef struct http_conn {
     uv_write_t *failed_req;
     uv_write_cb failed_cb;
     int failed_status;
+    uv_read_cb h2o_read_cb; /* h2o's, behind on_conn_read (server.c) */
     int fd;
     char peer_node[64]; /* CN of a verified client certificate, "" without one */
     /* limits.c: what the client sent, and what waits for it to read */
@@ -64,6 +65,7 @@ typedef struct http_conn {
     struct st_h2o_http2_conn_t *h2; /* set by the first HTTP/2 request */
     p2p_wirecheck wire;
     int wire_started, wire_refused;
+    int upgraded; /* taken over by another protocol (p2p__http_upgrade): no HTTP checks */
     struct http_out *outs; /* responses not yet finished */
     uint64_t pending_bytes;
     uint64_t outs_done;      /* responses finished, for the write-timeout sweep */

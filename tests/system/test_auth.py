@@ -66,6 +66,7 @@ ROUTES = [
     ("GET", "/api/logs", "exact", "any"),
     ("DELETE", "/api/logs", "exact", "admin"),
     ("GET", "/api/logs/sources", "exact", "any"),
+    ("GET", "/ws/dashboard", "exact", "self"),
 ]
 # the suffix used to call a prefix route
 PREFIX_SAMPLE = "system"
@@ -271,6 +272,8 @@ def test_registered_table_refuses_anonymous(node):
         r = anonymous_request(node, method, url, body=body)
         if auth == "open":
             ok = r.status != 401 and r.headers.get("WWW-Authenticate") is None
+        elif auth == "self" and path == "/ws/dashboard":
+            ok = r.status == 426  # not a WebSocket handshake; the socket's first message is the credential
         elif auth == "self":
             ok = r.status in (400, 401, 403)  # the handler refuses the empty credential
         else:
@@ -315,6 +318,12 @@ def test_route_refuses_anonymous(node, route):
         r = anonymous_request(node, method, url, body=json.dumps(forged).encode())
         assert "join token refused" in assert_json_error(r, 403)
         assert "certificate" not in r.json()
+        return
+    if auth == "self" and path == "/ws/dashboard":
+        # the WebSocket's first message carries the token (test_dashboard_ws.py); a plain
+        # request is not a handshake and gets nothing
+        r = anonymous_request(node, method, url)
+        assert_json_error(r, 426)
         return
     if auth == "self":
         assert path == "/auth/token", f"no expectations written for the self-checking route {path}"
@@ -370,6 +379,10 @@ def test_admin_token_may_call_every_route(node, route):
         else:
             r = node.request(method, url, headers=bearer(node.token), auth=False)
         assert_unauthorized(r, "a node certificate is required")
+    elif path == "/ws/dashboard":
+        # a token in a header opens nothing here: the socket authenticates by its first message
+        r = node.request(method, url, headers=bearer(node.token), auth=False)
+        assert_json_error(r, 426)
     elif (method, path) == ("DELETE", "/api/logs"):
         r = node.request(method, url, headers=bearer(node.token), auth=False)
         assert r.status == 200 and r.json()["cleared"] is True, r
