@@ -229,6 +229,7 @@ struct logq {
     logcursor_pos *gone; /* cursor entries of nodes the store does not have */
     size_t n_gone;
     uint64_t scanned, budget;
+    int progress; /* the disk part has read a line in range */
     int partial;
     int too_deep;
 };
@@ -323,6 +324,11 @@ logq *logq_prepare(logstore *s, const logfilter *f, const logcursor *cur, size_t
     return q;
 }
 
+void logq_set_budget(logq *q, uint64_t bytes)
+{
+    q->budget = bytes;
+}
+
 void logq_set_regex(logq *q, regex_t *re)
 {
     q->f.re = re;
@@ -340,10 +346,10 @@ int logq_too_deep(const logq *q)
 typedef int (*seg_fn)(void *arg, logrec *r); /* takes the record; nonzero stops */
 
 /* Streams the records of one segment file through fn, reading 1 MiB at a time.
- * Adds the bytes read to *scanned; stops (returning 1) once *scanned reaches
- * stop_at at a record boundary, or when fn asks. Returns -1 when the file
- * cannot be opened (deleted meanwhile by retention or clear_logs), 0 at its end. */
-static int seg_each(const char *path, const char *node, uint64_t *scanned, uint64_t stop_at, seg_fn fn, void *arg)
+ * Adds the bytes read to *scanned; stops (returning 1) when fn asks. Returns -1
+ * when the file cannot be opened (deleted meanwhile by retention or
+ * clear_logs), 0 at its end. */
+static int seg_each(const char *path, const char *node, uint64_t *scanned, seg_fn fn, void *arg)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -361,7 +367,7 @@ static int seg_each(const char *path, const char *node, uint64_t *scanned, uint6
             char why[100];
             logrec *rec = logrec_from_json(o, node, 0, why, sizeof why);
             json_decref(o);
-            if ((rec && fn(arg, rec)) || *scanned >= stop_at) {
+            if (rec && fn(arg, rec)) {
                 ret = 1;
                 break;
             }
@@ -442,7 +448,7 @@ static void disk_tail(logq *q, lane *l)
         size_t keep = want - l->n_ring - l->n_dm;
         tail_ctx c = {q, l, p2p__xcalloc(keep, sizeof(logrec *)), 0, 0, keep, INT64_MIN};
         uint64_t scanned = q->scanned;
-        seg_each(path, l->node, &scanned, UINT64_MAX, tail_rec, &c);
+        seg_each(path, l->node, &scanned, tail_rec, &c);
         q->scanned = scanned;
         free(path);
         /* this (older) segment's matches go before the ones already read */
@@ -466,7 +472,7 @@ typedef struct resume_ctx {
     logq *q;
     lane *l;
     size_t want;
-    int any, why; /* why it stopped: 1 = reached the ring, 2 = enough matches */
+    int any, why; /* why it stopped: 1 = reached the ring, 2 = enough matches, 3 = the budget */
     uint64_t first_seq, last_seq;
 } resume_ctx;
 
@@ -488,13 +494,18 @@ static int resume_rec(void *arg, logrec *r)
         c->first_seq = seq;
     }
     c->last_seq = seq;
+    c->q->progress = 1;
     if (!logfilter_match(&c->q->f, r)) {
         logrec_unref(r);
-        return 0;
+    } else {
+        push(&l->dm, &l->n_dm, &l->cap_dm, r);
+        if (l->n_dm >= c->want) {
+            c->why = 2; /* enough for any page this query can return */
+            return 1;
+        }
     }
-    push(&l->dm, &l->n_dm, &l->cap_dm, r);
-    if (l->n_dm >= c->want) {
-        c->why = 2; /* enough for any page this query can return */
+    if (c->q->scanned >= c->q->budget) {
+        c->why = 3; /* stopped after a line it read: the next page goes on from there */
         return 1;
     }
     return 0;
@@ -510,19 +521,19 @@ static void disk_resume(logq *q, lane *l)
     int from_oldest = l->n_segs && l->after + 1 < l->segs[0].base;
     resume_ctx c = {q, l, q->offset + q->limit, 0, 0, 0, l->after};
     for (size_t k = k0; k < l->n_segs && !c.why; k++) {
-        if (q->scanned >= q->budget) {
+        /* once some lane has read a line, the budget can stop the scan (and the
+         * cursor moves on from there); before that, a page always reads on */
+        if (q->scanned >= q->budget && q->progress) {
             q->partial = l->truncated = 1;
             break;
         }
         char *path = p2p__xasprintf("%s/%020" PRIu64 ".seg", l->dir, l->segs[k].base);
-        int r = seg_each(path, l->node, &q->scanned, q->budget, resume_rec, &c);
+        seg_each(path, l->node, &q->scanned, resume_rec, &c);
         free(path);
         if (c.why == 2)
             l->truncated = 1;
-        else if (r == 1 && !c.why)
-            q->partial = l->truncated = 1; /* the budget */
-        if (l->truncated)
-            break;
+        else if (c.why == 3)
+            q->partial = l->truncated = 1;
     }
     if (l->truncated)
         l->stop_seq = c.last_seq;

@@ -93,6 +93,8 @@ logq *logq_prepare(logstore *s, const logfilter *f, const logcursor *cur, size_t
 void logq_disk(logq *q);
 void logq_finish(logq *q, logquery_result *out);
 void logq_free(logq *q);
+/* Sets the query's byte budget for its disk part (tests). */
+void logq_set_budget(logq *q, uint64_t bytes);
 /* Points the query's filter at the caller's regex after the caller moved it. */
 void logq_set_regex(logq *q, regex_t *re);
 /* 1 when the lines asked for lie on disk deeper than LOGQ_DISK_MAX_KEEP lines. */
