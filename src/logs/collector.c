@@ -29,7 +29,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/metrics.h"
 #include "core/util.h"
+#include "logs/forward.h"
 #include "logs/query.h"
 #include "logs/record.h"
 #include "logs/store.h"
@@ -77,6 +79,7 @@ struct logcol {
     diskq *dq_head, *dq_tail; /* waiting to run */
     size_t dq_running, dq_queued;
     uint64_t disk_queries, disk_bytes;
+    logfwd *fwd; /* forwarding out, NULL = off */
 };
 
 struct diskq {
@@ -489,6 +492,7 @@ static void m_add_logs(p2p_call *call, json_t *params, void *udata)
         if (col->store->total_bytes > col->store->cfg.retention_bytes)
             logstore_retention(col->store, (int64_t)(p2p__wall_ms() / 1000));
         logfollow_publish(&col->follow, stored, n);
+        logfwd_publish(col->fwd, stored, n);
     }
     logbatch_free(&b);
     ack_wait *a = p2p__xcalloc(1, sizeof(*a));
@@ -727,6 +731,10 @@ static void m_get_stats(p2p_call *call, json_t *params, void *udata)
                           (json_int_t)col->refused_batches, "deleted_segments", (json_int_t)s->deleted_segments,
                           "damaged_bytes", (json_int_t)damaged, "followers",
                           (json_int_t)(col->follow.n), "max_log_entries", (json_int_t)s->cfg.max_entries);
+    json_object_set_new(o, "disk_queries", json_integer((json_int_t)col->disk_queries));
+    json_object_set_new(o, "disk_bytes_read", json_integer((json_int_t)col->disk_bytes));
+    if (col->fwd)
+        json_object_set_new(o, "forward", logfwd_stats(col->fwd));
     p2p_call_reply(call, o);
 }
 
@@ -754,6 +762,13 @@ static void on_tick(uv_timer_t *t)
     logcol *col = t->data;
     logstore_retention(col->store, (int64_t)(p2p__wall_ms() / 1000));
     kick_sync(col);
+}
+
+static void fwd_metrics(p2p_ctx *ctx, p2p_metrics_out *out, void *arg)
+{
+    (void)ctx;
+    logcol *col = arg;
+    logfwd_metrics(col->fwd, out);
 }
 
 static int logcol_start(p2p_component *c, char **err)
@@ -786,6 +801,20 @@ static int logcol_start(p2p_component *c, char **err)
         *err = p2p__xasprintf("cannot register the log_collector service: %s", p2p_strerror(r));
         return r;
     }
+    if (!col->fwd) {
+        logfwd_opts fo = {ctx->cfg.log_forward_syslog, ctx->cfg.log_forward_journald,
+                          ctx->cfg.log_forward_journald_socket, (size_t)ctx->cfg.log_forward_queue};
+        col->fwd = logfwd_new(ctx, &fo, err);
+        if (*err)
+            return -EINVAL;
+        if (col->fwd) {
+            p2p__metrics_source_add(ctx, "logs_forward", fwd_metrics, col);
+            p2p_log(ctx, P2P_LOG_INFO, "log_collector", "forwarding collected lines to%s%s%s",
+                    ctx->cfg.log_forward_syslog && *ctx->cfg.log_forward_syslog ? " syslog " : "",
+                    ctx->cfg.log_forward_syslog ? ctx->cfg.log_forward_syslog : "",
+                    ctx->cfg.log_forward_journald ? " journald" : "");
+        }
+    }
     size_t lines = 0;
     for (size_t i = 0; i < col->store->n; i++)
         lines += col->store->streams[i]->count;
@@ -814,6 +843,11 @@ static void logcol_stop(p2p_component *c)
         col->tick_open = 0;
     }
     p2p_shared_set(c->ctx, "log_collector", NULL);
+    if (col->fwd) {
+        p2p__metrics_source_remove(c->ctx, "logs_forward");
+        logfwd_close(col->fwd);
+        col->fwd = NULL;
+    }
     /* a running fsync job answers its acks when the agent drains the loop */
 }
 
