@@ -76,3 +76,40 @@ def test_unreachable_coordinator_spool_stays_bounded_and_loss_is_counted(node_fa
     assert w.stop() == 0
     assert 64 < spool.stat().st_size <= file_cap
     _ = token
+
+
+def _big_lines(w, tag, n, pad):
+    conn = w.connection()
+    try:
+        for i in range(n):
+            conn.request("GET", f"/health?{tag}={i}&pad={'x' * pad}")
+            conn.getresponse().read()
+    finally:
+        conn.close()
+
+
+def _count_at(c, node, tag):
+    r = c.result("log_collector/get_logs", {"node_id": node, "search": f"?{tag}=", "limit": 10000})
+    return sorted(int(l["message"].split(f"?{tag}=")[1].split("&")[0]) for l in r["logs"])
+
+
+def test_batches_stay_within_the_collectors_body_limit(node_factory):
+    """Batches never exceed http_max_body_size: with the same (small) limit on both nodes the
+    shipper sizes its batches below it; with a coordinator limit below the worker's, the first
+    refused batch (HTTP 413) makes the worker split. Every line arrives once, none lost."""
+    limit = 65536
+    c = node_factory.create("c1", extra_args=["--http-max-body-size", limit])
+    same = node_factory.create("w-same", coordinator=False, join=c, extra_args=["--http-max-body-size", limit])
+    bigger = node_factory.create("w-big", coordinator=False, join=c)  # 1 MiB default
+    n = 300
+    for w, tag in ((same, "same"), (bigger, "big")):
+        _big_lines(w, tag, n, 3000)  # ~900 KB of access lines, logged faster than one round trip
+    for w, tag in ((same, "same"), (bigger, "big")):
+        got = wait_until(lambda: (lambda s: s if len(s) >= n else None)(_count_at(c, w.name, tag)), 30,
+                         f"{w.name}'s lines at the collector")
+        assert got == list(range(n)), (w.name, len(got))
+        m = w.metrics()["logs"]
+        assert m["lost"] == 0, m
+    # same limit: no batch was ever refused (no failed sends); bigger: refused (a failed send), then split
+    assert same.metrics()["logs"]["send_failures"] == 0, same.metrics()["logs"]
+    assert bigger.metrics()["logs"]["send_failures"] >= 1, bigger.metrics()["logs"]
