@@ -139,15 +139,23 @@ def tls_ctx(cert=None, key=None):
 
 class Rpc:
     def __init__(self, port, token=None, cert=None, key=None, timeout=60):
-        self.port, self.token = port, token
-        self.conn = http.client.HTTPSConnection("127.0.0.1", port, context=tls_ctx(cert, key), timeout=timeout)
+        self.port, self.token, self.timeout = port, token, timeout
+        self.ctx = tls_ctx(cert, key)
+        self.conn = http.client.HTTPSConnection("127.0.0.1", port, context=self.ctx, timeout=timeout)
 
     def raw(self, body):
         h = {"Content-Type": "application/json"}
         if self.token:
             h["Authorization"] = "Bearer " + self.token
-        self.conn.request("POST", "/rpc", body, h)
-        r = self.conn.getresponse()
+        try:
+            self.conn.request("POST", "/rpc", body, h)
+            r = self.conn.getresponse()
+        except (OSError, http.client.HTTPException):
+            # an idle keep-alive connection the node closed (http_idle_timeout): once more on a new one
+            self.conn.close()
+            self.conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ctx, timeout=self.timeout)
+            self.conn.request("POST", "/rpc", body, h)
+            r = self.conn.getresponse()
         data = r.read()
         if r.status != 200:
             raise RuntimeError(f"HTTP {r.status}: {data[:200]!r}")
