@@ -27,6 +27,10 @@
 #                          exec service methods vs system/ping and FastAPI, reloads under
 #                          load; BENCH_SVC_SECONDS, BENCH_SVC_ROUNDS, BENCH_SVC_RELOADS)
 #   BENCH_MEMBERSHIP=1     0: skip the membership benchmark (bench/membership/run.py)
+#   BENCH_LOGS=1           0: skip the logs benchmark (bench/logs.py: 10 workers, log call ->
+#                          visible at the coordinator p50/p99, coordinator ingest lines/s,
+#                          beside rsyslog forwarding over TCP; BENCH_LOGS_SECONDS,
+#                          BENCH_LOGS_RATE, BENCH_LOGS_INGEST)
 # Output: the table on stdout and in bench/results/latest.txt (raw rows: latest.tsv).
 set -euo pipefail
 
@@ -477,6 +481,15 @@ if [[ ${BENCH_SERVICES:-1} == 1 ]] && ((HAVE_P2P)); then
         rc=3
     elif ((svc_rc)); then
         log "services benchmark exited with status $svc_rc"
+    fi
+fi
+if [[ ${BENCH_LOGS:-1} == 1 ]] && ((HAVE_P2P)); then
+    logs_rc=0
+    P2P_BIN="$P2P_BIN" "$PY" "$HERE/logs.py" || logs_rc=$?
+    if ((logs_rc == 3)) && [[ ${BENCH_STRICT:-0} == 1 ]]; then
+        rc=3
+    elif ((logs_rc)); then
+        log "logs benchmark exited with status $logs_rc"
     fi
 fi
 if [[ ${BENCH_MEMBERSHIP:-1} == 1 ]]; then "$PY" "$HERE/membership/run.py" --sizes "${BENCH_MEMBERSHIP_SIZES:-50,200,500}" --p2p-bin "$P2P_BIN" --systems "$( ((HAVE_P2P)) && echo serf,p2p || echo serf)" || log "membership benchmark exited with status $?"; fi

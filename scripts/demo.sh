@@ -89,6 +89,7 @@ cat <<MSG
     p2p call --node worker-2 pyhello/ping_node '{"target":"worker-1"}'   # worker-2 calls worker-1
     p2p services reload hello --node worker-1      # hot reload, no failed call
     p2p call system/get_system_info
+    p2p logs -f                                    # follow every node's log lines (on coordinator-1)
     curl --cacert \$P2P_DATA_DIR/certs/ca.crt -H "Authorization: Bearer \$P2P_TOKEN" "https://\$P2P_ADDR/metrics?format=prometheus"
   Press Ctrl-C to stop.
 
@@ -105,4 +106,14 @@ fi
 printf '\n  p2p members (on coordinator-1):\n%s\n' "$(sed 's/^/    /' <<<"${members:-(no answer)}")"
 svcs=$(P2P_TOKEN=$token build/p2p services --all --addr 127.0.0.1:$port --data-dir "$dir/coordinator-1" 2>&1 || true)
 printf '\n  p2p services --all:\n%s\n\n' "$(sed 's/^/    /' <<<"$svcs")"
+# cluster logs: every node's lines are collected on coordinator-1; show the last few and how to follow them
+logs=$(P2P_TOKEN=$token NO_COLOR=1 build/p2p logs -n 6 --addr 127.0.0.1:$port --data-dir "$dir/coordinator-1" 2>&1 || true)
+printf '  p2p logs -n 6 (the three nodes'"'"' lines, collected on coordinator-1):\n%s\n\n' "$(sed 's/^/    /' <<<"$logs")"
+cat <<MSG
+  Follow the cluster's logs (all three nodes, new lines as they arrive; Ctrl-C stops):
+    P2P_TOKEN=$token \\
+      $PWD/build/p2p logs -f --addr 127.0.0.1:$port --data-dir $dir/coordinator-1
+  or, after the exports above:  p2p logs -f   (add --node worker-1, --level WARNING, --grep TEXT)
+
+MSG
 wait "${pids[0]}"

@@ -16,7 +16,7 @@ pkgs=(
   redis-server redis-tools
 )
 if [[ "${1:-}" == "bench" ]]; then
-  pkgs+=(python3-fastapi python3-uvicorn nginx-light nghttp2-client wrk serf)
+  pkgs+=(python3-fastapi python3-uvicorn nginx-light nghttp2-client wrk serf rsyslog)
 fi
 
 missing=()

@@ -26,6 +26,7 @@
 #include "auth/ratelimit.h"
 #include "cache/l2.h"
 #include "core/util.h"
+#include "logs/fwdfmt.h"
 #include "membership/addrsel.h"
 #include "pki/pki.h"
 
@@ -65,6 +66,8 @@ static int check_ip_literal(const char *s, char *why, size_t n);
 static int check_advertise(const char *s, char *why, size_t n);
 static int check_proxies(const char *s, char *why, size_t n);
 static int check_redis_url(const char *s, char *why, size_t n);
+static int check_forward_syslog(const char *s, char *why, size_t n);
+static int check_unix_socket_path(const char *s, char *why, size_t n);
 
 #define OFF(f) offsetof(p2p_config, f)
 #define STR(k, d, chk, doc) {{#k, "string", "\"" d "\"", doc}, T_STR, OFF(k), 0, 0, d, d, chk}
@@ -168,6 +171,16 @@ static const keydef keys[] = {
      T_INT64, OFF(log_retention_bytes), 1048576, 17592186044416LL, "1073741824", "1073741824", NULL},
     INT(log_retention_days, 7, 0, 3650,
         "Coordinator: log segments last written longer ago than this are deleted; 0 = no age limit."),
+    STR(log_forward_syslog, "", check_forward_syslog,
+        "Coordinator: also send every collected log line to this syslog server as RFC 5424: udp://IP:PORT, or "
+        "tcp://IP:PORT (octet-counted frames); empty = off."),
+    BOOL(log_forward_journald, false,
+         "Coordinator: also send every collected log line to the local journald (native protocol)."),
+    STR(log_forward_journald_socket, "/run/systemd/journal/socket", check_unix_socket_path,
+        "Coordinator: journald's socket for log_forward_journald."),
+    INT(log_forward_queue, 10000, 16, 1000000,
+        "Coordinator: collected lines waiting to be forwarded, per destination; when full the oldest are dropped "
+        "and counted."),
     INT(dashboard_ws_max_sockets, 64, 1, 10000,
         "Coordinator: dashboard WebSockets (/ws/dashboard) open at once, authenticated or not; more are refused with 503."),
     INT(dashboard_ws_max_unsent_bytes, 4194304, 65536, 268435456,
@@ -320,6 +333,20 @@ static int check_log_ship_level(const char *s, char *why, size_t n)
     for (size_t i = 0; i < 5; i++)
         if (!strcmp(s, levels[i])) return 0;
     snprintf(why, n, "'%s' is not one of debug, info, warning, error, critical", show(s, strlen(s), v, sizeof v));
+    return -1;
+}
+
+static int check_forward_syslog(const char *s, char *why, size_t n)
+{
+    if (!*s) return 0;
+    logfwd_target t;
+    return logfwd_parse_target(s, &t, why, n);
+}
+
+static int check_unix_socket_path(const char *s, char *why, size_t n)
+{
+    if (*s == '/' && strlen(s) < 108) return 0;
+    snprintf(why, n, "must be an absolute path shorter than 108 bytes");
     return -1;
 }
 

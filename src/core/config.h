@@ -89,6 +89,10 @@ typedef struct p2p_config {
     int64_t log_segment_bytes;        /* coordinator: default 16 MiB, 64 KiB..1 GiB */
     int64_t log_retention_bytes;      /* coordinator: default 1 GiB, 1 MiB..16 TiB */
     int log_retention_days;           /* coordinator: default 7, 0 (no age limit)..3650 */
+    char *log_forward_syslog;         /* coordinator: "" or udp://IP:PORT / tcp://IP:PORT */
+    int log_forward_journald;         /* coordinator: bool, default false */
+    char *log_forward_journald_socket; /* default /run/systemd/journal/socket */
+    int log_forward_queue;            /* records waiting per destination, default 10000 */
 
     /* dashboard WebSocket (coordinator) */
     int dashboard_ws_max_sockets;       /* default 64, 1..10000 */

@@ -157,6 +157,11 @@ void p2p__log_meta(p2p_ctx *ctx, p2p_log_level level, const char *source, const 
 #define p2p_log(ctx, level, source, ...)                                                                           \
     p2p__log_meta(ctx, level, source, __FILE__, __func__, __LINE__, NULL, NULL, __VA_ARGS__)
 
+/* Sets the request id that lines logged on this thread without one of their
+ * own carry (NULL = none) and returns the one it replaces: the RPC dispatcher
+ * sets it around a method's handler. */
+const char *p2p__log_request_swap(const char *request_id);
+
 /* A line for this node's stderr only, never handed to sinks (so never
  * shipped to the collector, where viewers could read it): for secrets shown
  * once at bootstrap. */

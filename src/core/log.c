@@ -234,9 +234,20 @@ static void write_json(p2p_ctx *ctx, const p2p_log_line *l)
     free(s);
 }
 
+static __thread const char *tl_request_id;
+
+const char *p2p__log_request_swap(const char *request_id)
+{
+    const char *old = tl_request_id;
+    tl_request_id = request_id;
+    return old;
+}
+
 static void vlog(p2p_ctx *ctx, p2p_log_level level, const char *source, const char *file, const char *func,
                  int lineno, const char *service, const char *request_id, int local_only, const char *fmt, va_list ap)
 {
+    if (!request_id)
+        request_id = tl_request_id;
     int to_stderr = !ctx || level >= ctx->log_level;
     int to_sinks = ctx && ctx->n_sinks && level >= ctx->sink_level && !local_only;
     if (!to_stderr && !to_sinks)

@@ -29,7 +29,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/metrics.h"
 #include "core/util.h"
+#include "logs/forward.h"
 #include "logs/query.h"
 #include "logs/record.h"
 #include "logs/store.h"
@@ -41,6 +43,9 @@
 #define LOGCOL_MAX_OFFSET 10000000
 #define LOGCOL_RATE_SECONDS 10
 #define LOGCOL_TICK_MS 60000
+/* queries reading segment files: running at once on the thread pool, and waiting */
+#define LOGCOL_DISK_RUNNING 2
+#define LOGCOL_DISK_QUEUED 32
 
 typedef struct ack_wait {
     struct ack_wait *next;
@@ -50,6 +55,7 @@ typedef struct ack_wait {
 } ack_wait;
 
 typedef struct waiter waiter;
+typedef struct diskq diskq;
 
 struct logcol {
     p2p_ctx *ctx;
@@ -69,6 +75,21 @@ struct logcol {
     int64_t rate_at[LOGCOL_RATE_SECONDS];
     waiter *waiters;
     size_t n_waiters;
+    /* get_logs calls reading segment files */
+    diskq *dq_head, *dq_tail; /* waiting to run */
+    size_t dq_running, dq_queued;
+    uint64_t disk_queries, disk_bytes;
+    logfwd *fwd; /* forwarding out, NULL = off */
+};
+
+struct diskq {
+    uv_work_t w;
+    diskq *next;
+    logcol *col;
+    p2p_call *call;
+    struct get_params *g; /* owns the regex the query borrows */
+    logq *q;
+    int resume;
 };
 
 struct waiter {
@@ -380,7 +401,53 @@ static json_t *result_json(const logquery_result *q, int resume)
     json_t *o = json_pack("{s:o, s:I, s:s}", "logs", logs, "total", (json_int_t)q->total, "cursor", q->cursor);
     if (resume)
         json_object_set_new(o, "skipped", json_integer((json_int_t)q->skipped));
+    if (q->partial)
+        json_object_set_new(o, "partial", json_true());
     return o;
+}
+
+/* ---- queries that read segment files (thread pool) ------------------------------------ */
+
+static void diskq_work(uv_work_t *w)
+{
+    diskq *d = w->data;
+    logq_disk(d->q);
+}
+
+static void diskq_start_next(logcol *col);
+
+static void diskq_after(uv_work_t *w, int status)
+{
+    diskq *d = w->data;
+    logcol *col = d->col;
+    col->dq_running--;
+    logquery_result q;
+    logq_finish(d->q, &q);
+    col->disk_bytes += q.scanned_bytes;
+    p2p_call_reply(d->call, result_json(&q, d->resume));
+    logquery_result_free(&q);
+    logq_free(d->q);
+    get_params_free(d->g);
+    free(d->g);
+    free(d);
+    diskq_start_next(col);
+}
+
+static void diskq_start_next(logcol *col)
+{
+    while (col->dq_head && col->dq_running < LOGCOL_DISK_RUNNING) {
+        diskq *d = col->dq_head;
+        col->dq_head = d->next;
+        if (!col->dq_head)
+            col->dq_tail = NULL;
+        col->dq_queued--;
+        col->dq_running++;
+        col->disk_queries++;
+        if (uv_queue_work(col->ctx->loop, &d->w, diskq_work, diskq_after) != 0) {
+            diskq_work(&d->w); /* cannot happen with a live loop; stay correct anyway */
+            diskq_after(&d->w, 0);
+        }
+    }
 }
 
 /* ---- methods ------------------------------------------------------------------------ */
@@ -425,6 +492,7 @@ static void m_add_logs(p2p_call *call, json_t *params, void *udata)
         if (col->store->total_bytes > col->store->cfg.retention_bytes)
             logstore_retention(col->store, (int64_t)(p2p__wall_ms() / 1000));
         logfollow_publish(&col->follow, stored, n);
+        logfwd_publish(col->fwd, stored, n);
     }
     logbatch_free(&b);
     ack_wait *a = p2p__xcalloc(1, sizeof(*a));
@@ -479,6 +547,48 @@ static void m_get_logs(p2p_call *call, json_t *params, void *udata)
     if (parse_get(call, params, &g) != 0)
         return;
     int resume = g.has_cursor || g.wait_ms > 0;
+    if (g.wait_ms == 0 || g.has_cursor) {
+        /* a query that may reach older lines than memory holds reads them from the
+         * segment files on the thread pool, then answers */
+        int disk = 0;
+        logq *lq = logq_prepare(col->store, &g.f, g.has_cursor ? &g.cur : NULL, g.limit, g.offset, &disk);
+        if (logq_too_deep(lq)) {
+            logq_free(lq);
+            get_params_free(&g);
+            p2p_call_error(call, P2P_RPC_INVALID_PARAMS,
+                           "Invalid params: offset + limit reach deeper than 100000 lines into the files on disk; "
+                           "narrow the query with since/until or page with the cursor",
+                           NULL);
+            return;
+        }
+        if (disk) {
+            if (col->dq_queued >= LOGCOL_DISK_QUEUED) {
+                logq_free(lq);
+                get_params_free(&g);
+                p2p_call_error(call, P2P_RPC_SHUTTING_DOWN - 10,
+                               "too many queries are reading the log files (32 waiting); retry shortly", NULL);
+                return;
+            }
+            diskq *d = p2p__xcalloc(1, sizeof(*d));
+            d->w.data = d;
+            d->col = col;
+            d->call = call;
+            d->q = lq;
+            d->resume = resume;
+            d->g = p2p__xmalloc(sizeof(*d->g));
+            *d->g = g; /* the regex moves with it (the query borrows it) */
+            logq_set_regex(lq, d->g->has_re ? &d->g->re : NULL);
+            if (col->dq_tail)
+                col->dq_tail->next = d;
+            else
+                col->dq_head = d;
+            col->dq_tail = d;
+            col->dq_queued++;
+            diskq_start_next(col);
+            return;
+        }
+        logq_free(lq);
+    }
     logquery_result q;
     logquery_run(col->store, &g.f, g.has_cursor ? &g.cur : NULL, g.limit, g.offset, &q);
     if (g.wait_ms > 0 && !g.has_cursor) {
@@ -607,6 +717,10 @@ static void m_get_stats(p2p_call *call, json_t *params, void *udata)
                           (json_int_t)col->refused_batches, "deleted_segments", (json_int_t)s->deleted_segments,
                           "damaged_bytes", (json_int_t)damaged, "followers",
                           (json_int_t)(col->follow.n), "max_log_entries", (json_int_t)s->cfg.max_entries);
+    json_object_set_new(o, "disk_queries", json_integer((json_int_t)col->disk_queries));
+    json_object_set_new(o, "disk_bytes_read", json_integer((json_int_t)col->disk_bytes));
+    if (col->fwd)
+        json_object_set_new(o, "forward", logfwd_stats(col->fwd));
     p2p_call_reply(call, o);
 }
 
@@ -634,6 +748,13 @@ static void on_tick(uv_timer_t *t)
     logcol *col = t->data;
     logstore_retention(col->store, (int64_t)(p2p__wall_ms() / 1000));
     kick_sync(col);
+}
+
+static void fwd_metrics(p2p_ctx *ctx, p2p_metrics_out *out, void *arg)
+{
+    (void)ctx;
+    logcol *col = arg;
+    logfwd_metrics(col->fwd, out);
 }
 
 static int logcol_start(p2p_component *c, char **err)
@@ -666,6 +787,20 @@ static int logcol_start(p2p_component *c, char **err)
         *err = p2p__xasprintf("cannot register the log_collector service: %s", p2p_strerror(r));
         return r;
     }
+    if (!col->fwd) {
+        logfwd_opts fo = {ctx->cfg.log_forward_syslog, ctx->cfg.log_forward_journald,
+                          ctx->cfg.log_forward_journald_socket, (size_t)ctx->cfg.log_forward_queue};
+        col->fwd = logfwd_new(ctx, &fo, err);
+        if (*err)
+            return -EINVAL;
+        if (col->fwd) {
+            p2p__metrics_source_add(ctx, "logs_forward", fwd_metrics, col);
+            p2p_log(ctx, P2P_LOG_INFO, "log_collector", "forwarding collected lines to%s%s%s",
+                    ctx->cfg.log_forward_syslog && *ctx->cfg.log_forward_syslog ? " syslog " : "",
+                    ctx->cfg.log_forward_syslog ? ctx->cfg.log_forward_syslog : "",
+                    ctx->cfg.log_forward_journald ? " journald" : "");
+        }
+    }
     size_t lines = 0;
     for (size_t i = 0; i < col->store->n; i++)
         lines += col->store->streams[i]->count;
@@ -694,6 +829,11 @@ static void logcol_stop(p2p_component *c)
         col->tick_open = 0;
     }
     p2p_shared_set(c->ctx, "log_collector", NULL);
+    if (col->fwd) {
+        p2p__metrics_source_remove(c->ctx, "logs_forward");
+        logfwd_close(col->fwd);
+        col->fwd = NULL;
+    }
     /* a running fsync job answers its acks when the agent drains the loop */
 }
 

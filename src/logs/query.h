@@ -1,5 +1,6 @@
 /*
- * query.h — filters, cursors and queries over the store's in-memory rings.
+ * query.h — filters, cursors and queries over the store's in-memory rings and,
+ * for older lines, its segment files.
  *
  * Two modes:
  *  - tail (no cursor): the newest `limit` matching lines after skipping the
@@ -27,6 +28,11 @@
 #define LOGQ_MAX_LIMIT 10000
 #define LOGQ_MAX_SEARCH 256
 #define LOGQ_MAX_CURSOR 65536
+/* A query that reaches the segment files reads at most this many bytes of them
+ * (a tail query always reads at least one whole segment) ... */
+#define LOGQ_DISK_MAX_BYTES (64u * 1024 * 1024)
+/* ... and keeps at most this many lines (offset + limit) per node from them. */
+#define LOGQ_DISK_MAX_KEEP 100000
 
 typedef struct logfilter {
     const char *node;   /* NULL = all */
@@ -63,11 +69,38 @@ typedef struct logquery_result {
     logrec **recs; /* borrowed references taken (logquery_result_free drops them) */
     size_t n;
     size_t total;     /* lines matching in memory (tail mode: before offset/limit; resume: after the cursor) */
-    uint64_t skipped; /* resume: lines that left memory before they could be read */
+    uint64_t skipped; /* resume: lines deleted (or, memory only: out of memory) before they could be read */
     char *cursor;     /* heap */
+    int partial;      /* the disk part stopped at its budget: resume from the cursor for more */
+    uint64_t scanned_bytes; /* of segment files read */
 } logquery_result;
 
-/* Runs a query. `cur` NULL = tail mode. */
+/* A query in three steps, so the disk part can run on the thread pool:
+ *  1. logq_prepare (loop thread): takes the matching ring records by reference,
+ *     copies the filter, every node's high-water mark and, for the nodes whose
+ *     wanted lines are older than their ring, the list of segment files;
+ *     *needs_disk says whether step 2 is needed.
+ *  2. logq_disk (any thread; touches nothing but the query and the files):
+ *     reads those segments, at most LOGQ_DISK_MAX_BYTES, through the same
+ *     filter. Records are taken only below the ring's first seq at step 1, so
+ *     appends, eviction, retention (a deleted file is skipped) and clear_logs
+ *     meanwhile cannot make a line appear twice or disappear between the parts.
+ *  3. logq_finish (loop thread): merges disk and ring lines, pages, cursor.
+ * The filter's regex (f->re) is borrowed: it must outlive the query. */
+typedef struct logq logq;
+logq *logq_prepare(logstore *s, const logfilter *f, const logcursor *cur, size_t limit, size_t offset,
+                   int *needs_disk);
+void logq_disk(logq *q);
+void logq_finish(logq *q, logquery_result *out);
+void logq_free(logq *q);
+/* Sets the query's byte budget for its disk part (tests). */
+void logq_set_budget(logq *q, uint64_t bytes);
+/* Points the query's filter at the caller's regex after the caller moved it. */
+void logq_set_regex(logq *q, regex_t *re);
+/* 1 when the lines asked for lie on disk deeper than LOGQ_DISK_MAX_KEEP lines. */
+int logq_too_deep(const logq *q);
+
+/* Runs a query from memory only (no disk step). `cur` NULL = tail mode. */
 void logquery_run(logstore *s, const logfilter *f, const logcursor *cur, size_t limit, size_t offset,
                   logquery_result *out);
 void logquery_result_free(logquery_result *r);

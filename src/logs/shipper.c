@@ -58,6 +58,8 @@
 #define MAX_FILE_JOBS 8     /* queued spill appends before memory overflow drops instead */
 #define OUTAGE_LOG_MS 60000 /* "still cannot ship" at most this often */
 #define SELF_SOURCE "logs.shipper"
+#define LOGSHIP_ENVELOPE_ROOM (16 * 1024)
+#define LOGSHIP_MIN_CAP (16 * 1024)
 
 /* ---- data ------------------------------------------------------------------------ */
 
@@ -148,6 +150,9 @@ struct p2p_shipper {
     char lost_why[160];
 
     uint64_t shipped, acked, batches, failures, lost;
+    size_t inflight_bytes; /* body of the batch in flight */
+    size_t size_cap;       /* after a failed (or 413) batch: smaller batches, 0 = batch_max_bytes */
+    int size_refused;      /* the collector said 413: size_cap stays */
     uint64_t outage_since_ms, outage_logged_ms, outage_fails;
     int freed_pending;
 };
@@ -560,9 +565,18 @@ static void drain(p2p_shipper *sh)
 
 /* ---- sending --------------------------------------------------------------------------- */
 
+/* The most record text one batch may carry: batch_max_bytes, or less once the
+ * collector refused a batch as too large (HTTP 413: its http_max_body_size is
+ * smaller than ours). */
+static size_t max_bytes(const p2p_shipper *sh)
+{
+    return sh->size_cap && sh->size_cap < sh->o.batch_max_bytes ? sh->size_cap : sh->o.batch_max_bytes;
+}
+
 static void send_body(p2p_shipper *sh, char *body, size_t len, uint64_t last, size_t n)
 {
     sh->inflight = 1;
+    sh->inflight_bytes = len;
     sh->inflight_last = last;
     sh->inflight_n = n;
     sh->batches++;
@@ -607,7 +621,7 @@ static void send_from_memory(p2p_shipper *sh)
     uint64_t last = 0;
     char *b = NULL;
     for (rec *r = sh->mq_head; r && n < sh->o.batch_max_records && r->seq <= sh->reserved_durable; r = r->next) {
-        if (n && bytes + r->len > sh->o.batch_max_bytes)
+        if (n && bytes + r->len > max_bytes(sh))
             break;
         if (!b)
             b = batch_open(sh, &len, &cap);
@@ -627,14 +641,22 @@ typedef struct chunk_batch {
     size_t len, cap, n;
     uint64_t last;
     uint64_t acked;
+    size_t max;  /* record bytes at most: the rest of the chunk goes in the next batch */
+    size_t bytes;
+    int full;
 } chunk_batch;
 
 static void on_chunk_record(void *arg, uint64_t seq, const uint8_t *payload, size_t len, size_t off)
 {
     (void)off;
     chunk_batch *cb = arg;
-    if (seq <= cb->acked)
+    if (seq <= cb->acked || cb->full)
         return;
+    if (cb->n && cb->bytes + len > cb->max) {
+        cb->full = 1; /* a partial ack leaves the chunk; its next read skips what was acked */
+        return;
+    }
+    cb->bytes += len;
     batch_add(&cb->b, &cb->len, &cb->cap, (const char *)payload, len, cb->n == 0);
     cb->n++;
     cb->last = seq;
@@ -660,6 +682,7 @@ static void read_done(p2p_shipper *sh, job *j)
     }
     chunk_batch cb = {0};
     cb.acked = sh->acked_seq;
+    cb.max = max_bytes(sh);
     cb.b = batch_open(sh, &cb.len, &cb.cap);
     uint64_t last = 0;
     int stop;
@@ -773,6 +796,11 @@ void p2p__shipper_result(p2p_shipper *sh, int code, const char *message, json_t 
         } else {
             apply_ack(sh, acked);
             sh->backoff_ms = 0;
+            if (sh->size_cap && !sh->size_refused) {
+                sh->size_cap *= 2;
+                if (sh->size_cap >= sh->o.batch_max_bytes)
+                    sh->size_cap = 0;
+            }
             if (sh->outage_since_ms) {
                 shipper_log(sh, P2P_LOG_INFO, "logs",
                             "shipping to the coordinator again after %.1f s (%" PRIu64 " failed attempts)",
@@ -784,6 +812,28 @@ void p2p__shipper_result(p2p_shipper *sh, int code, const char *message, json_t 
             kick(sh, 0);
             return;
         }
+    }
+    if (code != 0 && message && strstr(message, "HTTP 413")) {
+        /* larger than the collector's http_max_body_size (smaller than ours): send
+         * less per batch from now on; one record alone that big can never go */
+        if (sh->inflight_n <= 1) {
+            uint64_t n = drop_upto(sh, sh->inflight_last);
+            count_lost(sh, n, now_us(), now_us(), "larger than the collector's http_max_body_size");
+            shipper_log(sh, P2P_LOG_WARN, SELF_SOURCE, "a log record of %zu bytes is larger than the collector's "
+                        "http_max_body_size: dropped", sh->inflight_bytes);
+            kick(sh, 0);
+            return;
+        } else if (!sh->size_cap || sh->inflight_bytes / 2 < sh->size_cap) {
+            size_t cap = sh->inflight_bytes / 2;
+            sh->size_cap = cap < 1024 ? 1024 : cap;
+            sh->size_refused = 1; /* an explicit 413: stay below it */
+            shipper_log(sh, P2P_LOG_WARN, SELF_SOURCE, "the collector refused a log batch of %zu bytes as too "
+                        "large (its http_max_body_size is smaller than this node's): batches of at most %zu "
+                        "bytes from now on", sh->inflight_bytes, sh->size_cap);
+            kick(sh, 0);
+            return;
+        }
+        /* cannot split further: a failure like any other (backoff) */
     }
     if (code == P2P_RPC_INVALID_PARAMS) {
         /* the collector will never take this batch: drop it (counted) so the rest can go */
@@ -797,6 +847,14 @@ void p2p__shipper_result(p2p_shipper *sh, int code, const char *message, json_t 
     }
     sh->failures++;
     sh->outage_fails++;
+    /* Over HTTP/2 a body above the collector's http_max_body_size shows as a
+     * transport failure, like any outage: halve the batch size after each
+     * failed multi-record batch (down to 16 KiB), and double it back after each
+     * success. A real outage costs nothing but smaller first batches after it. */
+    if (sh->inflight_n > 1 && sh->inflight_bytes > LOGSHIP_MIN_CAP) {
+        size_t cap = sh->inflight_bytes / 2;
+        sh->size_cap = cap < LOGSHIP_MIN_CAP ? LOGSHIP_MIN_CAP : cap;
+    }
     if (!sh->outage_since_ms || now - sh->outage_logged_ms >= OUTAGE_LOG_MS) {
         uint64_t spooled = sh->mq_count + file_records(sh);
         if (!sh->outage_since_ms)
@@ -1288,6 +1346,19 @@ static const p2p_component_ops logs_ops = {
     .stop = logs_stop,
 };
 
+/* Record text per batch, so that the whole add_logs request stays within the
+ * collector's http_max_body_size (the same key on every node by default): the
+ * limit less room for the JSON-RPC envelope, the commas between records and the
+ * few bytes per record the remote call's re-encoding may add (at most 5000
+ * records: 16 KiB covers it). */
+static size_t ship_batch_bytes(int64_t body_max)
+{
+    if (body_max <= 0)
+        body_max = 1 << 20;
+    size_t b = body_max > 2 * LOGSHIP_ENVELOPE_ROOM ? (size_t)body_max - LOGSHIP_ENVELOPE_ROOM : (size_t)body_max / 2;
+    return b > (1u << 20) ? (1u << 20) : b;
+}
+
 void p2p__logs_register(p2p_ctx *ctx)
 {
     const p2p_config *cfg = &ctx->cfg;
@@ -1300,6 +1371,7 @@ void p2p__logs_register(p2p_ctx *ctx)
         .ship_level = lv < 0 ? P2P_LOG5_INFO : lv,
         .rate_burst = 10000,
         .rate_window_ms = 30000,
+        .batch_max_bytes = ship_batch_bytes(cfg->http_max_body_size),
     };
     p2p_shipper *sh = p2p__shipper_new(ctx, &o);
     free(path);

@@ -141,6 +141,7 @@ struct p2p_call {
     int done;
     void (*on_done)(void *arg); /* p2p__call_on_done: runs once the call completed */
     void *on_done_arg;
+    char request_id[96]; /* "<node id>-<n>": the request_id of the lines logged while handling it */
 };
 
 struct jsonrpc_exchange {
@@ -270,6 +271,11 @@ const char *p2p__call_node_id(const p2p_call *call)
     return call->ex->node_id;
 }
 
+const char *p2p__call_request_id(const p2p_call *call)
+{
+    return call->request_id;
+}
+
 void jsonrpc_execute(p2p_ctx *ctx, jsonrpc_msg *msg, jsonrpc_done_cb cb, void *arg)
 {
     jsonrpc_execute_as(ctx, msg, NULL, cb, arg);
@@ -325,7 +331,12 @@ void jsonrpc_execute_as(p2p_ctx *ctx, jsonrpc_msg *msg, const jsonrpc_caller *ca
         call->method = m;
         call->t0_ns = uv_hrtime();
         ctx->registry->inflight++;
+        /* lines the method logs while it runs (on this thread) carry the call's request id */
+        snprintf(call->request_id, sizeof call->request_id, "%s-%llu", ctx->cfg.node_id ? ctx->cfg.node_id : "node",
+                 (unsigned long long)++ctx->registry->calls_seen);
+        const char *outer = p2p__log_request_swap(call->request_id);
         m->fn(call, it->params, m->udata);
+        p2p__log_request_swap(outer);
     }
     exchange_release(ex);
 }

@@ -82,6 +82,11 @@ int p2p__call_from_node(const p2p_call *call);
  * operator's token, or a call relayed for someone else). For methods only a
  * node may call about itself (log_collector/add_logs). */
 const char *p2p__call_node_id(const p2p_call *call);
+/* The call's request id ("<this node's id>-<n>", unique on this node until it
+ * restarts): lines logged on the loop thread while the method's handler runs
+ * carry it as their request_id; code that logs later for the call (after an
+ * asynchronous step) passes it to p2p__log_meta itself. */
+const char *p2p__call_request_id(const p2p_call *call);
 
 /* How many method calls are running right now (for graceful shutdown). */
 size_t jsonrpc_inflight(const p2p_ctx *ctx);

@@ -62,6 +62,7 @@ struct p2p_registry {
     p2p_service **services; /* registration order */
     size_t n_services;
     size_t inflight; /* method calls started and not yet completed */
+    uint64_t calls_seen; /* method calls dispatched since start (request ids) */
     /* Removed services with their methods: calls in flight may still point at
      * them, so they are freed only with the registry. */
     p2p_service **removed;

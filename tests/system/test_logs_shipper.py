@@ -76,3 +76,48 @@ def test_unreachable_coordinator_spool_stays_bounded_and_loss_is_counted(node_fa
     assert w.stop() == 0
     assert 64 < spool.stat().st_size <= file_cap
     _ = token
+
+
+def _big_lines(w, tag, n, pad):
+    conn = w.connection()
+    try:
+        for i in range(n):
+            conn.request("GET", f"/health?{tag}={i}&pad={'x' * pad}")
+            conn.getresponse().read()
+    finally:
+        conn.close()
+
+
+def _count_at(c, node, tag):
+    r = c.result("log_collector/get_logs", {"node_id": node, "search": f"?{tag}=", "limit": 10000})
+    return sorted(int(l["message"].split(f"?{tag}=")[1].split("&")[0]) for l in r["logs"])
+
+
+def test_batches_stay_within_the_collectors_body_limit(node_factory):
+    """Batches never exceed http_max_body_size: with the same (small) limit on both nodes the
+    shipper sizes its batches below it (no send ever fails); with a coordinator limit below the
+    worker's, a backlog of ~1 MB (logged while the coordinator was down) goes out in batches the
+    coordinator refuses at first, then split until they fit. Every line arrives once, none lost."""
+    limit = 65536
+    c = node_factory.create("c1", extra_args=["--http-max-body-size", limit])
+    same = node_factory.create("w-same", coordinator=False, join=c, extra_args=["--http-max-body-size", limit])
+    bigger = node_factory.create("w-big", coordinator=False, join=c)  # 1 MiB default
+    n = 300
+    # once it ships (a first attempt may fail while the worker does not know the coordinator yet)
+    m0 = wait_until(lambda: (lambda m: m if m.get("acked", 0) > 0 and m["spooled_records"] == 0 else None)(
+        same.metrics()["logs"]), 20, "w-same shipping")
+    _big_lines(same, "same", n, 3000)  # ~900 KB of access lines, as fast as they come
+    got = wait_until(lambda: (lambda s: s if len(s) >= n else None)(_count_at(c, "w-same", "same")), 30,
+                     "w-same's lines at the collector")
+    assert got == list(range(n)), len(got)
+    m = same.metrics()["logs"]
+    assert m["lost"] == 0 and m["send_failures"] == m0["send_failures"], (m0, m)
+    # a backlog on the worker with the bigger limit: its first batches are ~1 MiB
+    c.stop()
+    _big_lines(bigger, "big", n, 3000)
+    c.start()
+    got = wait_until(lambda: (lambda s: s if len(s) >= n else None)(_count_at(c, "w-big", "big")), 60,
+                     "w-big's backlog at the collector")
+    assert got == list(range(n)), len(got)
+    m = bigger.metrics()["logs"]
+    assert m["lost"] == 0 and m["spooled_records"] == 0, m

@@ -459,6 +459,81 @@ static void test_batch_bytes_and_time(void **state)
     uv_loop_close(&loop);
 }
 
+/* A collector whose HTTP body limit is smaller than the shipper's batches. */
+typedef struct small_body {
+    size_t limit;
+    size_t refused, delivered, biggest;
+    uint64_t seqs[256];
+    size_t n;
+} small_body;
+
+static void small_send(p2p_shipper *sh, const char *params, size_t len, void *arg)
+{
+    small_body *f = arg;
+    /* the request the remote call sends: params inside the JSON-RPC envelope */
+    size_t body = len + strlen("{\"jsonrpc\":\"2.0\",\"method\":\"log_collector/add_logs\",\"id\":1,\"params\":}");
+    if (body > f->limit) {
+        f->refused++;
+        p2p__shipper_result(sh, P2P_RPC_E_TRANSPORT, "HTTP 413 from the node: Payload Too Large", NULL);
+        return;
+    }
+    json_t *b = json_loadb(params, len, 0, NULL);
+    assert_non_null(b);
+    json_t *recs = json_object_get(b, "records"), *r;
+    size_t i;
+    json_array_foreach(recs, i, r) if (f->n < 256) f->seqs[f->n++] = (uint64_t)json_integer_value(json_object_get(r, "seq"));
+    f->delivered++;
+    if (body > f->biggest)
+        f->biggest = body;
+    json_t *a = json_pack("{s:I}", "acked", (json_int_t)batch_last(b));
+    json_decref(b);
+    p2p__shipper_result(sh, 0, NULL, a);
+    json_decref(a);
+}
+
+static int has_n_seqs(void *arg)
+{
+    small_body *f = arg;
+    return f->n >= 101;
+}
+
+static void test_batches_split_below_the_collectors_body_limit(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    p2p_ctx *ctx = new_ctx(&loop);
+    small_body f = {.limit = 3000};
+    p2p_shipper_opts o = {.ship_level = P2P_LOG5_INFO, .batch_max_bytes = 16384, .transport = small_send,
+                          .transport_arg = &f, .batch_delay_ms = 20};
+    p2p_shipper *sh = p2p__shipper_new(ctx, &o);
+    p2p__shipper_start(sh);
+    char big[200];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = 0;
+    /* 100 lines of ~250 bytes of record text at once: the first batches are refused (413), then split */
+    for (int i = 0; i < 100; i++)
+        p2p_log(ctx, P2P_LOG_INFO, "test", "%d %s", i, big);
+    /* and one line that alone is bigger than the limit: dropped and counted, not retried forever */
+    char huge[4000];
+    memset(huge, 'y', sizeof huge - 1);
+    huge[sizeof huge - 1] = 0;
+    run_until(&loop, NULL, NULL, 300);
+    p2p_log(ctx, P2P_LOG_INFO, "test", "%s", huge);
+    p2p_log(ctx, P2P_LOG_INFO, "test", "after the huge one");
+    assert_true(run_until(&loop, has_n_seqs, &f, 5000));
+    assert_true(f.refused >= 1);
+    assert_true(f.biggest <= f.limit);
+    /* every small line delivered once, in order */
+    for (size_t i = 1; i < f.n; i++)
+        assert_true(f.seqs[i] > f.seqs[i - 1]);
+    p2p_shipper_stats st;
+    p2p__shipper_stats(sh, &st);
+    assert_int_equal(st.lost, 1);
+    shutdown_shipper(&loop, ctx, sh);
+    uv_loop_close(&loop);
+}
+
 static int has_lost_record(void *arg)
 {
     fake *f = arg;
@@ -688,6 +763,7 @@ int main(void)
         cmocka_unit_test(test_level_mapping),
         cmocka_unit_test(test_batch_caps),
         cmocka_unit_test(test_batch_bytes_and_time),
+        cmocka_unit_test(test_batches_split_below_the_collectors_body_limit),
         cmocka_unit_test(test_memory_overflow_counts_and_reports_loss),
         cmocka_unit_test(test_file_spool_bounded_and_seq_persists),
         cmocka_unit_test(test_refused_batch_is_dropped_and_counted),
