@@ -21,6 +21,7 @@
 #include "builtin/runconfig.h"
 #include "builtin/system.h"
 #include "cache/component.h"
+#include "deploy/release.h"
 #include "cli/password.h"
 #include "vault/vault.h"
 #include "cli/cli.h"
@@ -354,6 +355,7 @@ int p2p__cmd_agent(int argc, char **argv)
     p2p__system_register(ctx);
     p2p__cache_register(ctx);
     p2p__services_register(ctx);
+    p2p__release_register(ctx); /* deploy/sign (coordinator), deploy/release_key */
     if (ctx->cfg.coordinator_mode)
         p2p__logcol_register(ctx); /* the cluster's log collector */
     p2p__http_register(ctx);

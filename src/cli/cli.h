@@ -39,5 +39,6 @@ int p2p__cli_rpc(const p2p_cli_conn *c, const char *node, const char *method, js
 
 int p2p__cmd_services(int argc, char **argv);
 int p2p__cmd_logs(int argc, char **argv);
+int p2p__cmd_package(int argc, char **argv);
 
 #endif

@@ -75,6 +75,58 @@ const char *p2p__pkg_sig_status_name(p2p_pkg_sig_status s)
     return "?";
 }
 
+/* ---- version floors ---------------------------------------------------------------- */
+
+/* Checks every "name=version" item; with `want`, copies its floor (its own
+ * entry, else "*") to `out` and sets *found. */
+static int floors_walk(const char *floors, const char *want, char *out, size_t n, int *found, char **err)
+{
+    const char *p = floors;
+    while (p && *p) {
+        const char *end = strchr(p, ','), *eq;
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        char item[160], name[80];
+        if (len == 0 || len >= sizeof item)
+            return p2p__fail(err, -EINVAL, "version floors: empty or overlong item");
+        memcpy(item, p, len);
+        item[len] = '\0';
+        eq = strchr(item, '=');
+        p2p_semver v;
+        if (!eq || (size_t)(eq - item) >= sizeof name)
+            return p2p__fail(err, -EINVAL, "version floors: '%s' is not NAME=VERSION", item);
+        memcpy(name, item, (size_t)(eq - item));
+        name[eq - item] = '\0';
+        if (strcmp(name, "*") && !p2p__service_name_valid(name))
+            return p2p__fail(err, -EINVAL, "version floors: '%s' is not a package name", name);
+        if (p2p__semver_parse(eq + 1, &v) != 0)
+            return p2p__fail(err, -EINVAL, "version floors: '%s' is not a semantic version", eq + 1);
+        if (want && out && (!strcmp(name, want) || (!strcmp(name, "*") && !*found))) {
+            snprintf(out, n, "%s", eq + 1);
+            *found = !strcmp(name, want) ? 2 : 1;
+            if (*found == 2)
+                want = NULL; /* its own entry wins over '*' */
+        }
+        p = end ? end + 1 : NULL;
+        if (end && !*p)
+            return p2p__fail(err, -EINVAL, "version floors: a trailing comma");
+    }
+    return 0;
+}
+
+int p2p__pkg_floors_check(const char *floors, char **err)
+{
+    int found = 0;
+    return floors_walk(floors, NULL, NULL, 0, &found, err);
+}
+
+int p2p__pkg_floor_for(const char *floors, const char *name, char *out, size_t n)
+{
+    int found = 0;
+    if (floors_walk(floors, name, out, n, &found, NULL) != 0)
+        return -EINVAL;
+    return found ? 0 : -ENOENT;
+}
+
 /* ---- package.json ------------------------------------------------------------ */
 
 static int hex_decode(const char *s, uint8_t *out, size_t n)

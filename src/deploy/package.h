@@ -179,4 +179,12 @@ void p2p__pkg_key_id(const uint8_t raw[32], char out[P2P_PKG_KEY_ID_LEN + 1]);
 
 const char *p2p__pkg_sig_status_name(p2p_pkg_sig_status s);
 
+/* ---- version floors ("name=1.2.0,other=2.0.0,*=1.0.0") ---- */
+
+/* 0 when `floors` is well formed (possibly empty), else -EINVAL with *err. */
+int p2p__pkg_floors_check(const char *floors, char **err);
+/* The floor for package `name` (its own entry, else "*") into `out`; 0, or
+ * -ENOENT when there is none, -EINVAL when `floors` is malformed. */
+int p2p__pkg_floor_for(const char *floors, const char *name, char *out, size_t n);
+
 #endif
