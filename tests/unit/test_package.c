@@ -816,6 +816,31 @@ static void test_node_package(void **state)
     free(out);
 }
 
+static void test_version_floors(void **state)
+{
+    (void)state;
+    char v[64], *err = NULL;
+    const char *floors = "*=1.0.0,hello=1.2.0,pyhello=2.0.0-rc.1";
+    assert_int_equal(p2p__pkg_floors_check(floors, &err), 0);
+    assert_int_equal(p2p__pkg_floor_for(floors, "hello", v, sizeof v), 0);
+    assert_string_equal(v, "1.2.0");
+    assert_int_equal(p2p__pkg_floor_for(floors, "pyhello", v, sizeof v), 0);
+    assert_string_equal(v, "2.0.0-rc.1");
+    assert_int_equal(p2p__pkg_floor_for(floors, "other", v, sizeof v), 0);
+    assert_string_equal(v, "1.0.0");
+    assert_int_equal(p2p__pkg_floor_for("hello=1.2.0", "other", v, sizeof v), -ENOENT);
+    assert_int_equal(p2p__pkg_floor_for("", "other", v, sizeof v), -ENOENT);
+    assert_int_equal(p2p__pkg_floors_check("", &err), 0);
+    const char *bad[] = {"hello", "hello=1.2", "Hello=1.2.0", "hello=1.2.0,", ",hello=1.2.0", "a=1.0.0,,b=1.0.0",
+                         "=1.0.0", "../x=1.0.0"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        err = NULL;
+        assert_int_equal(p2p__pkg_floors_check(bad[i], &err), -EINVAL);
+        assert_non_null(err);
+        free(err);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -825,6 +850,7 @@ int main(void)
         cmocka_unit_test(test_duplicates_and_listing), cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_zstd_bomb),           cmocka_unit_test(test_gzip_bomb_and_caps),
         cmocka_unit_test(test_build_refuses_links), cmocka_unit_test(test_node_package),
+        cmocka_unit_test(test_version_floors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
