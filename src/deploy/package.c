@@ -524,6 +524,13 @@ static int check_policy_head(const p2p_pkg_info *info, const p2p_pkg_policy *pol
             return p2p__fail(err, -EPERM, "downgrade refused: %s %s is below the version floor %s", info->name,
                              info->version, pol->min_version);
     }
+    char fl[80];
+    if (pol && pol->floors && pol->floors[0] && p2p__pkg_floor_for(pol->floors, info->name, fl, sizeof fl) == 0) {
+        p2p_semver floor;
+        if (p2p__semver_parse(fl, &floor) == 0 && p2p__semver_cmp(&info->semver, &floor) < 0)
+            return p2p__fail(err, -EPERM, "downgrade refused: %s %s is below the version floor %s "
+                             "(package_version_floors)", info->name, info->version, fl);
+    }
     return 0;
 }
 
@@ -834,7 +841,7 @@ static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ft
     return flag == FTW_DP ? rmdir(p) : unlink(p);
 }
 
-static void remove_tree(const char *path) { nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS); }
+void p2p__pkg_remove_tree(const char *path) { nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS); }
 
 static void fsync_dir(const char *path)
 {
@@ -899,7 +906,7 @@ fail:
     if (u.fd >= 0)
         close(u.fd);
     u.fd = -1;
-    remove_tree(tmp);
+    p2p__pkg_remove_tree(tmp);
 out:
     if (u.root >= 0)
         close(u.root);

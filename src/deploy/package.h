@@ -110,6 +110,7 @@ typedef struct p2p_pkg_policy {
     size_t n_keys;
     int require_signature;
     const char *min_version; /* refuse versions below this semver (NULL = none) */
+    const char *floors;      /* and below the package's floor in "name=1.2.0,*=1.0.0" (NULL = none) */
     const char *type;        /* "service" / "node" / NULL = either */
     const char *name;        /* refuse another name (NULL = any) */
 } p2p_pkg_policy;
@@ -133,6 +134,9 @@ int p2p__pkg_verify_file(const char *path, const p2p_pkg_policy *pol, p2p_pkg_in
  * not exist (-EEXIST); its parent must. See the header comment for how. */
 int p2p__pkg_extract(const char *path, const p2p_pkg_policy *pol, const char *target, p2p_pkg_info *info,
                      char **err);
+
+/* Removes a folder tree without following links (a failed or replaced unpack). */
+void p2p__pkg_remove_tree(const char *path);
 
 /* ---- writing ---- */
 

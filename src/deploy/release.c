@@ -82,6 +82,30 @@ int p2p__release_trusted_key(p2p_ctx *ctx, uint8_t out[32])
     return 0;
 }
 
+int p2p__release_learn_key(p2p_ctx *ctx, const char *pub_pem, char **err)
+{
+    release *rel = get(ctx);
+    uint8_t raw[32];
+    if (!rel || p2p__pkg_pubkey_raw(pub_pem, raw) != 0)
+        return p2p__fail(err, -EINVAL, "not an Ed25519 public key");
+    if (rel->pub_pem) {
+        if (memcmp(raw, rel->pub, 32) == 0)
+            return 0;
+        char kid[P2P_PKG_KEY_ID_LEN + 1];
+        p2p__pkg_key_id(raw, kid);
+        return p2p__fail(err, -EPERM,
+                         "the coordinator announces release key %s but this node trusts %s (pin the new key "
+                         "with release_public_key_file to change it)",
+                         kid, rel->key_id);
+    }
+    if (set_public(rel, p2p__xstrdup(pub_pem)) != 0)
+        return p2p__fail(err, -EINVAL, "not an Ed25519 public key");
+    vault_put(rel->v, "data", PUB_NAME, rel->pub_pem, strlen(rel->pub_pem));
+    vault_save_async(rel->v, ctx->loop, NULL, NULL);
+    p2p_log(ctx, P2P_LOG_INFO, "deploy", "learned the cluster release key %s from the coordinator", rel->key_id);
+    return 0;
+}
+
 /* ---- deploy/sign ------------------------------------------------------------------ */
 
 /* Signs the package.json in `params` (borrowed) and completes `call`. */

@@ -28,4 +28,10 @@ int p2p__release_register(p2p_ctx *ctx);
 /* The raw public key this node trusts for packages. 0, or -ENOENT. */
 int p2p__release_trusted_key(p2p_ctx *ctx, uint8_t out[32]);
 
+/* A worker learns the coordinator's release key (PEM) once and keeps it in
+ * its vault. 0 when it is the key this node trusts or the first one it
+ * learns; -EPERM (with *err) when this node already trusts another key: a
+ * coordinator cannot swap the key nodes trust (pin it to change it). */
+int p2p__release_learn_key(p2p_ctx *ctx, const char *pub_pem, char **err);
+
 #endif
