@@ -396,9 +396,10 @@ static void on_fetched(void *udata, const p2p__httpc_res *res)
 {
     install *in = udata;
     if (res->error != P2P_HTTPC_OK || res->status != 200) {
-        char *msg = p2p__xasprintf("cannot fetch package %s from the coordinator: %s%s (HTTP %d)", in->sha,
-                                   res->message ? res->message : "", res->status == 404 ? "not uploaded" : "",
-                                   res->status);
+        char *msg = res->status == 404
+                        ? p2p__xasprintf("package %s is not in the coordinator's store (upload it first)", in->sha)
+                        : p2p__xasprintf("cannot fetch package %s from the coordinator: %s (HTTP %d)", in->sha,
+                                         res->message && *res->message ? res->message : "error", res->status);
         finish_error(in, P2P_RPC_INVALID_REQUEST, msg);
         free(msg);
         return;
@@ -585,7 +586,10 @@ static const p2p_component_ops updater_ops = {
 static void free_updater(p2p_ctx *ctx, void *arg)
 {
     (void)ctx;
-    free(arg);
+    updater *u = arg;
+    if (u->busy)
+        return; /* a pool job of an install still points at it: leave it to the process exit */
+    free(u);
 }
 
 int p2p__updater_register(p2p_ctx *ctx)
