@@ -23,7 +23,7 @@ from conftest import run_p2p, wait_until
 from test_cluster import all_alive
 from test_enroll import export_identity, mtls_request
 from test_exec_services import PYHELLO
-from test_services import services, state_of
+from test_services import HELLO, TEST_SERVICES, services, state_of
 
 
 @pytest.fixture(scope="module")
@@ -209,6 +209,48 @@ def test_refused_before_anything_changes(cluster, tmp_path):
     assert r.status in (401, 403), r
     assert disk_version(w) == before and services(w)["pyhello"]["version"] == before
     assert leftovers(w) == []
+
+
+def hello_package(c, base, version, so):
+    src = base / f"hello-src-{version}"
+    shutil.rmtree(src, ignore_errors=True)
+    src.mkdir()
+    shutil.copy(so, src / "service.so")
+    m = json.loads((HELLO / "manifest.json").read_text())
+    m["version"] = version
+    (src / "manifest.json").write_text(json.dumps(m))
+    pkg = base / f"hello-{version}.tar.gz"
+    assert run_p2p("package", "build", str(src), "-o", str(pkg), "--gzip").returncode == 0
+    cp = run_p2p("package", "sign", str(pkg), env=env_for(c), timeout=30)
+    assert cp.returncode == 0, cp.stderr
+    return pkg
+
+
+def test_native_first_install_then_a_critical_version_is_reverted(cluster):
+    c, w, base = cluster
+    assert "hello" not in services(w)
+    v2 = hello_package(c, base, "2.0.0", TEST_SERVICES / "hello-2.0.0" / "service.so")
+    cp = deploy(c, v2, "dw1", "--min-healthy-time", "1")
+    assert cp.returncode == 0 and "dw1: hello 2.0.0 committed" in cp.stdout, cp.stdout + cp.stderr
+    assert w.result("hello/info", {})["version"] == "2.0.0"
+    # 3.0.0 starts, then says it is critical: never healthy, reverted at the deadline
+    v3 = hello_package(c, base, "3.0.0", TEST_SERVICES / "hello-critical" / "service.so")
+    cp = deploy(c, v3, "dw1", "--min-healthy-time", "1", "--healthy-deadline", "4")
+    print(cp.stdout)
+    assert cp.returncode == 1, cp.stdout + cp.stderr
+    assert "reverted" in cp.stdout and "healthy_deadline" in cp.stdout and "critical" in cp.stdout, cp.stdout
+    wait_until(lambda: services(w)["hello"]["version"] == "2.0.0" and state_of(w, "hello") == "running", 20,
+               "hello 2.0.0 back")
+    assert w.result("hello/info", {})["version"] == "2.0.0"
+    assert disk_version(w, "hello") == "2.0.0"
+    assert leftovers(w) == []
+    # a first install that fails leaves no folder behind
+    bad = hello_package(c, base, "1.0.0", TEST_SERVICES / "startfail" / "service.so")
+    cp = deploy(c, bad, "dc1", "--min-healthy-time", "1", "--healthy-deadline", "5")
+    print(cp.stdout)
+    assert cp.returncode == 1 and "reverted" in cp.stdout, cp.stdout + cp.stderr
+    assert not (c.data_dir / "services" / "hello").exists()
+    wait_until(lambda: "hello" not in services(c), 10, "the failed first install gone from the list")
 
 
 def test_first_install_on_the_coordinator(cluster):
