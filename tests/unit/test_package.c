@@ -480,6 +480,19 @@ static void test_downgrade(void **state)
     free(err);
     pol.min_version = "1.2.0-rc.1"; /* a pre-release orders before its release */
     assert_int_equal(verify(file, &pol, NULL, &err), 0);
+    /* a node's package_version_floors: the package's own entry, else '*' */
+    pol.floors = "other=9.0.0,*=1.0.0,hello=1.3.0";
+    assert_int_equal(verify(file, &pol, NULL, &err), -EPERM);
+    assert_non_null(strstr(err, "package_version_floors"));
+    free(err);
+    pol.floors = "*=2.0.0";
+    assert_int_equal(verify(file, &pol, NULL, &err), -EPERM);
+    free(err);
+    pol.floors = "*=2.0.0,hello=1.2.0";
+    assert_int_equal(verify(file, &pol, NULL, &err), 0);
+    pol.floors = "other=9.0.0";
+    assert_int_equal(verify(file, &pol, NULL, &err), 0);
+    pol.floors = NULL;
     pol.name = "other";
     assert_int_equal(verify(file, &pol, NULL, &err), -EPERM);
     free(err);
