@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli/cli.h"
 #include "core/util.h"
@@ -125,13 +126,47 @@ int p2p__cmd_deploy(int argc, char **argv)
     const char *sha = json_string_value(json_object_get(up, "sha256"));
     if (!raw)
         printf("uploaded %s %s as %.16s...\n", info.name, info.version, sha ? sha : "?");
-    c.timeout = (long)dl + 60;
     json_t *params = json_pack("{s:s, s:f, s:f}", "sha256", sha ? sha : "", "min_healthy_time", min_h,
                                "healthy_deadline", dl);
     json_t *res = NULL;
     rc = p2p__cli_rpc(&c, target, "deploy/install", params, &res);
     json_decref(params);
     json_decref(up);
+    /* The install outlives one call: ask how it goes until it is over. The node
+     * bounds it (fetch, staging, healthy_deadline, the revert); this bounds us. */
+    const char *id = json_string_value(json_object_get(res, "id"));
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    char *idc = id ? p2p__xstrdup(id) : NULL;
+    const char *last_phase = "";
+    char phase_buf[32] = "";
+    while (rc == 0 && idc) {
+        const char *status = json_string_value(json_object_get(res, "status"));
+        if (!status || strcmp(status, "installing"))
+            break;
+        const char *ph = json_string_value(json_object_get(res, "phase"));
+        if (!raw && ph && strcmp(ph, last_phase)) {
+            fprintf(stderr, "%s: %s\n", target, ph);
+            snprintf(phase_buf, sizeof phase_buf, "%s", ph);
+            last_phase = phase_buf;
+        }
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec - t0.tv_sec > (long)dl + 300) {
+            fprintf(stderr, "p2p deploy: no outcome from %s after %ld s (install %s)\n", target,
+                    (long)(now.tv_sec - t0.tv_sec), idc);
+            rc = 1;
+            break;
+        }
+        struct timespec pause = {0, 300 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+        json_decref(res);
+        res = NULL;
+        json_t *q = json_pack("{s:s}", "id", idc);
+        rc = p2p__cli_rpc(&c, target, "deploy/install_status", q, &res);
+        json_decref(q);
+    }
+    free(idc);
     if (rc == 0) {
         const char *status = json_string_value(json_object_get(res, "status"));
         if (raw) {

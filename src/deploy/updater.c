@@ -3,10 +3,12 @@
  * commits it or puts the last good version back by itself.
  *
  *   deploy/install  admin only: {sha256, min_healthy_time?, healthy_deadline?}
- *                   (seconds; defaults 5 and 30). Answers once the outcome is
- *                   known: {status: "committed" | "reverted", name, version,
- *                   previous, reason?}; a package refused before anything
- *                   changed is a JSON-RPC error naming why.
+ *                   (seconds; defaults 5 and 30). Answers {id} at once: an
+ *                   install outlives one forwarded call (30 s).
+ *   deploy/install_status  read-only: {id} -> {status: "installing" (phase) |
+ *                   "committed" | "reverted" | "refused" (nothing changed) |
+ *                   "failed" | "interrupted", name, version, previous, reason}.
+ *                   The last 32 outcomes are kept (in memory).
  *
  * Steps (Mender's stage -> switch -> verify -> commit, one node):
  *   1. key: the release key this node trusts (pinned, the coordinator's own, or
@@ -64,7 +66,7 @@ typedef enum { PH_KEY, PH_FETCH, PH_STAGE, PH_SWITCH, PH_WATCH, PH_REVERT, PH_RE
 
 typedef struct install {
     updater *u;
-    p2p_call *call;
+    char id[24];
     char sha[65];
     uint64_t min_healthy_ms, deadline_ms;
     phase ph;
@@ -88,11 +90,18 @@ typedef struct install {
     int timer_open;
 } install;
 
+#define HISTORY 32
+
 struct updater {
     p2p_ctx *ctx;
     install *busy;
     int registered, running;
+    uint64_t next_id;
+    json_t *done[HISTORY]; /* outcomes of the last installs, oldest overwritten */
+    size_t n_done;
 };
+
+static const char *const phase_names[] = {"key", "fetch", "stage", "switch", "watch", "revert", "revert"};
 
 static void finish_error(install *in, int code, const char *msg);
 static void start_stage(install *in);
@@ -132,20 +141,30 @@ static void release_install(install *in)
     }
 }
 
+static void remember(updater *u, json_t *outcome)
+{
+    size_t slot = u->n_done++ % HISTORY;
+    json_decref(u->done[slot]);
+    u->done[slot] = outcome;
+}
+
+/* Refused before anything on disk changed. */
 static void finish_error(install *in, int code, const char *msg)
 {
+    (void)code;
     p2p_log(in->u->ctx, P2P_LOG_WARN, "deploy", "install of %s refused: %s", in->sha, msg);
-    p2p_call_error(in->call, code, msg, NULL);
+    remember(in->u, json_pack("{s:s, s:s, s:s, s:s?, s:s?, s:s}", "id", in->id, "status", "refused", "sha256",
+                              in->sha, "name", in->info.name, "version", in->info.version, "reason", msg));
     release_install(in);
 }
 
 static void finish_result(install *in, const char *status)
 {
-    json_t *r = json_pack("{s:s, s:s, s:s, s:s?, s:s?}", "status", status, "name", in->info.name, "version",
-                          in->info.version, "previous", in->old_version, "reason", in->reason);
     p2p_log(in->u->ctx, !strcmp(status, "committed") ? P2P_LOG_INFO : P2P_LOG_WARN, "deploy", "%s %s %s%s%s",
             in->info.name, in->info.version, status, in->reason ? ": " : "", in->reason ? in->reason : "");
-    p2p_call_reply(in->call, r);
+    remember(in->u, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s?, s:s?}", "id", in->id, "status", status, "sha256",
+                              in->sha, "name", in->info.name, "version", in->info.version, "previous",
+                              in->old_version, "reason", in->reason));
     release_install(in);
 }
 
@@ -513,7 +532,8 @@ static void m_install(p2p_call *call, json_t *params, void *udata)
     }
     install *in = p2p__xcalloc(1, sizeof(*in));
     in->u = u;
-    in->call = call;
+    snprintf(in->id, sizeof in->id, "%llu-%llu", (unsigned long long)(p2p__wall_ms() / 1000),
+             (unsigned long long)++u->next_id);
     snprintf(in->sha, sizeof in->sha, "%s", sha);
     in->min_healthy_ms = min_ms;
     in->deadline_ms = dl_ms;
@@ -525,6 +545,7 @@ static void m_install(p2p_call *call, json_t *params, void *udata)
     in->timer.data = in;
     in->timer_open = 1;
     u->busy = in;
+    p2p_call_reply(call, json_pack("{s:s, s:s, s:s}", "id", in->id, "status", "installing", "sha256", in->sha));
     p2p__pkg_remove_tree(in->staging); /* left by a crash */
     if (p2p__release_trusted_key(u->ctx, in->key) == 0) {
         start_fetch(in);
@@ -535,13 +556,47 @@ static void m_install(p2p_call *call, json_t *params, void *udata)
         finish_error(in, P2P_RPC_INTERNAL_ERROR, "cannot ask the coordinator for the release key");
 }
 
+static void m_install_status(p2p_call *call, json_t *params, void *udata)
+{
+    updater *u = udata;
+    const char *id = json_string_value(json_object_get(params, "id"));
+    if (!json_is_object(params) || !id || json_object_size(params) != 1) {
+        p2p_call_error(call, P2P_RPC_INVALID_PARAMS, "Invalid params: expected {id: string}", NULL);
+        return;
+    }
+    install *in = u->busy;
+    if (in && !strcmp(in->id, id)) {
+        p2p_call_reply(call, json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s?}", "id", in->id, "status", "installing",
+                                       "phase", phase_names[in->ph], "sha256", in->sha, "name", in->info.name,
+                                       "version", in->info.version));
+        return;
+    }
+    for (size_t i = 0; i < HISTORY; i++)
+        if (u->done[i] && !strcmp(json_string_value(json_object_get(u->done[i], "id")), id)) {
+            p2p_call_reply(call, json_incref(u->done[i]));
+            return;
+        }
+    p2p_call_error(call, P2P_RPC_INVALID_PARAMS, "no such install on this node", NULL);
+}
+
 static const p2p_method_desc install_method = {
     "install",
-    "Installs a package from the coordinator's store on this node: verify, stage, switch (hot reload), watch "
-    "health for min_healthy_time, then commit, or revert to the last good version by itself and say why.",
+    "Starts installing a package from the coordinator's store on this node: verify, stage, switch (hot reload), "
+    "watch health for min_healthy_time, then commit, or revert to the last good version by itself. Answers "
+    "{id} at once; deploy/install_status {id} tells the outcome and why.",
     "{sha256: string, min_healthy_time?: seconds, healthy_deadline?: seconds}",
     P2P_METHOD_ADMIN,
     m_install,
+    NULL,
+};
+
+static const p2p_method_desc status_method = {
+    "install_status",
+    "The progress or outcome of deploy/install {id}: {status: installing (with phase) | committed | reverted | "
+    "refused | failed | interrupted, name, version, previous, reason}.",
+    "{id: string}",
+    P2P_METHOD_READONLY,
+    m_install_status,
     NULL,
 };
 
@@ -556,6 +611,11 @@ static int updater_start(p2p_component *c, char **err)
     p2p_method_desc d = install_method;
     d.udata = u;
     int r = p2p_method_register(c->ctx, "deploy", &d);
+    if (r == 0) {
+        d = status_method;
+        d.udata = u;
+        r = p2p_method_register(c->ctx, "deploy", &d);
+    }
     if (r != 0)
         return p2p__fail(err, r, "cannot register deploy/install: %s", p2p_strerror(r));
     u->registered = 1;
@@ -589,6 +649,8 @@ static void free_updater(p2p_ctx *ctx, void *arg)
     updater *u = arg;
     if (u->busy)
         return; /* a pool job of an install still points at it: leave it to the process exit */
+    for (size_t i = 0; i < HISTORY; i++)
+        json_decref(u->done[i]);
     free(u);
 }
 

@@ -24,6 +24,7 @@ from test_cluster import all_alive
 from test_enroll import export_identity, mtls_request
 from test_exec_services import PYHELLO
 from test_services import HELLO, TEST_SERVICES, services, state_of
+from test_tokens import rpc_with
 
 
 @pytest.fixture(scope="module")
@@ -168,8 +169,8 @@ def test_refused_before_anything_changes(cluster, tmp_path):
     # below the worker's floor (pyhello=1.0.5): the node refuses it
     low = make_package(c, base, "1.0.1")
     cp = deploy(c, low, "dw1", "--min-healthy-time", "0")
-    print(cp.stderr)
-    assert cp.returncode == 1 and "floor" in cp.stderr, cp.stdout + cp.stderr
+    assert cp.returncode == 1 and "refused" in cp.stdout and "below the version floor 1.0.5" in cp.stdout, \
+        cp.stdout + cp.stderr
     # tampered after signing: the coordinator refuses the upload
     good = make_package(c, base, "1.5.0")
     data = bytearray(good.read_bytes())
@@ -260,3 +261,21 @@ def test_first_install_on_the_coordinator(cluster):
     assert cp.returncode == 0, cp.stdout + cp.stderr
     assert "committed" in cp.stdout and "previous" not in cp.stdout, cp.stdout
     assert c.result("pyhello/echo", {})["version"] == "2.0.0"
+
+
+def test_an_install_longer_than_a_forwarded_call(cluster):
+    """deploy/install answers at once and the client follows deploy/install_status, so a
+    min_healthy_time above the 30 s a forwarded call may take still ends in a commit."""
+    c, w, base = cluster
+    pkg = make_package(c, base, "1.6.0")
+    t0 = time.monotonic()
+    cp = deploy(c, pkg, "dw1", "--min-healthy-time", "32", "--healthy-deadline", "50", "--json", timeout=120)
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    assert time.monotonic() - t0 >= 32
+    out = json.loads(cp.stdout)
+    assert out["status"] == "committed" and out["version"] == "1.6.0", out
+    # the outcome stays readable by id, for viewers too
+    r = rpc_with(w, c.new_token(role="viewer"), "deploy/install_status", {"id": out["id"]})
+    assert r.status == 200 and r.json()["result"]["status"] == "committed", r.json()
+    r = w.rpc("deploy/install_status", {"id": "no-such"})
+    assert r["error"]["code"] == -32602, r
