@@ -182,7 +182,7 @@ static void on_tick(uv_timer_t *t)
 {
     install *in = t->data;
     p2p_ctx *ctx = in->u->ctx;
-    uint64_t now = p2p__wall_ms();
+    uint64_t now = uv_now(ctx->loop); /* monotonic: a wall clock step must not commit or revert */
     json_t *d = p2p__services_describe(ctx, in->info.name);
     const char *state = jstr(d, "state"), *version = jstr(d, "version");
     const char *health = jstr(json_object_get(d, "health"), "status");
@@ -275,7 +275,7 @@ static void revert_done(uv_work_t *w, int status)
         return;
     }
     in->ph = PH_REVERT_WAIT;
-    in->revert_started_ms = p2p__wall_ms();
+    in->revert_started_ms = uv_now(in->u->ctx->loop);
     uv_timer_start(&in->timer, on_tick, TICK_MS, TICK_MS);
 }
 
@@ -330,7 +330,7 @@ static void switch_done(uv_work_t *w, int status)
         return;
     }
     in->ph = PH_WATCH;
-    in->switched_ms = p2p__wall_ms();
+    in->switched_ms = uv_now(in->u->ctx->loop);
     uv_timer_start(&in->timer, on_tick, TICK_MS, TICK_MS);
 }
 
