@@ -279,3 +279,24 @@ def test_an_install_longer_than_a_forwarded_call(cluster):
     assert r.status == 200 and r.json()["result"]["status"] == "committed", r.json()
     r = w.rpc("deploy/install_status", {"id": "no-such"})
     assert r["error"]["code"] == -32602, r
+
+
+def test_a_node_pinned_to_another_key_refuses_the_cluster_s_packages(cluster, node_factory, tmp_path):
+    """A worker pinned (release_public_key_file) to a key that is not the coordinator's
+    refuses what the coordinator signed: the pin, not the coordinator, decides."""
+    import subprocess
+    c, _, base = cluster
+    priv, pub = tmp_path / "other.key", tmp_path / "other.pem"
+    subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", str(priv)], check=True)
+    subprocess.run(["openssl", "pkey", "-in", str(priv), "-pubout", "-out", str(pub)], check=True)
+    sdir = tmp_path / "pinned-services"
+    sdir.mkdir()
+    w = node_factory.create("dpin", coordinator=False, join=c,
+                            extra_args=["--services-directory", sdir, "--release-public-key-file", pub])
+    wait_until(all_alive([c, w], ["dc1", "dpin"]), 20, "pinned worker alive")
+    assert w.result("deploy/release_key")["key_id"] != c.result("deploy/release_key")["key_id"]
+    pkg = make_package(c, base, "1.7.0")
+    cp = deploy(c, pkg, "dpin", "--min-healthy-time", "0")
+    assert cp.returncode == 1 and "refused" in cp.stdout and "untrusted key" in cp.stdout, cp.stdout + cp.stderr
+    assert not (sdir / "pyhello").exists()
+    assert [p.name for p in sdir.iterdir() if not p.name.startswith(".p2p-previous")] == []
