@@ -7,10 +7,13 @@
  * The package is checked here first (the same reader the nodes use, without
  * the key), so an unsigned or malformed file is refused before it is sent.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "core/util.h"
@@ -20,7 +23,7 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: p2p deploy FILE --target NODE [--min-healthy-time S] [--healthy-deadline S] [--json]\n"
+            "usage: p2p deploy FILE|DIR --target NODE [--min-healthy-time S] [--healthy-deadline S] [--json]\n"
             "                  [--addr HOST:PORT] [--ca FILE] [--data-dir DIR] [--token JWT] [--token-file F]\n"
             "\n"
             "Uploads a signed service package (p2p package build, then p2p package sign) to the\n"
@@ -30,6 +33,7 @@ static void usage(FILE *out)
             "it. The new version must be running and not critical for --min-healthy-time seconds\n"
             "(default 5) within --healthy-deadline seconds (default 30); otherwise NODE puts the\n"
             "last good version back by itself. Needs an admin token.\n"
+            "A service folder (DIR) is built into a package and signed by the coordinator first.\n"
             "\n"
             "  --target NODE          the node to install on (a node id; the coordinator's own id too)\n"
             "  --min-healthy-time S   seconds the new version must stay healthy before it is committed\n"
@@ -40,6 +44,8 @@ static void usage(FILE *out)
             "Exit status: 0 when the new version is committed, 1 when it was refused or reverted\n"
             "(the reason is printed), 2 on usage errors.\n");
 }
+
+static int deploy_file(p2p_cli_conn *cp, const char *file, const char *target, double min_h, double dl, int raw);
 
 int p2p__cmd_deploy(int argc, char **argv)
 {
@@ -83,7 +89,7 @@ int p2p__cmd_deploy(int argc, char **argv)
         *dst = argv[++i];
     }
     if (!file || !target) {
-        fprintf(stderr, "p2p deploy: a package FILE and --target NODE are needed (see --help)\n");
+        fprintf(stderr, "p2p deploy: a package FILE (or a service DIR) and --target NODE are needed (see --help)\n");
         return 2;
     }
     double min_h = 5, dl = 30;
@@ -96,6 +102,52 @@ int p2p__cmd_deploy(int argc, char **argv)
         fprintf(stderr, "p2p deploy: --healthy-deadline takes seconds (at least --min-healthy-time, at most 3600)\n");
         return 2;
     }
+    /* A folder: built into a temporary package and signed by the coordinator first. */
+    char *tmpdir = NULL, *built = NULL;
+    struct stat st;
+    if (stat(file, &st) == 0 && S_ISDIR(st.st_mode)) {
+        tmpdir = p2p__xstrdup("/tmp/p2p-deploy-XXXXXX");
+        if (!mkdtemp(tmpdir)) {
+            fprintf(stderr, "p2p deploy: cannot make a temporary folder: %s\n", strerror(errno));
+            free(tmpdir);
+            return 1;
+        }
+        built = p2p__xasprintf("%s/package.tar.zst", tmpdir);
+        char *berr = NULL;
+        p2p_pkg_build_opts bo = {.compression = P2P_PKG_ZSTD};
+        int br = p2p__pkg_build(file, built, &bo, NULL, &berr);
+        if (br != 0) {
+            fprintf(stderr, "p2p deploy: %s: %s\n", file, berr ? berr : p2p_strerror(br));
+            free(berr);
+            rmdir(tmpdir);
+            free(built);
+            free(tmpdir);
+            return 1;
+        }
+        br = p2p__cli_package_sign(&c, built, NULL, NULL);
+        if (br != 0) {
+            unlink(built);
+            rmdir(tmpdir);
+            free(built);
+            free(tmpdir);
+            return br;
+        }
+        file = built;
+    }
+    int rc = deploy_file(&c, file, target, min_h, dl, raw);
+    if (tmpdir) {
+        unlink(built);
+        rmdir(tmpdir);
+        free(built);
+        free(tmpdir);
+    }
+    return rc;
+}
+
+/* Uploads `file` and follows its install on `target`. */
+static int deploy_file(p2p_cli_conn *cp, const char *file, const char *target, double min_h, double dl, int raw)
+{
+    p2p_cli_conn c = *cp;
     p2p_pkg_info info = {0};
     char *err = NULL;
     if (p2p__pkg_verify_file(file, NULL, &info, &err) != 0) {
@@ -110,14 +162,14 @@ int p2p__cmd_deploy(int argc, char **argv)
     }
     char *data = NULL;
     size_t len = 0;
-    int r = p2p__read_file(file, (size_t)P2P_PKG_DEFAULT_MAX_TOTAL_BYTES + (64u << 20), &data, &len);
+    int rc, r = p2p__read_file(file, (size_t)P2P_PKG_DEFAULT_MAX_TOTAL_BYTES + (64u << 20), &data, &len);
     if (r != 0) {
         fprintf(stderr, "p2p deploy: %s: %s\n", file, p2p_strerror(r));
         p2p__pkg_info_free(&info);
         return 1;
     }
     json_t *up = NULL;
-    int rc = p2p__cli_post(&c, "/deploy/packages", "application/octet-stream", data, len, &up);
+    rc = p2p__cli_post(&c, "/deploy/packages", "application/octet-stream", data, len, &up);
     free(data);
     if (rc != 0) {
         p2p__pkg_info_free(&info);

@@ -332,6 +332,57 @@ static int cmd_inspect(opts *o)
 
 /* ---- sign ---- */
 
+int p2p__cli_package_sign(const p2p_cli_conn *c, const char *file, const char *out, const unsigned char *pinned)
+{
+    const char *prog = c->prog;
+    p2p_pkg_info info = {0};
+    char *err = NULL;
+    int rc = p2p__pkg_verify_file(file, NULL, &info, &err);
+    if (rc != 0) {
+        fprintf(stderr, "%s: %s: refused: %s\n", prog, file, err ? err : p2p_strerror(rc));
+        free(err);
+        return 1;
+    }
+    json_t *params = json_pack("{s:s%}", "package", info.manifest, info.manifest_len), *res = NULL;
+    rc = p2p__cli_rpc(c, NULL, "deploy/sign", params, &res);
+    json_decref(params);
+    if (rc != 0) {
+        p2p__pkg_info_free(&info);
+        return rc;
+    }
+    const char *sig = json_string_value(json_object_get(res, "signature"));
+    const char *pub = json_string_value(json_object_get(res, "public_key"));
+    uint8_t raw[32];
+    if (!sig || !pub || p2p__pkg_pubkey_raw(pub, raw) != 0 || (pinned && memcmp(raw, pinned, 32) != 0)) {
+        fprintf(stderr, "%s: the coordinator's answer is not a signature by %s\n", prog,
+                pinned ? "the key in --key" : "an Ed25519 key");
+        rc = 1;
+        goto out;
+    }
+    if (!out)
+        out = file;
+    if ((rc = p2p__pkg_attach_signature(file, out, sig, &err)) != 0) {
+        fprintf(stderr, "%s: %s\n", prog, err ? err : p2p_strerror(rc));
+        rc = 1;
+        goto out;
+    }
+    /* What a node will check: the written file, under the key that signed it. */
+    p2p_pkg_policy pol = {.keys = (const uint8_t(*)[32])raw, .n_keys = 1, .require_signature = 1};
+    p2p_pkg_info check = {0};
+    if ((rc = p2p__pkg_verify_file(out, &pol, &check, &err)) != 0) {
+        fprintf(stderr, "%s: the signed file does not verify: %s\n", prog, err ? err : p2p_strerror(rc));
+        rc = 1;
+        goto out;
+    }
+    printf("%s: %s %s signed with release key %s\n", out, check.name, check.version, check.key_id);
+    p2p__pkg_info_free(&check);
+out:
+    free(err);
+    json_decref(res);
+    p2p__pkg_info_free(&info);
+    return rc;
+}
+
 static int cmd_sign(opts *o)
 {
     o->c.prog = "p2p package sign";
@@ -344,51 +395,7 @@ static int cmd_sign(opts *o)
     if (o->key && !(pinned_pem = read_key_file(o->c.prog, o->key, pinned)))
         return 1;
     free(pinned_pem);
-    p2p_pkg_info info = {0};
-    char *err = NULL;
-    int rc = p2p__pkg_verify_file(o->file, NULL, &info, &err);
-    if (rc != 0) {
-        fprintf(stderr, "p2p package sign: %s: refused: %s\n", o->file, err ? err : p2p_strerror(rc));
-        free(err);
-        return 1;
-    }
-    json_t *params = json_pack("{s:s%}", "package", info.manifest, info.manifest_len), *res = NULL;
-    rc = p2p__cli_rpc(&o->c, NULL, "deploy/sign", params, &res);
-    json_decref(params);
-    if (rc != 0) {
-        p2p__pkg_info_free(&info);
-        return rc;
-    }
-    const char *sig = json_string_value(json_object_get(res, "signature"));
-    const char *pub = json_string_value(json_object_get(res, "public_key"));
-    uint8_t raw[32];
-    if (!sig || !pub || p2p__pkg_pubkey_raw(pub, raw) != 0 || (o->key && memcmp(raw, pinned, 32) != 0)) {
-        fprintf(stderr, "p2p package sign: the coordinator's answer is not a signature by %s\n",
-                o->key ? "the key in --key" : "an Ed25519 key");
-        rc = 1;
-        goto out;
-    }
-    const char *out = o->out ? o->out : o->file;
-    if ((rc = p2p__pkg_attach_signature(o->file, out, sig, &err)) != 0) {
-        fprintf(stderr, "p2p package sign: %s\n", err ? err : p2p_strerror(rc));
-        rc = 1;
-        goto out;
-    }
-    /* What a node will check: the written file, under the key that signed it. */
-    p2p_pkg_policy pol = {.keys = (const uint8_t(*)[32])raw, .n_keys = 1, .require_signature = 1};
-    p2p_pkg_info check = {0};
-    if ((rc = p2p__pkg_verify_file(out, &pol, &check, &err)) != 0) {
-        fprintf(stderr, "p2p package sign: the signed file does not verify: %s\n", err ? err : p2p_strerror(rc));
-        rc = 1;
-        goto out;
-    }
-    printf("%s: %s %s signed with release key %s\n", out, check.name, check.version, check.key_id);
-    p2p__pkg_info_free(&check);
-out:
-    free(err);
-    json_decref(res);
-    p2p__pkg_info_free(&info);
-    return rc;
+    return p2p__cli_package_sign(&o->c, o->file, o->out, o->key ? pinned : NULL);
 }
 
 int p2p__cmd_package(int argc, char **argv)

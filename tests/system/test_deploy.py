@@ -300,3 +300,21 @@ def test_a_node_pinned_to_another_key_refuses_the_cluster_s_packages(cluster, no
     assert cp.returncode == 1 and "refused" in cp.stdout and "untrusted key" in cp.stdout, cp.stdout + cp.stderr
     assert not (sdir / "pyhello").exists()
     assert [p.name for p in sdir.iterdir() if not p.name.startswith(".p2p-previous")] == []
+
+
+def test_deploy_a_folder(cluster):
+    """p2p deploy DIR builds the package, has the coordinator sign it, then installs it."""
+    c, w, base = cluster
+    src = base / "src-folder"
+    shutil.rmtree(src, ignore_errors=True)
+    shutil.copytree(PYHELLO, src)
+    m = json.loads((src / "manifest.json").read_text())
+    m["version"] = "1.8.0"
+    (src / "manifest.json").write_text(json.dumps(m))
+    import glob
+    temps_before = set(glob.glob("/tmp/p2p-deploy-*"))
+    cp = deploy(c, src, "dw1", "--min-healthy-time", "1")
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    assert "signed with release key" in cp.stdout and "dw1: pyhello 1.8.0 committed" in cp.stdout, cp.stdout
+    assert w.result("pyhello/echo", {})["version"] == "1.8.0"
+    assert set(glob.glob("/tmp/p2p-deploy-*")) <= temps_before  # its temporary package is gone
