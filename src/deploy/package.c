@@ -1,6 +1,7 @@
 /*
- * package.c — reading, checking, unpacking, building and signing packages
- * (format and rules in package.h).
+ * package.c — reading, checking, unpacking and re-signing packages (format
+ * and rules in package.h; building in pkgbuild.c, keys and signatures in
+ * pkgsign.c).
  *
  * One routine, walk(), reads a package from front to back and applies every
  * rule; what differs between inspecting, unpacking and re-signing is only
@@ -13,7 +14,6 @@
 #define _GNU_SOURCE /* nftw */
 #include "deploy/package.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -21,7 +21,6 @@
 #include <limits.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/pem.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,12 +28,13 @@
 #include <unistd.h>
 
 #include "core/util.h"
+#include "deploy/pkg_internal.h"
 #include "deploy/tarstream.h"
 
 static const p2p_pkg_limits default_limits = {P2P_PKG_DEFAULT_MAX_FILES, P2P_PKG_DEFAULT_MAX_FILE_BYTES,
                                               P2P_PKG_DEFAULT_MAX_TOTAL_BYTES, P2P_PKG_DEFAULT_MAX_RATIO};
 
-static p2p_pkg_limits effective_limits(const p2p_pkg_limits *l)
+p2p_pkg_limits p2p__pkg_effective_limits(const p2p_pkg_limits *l)
 {
     p2p_pkg_limits o = default_limits;
     if (l) {
@@ -75,58 +75,6 @@ const char *p2p__pkg_sig_status_name(p2p_pkg_sig_status s)
     return "?";
 }
 
-/* ---- version floors ---------------------------------------------------------------- */
-
-/* Checks every "name=version" item; with `want`, copies its floor (its own
- * entry, else "*") to `out` and sets *found. */
-static int floors_walk(const char *floors, const char *want, char *out, size_t n, int *found, char **err)
-{
-    const char *p = floors;
-    while (p && *p) {
-        const char *end = strchr(p, ','), *eq;
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        char item[160], name[80];
-        if (len == 0 || len >= sizeof item)
-            return p2p__fail(err, -EINVAL, "version floors: empty or overlong item");
-        memcpy(item, p, len);
-        item[len] = '\0';
-        eq = strchr(item, '=');
-        p2p_semver v;
-        if (!eq || (size_t)(eq - item) >= sizeof name)
-            return p2p__fail(err, -EINVAL, "version floors: '%s' is not NAME=VERSION", item);
-        memcpy(name, item, (size_t)(eq - item));
-        name[eq - item] = '\0';
-        if (strcmp(name, "*") && !p2p__service_name_valid(name))
-            return p2p__fail(err, -EINVAL, "version floors: '%s' is not a package name", name);
-        if (p2p__semver_parse(eq + 1, &v) != 0)
-            return p2p__fail(err, -EINVAL, "version floors: '%s' is not a semantic version", eq + 1);
-        if (want && out && (!strcmp(name, want) || (!strcmp(name, "*") && !*found))) {
-            snprintf(out, n, "%s", eq + 1);
-            *found = !strcmp(name, want) ? 2 : 1;
-            if (*found == 2)
-                want = NULL; /* its own entry wins over '*' */
-        }
-        p = end ? end + 1 : NULL;
-        if (end && !*p)
-            return p2p__fail(err, -EINVAL, "version floors: a trailing comma");
-    }
-    return 0;
-}
-
-int p2p__pkg_floors_check(const char *floors, char **err)
-{
-    int found = 0;
-    return floors_walk(floors, NULL, NULL, 0, &found, err);
-}
-
-int p2p__pkg_floor_for(const char *floors, const char *name, char *out, size_t n)
-{
-    int found = 0;
-    if (floors_walk(floors, name, out, n, &found, NULL) != 0)
-        return -EINVAL;
-    return found ? 0 : -ENOENT;
-}
-
 /* ---- package.json ------------------------------------------------------------ */
 
 static int hex_decode(const char *s, uint8_t *out, size_t n)
@@ -146,7 +94,7 @@ static int hex_decode(const char *s, uint8_t *out, size_t n)
     return 0;
 }
 
-static int cmp_file(const void *a, const void *b)
+int p2p__pkg_cmp_file(const void *a, const void *b)
 {
     return strcmp(((const p2p_pkg_file *)a)->path, ((const p2p_pkg_file *)b)->path);
 }
@@ -154,10 +102,10 @@ static int cmp_file(const void *a, const void *b)
 static const p2p_pkg_file *find_file(const p2p_pkg_info *info, const char *path)
 {
     p2p_pkg_file key = {.path = (char *)path};
-    return bsearch(&key, info->files, info->n_files, sizeof key, cmp_file);
+    return bsearch(&key, info->files, info->n_files, sizeof key, p2p__pkg_cmp_file);
 }
 
-static int only_keys(json_t *o, const char *const *allowed, const char **bad)
+int p2p__pkg_only_keys(json_t *o, const char *const *allowed, const char **bad)
 {
     const char *k;
     json_t *v;
@@ -195,7 +143,7 @@ int p2p__pkg_manifest_parse(const char *text, size_t len, p2p_pkg_info *out, cha
         p2p__fail(err, rc, "package.json: not an object");
         goto out;
     }
-    if (only_keys(doc, top_keys, &bad) != 0) {
+    if (p2p__pkg_only_keys(doc, top_keys, &bad) != 0) {
         p2p__fail(err, rc, "package.json: unknown key '%.64s'", bad);
         goto out;
     }
@@ -230,7 +178,7 @@ int p2p__pkg_manifest_parse(const char *text, size_t len, p2p_pkg_info *out, cha
         const char *path = json_string_value(json_object_get(f, "path"));
         const char *sha = json_string_value(json_object_get(f, "sha256"));
         json_t *size = json_object_get(f, "size"), *ex = json_object_get(f, "executable");
-        if (!json_is_object(f) || only_keys(f, file_keys, &bad) != 0) {
+        if (!json_is_object(f) || p2p__pkg_only_keys(f, file_keys, &bad) != 0) {
             p2p__fail(err, rc, "package.json: files[%zu]: not an object or an unknown key", i);
             goto out;
         }
@@ -300,172 +248,6 @@ int p2p__pkg_manifest_parse(const char *text, size_t len, p2p_pkg_info *out, cha
     rc = 0;
 out:
     p2p__pkg_info_free(&info);
-    json_decref(doc);
-    return rc;
-}
-
-/* ---- Ed25519 ----------------------------------------------------------------------- */
-
-void p2p__pkg_key_id(const uint8_t raw[32], char out[P2P_PKG_KEY_ID_LEN + 1])
-{
-    uint8_t h[32];
-    unsigned hl = 0;
-    EVP_Digest(raw, 32, h, &hl, EVP_sha256(), NULL);
-    for (int i = 0; i < P2P_PKG_KEY_ID_LEN / 2; i++)
-        snprintf(out + 2 * i, 3, "%02x", h[i]);
-}
-
-static uint8_t *signed_message(const char *manifest, size_t len, size_t *mlen)
-{
-    size_t cl = sizeof(P2P_PKG_SIG_CONTEXT) - 1;
-    uint8_t *m = p2p__xmalloc(cl + len);
-    memcpy(m, P2P_PKG_SIG_CONTEXT, cl);
-    memcpy(m + cl, manifest, len);
-    *mlen = cl + len;
-    return m;
-}
-
-static int ed25519_verify(const uint8_t pub[32], const uint8_t sig[64], const char *manifest, size_t len)
-{
-    EVP_PKEY *pk = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, pub, 32);
-    EVP_MD_CTX *mc = EVP_MD_CTX_new();
-    size_t mlen;
-    uint8_t *m = signed_message(manifest, len, &mlen);
-    int ok = pk && mc && EVP_DigestVerifyInit(mc, NULL, NULL, NULL, pk) == 1 &&
-             EVP_DigestVerify(mc, sig, 64, m, mlen) == 1;
-    free(m);
-    EVP_MD_CTX_free(mc);
-    EVP_PKEY_free(pk);
-    return ok ? 0 : -EBADMSG;
-}
-
-static EVP_PKEY *load_private(const char *pem)
-{
-    BIO *b = BIO_new_mem_buf(pem, -1);
-    EVP_PKEY *k = b ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : NULL;
-    BIO_free(b);
-    if (k && EVP_PKEY_id(k) != EVP_PKEY_ED25519) {
-        EVP_PKEY_free(k);
-        k = NULL;
-    }
-    return k;
-}
-
-static char *bio_text(BIO *b)
-{
-    char *p;
-    long n = BIO_get_mem_data(b, &p);
-    char *s = p2p__xmalloc((size_t)n + 1);
-    memcpy(s, p, (size_t)n);
-    s[n] = '\0';
-    return s;
-}
-
-int p2p__pkg_keygen(char **priv_pem)
-{
-    EVP_PKEY_CTX *pc = EVP_PKEY_CTX_new_id(EVP_PKEY_ED25519, NULL);
-    EVP_PKEY *k = NULL;
-    BIO *b = BIO_new(BIO_s_mem());
-    int rc = -EIO;
-    if (pc && b && EVP_PKEY_keygen_init(pc) == 1 && EVP_PKEY_keygen(pc, &k) == 1 &&
-        PEM_write_bio_PrivateKey(b, k, NULL, NULL, 0, NULL, NULL) == 1) {
-        *priv_pem = bio_text(b);
-        rc = 0;
-    }
-    BIO_free_all(b); /* a memory BIO: OpenSSL clears it on free only with BIO_FLAGS_MEM_RDONLY unset... */
-    EVP_PKEY_free(k);
-    EVP_PKEY_CTX_free(pc);
-    return rc;
-}
-
-void p2p__pkg_secret_free(char *s)
-{
-    if (s) {
-        OPENSSL_cleanse(s, strlen(s));
-        free(s);
-    }
-}
-
-int p2p__pkg_public_pem(const char *priv_pem, char **pub_pem)
-{
-    EVP_PKEY *k = load_private(priv_pem);
-    BIO *b = BIO_new(BIO_s_mem());
-    int rc = -EINVAL;
-    if (k && b && PEM_write_bio_PUBKEY(b, k) == 1) {
-        *pub_pem = bio_text(b);
-        rc = 0;
-    }
-    BIO_free(b);
-    EVP_PKEY_free(k);
-    return rc;
-}
-
-int p2p__pkg_pubkey_raw(const char *pub_pem, uint8_t raw[32])
-{
-    BIO *b = BIO_new_mem_buf(pub_pem, -1);
-    EVP_PKEY *k = b ? PEM_read_bio_PUBKEY(b, NULL, NULL, NULL) : NULL;
-    size_t n = 32;
-    int rc = k && EVP_PKEY_id(k) == EVP_PKEY_ED25519 && EVP_PKEY_get_raw_public_key(k, raw, &n) == 1 && n == 32
-                 ? 0
-                 : -EINVAL;
-    EVP_PKEY_free(k);
-    BIO_free(b);
-    return rc;
-}
-
-int p2p__pkg_sign_manifest(const char *priv_pem, const char *manifest, size_t len, char **sig_json, char **err)
-{
-    EVP_PKEY *k = load_private(priv_pem);
-    if (!k)
-        return p2p__fail(err, -EINVAL, "the release key is not an Ed25519 private key");
-    uint8_t pub[32], sig[64];
-    size_t pn = sizeof pub, sn = sizeof sig, mlen;
-    uint8_t *m = signed_message(manifest, len, &mlen);
-    EVP_MD_CTX *mc = EVP_MD_CTX_new();
-    int ok = mc && EVP_PKEY_get_raw_public_key(k, pub, &pn) == 1 && EVP_DigestSignInit(mc, NULL, NULL, NULL, k) == 1 &&
-             EVP_DigestSign(mc, sig, &sn, m, mlen) == 1 && sn == 64;
-    free(m);
-    EVP_MD_CTX_free(mc);
-    EVP_PKEY_free(k);
-    if (!ok)
-        return p2p__fail(err, -EIO, "signing failed");
-    char kid[P2P_PKG_KEY_ID_LEN + 1], b64[4 * 22 + 1];
-    p2p__pkg_key_id(pub, kid);
-    p2p__b64url_encode(sig, 64, b64);
-    json_t *doc = json_pack("{s:s, s:s, s:s}", "alg", "ed25519", "key_id", kid, "signature", b64);
-    *sig_json = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
-    json_decref(doc);
-    return 0;
-}
-
-static int parse_sig(const char *text, size_t len, p2p_pkg_info *info, char **err)
-{
-    static const char *const keys[] = {"alg", "key_id", "signature", NULL};
-    json_t *doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
-    const char *bad = NULL;
-    const char *alg = json_string_value(json_object_get(doc, "alg"));
-    const char *kid = json_string_value(json_object_get(doc, "key_id"));
-    const char *sig = json_string_value(json_object_get(doc, "signature"));
-    uint8_t raw[66];
-    size_t rawn = 0, i;
-    int rc = -EINVAL;
-    if (!json_is_object(doc) || only_keys(doc, keys, &bad) != 0 || !alg || strcmp(alg, "ed25519") || !kid ||
-        strlen(kid) != P2P_PKG_KEY_ID_LEN || !sig || strlen(sig) != 86 ||
-        p2p__b64url_decode(sig, 86, raw, &rawn) != 0 || rawn != 64) {
-        p2p__fail(err, rc, "package.sig: malformed (expected {alg: \"ed25519\", key_id, signature})");
-        goto out;
-    }
-    for (i = 0; i < P2P_PKG_KEY_ID_LEN; i++)
-        if (!((kid[i] >= '0' && kid[i] <= '9') || (kid[i] >= 'a' && kid[i] <= 'f')))
-            break;
-    if (i != P2P_PKG_KEY_ID_LEN) {
-        p2p__fail(err, rc, "package.sig: key_id must be %d lowercase hex digits", P2P_PKG_KEY_ID_LEN);
-        goto out;
-    }
-    memcpy(info->key_id, kid, P2P_PKG_KEY_ID_LEN + 1);
-    memcpy(info->signature, raw, 64);
-    rc = 0;
-out:
     json_decref(doc);
     return rc;
 }
@@ -547,7 +329,7 @@ static int check_signature(p2p_pkg_info *info, int has_sig, const p2p_pkg_policy
             p2p__pkg_key_id(pol->keys[i], kid);
             if (strcmp(kid, info->key_id))
                 continue;
-            if (ed25519_verify(pol->keys[i], info->signature, info->manifest, info->manifest_len) != 0)
+            if (p2p__pkg_ed25519_verify(pol->keys[i], info->signature, info->manifest, info->manifest_len) != 0)
                 return p2p__fail(err, -EBADMSG, "bad signature: package.json was changed or not signed by key %s",
                                  kid);
             info->sig = P2P_PKG_SIG_VALID;
@@ -581,7 +363,7 @@ static int check_service_manifest(const p2p_pkg_info *info, const char *text, si
 
 static int walk(p2p_ts_reader *r, const p2p_pkg_policy *pol, p2p_pkg_info *out, const sink *sk, char **err)
 {
-    p2p_pkg_limits L = effective_limits(pol ? pol->limits : NULL);
+    p2p_pkg_limits L = p2p__pkg_effective_limits(pol ? pol->limits : NULL);
     p2p_pkg_info info = {0};
     p2p_ts_entry e;
     char *text = NULL, *sig = NULL;
@@ -612,7 +394,7 @@ static int walk(p2p_ts_reader *r, const p2p_pkg_policy *pol, p2p_pkg_info *out, 
             rc = p2p__fail(err, -EFBIG, "package.sig is larger than %d bytes", P2P_PKG_MAX_SIG);
             goto out;
         }
-        if ((rc = read_entry_all(r, e.size, &sig, err)) != 0 || (rc = parse_sig(sig, (size_t)e.size, &info, err)) != 0)
+        if ((rc = read_entry_all(r, e.size, &sig, err)) != 0 || (rc = p2p__pkg_sig_parse(sig, (size_t)e.size, &info, err)) != 0)
             goto out;
         sig_len = (size_t)e.size;
         if ((rc = p2p__ts_next(r, &e, err)) < 0)
@@ -722,12 +504,12 @@ out:
 
 static uint64_t max_stream(const p2p_pkg_policy *pol)
 {
-    p2p_pkg_limits L = effective_limits(pol ? pol->limits : NULL);
+    p2p_pkg_limits L = p2p__pkg_effective_limits(pol ? pol->limits : NULL);
     /* files + their headers and padding + package.json + package.sig + end blocks and record padding */
     return L.max_total_bytes + (uint64_t)(L.max_files + 4) * 1024 + P2P_PKG_MAX_MANIFEST + P2P_PKG_MAX_SIG + 32768;
 }
 
-static uint32_t max_ratio(const p2p_pkg_policy *pol) { return effective_limits(pol ? pol->limits : NULL).max_ratio; }
+static uint32_t max_ratio(const p2p_pkg_policy *pol) { return p2p__pkg_effective_limits(pol ? pol->limits : NULL).max_ratio; }
 
 int p2p__pkg_verify_buffer(const uint8_t *buf, size_t len, const p2p_pkg_policy *pol, p2p_pkg_info *info,
                            char **err)
@@ -916,135 +698,16 @@ out:
     return rc;
 }
 
-/* ---- building ------------------------------------------------------------------------ */
-
-typedef struct scan {
-    p2p_pkg_file *files;
-    size_t n, cap;
-    uint64_t total;
-    p2p_pkg_limits L;
-} scan;
-
-static int scan_dir(const char *root, const char *rel, scan *s, char **err)
-{
-    char *full = rel[0] ? p2p__xasprintf("%s/%s", root, rel) : p2p__xstrdup(root);
-    DIR *d = opendir(full);
-    int rc = 0;
-    if (!d) {
-        rc = p2p__fail(err, -errno, "%s: %s", full, strerror(errno));
-        free(full);
-        return rc;
-    }
-    struct dirent *de;
-    while (rc == 0 && (de = readdir(d)) != NULL) {
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-            continue;
-        char *r = rel[0] ? p2p__xasprintf("%s/%s", rel, de->d_name) : p2p__xstrdup(de->d_name);
-        char *p = p2p__xasprintf("%s/%s", root, r);
-        struct stat st;
-        if (lstat(p, &st) != 0)
-            rc = p2p__fail(err, -errno, "%s: %s", p, strerror(errno));
-        else if (strlen(r) > P2P_PKG_MAX_PATH || !p2p__ts_path_ok(r))
-            rc = p2p__fail(err, -EINVAL, "%s: a name a package cannot hold (printable ASCII, no backslash)", p);
-        else if (S_ISLNK(st.st_mode))
-            rc = p2p__fail(err, -EINVAL, "%s is a symbolic link: packages hold regular files only", p);
-        else if (S_ISDIR(st.st_mode))
-            rc = scan_dir(root, r, s, err);
-        else if (!S_ISREG(st.st_mode))
-            rc = p2p__fail(err, -EINVAL, "%s is not a regular file: packages hold regular files only", p);
-        else if (s->n >= s->L.max_files)
-            rc = p2p__fail(err, -EFBIG, "more than %u files", s->L.max_files);
-        else if ((uint64_t)st.st_size > s->L.max_file_bytes)
-            rc = p2p__fail(err, -EFBIG, "%s is larger than %llu bytes", p, (unsigned long long)s->L.max_file_bytes);
-        else if ((s->total += (uint64_t)st.st_size) > s->L.max_total_bytes)
-            rc = p2p__fail(err, -EFBIG, "the files total more than %llu bytes",
-                           (unsigned long long)s->L.max_total_bytes);
-        else {
-            if (s->n == s->cap) {
-                s->cap = s->cap ? 2 * s->cap : 32;
-                s->files = p2p__xrealloc(s->files, s->cap * sizeof(*s->files));
-            }
-            s->files[s->n++] = (p2p_pkg_file){.path = r, .size = (uint64_t)st.st_size,
-                                               .executable = (st.st_mode & 0100) != 0};
-            r = NULL;
-        }
-        free(r);
-        free(p);
-    }
-    closedir(d);
-    free(full);
-    return rc;
-}
-
-/* sha256 of a file, streaming; also writes it to `w` when given. */
-static int hash_file(const char *path, uint64_t size, uint8_t out[32], p2p_ts_writer *w, char **err)
-{
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return p2p__fail(err, -errno, "%s: %s", path, strerror(errno));
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    EVP_DigestInit_ex(md, EVP_sha256(), NULL);
-    uint8_t *buf = p2p__xmalloc(64 * 1024);
-    uint64_t total = 0;
-    int rc = 0;
-    for (;;) {
-        ssize_t n = read(fd, buf, 64 * 1024);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            rc = p2p__fail(err, -errno, "%s: %s", path, strerror(errno));
-            break;
-        }
-        if (n == 0)
-            break;
-        total += (uint64_t)n;
-        if (total > size) {
-            rc = p2p__fail(err, -EAGAIN, "%s changed while the package was built", path);
-            break;
-        }
-        EVP_DigestUpdate(md, buf, (size_t)n);
-        if (w && (rc = p2p__ts_write_data(w, buf, (size_t)n)) != 0) {
-            rc = p2p__fail(err, rc, "cannot write the package: %s", strerror(-rc));
-            break;
-        }
-    }
-    if (rc == 0 && total != size)
-        rc = p2p__fail(err, -EAGAIN, "%s changed while the package was built", path);
-    unsigned hl = 0;
-    EVP_DigestFinal_ex(md, out, &hl);
-    EVP_MD_CTX_free(md);
-    free(buf);
-    close(fd);
-    return rc;
-}
-
-static char *manifest_text(const char *name, const char *version, const char *type, const p2p_pkg_file *files,
-                           size_t n)
-{
-    json_t *arr = json_array();
-    for (size_t i = 0; i < n; i++) {
-        char hex[65];
-        for (int k = 0; k < 32; k++)
-            snprintf(hex + 2 * k, 3, "%02x", files[i].sha256[k]);
-        json_array_append_new(arr, json_pack("{s:s, s:I, s:s, s:b}", "path", files[i].path, "size",
-                                             (json_int_t)files[i].size, "sha256", hex, "executable",
-                                             files[i].executable));
-    }
-    json_t *doc = json_pack("{s:i, s:s, s:s, s:s, s:o}", "format", P2P_PKG_FORMAT, "name", name, "version", version,
-                            "type", type, "files", arr);
-    char *s = json_dumps(doc, JSON_INDENT(1) | JSON_SORT_KEYS);
-    json_decref(doc);
-    return s;
-}
+/* ---- writing helpers (building and re-signing) ---- */
 
 /* Writes the head entries (package.json, package.sig) to a fresh writer. */
-static int write_text_entry(p2p_ts_writer *w, const char *name, const char *text, size_t len)
+int p2p__pkg_write_text_entry(p2p_ts_writer *w, const char *name, const char *text, size_t len)
 {
     int rc = p2p__ts_write_header(w, name, len, 0644);
     return rc ? rc : p2p__ts_write_data(w, text, len);
 }
 
-static int open_temp_beside(const char *out, char **tmp, char **err)
+int p2p__pkg_open_temp_beside(const char *out, char **tmp, char **err)
 {
     *tmp = p2p__xasprintf("%s.tmp-XXXXXX", out);
     int fd = mkstemp(*tmp);
@@ -1058,7 +721,7 @@ static int open_temp_beside(const char *out, char **tmp, char **err)
     return fd;
 }
 
-static int finish_temp(int fd, char *tmp, const char *out, int rc, char **err)
+int p2p__pkg_finish_temp(int fd, char *tmp, const char *out, int rc, char **err)
 {
     if (rc == 0 && fsync(fd) != 0)
         rc = p2p__fail(err, -errno, "%s: %s", tmp, strerror(errno));
@@ -1071,105 +734,6 @@ static int finish_temp(int fd, char *tmp, const char *out, int rc, char **err)
     return rc;
 }
 
-int p2p__pkg_build(const char *dir, const char *out, const p2p_pkg_build_opts *opts, p2p_pkg_info *info, char **err)
-{
-    p2p_pkg_build_opts o = opts ? *opts : (p2p_pkg_build_opts){0};
-    const char *type = o.type ? o.type : "service";
-    scan s = {.L = effective_limits(o.limits)};
-    char *name = NULL, *version = NULL, *text = NULL, *tmp = NULL;
-    int rc;
-    if (strcmp(type, "service") && strcmp(type, "node"))
-        return p2p__fail(err, -EINVAL, "type must be service or node");
-    if ((rc = scan_dir(dir, "", &s, err)) != 0)
-        goto out;
-    qsort(s.files, s.n, sizeof(*s.files), cmp_file);
-    if (!strcmp(type, "service")) {
-        char *mpath = p2p__xasprintf("%s/manifest.json", dir), *mtext = NULL, *why = NULL;
-        size_t mlen = 0;
-        p2p_manifest m = {0};
-        rc = p2p__read_file(mpath, P2P_MANIFEST_MAX_BYTES, &mtext, &mlen);
-        if (rc != 0)
-            rc = p2p__fail(err, rc, "%s: %s", mpath, strerror(-rc));
-        else if ((rc = p2p__manifest_parse(mtext, mlen, NULL, mpath, &m, &why)) != 0)
-            rc = p2p__fail(err, rc, "%s", why ? why : "invalid manifest.json");
-        else if (!m.version)
-            rc = p2p__fail(err, -EINVAL, "%s: a packaged service needs a 'version'", mpath);
-        else if ((o.name && strcmp(o.name, m.name)) || (o.version && strcmp(o.version, m.version)))
-            rc = p2p__fail(err, -EINVAL, "%s: name and version come from manifest.json (%s %s)", mpath, m.name,
-                           m.version);
-        else {
-            name = p2p__xstrdup(m.name);
-            version = p2p__xstrdup(m.version);
-        }
-        p2p__manifest_free(&m);
-        free(why);
-        free(mtext);
-        free(mpath);
-        if (rc != 0)
-            goto out;
-    } else {
-        p2p_semver sv;
-        if (!o.name || !p2p__service_name_valid(o.name) || !o.version || p2p__semver_parse(o.version, &sv) != 0) {
-            rc = p2p__fail(err, -EINVAL, "a node package needs a name and a semantic version");
-            goto out;
-        }
-        name = p2p__xstrdup(o.name);
-        version = p2p__xstrdup(o.version);
-    }
-    for (size_t i = 0; i < s.n; i++) {
-        char *p = p2p__xasprintf("%s/%s", dir, s.files[i].path);
-        rc = hash_file(p, s.files[i].size, s.files[i].sha256, NULL, err);
-        free(p);
-        if (rc != 0)
-            goto out;
-    }
-    text = manifest_text(name, version, type, s.files, s.n);
-    p2p_pkg_info check = {0};
-    if ((rc = p2p__pkg_manifest_parse(text, strlen(text), &check, err)) != 0) /* what a reader would say */
-        goto out;
-    int fd = open_temp_beside(out, &tmp, err);
-    if (fd < 0) {
-        rc = fd;
-        p2p__pkg_info_free(&check);
-        goto out;
-    }
-    p2p_ts_writer *w = p2p__ts_writer_new(fd, o.compression == P2P_PKG_GZIP ? 2 : 1);
-    rc = w ? write_text_entry(w, "package.json", text, strlen(text)) : -ENOMEM;
-    for (size_t i = 0; rc == 0 && i < s.n; i++) {
-        char *p = p2p__xasprintf("%s/%s", dir, s.files[i].path), *ename = p2p__xasprintf("files/%s", s.files[i].path);
-        uint8_t h[32];
-        rc = p2p__ts_write_header(w, ename, s.files[i].size, s.files[i].executable ? 0755 : 0644);
-        if (rc != 0)
-            rc = p2p__fail(err, rc, "cannot write %s: %s", ename, strerror(-rc));
-        else if ((rc = hash_file(p, s.files[i].size, h, w, err)) == 0 && memcmp(h, s.files[i].sha256, 32))
-            rc = p2p__fail(err, -EAGAIN, "%s changed while the package was built", p);
-        free(p);
-        free(ename);
-    }
-    if (w) {
-        int frc = p2p__ts_writer_finish(w);
-        if (rc == 0 && frc != 0)
-            rc = p2p__fail(err, frc, "cannot write the package: %s", strerror(-frc));
-    } else if (rc != 0) {
-        p2p__fail(err, rc, "cannot start the compressor");
-    }
-    rc = finish_temp(fd, tmp, out, rc, err);
-    tmp = NULL;
-    if (rc == 0 && info) {
-        check.compression = o.compression == P2P_PKG_GZIP ? P2P_PKG_GZIP : P2P_PKG_ZSTD;
-        *info = check;
-    } else {
-        p2p__pkg_info_free(&check);
-    }
-out:
-    for (size_t i = 0; i < s.n; i++)
-        free(s.files[i].path);
-    free(s.files);
-    free(name);
-    free(version);
-    free(text);
-    return rc;
-}
 
 /* ---- re-signing ------------------------------------------------------------------------ */
 
@@ -1183,9 +747,9 @@ static int resign_head(void *arg, const p2p_pkg_info *info, const char *old, siz
     resign *x = arg;
     (void)old;
     (void)old_len;
-    int rc = write_text_entry(x->w, "package.json", info->manifest, info->manifest_len);
+    int rc = p2p__pkg_write_text_entry(x->w, "package.json", info->manifest, info->manifest_len);
     if (rc == 0)
-        rc = write_text_entry(x->w, "package.sig", x->sig, strlen(x->sig));
+        rc = p2p__pkg_write_text_entry(x->w, "package.sig", x->sig, strlen(x->sig));
     return rc ? p2p__fail(err, rc, "cannot write the package: %s", strerror(-rc)) : 0;
 }
 
@@ -1208,14 +772,14 @@ static int resign_data(void *arg, const uint8_t *p, size_t n, char **err)
 int p2p__pkg_attach_signature(const char *in, const char *out, const char *sig_json, char **err)
 {
     p2p_pkg_info tmpi = {0};
-    int rc = parse_sig(sig_json, strlen(sig_json), &tmpi, err);
+    int rc = p2p__pkg_sig_parse(sig_json, strlen(sig_json), &tmpi, err);
     if (rc != 0)
         return rc;
     p2p_pkg_info first = {0};
     if ((rc = walk_file(in, NULL, &first, NULL, err)) != 0)
         return rc;
     char *tmp = NULL;
-    int fd = open_temp_beside(out, &tmp, err);
+    int fd = p2p__pkg_open_temp_beside(out, &tmp, err);
     if (fd < 0) {
         p2p__pkg_info_free(&first);
         return fd;
@@ -1233,5 +797,5 @@ int p2p__pkg_attach_signature(const char *in, const char *out, const char *sig_j
     }
     p2p__pkg_info_free(&first);
     p2p__pkg_info_free(&second);
-    return finish_temp(fd, tmp, out, rc, err);
+    return p2p__pkg_finish_temp(fd, tmp, out, rc, err);
 }
