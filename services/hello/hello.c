@@ -16,7 +16,8 @@
  *              not marked read-only, so viewers get 403 (the body comes back).
  * Build: `make` builds it to build/services/hello/ (service.so + manifest.json).
  * HELLO_VERSION and HELLO_NAME may be defined at build time to make other versions
- * for tests (HELLO_NAME=NULL: a module that may be installed under any name).
+ * for tests (HELLO_NAME=NULL: a module that may be installed under any name;
+ * HELLO_CRITICAL: one that reports critical health once started).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -276,6 +277,9 @@ static int start(p2p_svc *svc, void *state)
     h->timer = p2p_svc_timer(svc, 1000, 1000, tick, h);
     p2p_svc_log(svc, P2P_LOG_INFO, "hello %s started; count is %lld", HELLO_VERSION,
                 (long long)json_integer_value(json_object_get(p2p_svc_state(svc), "count")));
+#ifdef HELLO_CRITICAL /* a test build: a version that starts but is not healthy (deploy reverts it) */
+    p2p_svc_health(svc, P2P_HEALTH_CRITICAL, "built to report critical health");
+#endif
     return h->timer > 0 ? 0 : (int)h->timer;
 }
 

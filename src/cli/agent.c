@@ -21,6 +21,9 @@
 #include "builtin/runconfig.h"
 #include "builtin/system.h"
 #include "cache/component.h"
+#include "deploy/release.h"
+#include "deploy/store.h"
+#include "deploy/updater.h"
 #include "cli/password.h"
 #include "vault/vault.h"
 #include "cli/cli.h"
@@ -355,6 +358,9 @@ int p2p__cmd_agent(int argc, char **argv)
     p2p__system_register(ctx);
     p2p__cache_register(ctx);
     p2p__services_register(ctx);
+    p2p__release_register(ctx); /* deploy/sign (coordinator), deploy/release_key */
+    p2p__store_register(ctx);   /* update_server: the coordinator's package store */
+    p2p__updater_register(ctx); /* update_manager: deploy/install */
     if (ctx->cfg.coordinator_mode)
         p2p__logcol_register(ctx); /* the cluster's log collector */
     if (ctx->cfg.coordinator_mode)

@@ -37,7 +37,20 @@ const char **p2p__cli_conn_option(p2p_cli_conn *c, const char *opt);
  * 2 on a usage error; errors are printed to stderr. `params` is borrowed. */
 int p2p__cli_rpc(const p2p_cli_conn *c, const char *node, const char *method, json_t *params, json_t **result);
 
+/* POSTs `len` bytes of `body` to `path` on c->addr with the connection's token.
+ * 0 with *result (the JSON object answered with 200), 1 on an HTTP or
+ * transport error (printed), 2 on a usage error. */
+int p2p__cli_post(const p2p_cli_conn *c, const char *path, const char *ctype, const void *body, size_t len,
+                  json_t **result);
+
+/* Has the coordinator at c->addr sign package `file` (deploy/sign) and writes
+ * it to `out` (NULL: in place); with `pinned` (32 raw bytes) the signing key
+ * must be that one. Prints the outcome. 0, 1 (refused or failed), 2 (usage). */
+int p2p__cli_package_sign(const p2p_cli_conn *c, const char *file, const char *out, const unsigned char *pinned);
+
 int p2p__cmd_services(int argc, char **argv);
+int p2p__cmd_deploy(int argc, char **argv);
 int p2p__cmd_logs(int argc, char **argv);
+int p2p__cmd_package(int argc, char **argv);
 
 #endif

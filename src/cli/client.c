@@ -306,6 +306,64 @@ out:
     return rc;
 }
 
+int p2p__cli_post(const p2p_cli_conn *c, const char *path, const char *ctype, const void *body, size_t len,
+                  json_t **result)
+{
+    const char *prog = c->prog;
+    char *ca_file = NULL;
+    *result = NULL;
+    if (c->insecure) {
+        fprintf(stderr, "%s: WARNING: --insecure: the node's certificate is not verified\n", prog);
+    } else if (!(ca_file = p2p__cli_find_ca(c->ca, c->data_dir))) {
+        fprintf(stderr, "%s: no CA certificate found; pass --ca FILE or --data-dir DIR, or set P2P_CA or "
+                        "P2P_DATA_DIR\n",
+                prog);
+        return 2;
+    }
+    char *token = NULL;
+    if (c->token_file) {
+        int st = p2p__password_get(prog, c->token_file, "--token-file", "P2P_TOKEN", "token", 0, &token);
+        if (st != 0) {
+            free(ca_file);
+            return st;
+        }
+    } else if (c->token) {
+        token = p2p__xstrdup(c->token);
+    } else if (getenv("P2P_TOKEN") && *getenv("P2P_TOKEN")) {
+        token = p2p__xstrdup(getenv("P2P_TOKEN"));
+    }
+    char *auth = token ? p2p__xasprintf("Authorization: Bearer %s", token) : NULL;
+    p2p__password_free(token);
+    char *ct = p2p__xasprintf("Content-Type: %s", ctype);
+    const char *headers[] = {ct, "Accept: application/json", auth, NULL};
+    https_request hreq = {.addr = c->addr, .method = "POST", .path = path, .ca_file = ca_file,
+                          .insecure = c->insecure, .headers = headers, .body = body, .body_len = len,
+                          .timeout_s = (int)c->timeout};
+    https_response resp = {0};
+    char *herr = NULL;
+    int rc = 1;
+    if (https_do(&hreq, &resp, &herr) != 0) {
+        fprintf(stderr, "%s: %s\n", prog, herr);
+        free(herr);
+    } else {
+        json_t *doc = json_loads(resp.body, 0, NULL);
+        if (resp.status != 200 || !json_is_object(doc)) {
+            json_t *e = json_is_object(doc) ? json_object_get(doc, "error") : NULL;
+            fprintf(stderr, "%s: HTTP %d from %s%s%s\n", prog, resp.status, c->addr, json_is_string(e) ? ": " : "",
+                    json_is_string(e) ? json_string_value(e) : "");
+            json_decref(doc);
+        } else {
+            *result = doc;
+            rc = 0;
+        }
+    }
+    https_response_free(&resp);
+    free(ct);
+    free(auth);
+    free(ca_file);
+    return rc;
+}
+
 int p2p__cmd_call(int argc, char **argv)
 {
     return run_call(argc, argv, 0);

@@ -16,8 +16,10 @@ static void usage(FILE *out)
                  "commands:\n"
                  "  agent     run a node (coordinator or worker)\n"
                  "  call      call a JSON-RPC method on a node (or, with --node, on any node) and print the result\n"
+                 "  deploy    upload a signed package and install it on a node (health-gated, reverts by itself)\n"
                  "  logs      the cluster's log lines from the coordinator, in time order; -f follows\n"
                  "  members   list the cluster's nodes: address, role, status, services, last seen\n"
+                 "  package   build, inspect and sign service packages (signed .tar.zst files)\n"
                  "  services  list a node's (or the cluster's) pluggable services; start, stop, restart, reload\n"
                  "  token     get a bearer token (JWT) from a node, or revoke one\n"
                  "  vault     read and change the node's encrypted vault\n"
@@ -46,6 +48,10 @@ int main(int argc, char **argv)
         return p2p__cmd_services(argc - 1, argv + 1);
     if (strcmp(cmd, "logs") == 0)
         return p2p__cmd_logs(argc - 1, argv + 1);
+    if (strcmp(cmd, "deploy") == 0)
+        return p2p__cmd_deploy(argc - 1, argv + 1);
+    if (strcmp(cmd, "package") == 0)
+        return p2p__cmd_package(argc - 1, argv + 1);
     if (strcmp(cmd, "members") == 0)
         return p2p__cmd_members(argc - 1, argv + 1);
     if (strcmp(cmd, "token") == 0)

@@ -27,6 +27,7 @@
 #include "cache/l2.h"
 #include "core/util.h"
 #include "logs/fwdfmt.h"
+#include "deploy/package.h"
 #include "membership/addrsel.h"
 #include "pki/pki.h"
 
@@ -65,6 +66,7 @@ static int check_nonempty(const char *s, char *why, size_t n);
 static int check_ip_literal(const char *s, char *why, size_t n);
 static int check_advertise(const char *s, char *why, size_t n);
 static int check_proxies(const char *s, char *why, size_t n);
+static int check_floors(const char *s, char *why, size_t n);
 static int check_redis_url(const char *s, char *why, size_t n);
 static int check_forward_syslog(const char *s, char *why, size_t n);
 static int check_unix_socket_path(const char *s, char *why, size_t n);
@@ -210,6 +212,12 @@ static const keydef keys[] = {
     BOOL(reporter_enabled, true, "Worker: report metrics to the coordinator."),
     INT(reporter_interval_min, 30, 1, 86400, "Worker: shortest reporting interval in seconds."),
     INT(reporter_interval_max, 300, 1, 86400, "Worker: longest reporting interval in seconds; >= reporter_interval_min."),
+    STR(release_public_key_file, "", NULL,
+        "PEM file of the cluster's Ed25519 release public key (`p2p package key`), pinned: packages signed by "
+        "another key are refused. Empty = the key the coordinator holds in its vault."),
+    STR(package_version_floors, "", check_floors,
+        "Lowest package versions this node accepts: comma-separated NAME=VERSION (semantic versions), '*' for "
+        "every package; a package below its floor is refused as a downgrade. Empty = no floor."),
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 _Static_assert(NKEYS <= sizeof(((p2p_config *)0)->explicit_), "explicit_ too small");
@@ -414,6 +422,16 @@ static int check_advertise(const char *s, char *why, size_t n)
 
 /* Each comma- or space-separated entry must be what the rate limiter's proxy
  * matcher accepts (an IP literal or a CIDR block). */
+static int check_floors(const char *s, char *why, size_t n)
+{
+    char *err = NULL;
+    if (p2p__pkg_floors_check(s, &err) == 0)
+        return 0;
+    snprintf(why, n, "%s", err ? err : "bad version floors");
+    free(err);
+    return -1;
+}
+
 static int check_proxies(const char *s, char *why, size_t n)
 {
     char v[48], entry[INET6_ADDRSTRLEN + 8];

@@ -117,6 +117,10 @@ typedef struct p2p_config {
     int reporter_interval_min;        /* seconds, default 30 */
     int reporter_interval_max;        /* seconds, default 300, >= reporter_interval_min */
 
+    /* packages (src/deploy) */
+    char *release_public_key_file;    /* default "" = the key the coordinator announces */
+    char *package_version_floors;     /* "name=1.2.0,other=2.0.0", "*=..." for every package; default "" */
+
     /* private to config.c: 1 for each key (by table index) set by a file or a flag,
      * so role-dependent defaults are applied only to keys nobody set */
     unsigned char explicit_[128];

@@ -859,6 +859,19 @@ static json_t *entry_json(svc_entry *e)
     return o;
 }
 
+json_t *p2p__services_describe(p2p_ctx *ctx, const char *name)
+{
+    svc_manager *m = get_mgr(ctx);
+    svc_entry *e = m ? find_entry(m, name) : NULL;
+    return e && (e->present || e->active) ? entry_json(e) : NULL;
+}
+
+const char *p2p__services_dir(p2p_ctx *ctx)
+{
+    svc_manager *m = get_mgr(ctx);
+    return m ? m->dir : NULL;
+}
+
 static void answer_one(svc_entry *e, p2p_call *call)
 {
     json_t *o = entry_json(e);

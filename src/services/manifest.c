@@ -17,7 +17,7 @@
 
 #include "core/util.h"
 
-static const char *const reserved_names[] = {"system", "log_collector", "metrics_dashboard", NULL};
+static const char *const reserved_names[] = {"system", "log_collector", "metrics_dashboard", "deploy", NULL};
 
 const char *p2p__service_type_name(p2p_service_type t)
 {

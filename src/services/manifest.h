@@ -6,7 +6,7 @@
  *
  *   {
  *     "name": "greeter",                 folder name; [a-z0-9][a-z0-9_-]{0,62},
- *                                        not a built-in's name (system, log_collector)
+ *                                        not a built-in's name (system, log_collector, deploy)
  *     "version": "1.2.0",                semantic version MAJOR.MINOR.PATCH, optional
  *                                        -prerelease and +build (semver.org 2.0.0)
  *     "description": "...",              up to 1024 bytes

@@ -4,10 +4,11 @@ for an operator's admin token only (issue 9 follow-up).
 A node certificate (a compromised worker's, say) and a viewer token are refused every
 method flagged P2P_METHOD_ADMIN: making and revoking join tokens, rotating the token
 signing key, changing the config, starting, stopping, restarting and reloading
-services. Refused directly on /rpc, through cluster/call on the node itself or on
-another node, through X-P2P-Node forwarding, and when an exec service of the node asks
-for one (a service's own calls go as the node's identity). What nodes need of each other
-(reads, services' ordinary methods, cluster/call of those) keeps working.
+services, signing a package with the cluster release key. Refused directly on /rpc,
+through cluster/call on the node itself or on another node, through X-P2P-Node
+forwarding, and when an exec service of the node asks for one (a service's own calls
+go as the node's identity). What nodes need of each other (reads, services' ordinary
+methods, cluster/call of those) keeps working.
 """
 import json
 
@@ -35,7 +36,14 @@ def admin_calls(c):
         ("services/start", {"name": "hello"}),
         ("services/restart", {"name": "hello"}),
         ("services/reload", {"name": "hello"}),
+        ("deploy/sign", {"package": SIGNABLE}),
     ]
+
+
+# a well-formed package.json: deploy/sign would sign it (and make the release key)
+SIGNABLE = json.dumps({"format": 1, "name": "x", "version": "1.0.0", "type": "node",
+                       "files": [{"path": "p2p", "size": 0, "executable": True,
+                                  "sha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"}]})
 
 
 @pytest.fixture
@@ -63,6 +71,7 @@ def state_of_coordinator(c):
         "join_tokens": sorted(t["id"] for t in c.result("auth/list_join_tokens")),
         "kids": sorted(k["kid"] for k in json.loads(vault_get(c, "data/jwt_public_keys"))["keys"]),
         "signing_key": vault_get(c, "keys/jwt_signing_key"),
+        "release_key": vault_get(c, "keys/release_signing_key", check=False),
         "log_level": c.result("system/get_config")["config"]["log_level"],
         "hello": (state_of(c, "hello"), next(s for s in c.result("services/list")["services"]
                                              if s["name"] == "hello").get("restarts")),

@@ -67,6 +67,8 @@ ROUTES = [
     ("DELETE", "/api/logs", "exact", "admin"),
     ("GET", "/api/logs/sources", "exact", "any"),
     ("GET", "/ws/dashboard", "exact", "self"),
+    ("POST", "/deploy/packages", "exact", "admin"),
+    ("GET", "/deploy/packages/", "prefix", "node"),
 ]
 # the suffix used to call a prefix route
 PREFIX_SAMPLE = "system"
@@ -386,6 +388,10 @@ def test_admin_token_may_call_every_route(node, route):
     elif (method, path) == ("DELETE", "/api/logs"):
         r = node.request(method, url, headers=bearer(node.token), auth=False)
         assert r.status == 200 and r.json()["cleared"] is True, r
+    elif (method, path) == ("POST", "/deploy/packages"):
+        # admitted; an upload that is not a package is refused by the store (tests/system/test_deploy.py)
+        r = node.request(method, url, body=b"not a package", headers=bearer(node.token), auth=False)
+        assert r.status in (409, 422), r
     else:
         assert method == "GET", f"no sample request written for {method} {path}"
         r = node.request(method, url, headers=bearer(node.token), auth=False)

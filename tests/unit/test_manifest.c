@@ -94,6 +94,7 @@ static void test_refusals(void **state)
         {"{\"name\":\"Bad Name\",\"version\":\"1.0.0\",\"type\":\"native\"}", "x", "key 'name': 'Bad Name' is not"},
         {"{\"name\":\"y\",\"version\":\"1.0.0\",\"type\":\"native\"}", "x", "key 'name': 'y' differs from its folder 'x'"},
         {"{\"name\":\"system\",\"version\":\"1.0.0\",\"type\":\"native\"}", "system", "built-in"},
+        {"{\"name\":\"deploy\",\"version\":\"1.0.0\",\"type\":\"native\"}", "deploy", "built-in"},
         {"{\"name\":\"x\",\"version\":\"1.0\",\"type\":\"native\"}", "x", "key 'version': '1.0' is not a semantic"},
         {"{\"name\":\"x\",\"version\":\"01.0.0\",\"type\":\"native\"}", "x", "key 'version'"},
         {"{\"name\":\"x\",\"version\":\"1.0.0-\",\"type\":\"native\"}", "x", "key 'version'"},
