@@ -21,6 +21,7 @@
 #include "builtin/runconfig.h"
 #include "builtin/system.h"
 #include "cache/component.h"
+#include "web/static.h"
 #include "cli/password.h"
 #include "vault/vault.h"
 #include "cli/cli.h"
@@ -356,6 +357,8 @@ int p2p__cmd_agent(int argc, char **argv)
     p2p__services_register(ctx);
     if (ctx->cfg.coordinator_mode)
         p2p__logcol_register(ctx); /* the cluster's log collector */
+    if (ctx->cfg.coordinator_mode && ctx->cfg.dashboard_enabled)
+        p2p__webui_register(ctx); /* GET /dashboard: the page, embedded at build time */
     p2p__http_register(ctx);
     if ((r = p2p__components_start(ctx, &err)) != 0) {
         p2p_log(ctx, P2P_LOG_ERROR, "agent", "%s", err);
