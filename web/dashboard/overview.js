@@ -22,9 +22,9 @@ function ensureCharts() {
   const box = $('ov-charts');
   const pct = (v) => (v == null ? '–' : `${v.toFixed(1)}%`);
   charts = [
-    new Chart(box, [{ label: 'avg' }, { label: 'max', color: '#f59e0b' }], { title: 'CPU %', sync: 'overview', yMax: 100, fmt: pct }),
-    new Chart(box, [{ label: 'avg', color: '#22c55e' }, { label: 'max', color: '#f59e0b' }], { title: 'Memory %', sync: 'overview', yMax: 100, fmt: pct }),
-    new Chart(box, [{ label: 'avg', color: '#a855f7' }, { label: 'max', color: '#f59e0b' }], { title: 'Disk %', sync: 'overview', yMax: 100, fmt: pct }),
+    new Chart(box, [{ label: 'avg' }, { label: 'max', color: '#f59e0b' }], { title: 'CPU %', sync: 'overview', yMax: 100, fmt: pct, axisFmt: (v) => `${Math.round(v)}%` }),
+    new Chart(box, [{ label: 'avg', color: '#22c55e' }, { label: 'max', color: '#f59e0b' }], { title: 'Memory %', sync: 'overview', yMax: 100, fmt: pct, axisFmt: (v) => `${Math.round(v)}%` }),
+    new Chart(box, [{ label: 'avg', color: '#a855f7' }, { label: 'max', color: '#f59e0b' }], { title: 'Disk %', sync: 'overview', yMax: 100, fmt: pct, axisFmt: (v) => `${Math.round(v)}%` }),
   ];
 }
 

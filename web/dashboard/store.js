@@ -52,6 +52,7 @@ export function applySnapshot(m) {
   store.stats = m.cluster_stats || {};
   store.generatedAt = m.generated_at || null;
   for (const v of store.nodes.values()) if (v.latest && v.latest.t) fold(v.latest.t, v.latest);
+  recount();
   changed('all');
 }
 

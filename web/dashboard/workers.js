@@ -19,9 +19,9 @@ const METRICS = ['cpu', 'mem_percent', 'disk_percent', 'load1', 'net_rx_bps', 'n
 const pct = (v) => (v == null ? '–' : `${v.toFixed(1)}%`);
 const rate = (v) => (v == null ? '–' : `${bytes(v)}/s`);
 const CHARTS = [
-  { title: 'CPU %', s: [['cpu', 'cpu']], yMax: 100, fmt: pct },
-  { title: 'Memory %', s: [['mem_percent', 'mem']], yMax: 100, fmt: pct },
-  { title: 'Disk %', s: [['disk_percent', 'disk']], yMax: 100, fmt: pct },
+  { title: 'CPU %', s: [['cpu', 'cpu']], yMax: 100, fmt: pct, axisFmt: (v) => `${Math.round(v)}%` },
+  { title: 'Memory %', s: [['mem_percent', 'mem']], yMax: 100, fmt: pct, axisFmt: (v) => `${Math.round(v)}%` },
+  { title: 'Disk %', s: [['disk_percent', 'disk']], yMax: 100, fmt: pct, axisFmt: (v) => `${Math.round(v)}%` },
   { title: 'Network', s: [['net_rx_bps', 'rx'], ['net_tx_bps', 'tx']], fmt: rate },
   { title: 'Load (1 min)', s: [['load1', 'load1']], fmt: (v) => (v == null ? '–' : v.toFixed(2)) },
   { title: 'RPC calls/s', s: [['rpc_calls', 'calls/s']] },
@@ -49,7 +49,7 @@ export function selectWorker(id) {
 function ensureCharts() {
   if (charts.length) return;
   const box = $('wd-charts');
-  charts = CHARTS.map((c) => new Chart(box, c.s.map(([, label]) => ({ label })), { title: c.title, sync: 'worker', yMax: c.yMax, fmt: c.fmt }));
+  charts = CHARTS.map((c) => new Chart(box, c.s.map(([, label]) => ({ label })), { title: c.title, sync: 'worker', yMax: c.yMax, fmt: c.fmt, axisFmt: c.axisFmt }));
 }
 
 function drawCharts() {
