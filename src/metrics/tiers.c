@@ -112,6 +112,11 @@ double mt_get(const mt_series *s, int tier, uint32_t bucket, int metric)
         const mt_open *o = &s->open[tier];
         return o->n[metric] ? o->sum[metric] / o->n[metric] : NAN;
     }
+    /* only the ring's window behind the newest sample: an older bucket whose
+     * slot was not reused yet (a gap came after it) is out of the ring too */
+    uint32_t newest = s->last_t / mt_tiers[tier].res_s;
+    if (bucket > newest || (uint64_t)bucket + mt_tiers[tier].slots <= newest)
+        return NAN;
     uint32_t slot = bucket % mt_tiers[tier].slots;
     if (stamps(s, tier)[slot] != bucket)
         return NAN;
