@@ -30,6 +30,8 @@
 #include "core/util.h"
 #include "http/server.h"
 #include "logs/collector.h"
+#include "metrics/dashboard.h"
+#include "metrics/reporter.h"
 #include "logs/shipper.h"
 #include "membership/node.h"
 #include "pki/cluster.h"
@@ -357,8 +359,12 @@ int p2p__cmd_agent(int argc, char **argv)
     p2p__services_register(ctx);
     if (ctx->cfg.coordinator_mode)
         p2p__logcol_register(ctx); /* the cluster's log collector */
-    if (ctx->cfg.coordinator_mode && ctx->cfg.dashboard_enabled)
+    if (ctx->cfg.coordinator_mode && ctx->cfg.dashboard_enabled) {
+        p2p__dash_register(ctx);  /* the cluster's metrics: tiers, /api/dashboard */
         p2p__webui_register(ctx); /* GET /dashboard: the page, embedded at build time */
+    }
+    if (ctx->cfg.reporter_enabled)
+        p2p__reporter_register(ctx); /* this node's samples, every second */
     p2p__http_register(ctx);
     if ((r = p2p__components_start(ctx, &err)) != 0) {
         p2p_log(ctx, P2P_LOG_ERROR, "agent", "%s", err);

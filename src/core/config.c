@@ -183,12 +183,28 @@ static const keydef keys[] = {
         "Folder of pluggable services, one sub-folder each with a manifest.json; empty = <state_directory>/services."),
     INT(services_rescan_interval, 5, 1, 3600,
         "Seconds between rescans of services_directory (changes are also seen at once through inotify)."),
-    BOOL(dashboard_enabled, true, "Coordinator: collect worker metrics for the dashboard."),
-    INT(metrics_retention_count, 100, 1, 1000000, "Coordinator: metric samples kept per worker."),
-    INT(metrics_cleanup_interval, 300, 1, 86400, "Coordinator: seconds between removals of stale metrics."),
-    BOOL(reporter_enabled, true, "Worker: report metrics to the coordinator."),
-    INT(reporter_interval_min, 30, 1, 86400, "Worker: shortest reporting interval in seconds."),
-    INT(reporter_interval_max, 300, 1, 86400, "Worker: longest reporting interval in seconds; >= reporter_interval_min."),
+    BOOL(dashboard_enabled, true,
+         "Coordinator: run the metrics dashboard (metrics_dashboard service, /api/dashboard/*); workers' "
+         "reports are refused when false."),
+    INT(metrics_retention_count, 100, 1, 900,
+        "Coordinator: points get_metrics_history returns when asked for neither a range nor a limit (the last N "
+        "seconds)."),
+    INT(metrics_cleanup_interval, 300, 1, 86400,
+        "Coordinator: seconds between sweeps that delete the history of nodes silent for metrics_cleanup_after."),
+    BOOL(reporter_enabled, true, "Every node: sample metrics each second and report them to the coordinator."),
+    INT(reporter_interval_min, 30, 1, 86400,
+        "Reporting interval in seconds when nobody watches the dashboard and the cluster is large (over 100 "
+        "nodes: reporter_interval_min x nodes/100, at most reporter_interval_max)."),
+    INT(reporter_interval_max, 300, 1, 86400, "Longest reporting interval in seconds; >= reporter_interval_min."),
+    INT(metrics_report_interval, 5, 1, 300,
+        "Seconds between metric reports while nobody watches the dashboard (1 s while someone does)."),
+    INT(metrics_stale_after, 20, 2, 86400,
+        "Coordinator: a node whose last report is older than this (or than 3 reporting intervals) is marked stale."),
+    INT(metrics_cleanup_after, 604800, 5, 31536000,
+        "Coordinator: the metric history of a node that has not reported for this many seconds is deleted."),
+    INT(metrics_snapshot_interval, 60, 5, 3600,
+        "Coordinator: seconds between snapshots of the metric history to <state_directory>/metrics/ (also "
+        "written at stop)."),
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 _Static_assert(NKEYS <= sizeof(((p2p_config *)0)->explicit_), "explicit_ too small");

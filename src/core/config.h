@@ -106,6 +106,10 @@ typedef struct p2p_config {
     int reporter_enabled;             /* default true */
     int reporter_interval_min;        /* seconds, default 30 */
     int reporter_interval_max;        /* seconds, default 300, >= reporter_interval_min */
+    int metrics_report_interval;      /* seconds between reports, default 5, 1..300 */
+    int metrics_stale_after;          /* coordinator: seconds without a report before stale, default 20 */
+    int metrics_cleanup_after;        /* coordinator: seconds without a report before the history goes, 7 days */
+    int metrics_snapshot_interval;    /* coordinator: seconds between history snapshots, default 60 */
 
     /* private to config.c: 1 for each key (by table index) set by a file or a flag,
      * so role-dependent defaults are applied only to keys nobody set */

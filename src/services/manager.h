@@ -13,4 +13,11 @@ int p2p__services_register(p2p_ctx *ctx);
 /* 1 when no pluggable service has anything running or stopping (tests, shutdown). */
 int p2p__services_quiet(p2p_ctx *ctx);
 
+/* A pluggable service's own metrics (p2p_svc_counter_add, gauge_set, observe)
+ * as {name: value} (a histogram as name_count and name_sum; at most 64), a new
+ * reference; NULL when there is no pluggable service of that name. For the
+ * dashboard's ServiceView. */
+#include <jansson.h>
+json_t *p2p__services_own_metrics(p2p_ctx *ctx, const char *name);
+
 #endif

@@ -66,6 +66,12 @@ ROUTES = [
     ("GET", "/api/logs", "exact", "any"),
     ("DELETE", "/api/logs", "exact", "admin"),
     ("GET", "/api/logs/sources", "exact", "any"),
+    ("GET", "/api/dashboard/metrics", "exact", "any"),
+    ("GET", "/api/dashboard/history/", "prefix", "any"),
+    ("GET", "/api/dashboard/stats", "exact", "any"),
+    ("GET", "/api/dashboard/services", "exact", "any"),
+    ("GET", "/api/dashboard/certificates", "exact", "any"),
+    ("POST", "/api/dashboard/control-service", "exact", "admin"),
 ]
 # the suffix used to call a prefix route
 PREFIX_SAMPLE = "system"
@@ -373,6 +379,14 @@ def test_admin_token_may_call_every_route(node, route):
     elif (method, path) == ("DELETE", "/api/logs"):
         r = node.request(method, url, headers=bearer(node.token), auth=False)
         assert r.status == 200 and r.json()["cleared"] is True, r
+    elif path == "/api/dashboard/history/":
+        # a node's history: this node is a member
+        r = node.request(method, path + node.name, headers=bearer(node.token), auth=False)
+        assert r.status == 200 and r.json()["node_id"] == node.name, r
+    elif path == "/api/dashboard/control-service":
+        # admitted: the dashboard itself answers (no such service on this node)
+        r = post(node, url, {"worker_id": node.name, "service_name": "nope", "action": "restart"}, token=node.token)
+        assert_json_error(r, 404)
     else:
         assert method == "GET", f"no sample request written for {method} {path}"
         r = node.request(method, url, headers=bearer(node.token), auth=False)

@@ -1,0 +1,379 @@
+/*
+ * store.c — the dashboard's node table and its snapshot file (see store.h).
+ */
+#define _GNU_SOURCE
+#include "metrics/store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <lz4.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/util.h"
+
+#define RAW_MAGIC "P2PMH001"
+#define FILE_MAGIC "P2PMHZ01"
+#define MAX_RAW ((size_t)1 << 31)
+#define MAX_NODE_JSON (4u << 20)
+
+/* ---- table ---------------------------------------------------------------------------- */
+
+dnode *dstore_find(const dstore *s, const char *id)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->nodes[i]->id, id) == 0)
+            return s->nodes[i];
+    return NULL;
+}
+
+static dnode *node_new(const char *id)
+{
+    dnode *d = p2p__xcalloc(1, sizeof(*d));
+    snprintf(d->id, sizeof d->id, "%s", id);
+    mt_series_init(&d->series);
+    return d;
+}
+
+static void node_free(dnode *d)
+{
+    mt_series_free(&d->series);
+    json_decref(d->latest);
+    json_decref(d->services);
+    free(d);
+}
+
+static void push(dstore *s, dnode *d)
+{
+    if (s->n == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 16;
+        s->nodes = p2p__xrealloc(s->nodes, s->cap * sizeof(*s->nodes));
+    }
+    s->nodes[s->n++] = d;
+}
+
+dnode *dstore_get_or_add(dstore *s, const char *id, size_t max)
+{
+    dnode *d = dstore_find(s, id);
+    if (d || s->n >= max)
+        return d;
+    d = node_new(id);
+    push(s, d);
+    return d;
+}
+
+void dstore_remove(dstore *s, const char *id)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->nodes[i]->id, id) == 0) {
+            node_free(s->nodes[i]);
+            memmove(&s->nodes[i], &s->nodes[i + 1], (s->n - i - 1) * sizeof(*s->nodes));
+            s->n--;
+            return;
+        }
+}
+
+void dstore_free(dstore *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        node_free(s->nodes[i]);
+    free(s->nodes);
+    memset(s, 0, sizeof(*s));
+}
+
+/* ---- raw form ------------------------------------------------------------------------- */
+
+static uint64_t fnv1a(const uint8_t *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+typedef struct wbuf {
+    uint8_t *p;
+    size_t n, cap;
+} wbuf;
+
+static void put(wbuf *b, const void *src, size_t n)
+{
+    if (b->n + n > b->cap) {
+        while (b->n + n > b->cap)
+            b->cap = b->cap ? b->cap * 2 : 65536;
+        b->p = p2p__xrealloc(b->p, b->cap);
+    }
+    memcpy(b->p + b->n, src, n);
+    b->n += n;
+}
+
+static void put_u16(wbuf *b, uint16_t v) { put(b, &v, sizeof v); }
+static void put_u32(wbuf *b, uint32_t v) { put(b, &v, sizeof v); }
+
+uint8_t *dstore_serialize(const dstore *s, size_t *len)
+{
+    wbuf b = {0};
+    size_t sb = mt_series_bytes();
+    b.cap = 64 + s->n * (sb + 1024);
+    b.p = p2p__xmalloc(b.cap);
+    put(&b, RAW_MAGIC, 8);
+    put_u32(&b, 0x01020304u);
+    put_u32(&b, MT_NMETRICS);
+    put_u32(&b, (uint32_t)sb);
+    put_u32(&b, (uint32_t)s->n);
+    for (size_t i = 0; i < s->n; i++) {
+        const dnode *d = s->nodes[i];
+        uint16_t il = (uint16_t)strlen(d->id), vl = (uint16_t)strlen(d->version);
+        put_u16(&b, il);
+        put(&b, d->id, il);
+        put_u16(&b, vl);
+        put(&b, d->version, vl);
+        put(&b, &d->last_report, sizeof d->last_report);
+        json_t *j = json_pack("{s:O?, s:O?}", "latest", d->latest, "services", d->services);
+        char *text = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(10));
+        json_decref(j);
+        uint32_t jl = text ? (uint32_t)strlen(text) : 0;
+        put_u32(&b, jl);
+        put(&b, text ? text : "", jl);
+        free(text);
+        if (b.n + sb > b.cap) {
+            while (b.n + sb > b.cap)
+                b.cap *= 2;
+            b.p = p2p__xrealloc(b.p, b.cap);
+        }
+        mt_series_save(&d->series, b.p + b.n);
+        b.n += sb;
+    }
+    uint64_t h = fnv1a(b.p, b.n);
+    put(&b, &h, sizeof h);
+    *len = b.n;
+    return b.p;
+}
+
+typedef struct rbuf {
+    const uint8_t *p;
+    size_t n, off;
+} rbuf;
+
+static int get(rbuf *r, void *dst, size_t n)
+{
+    if (r->n - r->off < n)
+        return -1;
+    memcpy(dst, r->p + r->off, n);
+    r->off += n;
+    return 0;
+}
+
+static int id_ok(const char *s)
+{
+    if (!*s)
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '.' ||
+              *s == '_' || *s == '-'))
+            return 0;
+    return 1;
+}
+
+int dstore_deserialize(dstore *s, const uint8_t *buf, size_t len, char *err, size_t errlen)
+{
+    rbuf r = {buf, len, 0};
+    dstore out = {0};
+    uint32_t order, nm, sb, count;
+    char magic[8];
+    const char *why = "truncated";
+    if (len < 8 + 16 + 8 || get(&r, magic, 8) || memcmp(magic, RAW_MAGIC, 8) != 0) {
+        why = "not a metrics snapshot";
+        goto bad;
+    }
+    uint64_t h;
+    memcpy(&h, buf + len - 8, 8);
+    if (fnv1a(buf, len - 8) != h) {
+        why = "checksum mismatch";
+        goto bad;
+    }
+    r.n = len - 8;
+    if (get(&r, &order, 4) || get(&r, &nm, 4) || get(&r, &sb, 4) || get(&r, &count, 4))
+        goto bad;
+    if (order != 0x01020304u || nm != MT_NMETRICS || sb != mt_series_bytes()) {
+        why = "written by another architecture or version (byte order, metric set or tier sizes differ)";
+        goto bad;
+    }
+    if (count > 1000000) {
+        why = "node count out of range";
+        goto bad;
+    }
+    for (uint32_t i = 0; i < count; i++) {
+        uint16_t il, vl;
+        char id[64], ver[33];
+        int64_t last;
+        uint32_t jl;
+        if (get(&r, &il, 2) || il == 0 || il >= sizeof id || get(&r, id, il))
+            goto bad;
+        id[il] = '\0';
+        if (get(&r, &vl, 2) || vl >= sizeof ver || get(&r, ver, vl))
+            goto bad;
+        ver[vl] = '\0';
+        if (get(&r, &last, 8) || get(&r, &jl, 4) || jl > MAX_NODE_JSON || r.n - r.off < jl)
+            goto bad;
+        if (!id_ok(id) || memchr(ver, '\0', vl) || dstore_find(&out, id)) {
+            why = "bad or repeated node id";
+            goto bad;
+        }
+        json_t *j = jl ? json_loadb((const char *)r.p + r.off, jl, 0, NULL) : NULL;
+        r.off += jl;
+        if (jl && !json_is_object(j)) {
+            json_decref(j);
+            why = "bad node JSON";
+            goto bad;
+        }
+        if (r.n - r.off < sb) {
+            json_decref(j);
+            goto bad;
+        }
+        dnode *d = node_new(id);
+        snprintf(d->version, sizeof d->version, "%s", ver);
+        d->last_report = last;
+        json_t *lt = json_object_get(j, "latest"), *sv = json_object_get(j, "services");
+        d->latest = json_is_object(lt) ? json_incref(lt) : NULL;
+        d->services = json_is_array(sv) ? json_incref(sv) : NULL;
+        json_decref(j);
+        push(&out, d);
+        if (mt_series_load(&d->series, r.p + r.off, sb) != 0) {
+            why = "inconsistent series";
+            goto bad;
+        }
+        r.off += sb;
+    }
+    if (r.off != r.n) {
+        why = "trailing bytes";
+        goto bad;
+    }
+    dstore_free(s);
+    *s = out;
+    return 0;
+bad:
+    snprintf(err, errlen, "%s", why);
+    dstore_free(&out);
+    return -EINVAL;
+}
+
+/* ---- file ----------------------------------------------------------------------------- */
+
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -errno;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+int dstore_write_file(const char *path, const uint8_t *raw, size_t len, size_t *file_bytes, char *err,
+                      size_t errlen)
+{
+    if (len > (size_t)LZ4_MAX_INPUT_SIZE) {
+        snprintf(err, errlen, "snapshot too large (%zu bytes)", len);
+        return -EFBIG;
+    }
+    int cap = LZ4_compressBound((int)len);
+    uint8_t *z = p2p__xmalloc((size_t)cap + 16);
+    memcpy(z, FILE_MAGIC, 8);
+    uint64_t rl = len;
+    memcpy(z + 8, &rl, 8);
+    int zn = LZ4_compress_default((const char *)raw, (char *)z + 16, (int)len, cap);
+    if (zn <= 0) {
+        free(z);
+        snprintf(err, errlen, "compression failed");
+        return -EIO;
+    }
+    char *tmp = p2p__xasprintf("%s.tmp", path);
+    int r = 0;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        r = -errno;
+    } else {
+        r = write_all(fd, z, (size_t)zn + 16);
+        if (r == 0 && fdatasync(fd) != 0)
+            r = -errno;
+        if (close(fd) != 0 && r == 0)
+            r = -errno;
+    }
+    if (r == 0 && rename(tmp, path) != 0)
+        r = -errno;
+    if (r == 0) {
+        char *dcopy = p2p__xstrdup(path);
+        int dfd = open(dirname(dcopy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        free(dcopy);
+        if (dfd >= 0) {
+            if (fsync(dfd) != 0)
+                r = -errno;
+            close(dfd);
+        }
+    } else {
+        unlink(tmp);
+    }
+    if (r != 0)
+        snprintf(err, errlen, "cannot write %s: %s", path, strerror(-r));
+    else if (file_bytes)
+        *file_bytes = (size_t)zn + 16;
+    free(tmp);
+    free(z);
+    return r;
+}
+
+int dstore_read_file(const char *path, uint8_t **raw, size_t *len, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        snprintf(err, errlen, "cannot open %s: %s", path, strerror(e));
+        return -e;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || st.st_size < 16 || (uint64_t)st.st_size > (uint64_t)LZ4_MAX_INPUT_SIZE) {
+        close(fd);
+        snprintf(err, errlen, "%s: not a metrics snapshot (size)", path);
+        return -EINVAL;
+    }
+    size_t n = (size_t)st.st_size, got = 0;
+    uint8_t *z = p2p__xmalloc(n);
+    while (got < n) {
+        ssize_t r = read(fd, z + got, n - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    close(fd);
+    uint64_t rl;
+    memcpy(&rl, z + 8, 8);
+    if (got != n || memcmp(z, FILE_MAGIC, 8) != 0 || rl == 0 || rl > MAX_RAW) {
+        free(z);
+        snprintf(err, errlen, "%s: not a metrics snapshot", path);
+        return -EINVAL;
+    }
+    uint8_t *out = p2p__xmalloc((size_t)rl);
+    int dn = LZ4_decompress_safe((const char *)z + 16, (char *)out, (int)(n - 16), (int)rl);
+    free(z);
+    if (dn < 0 || (uint64_t)dn != rl) {
+        free(out);
+        snprintf(err, errlen, "%s: damaged (does not inflate)", path);
+        return -EINVAL;
+    }
+    *raw = out;
+    *len = (size_t)rl;
+    return 0;
+}
