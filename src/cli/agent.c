@@ -32,6 +32,7 @@
 #include "logs/collector.h"
 #include "metrics/dashboard.h"
 #include "metrics/reporter.h"
+#include "web/hub.h"
 #include "logs/shipper.h"
 #include "membership/node.h"
 #include "pki/cluster.h"
@@ -365,6 +366,8 @@ int p2p__cmd_agent(int argc, char **argv)
     }
     if (ctx->cfg.reporter_enabled)
         p2p__reporter_register(ctx); /* this node's samples, every second */
+    if (ctx->cfg.coordinator_mode)
+        p2p__hub_register(ctx); /* the dashboard's WebSocket */
     p2p__http_register(ctx);
     if ((r = p2p__components_start(ctx, &err)) != 0) {
         p2p_log(ctx, P2P_LOG_ERROR, "agent", "%s", err);

@@ -90,6 +90,12 @@ typedef struct p2p_config {
     int64_t log_retention_bytes;      /* coordinator: default 1 GiB, 1 MiB..16 TiB */
     int log_retention_days;           /* coordinator: default 7, 0 (no age limit)..3650 */
 
+    /* dashboard WebSocket (coordinator) */
+    int dashboard_ws_max_sockets;       /* default 64, 1..10000 */
+    int dashboard_ws_max_unsent_bytes;  /* default 4 MiB, 65536..268435456 */
+    int dashboard_ws_max_message_bytes; /* default 65536, 1024..1048576 */
+    int dashboard_ws_idle_timeout;      /* seconds, default 60, 5..86400 */
+
     /* cache */
     char *services_directory;         /* default "" = <state_directory>/services */
     int services_rescan_interval;     /* seconds, default 5 */

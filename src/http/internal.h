@@ -64,6 +64,7 @@ typedef struct http_conn {
     struct st_h2o_http2_conn_t *h2; /* set by the first HTTP/2 request */
     p2p_wirecheck wire;
     int wire_started, wire_refused;
+    int upgraded; /* taken over by another protocol (p2p__http_upgrade): no HTTP checks */
     struct http_out *outs; /* responses not yet finished */
     uint64_t pending_bytes;
     uint64_t outs_done;      /* responses finished, for the write-timeout sweep */

@@ -125,6 +125,8 @@ static int wire_read(http_conn *c, ssl_read_fn real, SSL *ssl, uint8_t *buf, int
 {
     http_server *srv = c->srv;
     int n;
+    if (c->upgraded)
+        return real(ssl, buf, num); /* a WebSocket now: its own codec checks what it reads */
     if (c->wire_refused) {
         /* h2o is answering 400 or GOAWAY and closing; it gets nothing more */
         while ((n = real(ssl, buf, num)) > 0)

@@ -131,6 +131,22 @@ h2o_req_t *p2p__http_later_take(p2p_http_later *l);
 /* The request, or NULL when the client is gone, without ending the hold. */
 h2o_req_t *p2p__http_later_peek(const p2p_http_later *l);
 
+/* ---- taking a connection over (WebSocket) ------------------------------------ */
+
+/* Runs once h2o has written the 101 response: `sock` is now the caller's (it
+ * closes it with h2o_socket_close), and the first `reqsize` bytes of
+ * sock->input are the request head h2o already parsed (consume them). `sock`
+ * is NULL when the response could not be written (the connection is gone). */
+typedef void (*p2p_http_upgrade_cb)(void *arg, h2o_socket_t *sock, size_t reqsize);
+/* Switches the HTTP/1.1 connection of `req` to another protocol: answers 101
+ * Switching Protocols with `Upgrade: <proto>` and the headers the caller put on
+ * req->res.headers, then hands the socket over through `cb`. From then on the
+ * server no longer reads the connection as HTTP (framing checks, request
+ * timeout) but still counts it among its open connections (http_max_connections,
+ * the drain) until it closes. Returns 0, or -EPROTO when the request did not
+ * come over HTTP/1.1 (nothing was sent: answer it as usual). */
+int p2p__http_upgrade(p2p_ctx *ctx, h2o_req_t *req, const char *proto, p2p_http_upgrade_cb cb, void *arg);
+
 /* ---- what the server knows ---------------------------------------------------- */
 
 /* The node id of the request's verified client certificate, or NULL. */

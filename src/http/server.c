@@ -21,6 +21,7 @@
 
 #include "core/util.h"
 #include "http/internal.h"
+#include "h2o/http1.h"
 #include "http/server.h"
 #include "http/tls.h"
 #include "pki/cluster.h"
@@ -231,6 +232,21 @@ const char *p2p__http_peer_node(p2p_ctx *ctx, h2o_req_t *req)
         return NULL;
     http_conn *c = srv->by_fd[fd];
     return c->peer_node[0] ? c->peer_node : NULL;
+}
+
+int p2p__http_upgrade(p2p_ctx *ctx, h2o_req_t *req, const char *proto, p2p_http_upgrade_cb cb, void *arg)
+{
+    http_server *srv = server_of(ctx);
+    if (!srv || req->version != 0x101 || !req->conn->callbacks->get_socket)
+        return -EPROTO;
+    http_conn *c = p2p__http_conn_of(srv, req);
+    if (c)
+        c->upgraded = 1;
+    req->res.status = 101;
+    req->res.reason = "Switching Protocols";
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_UPGRADE, NULL, proto, strlen(proto));
+    h2o_http1_upgrade(req, NULL, 0, cb, arg);
+    return 0;
 }
 
 int p2p__http_draining(p2p_ctx *ctx)

@@ -528,21 +528,7 @@ static void m_get_log_sources(p2p_call *call, json_t *params, void *udata)
         p2p_call_error(call, P2P_RPC_INVALID_PARAMS, "Invalid params: get_log_sources takes none", NULL);
         return;
     }
-    json_t *nodes = json_array(), *loggers = json_object(), *levels = json_array();
-    for (size_t i = 0; i < col->store->n; i++) {
-        logstream *st = col->store->streams[i];
-        json_array_append_new(nodes, json_string(st->node));
-        for (size_t k = 0; k < st->count; k++)
-            json_object_set_new(loggers, logstream_at(st, k)->logger, json_true());
-    }
-    json_t *names = json_array();
-    const char *key;
-    json_t *v;
-    json_object_foreach(loggers, key, v) json_array_append_new(names, json_string(key));
-    json_decref(loggers);
-    for (int l = 0; l < LOGREC_NLEVELS; l++)
-        json_array_append_new(levels, json_string(logrec_level_name(l)));
-    p2p_call_reply(call, json_pack("{s:o, s:o, s:o}", "nodes", nodes, "loggers", names, "log_levels", levels));
+    p2p_call_reply(call, p2p__logcol_sources_json(col));
 }
 
 static void m_clear_logs(p2p_call *call, json_t *params, void *udata)
@@ -748,4 +734,28 @@ int p2p__logcol_register(p2p_ctx *ctx)
 logfollow *p2p__logcol_follow(logcol *col)
 {
     return &col->follow;
+}
+
+logstore *p2p__logcol_store(logcol *col)
+{
+    return col->store;
+}
+
+json_t *p2p__logcol_sources_json(logcol *col)
+{
+    json_t *nodes = json_array(), *loggers = json_object(), *levels = json_array();
+    for (size_t i = 0; i < col->store->n; i++) {
+        logstream *st = col->store->streams[i];
+        json_array_append_new(nodes, json_string(st->node));
+        for (size_t k = 0; k < st->count; k++)
+            json_object_set_new(loggers, logstream_at(st, k)->logger, json_true());
+    }
+    json_t *names = json_array();
+    const char *key;
+    json_t *v;
+    json_object_foreach(loggers, key, v) json_array_append_new(names, json_string(key));
+    json_decref(loggers);
+    for (int l = 0; l < LOGREC_NLEVELS; l++)
+        json_array_append_new(levels, json_string(logrec_level_name(l)));
+    return json_pack("{s:o, s:o, s:o}", "nodes", nodes, "loggers", names, "log_levels", levels);
 }

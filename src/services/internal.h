@@ -38,6 +38,8 @@ typedef enum svc_state {
 
 const char *p2p__svc_state_name(svc_state s);
 
+#include "services/manager.h"
+
 typedef struct svc_manager svc_manager;
 typedef struct svc_entry svc_entry;
 typedef struct svc_driver svc_driver;
@@ -207,6 +209,12 @@ struct svc_manager {
     int running;
     int scanning;
     uint64_t scans;
+    /* p2p__services_listen: told of every state change */
+    struct svc_listener {
+        p2p_services_listener fn;
+        void *arg;
+    } *listeners;
+    size_t n_listeners;
 };
 
 /* manager.c: an instance's load/start/stop outcome and its removal. */

@@ -81,9 +81,22 @@ void p2p__svc_note_error(svc_entry *e, const char *fmt, ...)
 }
 
 static void answer_waiters(svc_entry *e);
+static json_t *entry_json(svc_entry *e);
+
+static void tell_listeners(svc_entry *e)
+{
+    svc_manager *m = e->mgr;
+    if (!m || m->n_listeners == 0)
+        return;
+    json_t *d = entry_json(e);
+    for (size_t i = 0; i < m->n_listeners; i++)
+        m->listeners[i].fn(m->ctx, e->name, d, m->listeners[i].arg);
+    json_decref(d);
+}
 
 static void set_state(svc_entry *e, svc_state s, const char *reason)
 {
+    int changed = e->state != s;
     if (e->state != s)
         e->state_since_ms = now_ms();
     e->state = s;
@@ -93,6 +106,8 @@ static void set_state(svc_entry *e, svc_state s, const char *reason)
     p2p__svc_routes_sync(e);
     if (s == SVC_RUNNING || s == SVC_FAILED || s == SVC_STOPPED || s == SVC_DISABLED)
         answer_waiters(e);
+    if (changed)
+        tell_listeners(e);
 }
 
 /* ---- entries --------------------------------------------------------------------- */
@@ -1151,6 +1166,7 @@ static void free_manager(p2p_ctx *ctx, void *arg)
         free_entry(e);
     }
     free(m->entries);
+    free(m->listeners);
     free(m->dir);
     free(m->run_dir);
     free(m->state_dir);
@@ -1180,4 +1196,25 @@ int p2p__services_quiet(p2p_ctx *ctx)
             m->entries[i]->watching == 2)
             return 0;
     return 1;
+}
+
+int p2p__services_listen(p2p_ctx *ctx, p2p_services_listener fn, void *arg)
+{
+    svc_manager *m = get_mgr(ctx);
+    if (!m || !fn)
+        return -EINVAL;
+    m->listeners = p2p__xrealloc(m->listeners, (m->n_listeners + 1) * sizeof(*m->listeners));
+    m->listeners[m->n_listeners].fn = fn;
+    m->listeners[m->n_listeners].arg = arg;
+    m->n_listeners++;
+    return 0;
+}
+
+json_t *p2p__services_list_json(p2p_ctx *ctx)
+{
+    svc_manager *m = get_mgr(ctx);
+    json_t *out = json_array();
+    for (size_t i = 0; m && i < m->n_entries; i++)
+        json_array_append_new(out, entry_json(m->entries[i]));
+    return out;
 }

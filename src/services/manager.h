@@ -19,5 +19,14 @@ int p2p__services_quiet(p2p_ctx *ctx);
  * dashboard's ServiceView. */
 #include <jansson.h>
 json_t *p2p__services_own_metrics(p2p_ctx *ctx, const char *name);
+/* Listener of this node's pluggable services: runs on the loop after each state
+ * change, with the service's name and its description as `list` shows it
+ * (borrowed: version, type, state, reason, health, methods, ...). Listeners stay
+ * until the context is freed; `arg` must live as long. Returns 0. */
+typedef void (*p2p_services_listener)(p2p_ctx *ctx, const char *name, json_t *desc, void *arg);
+int p2p__services_listen(p2p_ctx *ctx, p2p_services_listener fn, void *arg);
+/* New reference to [description, ...] of this node's pluggable services (as
+ * the listener gets them). */
+json_t *p2p__services_list_json(p2p_ctx *ctx);
 
 #endif

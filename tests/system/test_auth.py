@@ -72,6 +72,10 @@ ROUTES = [
     ("GET", "/api/dashboard/services", "exact", "any"),
     ("GET", "/api/dashboard/certificates", "exact", "any"),
     ("POST", "/api/dashboard/control-service", "exact", "admin"),
+    ("GET", "/ws/dashboard", "exact", "self"),
+    ("GET", "/dashboard", "exact", "open"),
+    ("GET", "/dashboard/", "exact", "open"),
+    ("GET", "/dashboard/static/", "prefix", "open"),
 ]
 # the suffix used to call a prefix route
 PREFIX_SAMPLE = "system"
@@ -304,6 +308,17 @@ def anonymous_request(node, method, path, body=None, headers=None):
 def test_route_refuses_anonymous(node, route):
     method, path, match, auth = route
     url = route_path(path, match)
+    if auth == "open" and path.startswith("/dashboard/"):
+        # the dashboard's page names its assets by content hash: ask for a real one
+        page = anonymous_request(node, "GET", "/dashboard")
+        assert page.status == 200 and page.headers.get("WWW-Authenticate") is None, page
+        if path == "/dashboard/":
+            r = anonymous_request(node, method, url)
+            assert r.status == 301 and r.headers.get("Location") == "/dashboard", r
+            return
+        m = re.search(r'"(/dashboard/static/[^"]+)"', page.text)
+        assert m, page.text[:500]
+        url = m.group(1)
     if auth == "open":
         r = anonymous_request(node, method, url)
         assert r.status == 200, r
@@ -321,6 +336,12 @@ def test_route_refuses_anonymous(node, route):
         r = anonymous_request(node, method, url, body=json.dumps(forged).encode())
         assert "join token refused" in assert_json_error(r, 403)
         assert "certificate" not in r.json()
+        return
+    if auth == "self" and path == "/ws/dashboard":
+        # the WebSocket's first message carries the token (test_dashboard_ws.py); a plain
+        # request is not a handshake and gets nothing
+        r = anonymous_request(node, method, url)
+        assert_json_error(r, 426)
         return
     if auth == "self":
         assert path == "/auth/token", f"no expectations written for the self-checking route {path}"
@@ -376,6 +397,10 @@ def test_admin_token_may_call_every_route(node, route):
         else:
             r = node.request(method, url, headers=bearer(node.token), auth=False)
         assert_unauthorized(r, "a node certificate is required")
+    elif path == "/ws/dashboard":
+        # a token in a header opens nothing here: the socket authenticates by its first message
+        r = node.request(method, url, headers=bearer(node.token), auth=False)
+        assert_json_error(r, 426)
     elif (method, path) == ("DELETE", "/api/logs"):
         r = node.request(method, url, headers=bearer(node.token), auth=False)
         assert r.status == 200 and r.json()["cleared"] is True, r
