@@ -21,6 +21,7 @@
 #include "builtin/runconfig.h"
 #include "builtin/system.h"
 #include "cache/component.h"
+#include "web/dashlink.h"
 #include "web/static.h"
 #include "cli/password.h"
 #include "vault/vault.h"
@@ -363,6 +364,7 @@ int p2p__cmd_agent(int argc, char **argv)
     if (ctx->cfg.coordinator_mode && ctx->cfg.dashboard_enabled) {
         p2p__dash_register(ctx);  /* the cluster's metrics: tiers, /api/dashboard */
         p2p__webui_register(ctx); /* GET /dashboard: the page, embedded at build time */
+        p2p__dashlink_register(ctx); /* the hub's initial snapshot and metrics deltas */
     }
     if (ctx->cfg.reporter_enabled)
         p2p__reporter_register(ctx); /* this node's samples, every second */

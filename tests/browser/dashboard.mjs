@@ -68,7 +68,8 @@ try {
   watchConsole(page, 'admin');
   let wire = 0;
   page.on('requestfinished', async (r) => {
-    if (!r.url().includes('/dashboard')) return;
+    const p = new URL(r.url()).pathname;
+    if (p !== '/dashboard' && !p.startsWith('/dashboard/static/')) return;
     try { const s = await r.sizes(); wire += s.responseBodySize + s.responseHeadersSize; } catch { /* gone */ }
   });
 

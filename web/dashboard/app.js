@@ -23,7 +23,12 @@ const live = new Live({
     setLogs(d.logs || []);
   },
   resumed() {},
-  metrics(m) { applySamples(m.node_id, m.samples); workerSamples(m.node_id, m.samples || []); },
+  metrics(m) {
+    // a node reporting for the first time brings services the page has not seen yet
+    if (!store.nodes.get(m.node_id)?.latest || !hasServices(m.node_id)) resync();
+    applySamples(m.node_id, m.samples);
+    workerSamples(m.node_id, m.samples || []);
+  },
   member(m) { applyMember(m); },
   service(m) { applyService(m); },
   logs(m) { appendLogs(m.logs || [], m.skipped || 0); },
@@ -36,6 +41,25 @@ const live = new Live({
   },
   authFailed(why) { endSession(`Logged out: ${why}`); },
 });
+
+function hasServices(id) {
+  for (const s of store.services.values()) if (s.node_id === id) return true;
+  return false;
+}
+
+// A fresh snapshot (GET /api/dashboard/metrics) now and then, and soon after a node's first
+// report: the deltas carry samples, membership and the coordinator's own services, the
+// snapshot also the workers' services as they last reported them.
+let resyncTimer = null, lastResync = 0;
+function resync() {
+  if (resyncTimer) return;
+  const wait = Math.max(0, lastResync + 2000 - Date.now());
+  resyncTimer = setTimeout(async () => {
+    resyncTimer = null;
+    lastResync = Date.now();
+    try { applySnapshot(await get('/api/dashboard/metrics')); } catch { /* the next one */ }
+  }, wait);
+}
 
 function startLogPoll() {
   if (logPoll) return;
@@ -114,6 +138,7 @@ function init() {
   $('login').hidden = false;
   $('secret').focus();
   setInterval(() => { if (tab === 'overview' || tab === 'workers') render(); }, 5000); // "last report: Ns ago"
+  setInterval(() => { if (session.role && $('conn').classList.contains('live')) resync(); }, 15000);
 }
 
 init();

@@ -30,11 +30,19 @@ export function initServices() {
   });
 }
 
+const one = ([k, x]) => `${k} ${x.calls ?? 0}/${x.errors ?? 0}/${num(x.p50_ms, 2)}/${num(x.p99_ms, 2)}`;
+// The methods that were called (busiest first, up to 3) and how many there are; every
+// method's figures in the cell's tooltip.
 function methods(s) {
-  const m = Object.entries(s.methods || {});
-  if (!m.length) return '–';
-  return m.sort().map(([k, x]) => `${k} ${x.calls ?? 0}/${x.errors ?? 0}/${num(x.p50_ms, 2)}/${num(x.p99_ms, 2)}`).join('  ');
+  const m = Object.entries(s.methods || {}).sort(([a], [b]) => (a < b ? -1 : 1));
+  if (!m.length) return ['–', ''];
+  const busy = m.filter(([, x]) => x && x.calls > 0).sort(([, a], [, b]) => b.calls - a.calls);
+  const head = busy.slice(0, 3).map(one).join('  ');
+  const rest = `${m.length} method${m.length > 1 ? 's' : ''}${busy.length ? `, ${busy.length} called` : ''}`;
+  return [head ? `${head}  (${rest})` : rest, m.map(one).join('\n')];
 }
+
+const controllable = (s) => s.kind === 'native' || s.kind === 'exec';
 
 function row(key, s) {
   let r = rows.get(key);
@@ -45,9 +53,6 @@ function row(key, s) {
   td[4].append(st);
   td[5].append(hl);
   td[7].className = 'actions admin-only';
-  if (session.role === 'admin' && s.kind !== 'builtin') {
-    for (const a of ['start', 'stop', 'restart', 'reload']) td[7].append(el('button', { class: 'small', 'data-action': a }, a));
-  }
   const tr = el('tr', { dataset: { node: s.node_id, service: s.name } }, ...td);
   r = { tr, td, st, hl };
   rows.set(key, r);
@@ -76,7 +81,13 @@ export function renderServices() {
     r.tr.dataset.state = s.state;
     setClass(r.hl, `state ${s.health || 'unknown'}`);
     setText(r.hl, s.health || 'unknown');
-    setText(r.td[6], methods(s));
+    const [text, tip] = methods(s);
+    setText(r.td[6], text);
+    if (r.td[6].title !== tip) r.td[6].title = tip;
+    // control buttons: admins only, pluggable services only (built-ins are part of the node)
+    if (!r.td[7].firstChild && session.role === 'admin' && controllable(s)) {
+      for (const a of ['start', 'stop', 'restart', 'reload']) r.td[7].append(el('button', { class: 'small', 'data-action': a }, a));
+    }
   }
   for (const k of rows.keys()) if (!store.services.has(k)) rows.delete(k);
   setText($('services-count'), shown.length < all.length ? `${shown.length} of ${all.length}` : `${all.length}`);

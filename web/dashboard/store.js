@@ -34,10 +34,27 @@ function fold(t, s) {
   store.cluster.put(t, [avg(a.cpu), max(a.cpu), avg(a.mem), max(a.mem), avg(a.disk), max(a.disk)]);
 }
 
+// Deltas may carry only part of a view (a membership event knows no samples, a service
+// event no call counts): what they leave out or give as null keeps its last known value.
+function merge(old, v) {
+  for (const [k, x] of Object.entries(v)) {
+    if (x == null) continue;
+    if (k === 'latest' && old.latest && x.t < old.latest.t) continue;
+    if (k === 'methods' && old.methods) {
+      const m = {};
+      for (const [name, st] of Object.entries(x)) m[name] = st && Object.keys(st).length ? st : old.methods[name] || st;
+      old.methods = m;
+      continue;
+    }
+    old[k] = x;
+  }
+  return old;
+}
+
 function putNode(v) {
   if (!v || !v.node_id) return;
   const old = store.nodes.get(v.node_id);
-  store.nodes.set(v.node_id, old ? Object.assign(old, v) : v);
+  store.nodes.set(v.node_id, old ? merge(old, v) : v);
 }
 
 // A full snapshot (GET /api/dashboard/metrics or the `initial` message's metrics).
@@ -89,7 +106,9 @@ export function applyService(m) {
   const s = m.service;
   if (!s) return;
   s.node_id = s.node_id || m.node_id;
-  store.services.set(`${s.node_id}/${s.name}`, s);
+  const k = `${s.node_id}/${s.name}`, old = store.services.get(k);
+  if (old && old.health && old.health !== 'unknown' && s.health === 'unknown') delete s.health;
+  store.services.set(k, old ? merge(old, s) : s);
   recount();
   changed({ service: `${s.node_id}/${s.name}` });
 }
