@@ -404,6 +404,17 @@ def test_admin_token_may_call_every_route(node, route):
     elif (method, path) == ("DELETE", "/api/logs"):
         r = node.request(method, url, headers=bearer(node.token), auth=False)
         assert r.status == 200 and r.json()["cleared"] is True, r
+    elif path.startswith("/dashboard"):
+        # open: a token changes nothing (the page with its real hashed asset names)
+        page = node.request("GET", "/dashboard", headers=bearer(node.token), auth=False)
+        assert page.status == 200, page
+        if path == "/dashboard/":
+            r = node.request(method, url, headers=bearer(node.token), auth=False)
+            assert r.status == 301, r
+        elif path == "/dashboard/static/":
+            asset = re.search(r'"(/dashboard/static/[^"]+)"', page.text).group(1)
+            r = node.request(method, asset, headers=bearer(node.token), auth=False)
+            assert r.status == 200, r
     elif path == "/api/dashboard/history/":
         # a node's history: this node is a member
         r = node.request(method, path + node.name, headers=bearer(node.token), auth=False)

@@ -124,7 +124,7 @@ export function renderWorkers() {
     ['load', `${num(l.load1, 2)} ${num(l.load5, 2)} ${num(l.load15, 2)}`], ['network', nets || '–'],
     ['process', `${bytes(l.rss)} rss, ${num(l.proc_cpu)}% cpu, ${l.threads ?? '–'} threads, ${l.fds ?? '–'} fds`],
     ['connections', l.conns ?? '–'], ['rpc', `${num(l.rpc_calls)}/s, ${num(l.rpc_errors)} errors/s`],
-    ['gossip', l.gossip ? `${l.gossip.sent} sent, ${l.gossip.recv} received, ${l.gossip.dropped} dropped` : '–']];
+    ['gossip', l.gossip ? `${num(l.gossip.sent)}/s sent, ${num(l.gossip.recv)}/s received, ${num(l.gossip.dropped)}/s dropped` : '–']];
   const dl = $('wd-fields');
   if (dl.children.length !== pairs.length * 2) dl.replaceChildren(...pairs.flatMap(([k, x]) => [el('dt', null, k), el('dd', null, x ?? '–')]));
   else pairs.forEach(([, x], i) => setText(dl.children[i * 2 + 1], x ?? '–'));
