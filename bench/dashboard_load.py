@@ -220,9 +220,17 @@ def measure(coord, reporters, seconds):
         r.stop = stop
         r.start()
     time.sleep(min(5, seconds / 3))  # every node has reported once: its rings exist
+    perf = None
+    if os.environ.get("DASH_PERF"):  # DASH_PERF=file: a perf profile of the coordinator over the window
+        perf = subprocess.Popen(["perf", "record", "-g", "-o", os.environ["DASH_PERF"], "-p", str(pid)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     c0, w0, rss0 = proc_cpu_s(pid), time.monotonic(), proc_rss_kb(pid)
     time.sleep(seconds)
     c1, w1, rss1 = proc_cpu_s(pid), time.monotonic(), proc_rss_kb(pid)
+    if perf:
+        perf.send_signal(signal.SIGINT)
+        perf.wait(30)
+        os.environ.pop("DASH_PERF")
     stop.set()
     for r in reporters:
         r.join(40)
