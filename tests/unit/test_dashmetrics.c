@@ -233,7 +233,7 @@ static void test_decode_plain(void **state)
     assert_null(json_object_get(s, "future_field")); /* unknown: dropped */
     assert_true(json_is_null(json_object_get(s, "load1")));
     assert_int_equal(json_integer_value(json_object_get(s, "mem_used")), 123);
-    assert_true(json_real_value(json_object_get(json_object_get(json_object_get(s, "disks"), "/"), "percent")) == 55);
+    assert_true(json_number_value(json_object_get(json_object_get(json_object_get(s, "disks"), "/"), "percent")) == 55);
     double v[MT_NMETRICS];
     mreport_sample_values(s, v);
     assert_true(v[MT_CPU] == 12.5 && v[MT_MEM_PERCENT] == 41 && isnan(v[MT_LOAD1]) && isnan(v[MT_RSS]));
