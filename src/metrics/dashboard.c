@@ -52,13 +52,15 @@ typedef struct listener {
 typedef struct snap_job {
     uv_work_t w;
     struct dash *d;
-    uint8_t *raw;
-    size_t len, file_bytes;
+    dsnap snap;
+    size_t raw_bytes, file_bytes;
     char *path;
     int rc;
     char err[300];
     uint64_t t0;
 } snap_job;
+
+#define SNAP_NODES_PER_TURN 8 /* ~1.5 MB of copying per loop turn */
 
 typedef struct dash {
     p2p_ctx *ctx;
@@ -71,10 +73,15 @@ typedef struct dash {
     uint64_t ticks;
     char *dir, *path;
     int snap_inflight, dirty, snap_again;
+    snap_job *building; /* a snapshot being copied, a few nodes per loop turn */
+    size_t build_next;
+    uint64_t build_ns;
+    uv_timer_t build_timer;
+    int build_timer_open;
     /* figures */
     uint64_t reports, refused, samples, duplicates;
     uint64_t snap_writes, snap_errors, snap_bytes, snap_raw_bytes;
-    double snap_ms, snap_loop_ms;
+    double snap_ms, snap_loop_ms, snap_slice_ms;
     int64_t snap_at;
     char snap_error[300];
     size_t loaded_nodes;
@@ -133,6 +140,8 @@ static void mark_stale(dash *d, int64_t now)
 
 static void cleanup(dash *d, int64_t now)
 {
+    if (d->building)
+        return; /* the snapshot walks the table by index: next sweep */
     int64_t lim = d->ctx->cfg.metrics_cleanup_after;
     for (size_t i = 0; i < d->store.n;) {
         dnode *n = d->store.nodes[i];
@@ -637,10 +646,11 @@ static void m_stats(p2p_call *call, json_t *params, void *udata)
         "report_interval_ms", (json_int_t)interval_ms(d), "idle_interval_ms", (json_int_t)idle_interval_ms(d),
         "watched", d->watched, "listeners", (json_int_t)d->n_listeners);
     json_object_set_new(o, "snapshot",
-                        json_pack("{s:s, s:I, s:I, s:I, s:I, s:f, s:f, s:o, s:I, s:s?}", "path", d->path, "writes",
+                        json_pack("{s:s, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:o, s:I, s:s?}", "path", d->path, "writes",
                                   (json_int_t)d->snap_writes, "errors", (json_int_t)d->snap_errors, "file_bytes",
                                   (json_int_t)d->snap_bytes, "raw_bytes", (json_int_t)d->snap_raw_bytes, "write_ms",
-                                  d->snap_ms, "loop_ms", d->snap_loop_ms, "last_write",
+                                  d->snap_ms, "loop_ms", d->snap_loop_ms, "loop_slice_max_ms", d->snap_slice_ms,
+                                  "last_write",
                                   d->snap_at ? json_integer(d->snap_at) : json_null(), "loaded_nodes",
                                   (json_int_t)d->loaded_nodes, "last_error", d->snap_error[0] ? d->snap_error : NULL));
     p2p_call_reply(call, o);
@@ -748,7 +758,9 @@ static void snap_work(uv_work_t *w)
 {
     snap_job *j = w->data;
     uint64_t t0 = uv_hrtime();
-    j->rc = dstore_write_file(j->path, j->raw, j->len, &j->file_bytes, j->err, sizeof j->err);
+    dsnap_seal(&j->snap);
+    j->raw_bytes = dsnap_bytes(&j->snap);
+    j->rc = dstore_write_file(j->path, &j->snap, &j->file_bytes, j->err, sizeof j->err);
     j->t0 = uv_hrtime() - t0;
 }
 
@@ -763,7 +775,7 @@ static void snap_after(uv_work_t *w, int status)
     if (j->rc == 0) {
         d->snap_writes++;
         d->snap_bytes = j->file_bytes;
-        d->snap_raw_bytes = j->len;
+        d->snap_raw_bytes = j->raw_bytes;
         d->snap_at = now_s();
         d->snap_error[0] = '\0';
     } else {
@@ -772,7 +784,7 @@ static void snap_after(uv_work_t *w, int status)
         snprintf(d->snap_error, sizeof d->snap_error, "%s", j->err);
         p2p_log(d->ctx, P2P_LOG_ERROR, "metrics_dashboard", "metrics snapshot: %s", j->err);
     }
-    free(j->raw);
+    dsnap_free(&j->snap);
     free(j->path);
     free(j);
     if (d->snap_again) { /* a stop asked while this one ran: its data is newer */
@@ -781,25 +793,60 @@ static void snap_after(uv_work_t *w, int status)
     }
 }
 
-static void snapshot(dash *d)
+/* Copies up to `max` more nodes; when the table is done, hands the snapshot to the pool. */
+static void build_some(dash *d, size_t max)
 {
-    if (d->snap_inflight) {
-        d->snap_again = !d->running;
-        return;
-    }
+    snap_job *j = d->building;
     uint64_t t0 = uv_hrtime();
-    snap_job *j = p2p__xcalloc(1, sizeof(*j));
-    j->w.data = j;
-    j->d = d;
-    j->raw = dstore_serialize(&d->store, &j->len);
-    j->path = p2p__xstrdup(d->path);
-    d->snap_loop_ms = (double)(uv_hrtime() - t0) / 1e6;
-    d->dirty = 0;
+    for (size_t k = 0; k < max && d->build_next < d->store.n; k++)
+        dsnap_add_node(&j->snap, d->store.nodes[d->build_next++]);
+    uint64_t dt = uv_hrtime() - t0;
+    d->build_ns += dt;
+    if ((double)dt / 1e6 > d->snap_slice_ms)
+        d->snap_slice_ms = (double)dt / 1e6;
+    if (d->build_next < d->store.n)
+        return; /* more on the next loop turn (on_build_turn) */
+    dsnap_finish(&j->snap);
+    d->building = NULL;
+    d->snap_loop_ms = (double)d->build_ns / 1e6;
     d->snap_inflight = 1;
     if (uv_queue_work(d->ctx->loop, &j->w, snap_work, snap_after) != 0) {
         snap_work(&j->w);
         snap_after(&j->w, 0);
     }
+}
+
+static void on_build_turn(uv_timer_t *t)
+{
+    dash *d = t->data;
+    if (!d->building)
+        return;
+    build_some(d, SNAP_NODES_PER_TURN);
+    if (d->building && d->build_timer_open)
+        uv_timer_start(&d->build_timer, on_build_turn, 0, 0);
+}
+
+static void snapshot(dash *d)
+{
+    if (d->snap_inflight || d->building) {
+        d->snap_again = d->snap_again || !d->running;
+        if (d->building && !d->running)
+            build_some(d, SIZE_MAX); /* stopping: finish it now */
+        return;
+    }
+    snap_job *j = p2p__xcalloc(1, sizeof(*j));
+    j->w.data = j;
+    j->d = d;
+    j->path = p2p__xstrdup(d->path);
+    dsnap_begin(&j->snap);
+    d->building = j;
+    d->build_next = 0;
+    d->build_ns = 0;
+    d->dirty = 0;
+    if (d->running && d->build_timer_open)
+        on_build_turn(&d->build_timer);
+    else
+        build_some(d, SIZE_MAX); /* at stop: in one go */
 }
 
 static void load_snapshot(dash *d)
@@ -873,6 +920,9 @@ static int dash_start(p2p_component *c, char **err)
     uv_timer_start(&d->tick, on_tick, 1000, 1000);
     uv_unref((uv_handle_t *)&d->tick);
     d->tick_open = 1;
+    uv_timer_init(ctx->loop, &d->build_timer);
+    d->build_timer.data = d;
+    d->build_timer_open = 1;
     d->running = 1;
     return 0;
 }
@@ -886,7 +936,11 @@ static void dash_stop(p2p_component *c)
         uv_close((uv_handle_t *)&d->tick, NULL);
         d->tick_open = 0;
     }
-    snapshot(d); /* the drain after stop runs it */
+    if (d->build_timer_open) {
+        uv_close((uv_handle_t *)&d->build_timer, NULL);
+        d->build_timer_open = 0;
+    }
+    snapshot(d); /* the last one: copied now, written by the drain after stop */
 }
 
 static const p2p_component_ops dash_ops = {

@@ -199,51 +199,117 @@ static int take_map(vctx *c, const char *where, json_t *in, const char *member, 
     return 0;
 }
 
-static json_t *check_sample(vctx *c, json_t *in, size_t idx, int64_t now_s)
+/* ---- samples, checked in place (no second tree per report) ---------------------------- */
+
+static const numdef *find_def(const numdef *defs, size_t n, const char *k)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(defs[i].name, k) == 0)
+            return &defs[i];
+    return NULL;
+}
+
+/* Checks member `k` = `v` of `obj` against `d`; an integer kind given as a
+ * real becomes an integer. */
+static int num_inplace(vctx *c, const char *where, json_t *obj, const char *k, json_t *v, const numdef *d)
+{
+    if (json_is_null(v))
+        return 0;
+    if (!json_is_number(v))
+        return fail(c, "%s: %s must be a number or null", where, d->name);
+    double x = json_number_value(v);
+    if (!isfinite(x) || x < d->lo || x > d->hi)
+        return fail(c, "%s: %s must be in %.0f..%.0f", where, d->name, d->lo, d->hi);
+    if (d->integer && !json_is_integer(v))
+        json_object_set_new(obj, k, json_integer((json_int_t)x)); /* replaces the value: iteration stays valid */
+    return 0;
+}
+
+/* Every member of `obj` is one of `defs` (checked) or goes. */
+static int nums_inplace(vctx *c, const char *where, json_t *obj, const numdef *defs, size_t ndefs)
+{
+    const char *k;
+    json_t *v;
+    void *tmp;
+    json_object_foreach_safe(obj, tmp, k, v)
+    {
+        const numdef *d = find_def(defs, ndefs, k);
+        if (!d)
+            json_object_del(obj, k);
+        else if (num_inplace(c, where, obj, k, v, d) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int map_inplace(vctx *c, const char *where, const char *member, json_t *m, size_t max, size_t keymax,
+                       const numdef *defs, size_t ndefs)
+{
+    if (json_is_null(m))
+        return 0;
+    if (!json_is_object(m))
+        return fail(c, "%s: %s must be an object", where, member);
+    if (json_object_size(m) > max)
+        return fail(c, "%s: %s has more than %zu entries", where, member, max);
+    char w[96];
+    snprintf(w, sizeof w, "%s: %s", where, member);
+    const char *k;
+    json_t *v;
+    json_object_foreach(m, k, v)
+    {
+        if (!key_ok(k, keymax))
+            return fail(c, "%s: a name is empty, longer than %zu bytes or has control characters", w, keymax);
+        if (!json_is_object(v))
+            return fail(c, "%s: each entry must be an object", w);
+        if (nums_inplace(c, w, v, defs, ndefs) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Validates sample `in` (owned by the caller, changed in place: unknown members
+ * dropped, integer kinds made integers). 0 or -1. */
+static int check_sample(vctx *c, json_t *in, size_t idx, int64_t now_s)
 {
     char where[32];
     snprintf(where, sizeof where, "samples[%zu]", idx);
-    if (!json_is_object(in)) {
-        fail(c, "%s must be an object", where);
-        return NULL;
-    }
+    if (!json_is_object(in))
+        return fail(c, "%s must be an object", where);
     json_t *t = json_object_get(in, "t");
-    if (!json_is_integer(t)) {
-        fail(c, "%s: t (unix seconds, integer) is required", where);
-        return NULL;
-    }
+    if (!json_is_integer(t))
+        return fail(c, "%s: t (unix seconds, integer) is required", where);
     json_int_t ts = json_integer_value(t);
-    if (ts < now_s - MREPORT_MAX_PAST_S || ts > now_s + MREPORT_MAX_FUTURE_S || ts <= 0 || ts > UINT32_MAX) {
-        fail(c, "%s: t is more than 31 days old or more than %d s ahead of the coordinator's clock", where,
-             MREPORT_MAX_FUTURE_S);
-        return NULL;
+    if (ts < now_s - MREPORT_MAX_PAST_S || ts > now_s + MREPORT_MAX_FUTURE_S || ts <= 0 || ts > UINT32_MAX)
+        return fail(c, "%s: t is more than 31 days old or more than %d s ahead of the coordinator's clock", where,
+                    MREPORT_MAX_FUTURE_S);
+    const char *k;
+    json_t *v;
+    void *tmp;
+    json_object_foreach_safe(in, tmp, k, v)
+    {
+        const numdef *d;
+        int r = 0;
+        if (!strcmp(k, "t"))
+            continue;
+        if ((d = find_def(sample_nums, N(sample_nums), k)) != NULL)
+            r = num_inplace(c, where, in, k, v, d);
+        else if (!strcmp(k, "disks"))
+            r = map_inplace(c, where, k, v, MREPORT_MAX_DISKS, 255, disk_nums, N(disk_nums));
+        else if (!strcmp(k, "nets"))
+            r = map_inplace(c, where, k, v, MREPORT_MAX_NETS, 32, net_nums, N(net_nums));
+        else if (!strcmp(k, "rpc"))
+            r = map_inplace(c, where, k, v, MREPORT_MAX_RPC, 128, rpc_nums, N(rpc_nums));
+        else if (!strcmp(k, "gossip")) {
+            if (!json_is_null(v) && !json_is_object(v))
+                r = fail(c, "%s: gossip must be an object", where);
+            else if (json_is_object(v))
+                r = nums_inplace(c, where, v, gossip_nums, N(gossip_nums));
+        } else
+            json_object_del(in, k); /* a newer node's member: not ours to keep */
+        if (r != 0)
+            return -1;
     }
-    json_t *out = json_pack("{s:I}", "t", ts);
-    for (size_t i = 0; i < N(sample_nums); i++)
-        if (take_num(c, where, in, &sample_nums[i], out) != 0)
-            goto bad;
-    if (take_map(c, where, in, "disks", MREPORT_MAX_DISKS, 255, disk_nums, N(disk_nums), out) ||
-        take_map(c, where, in, "nets", MREPORT_MAX_NETS, 32, net_nums, N(net_nums), out) ||
-        take_map(c, where, in, "rpc", MREPORT_MAX_RPC, 128, rpc_nums, N(rpc_nums), out))
-        goto bad;
-    json_t *g = json_object_get(in, "gossip");
-    if (g && !json_is_null(g)) {
-        if (!json_is_object(g)) {
-            fail(c, "%s: gossip must be an object", where);
-            goto bad;
-        }
-        json_t *go = json_object();
-        for (size_t i = 0; i < N(gossip_nums); i++)
-            if (take_num(c, where, g, &gossip_nums[i], go) != 0) {
-                json_decref(go);
-                goto bad;
-            }
-        json_object_set_new(out, "gossip", go);
-    }
-    return out;
-bad:
-    json_decref(out);
-    return NULL;
+    return 0;
 }
 
 static int str_member(vctx *c, const char *where, json_t *in, const char *name, size_t max, int required,
@@ -403,11 +469,12 @@ int mreport_decode(json_t *params, int64_t now_s, mreport *out, char *err, size_
     if (plain == packed)
         return fail(&c, "give either samples or encoding/size/data"), -EINVAL;
     if (plain) {
-        in_samples = json_incref(json_object_get(params, "samples"));
-        if (!json_is_array(in_samples)) {
-            json_decref(in_samples);
+        json_t *given = json_object_get(params, "samples");
+        if (!json_is_array(given))
             return fail(&c, "samples must be an array"), -EINVAL;
-        }
+        if (json_array_size(given) > MREPORT_MAX_SAMPLES)
+            return fail(&c, "at most %d samples per report", MREPORT_MAX_SAMPLES), -EINVAL;
+        in_samples = json_deep_copy(given); /* checked in place: not the caller's */
     } else if (!(in_samples = inflate_samples(&c, params))) {
         return -EINVAL;
     }
@@ -415,15 +482,14 @@ int mreport_decode(json_t *params, int64_t now_s, mreport *out, char *err, size_
         fail(&c, "at most %d samples per report", MREPORT_MAX_SAMPLES);
         goto bad;
     }
-    samples = json_array();
     size_t i;
     json_array_foreach(in_samples, i, v)
     {
-        json_t *s = check_sample(&c, v, i, now_s);
-        if (!s)
+        if (check_sample(&c, v, i, now_s) != 0)
             goto bad;
-        json_array_append_new(samples, s);
     }
+    samples = in_samples;
+    in_samples = NULL;
     json_t *sv = json_object_get(params, "services");
     if (sv && !json_is_null(sv)) {
         if (!json_is_array(sv) || json_array_size(sv) > MREPORT_MAX_SERVICES) {
@@ -439,7 +505,6 @@ int mreport_decode(json_t *params, int64_t now_s, mreport *out, char *err, size_
             json_array_append_new(services, s);
         }
     }
-    json_decref(in_samples);
     memset(out, 0, sizeof(*out));
     snprintf(out->node_id, sizeof out->node_id, "%s", json_string_value(id));
     snprintf(out->version, sizeof out->version, "%s", json_is_string(ver) ? json_string_value(ver) : "");

@@ -17,7 +17,7 @@
 #include "core/util.h"
 
 #define RAW_MAGIC "P2PMH001"
-#define FILE_MAGIC "P2PMHZ01"
+#define FILE_MAGIC "P2PMHZ02"
 #define MAX_RAW ((size_t)1 << 31)
 #define MAX_NODE_JSON (4u << 20)
 
@@ -87,9 +87,67 @@ void dstore_free(dstore *s)
 
 /* ---- raw form ------------------------------------------------------------------------- */
 
-static uint64_t fnv1a(const uint8_t *p, size_t n)
+static uint8_t *put_bytes(uint8_t *o, const void *src, size_t n)
 {
-    uint64_t h = 1469598103934665603ULL;
+    memcpy(o, src, n);
+    return o + n;
+}
+
+static void add_chunk(dsnap *s, uint8_t *p, size_t n)
+{
+    if (s->n == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 64;
+        s->chunks = p2p__xrealloc(s->chunks, s->cap * sizeof(*s->chunks));
+    }
+    s->chunks[s->n++] = (dchunk){p, n};
+}
+
+void dsnap_begin(dsnap *s)
+{
+    memset(s, 0, sizeof(*s));
+    add_chunk(s, NULL, 0); /* the header, once the count is known */
+}
+
+void dsnap_add_node(dsnap *s, const dnode *d)
+{
+    uint16_t il = (uint16_t)strlen(d->id), vl = (uint16_t)strlen(d->version);
+    json_t *j = json_pack("{s:O?, s:O?}", "latest", d->latest, "services", d->services);
+    char *text = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(10));
+    json_decref(j);
+    uint32_t jl = text ? (uint32_t)strlen(text) : 0;
+    size_t sb = mt_series_bytes();
+    size_t n = 2 + il + 2 + vl + 8 + 4 + jl + sb;
+    uint8_t *p = p2p__xmalloc(n), *o = p; /* exactly its size: no growing copies */
+    o = put_bytes(o, &il, 2);
+    o = put_bytes(o, d->id, il);
+    o = put_bytes(o, &vl, 2);
+    o = put_bytes(o, d->version, vl);
+    o = put_bytes(o, &d->last_report, 8);
+    o = put_bytes(o, &jl, 4);
+    o = put_bytes(o, text ? text : "", jl);
+    free(text);
+    mt_series_save(&d->series, o);
+    add_chunk(s, p, n);
+    s->count++;
+}
+
+void dsnap_finish(dsnap *s)
+{
+    uint8_t *h = p2p__xmalloc(24), *o = h;
+    uint32_t order = 0x01020304u, nm = MT_NMETRICS, sb = (uint32_t)mt_series_bytes();
+    o = put_bytes(o, RAW_MAGIC, 8);
+    o = put_bytes(o, &order, 4);
+    o = put_bytes(o, &nm, 4);
+    o = put_bytes(o, &sb, 4);
+    put_bytes(o, &s->count, 4);
+    free(s->chunks[0].p);
+    s->chunks[0] = (dchunk){h, 24};
+}
+
+#define FNV_OFFSET 1469598103934665603ULL
+
+static uint64_t fnv1a_more(uint64_t h, const uint8_t *p, size_t n)
+{
     for (size_t i = 0; i < n; i++) {
         h ^= p[i];
         h *= 1099511628211ULL;
@@ -97,63 +155,47 @@ static uint64_t fnv1a(const uint8_t *p, size_t n)
     return h;
 }
 
-typedef struct wbuf {
-    uint8_t *p;
-    size_t n, cap;
-} wbuf;
-
-static void put(wbuf *b, const void *src, size_t n)
+void dsnap_seal(dsnap *s)
 {
-    if (b->n + n > b->cap) {
-        while (b->n + n > b->cap)
-            b->cap = b->cap ? b->cap * 2 : 65536;
-        b->p = p2p__xrealloc(b->p, b->cap);
-    }
-    memcpy(b->p + b->n, src, n);
-    b->n += n;
+    uint64_t h = FNV_OFFSET;
+    for (size_t i = 0; i < s->n; i++)
+        h = fnv1a_more(h, s->chunks[i].p, s->chunks[i].n);
+    uint8_t *t = p2p__xmalloc(8);
+    memcpy(t, &h, 8);
+    add_chunk(s, t, 8);
 }
 
-static void put_u16(wbuf *b, uint16_t v) { put(b, &v, sizeof v); }
-static void put_u32(wbuf *b, uint32_t v) { put(b, &v, sizeof v); }
+size_t dsnap_bytes(const dsnap *s)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < s->n; i++)
+        n += s->chunks[i].n;
+    return n;
+}
+
+void dsnap_free(dsnap *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        free(s->chunks[i].p);
+    free(s->chunks);
+    memset(s, 0, sizeof(*s));
+}
 
 uint8_t *dstore_serialize(const dstore *s, size_t *len)
 {
-    wbuf b = {0};
-    size_t sb = mt_series_bytes();
-    b.cap = 64 + s->n * (sb + 1024);
-    b.p = p2p__xmalloc(b.cap);
-    put(&b, RAW_MAGIC, 8);
-    put_u32(&b, 0x01020304u);
-    put_u32(&b, MT_NMETRICS);
-    put_u32(&b, (uint32_t)sb);
-    put_u32(&b, (uint32_t)s->n);
-    for (size_t i = 0; i < s->n; i++) {
-        const dnode *d = s->nodes[i];
-        uint16_t il = (uint16_t)strlen(d->id), vl = (uint16_t)strlen(d->version);
-        put_u16(&b, il);
-        put(&b, d->id, il);
-        put_u16(&b, vl);
-        put(&b, d->version, vl);
-        put(&b, &d->last_report, sizeof d->last_report);
-        json_t *j = json_pack("{s:O?, s:O?}", "latest", d->latest, "services", d->services);
-        char *text = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(10));
-        json_decref(j);
-        uint32_t jl = text ? (uint32_t)strlen(text) : 0;
-        put_u32(&b, jl);
-        put(&b, text ? text : "", jl);
-        free(text);
-        if (b.n + sb > b.cap) {
-            while (b.n + sb > b.cap)
-                b.cap *= 2;
-            b.p = p2p__xrealloc(b.p, b.cap);
-        }
-        mt_series_save(&d->series, b.p + b.n);
-        b.n += sb;
-    }
-    uint64_t h = fnv1a(b.p, b.n);
-    put(&b, &h, sizeof h);
-    *len = b.n;
-    return b.p;
+    dsnap sn;
+    dsnap_begin(&sn);
+    for (size_t i = 0; i < s->n; i++)
+        dsnap_add_node(&sn, s->nodes[i]);
+    dsnap_finish(&sn);
+    dsnap_seal(&sn);
+    size_t n = dsnap_bytes(&sn);
+    uint8_t *out = p2p__xmalloc(n ? n : 1), *o = out;
+    for (size_t i = 0; i < sn.n; i++)
+        o = put_bytes(o, sn.chunks[i].p, sn.chunks[i].n);
+    dsnap_free(&sn);
+    *len = n;
+    return out;
 }
 
 typedef struct rbuf {
@@ -194,7 +236,7 @@ int dstore_deserialize(dstore *s, const uint8_t *buf, size_t len, char *err, siz
     }
     uint64_t h;
     memcpy(&h, buf + len - 8, 8);
-    if (fnv1a(buf, len - 8) != h) {
+    if (fnv1a_more(FNV_OFFSET, buf, len - 8) != h) {
         why = "checksum mismatch";
         goto bad;
     }
@@ -280,36 +322,49 @@ static int write_all(int fd, const uint8_t *p, size_t n)
     return 0;
 }
 
-int dstore_write_file(const char *path, const uint8_t *raw, size_t len, size_t *file_bytes, char *err,
-                      size_t errlen)
+int dstore_write_file(const char *path, const dsnap *snap, size_t *file_bytes, char *err, size_t errlen)
 {
-    if (len > (size_t)LZ4_MAX_INPUT_SIZE) {
-        snprintf(err, errlen, "snapshot too large (%zu bytes)", len);
-        return -EFBIG;
-    }
-    int cap = LZ4_compressBound((int)len);
-    uint8_t *z = p2p__xmalloc((size_t)cap + 16);
-    memcpy(z, FILE_MAGIC, 8);
-    uint64_t rl = len;
-    memcpy(z + 8, &rl, 8);
-    int zn = LZ4_compress_default((const char *)raw, (char *)z + 16, (int)len, cap);
-    if (zn <= 0) {
-        free(z);
-        snprintf(err, errlen, "compression failed");
-        return -EIO;
-    }
     char *tmp = p2p__xasprintf("%s.tmp", path);
+    uint8_t *z = NULL;
+    size_t zcap = 0, total = 8;
     int r = 0;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) {
         r = -errno;
-    } else {
-        r = write_all(fd, z, (size_t)zn + 16);
-        if (r == 0 && fdatasync(fd) != 0)
-            r = -errno;
-        if (close(fd) != 0 && r == 0)
-            r = -errno;
+        goto out;
     }
+    r = write_all(fd, (const uint8_t *)FILE_MAGIC, 8);
+    for (size_t i = 0; r == 0 && i < snap->n; i++) {
+        const dchunk *c = &snap->chunks[i];
+        if (c->n > (size_t)LZ4_MAX_INPUT_SIZE) {
+            r = -EFBIG;
+            break;
+        }
+        size_t cap = (size_t)LZ4_compressBound((int)c->n) + 8;
+        if (cap > zcap) {
+            zcap = cap;
+            z = p2p__xrealloc(z, zcap);
+        }
+        int zn = LZ4_compress_default((const char *)c->p, (char *)z + 8, (int)c->n, (int)(cap - 8));
+        if (zn <= 0) {
+            r = -EIO;
+            break;
+        }
+        uint32_t rl = (uint32_t)c->n, zl = (uint32_t)zn;
+        memcpy(z, &rl, 4);
+        memcpy(z + 4, &zl, 4);
+        r = write_all(fd, z, (size_t)zn + 8);
+        total += (size_t)zn + 8;
+    }
+    if (r == 0) {
+        uint8_t end[8] = {0};
+        r = write_all(fd, end, 8);
+        total += 8;
+    }
+    if (r == 0 && fdatasync(fd) != 0)
+        r = -errno;
+    if (close(fd) != 0 && r == 0)
+        r = -errno;
     if (r == 0 && rename(tmp, path) != 0)
         r = -errno;
     if (r == 0) {
@@ -324,12 +379,13 @@ int dstore_write_file(const char *path, const uint8_t *raw, size_t len, size_t *
     } else {
         unlink(tmp);
     }
+out:
     if (r != 0)
         snprintf(err, errlen, "cannot write %s: %s", path, strerror(-r));
     else if (file_bytes)
-        *file_bytes = (size_t)zn + 16;
-    free(tmp);
+        *file_bytes = total;
     free(z);
+    free(tmp);
     return r;
 }
 
@@ -342,7 +398,7 @@ int dstore_read_file(const char *path, uint8_t **raw, size_t *len, char *err, si
         return -e;
     }
     struct stat st;
-    if (fstat(fd, &st) != 0 || st.st_size < 16 || (uint64_t)st.st_size > (uint64_t)LZ4_MAX_INPUT_SIZE) {
+    if (fstat(fd, &st) != 0 || st.st_size < 16 || (uint64_t)st.st_size > (uint64_t)MAX_RAW) {
         close(fd);
         snprintf(err, errlen, "%s: not a metrics snapshot (size)", path);
         return -EINVAL;
@@ -358,22 +414,54 @@ int dstore_read_file(const char *path, uint8_t **raw, size_t *len, char *err, si
         got += (size_t)r;
     }
     close(fd);
-    uint64_t rl;
-    memcpy(&rl, z + 8, 8);
-    if (got != n || memcmp(z, FILE_MAGIC, 8) != 0 || rl == 0 || rl > MAX_RAW) {
+    /* first pass: the blocks' framing and the raw size */
+    size_t off = 8, total = 0;
+    int ok = got == n && memcmp(z, FILE_MAGIC, 8) == 0;
+    while (ok) {
+        uint32_t rl, zl;
+        if (n - off < 8) {
+            ok = 0;
+            break;
+        }
+        memcpy(&rl, z + off, 4);
+        memcpy(&zl, z + off + 4, 4);
+        off += 8;
+        if (!rl && !zl)
+            break;
+        if (!rl || !zl || zl > n - off || rl > MAX_RAW - total || rl > (uint32_t)LZ4_MAX_INPUT_SIZE) {
+            ok = 0;
+            break;
+        }
+        total += rl;
+        off += zl;
+    }
+    if (!ok || off != n || total == 0) {
         free(z);
-        snprintf(err, errlen, "%s: not a metrics snapshot", path);
+        snprintf(err, errlen, "%s: not a metrics snapshot (framing)", path);
         return -EINVAL;
     }
-    uint8_t *out = p2p__xmalloc((size_t)rl);
-    int dn = LZ4_decompress_safe((const char *)z + 16, (char *)out, (int)(n - 16), (int)rl);
+    uint8_t *out = p2p__xmalloc(total);
+    size_t o = 0;
+    off = 8;
+    for (;;) {
+        uint32_t rl, zl;
+        memcpy(&rl, z + off, 4);
+        memcpy(&zl, z + off + 4, 4);
+        off += 8;
+        if (!rl && !zl)
+            break;
+        int dn = LZ4_decompress_safe((const char *)z + off, (char *)out + o, (int)zl, (int)rl);
+        if (dn < 0 || (uint32_t)dn != rl) {
+            free(z);
+            free(out);
+            snprintf(err, errlen, "%s: damaged (a block does not inflate)", path);
+            return -EINVAL;
+        }
+        o += rl;
+        off += zl;
+    }
     free(z);
-    if (dn < 0 || (uint64_t)dn != rl) {
-        free(out);
-        snprintf(err, errlen, "%s: damaged (does not inflate)", path);
-        return -EINVAL;
-    }
     *raw = out;
-    *len = (size_t)rl;
+    *len = total;
     return 0;
 }
