@@ -57,6 +57,7 @@ typedef struct http_conn {
     uv_write_t *failed_req;
     uv_write_cb failed_cb;
     int failed_status;
+    uv_read_cb h2o_read_cb; /* h2o's, behind on_conn_read (server.c) */
     int fd;
     char peer_node[64]; /* CN of a verified client certificate, "" without one */
     /* limits.c: what the client sent, and what waits for it to read */

@@ -13,6 +13,7 @@
  * no connection is left or the grace period ends.
  */
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,6 +87,42 @@ static void forget_failed_write(http_conn *c)
         }
     }
     c->failed_req = NULL;
+}
+
+/* ---- h2o 2.2 + libuv: a read that found nothing is not an error ---------------
+ *
+ * libuv calls a stream's read callback with nread == 0 when read(2) says EAGAIN
+ * (it reads in a loop and reports the empty read that ends it, e.g. after data
+ * that exactly filled the buffers). h2o 2.2.5's TLS reader (on_read_ssl) counts
+ * every nread <= 0 as "I/O error" and closes the connection. HTTP requests
+ * rarely fill the buffer exactly; a WebSocket client that streams does, and
+ * lost its connection within seconds. We interpose uv_read_start (as uv_write
+ * above) for our connections and drop the empty reads before h2o sees them. */
+static void on_conn_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    http_conn *c = (http_conn *)stream;
+    if (nread == 0)
+        return; /* EAGAIN: nothing now; libuv calls again when there is */
+    c->h2o_read_cb(stream, nread, buf);
+}
+
+P2P_EXTERN int uv_read_start(uv_stream_t *stream, uv_alloc_cb alloc_cb, uv_read_cb read_cb)
+{
+    static int (*real)(uv_stream_t *, uv_alloc_cb, uv_read_cb);
+    if (!real) {
+        void *f = dlsym(RTLD_NEXT, "uv_read_start");
+        memcpy(&real, &f, sizeof(real)); /* object pointer to function pointer, as POSIX allows */
+        if (!real)
+            return UV_ENOSYS;
+    }
+    /* only server connections made by on_accept are http_conn records (the node
+     * reads no other TCP stream through libuv) */
+    http_conn *c = (http_conn *)stream;
+    if (stream->type == UV_TCP && read_cb && c->magic == HTTP_CONN_MAGIC) {
+        c->h2o_read_cb = read_cb;
+        return real(stream, alloc_cb, on_conn_read);
+    }
+    return real(stream, alloc_cb, read_cb);
 }
 
 /* ---- responses ------------------------------------------------------------ */

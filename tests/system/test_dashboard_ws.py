@@ -194,11 +194,9 @@ def test_resume_after_reconnect_gets_the_missed_deltas(cluster):
     ws.close()
 
 
-@pytest.mark.skip(reason="not yet working: with the client flooding pings and never reading, the coordinator "
-                         "stops reading that socket before its unsent bytes reach the cap (under investigation)")
 def test_a_socket_that_never_reads_is_cut_off_and_others_go_on(cluster):
     c, _ = cluster
-    slow = WS(c, rcvbuf=4096)
+    slow = WS(c)  # (a tiny SO_RCVBUF here stalls the test client's own TCP, not the node)
     slow.auth(c.new_token(role="viewer"))
     good = connect(c)
     assert good.recv()["type"] == "initial"
@@ -207,16 +205,17 @@ def test_a_socket_that_never_reads_is_cut_off_and_others_go_on(cluster):
     t0 = time.monotonic()
     cut = False
     try:
-        while time.monotonic() - t0 < 20:
+        while time.monotonic() - t0 < 40:
             for _ in range(500):
                 slow.send_frame(1, ping)
             r = c.get("/health", auth=False)
             assert r.status == 200
     except (BrokenPipeError, ConnectionResetError, socket.timeout, OSError) as e:
         cut = True
-        print("cut:", repr(e), time.monotonic() - t0)
+        print(f"cut off after {time.monotonic() - t0:.1f} s: {e!r}")
     assert cut, "the socket that never reads was not closed"
-    assert "too slow" in c.stderr() or "unread" in c.stderr()
+    assert c.wait_for_log("[dashboard] closing the dashboard socket", 5), \
+        [l for l in c.stderr().splitlines() if "WARN" in l][-5:]
     # the other socket still works and gets deltas
     good.send({"type": "ping"})
     assert good.wait_for(lambda x: x["type"] == "pong", 5, "pong on the good socket")

@@ -715,7 +715,7 @@ static void test_key_table(void **state)
         for (size_t j = 0; j < n; j++) assert_string_not_equal(p2p_config_key(j)->name, k->name);
         n++;
     }
-    assert_int_equal(n, 72);
+    assert_int_equal(n, 76); /* the metrics keys and the four dashboard_ws_* keys */
     assert_null(p2p_config_key(1000));
     /* every key appears in --print-config */
     p2p_config cfg;
