@@ -2,9 +2,13 @@
 // one generated C source for src/web/static.c: each asset raw and gzip-precompressed, the
 // page at "/dashboard" (Cache-Control: no-cache) and every other file under
 // "/dashboard/static/<name>.<hash>.<ext>" (content-hashed: cached for a year, immutable).
-// References between files are rewritten to the hashed names: "static/NAME" in the HTML and
-// CSS, "./NAME.js" imports in the JS modules (hashed after their own imports, so a change
-// anywhere changes every name that depends on it).
+// The page loads few files (a handful of requests, under the per-client rate limit even
+// when nothing is cached): each `<!-- bundle:css -->` / `<!-- bundle:js -->` block of
+// index.html becomes one file, the CSS concatenated, the scripts concatenated with the JS
+// modules folded into one script (each module in its own function scope, imports bound to
+// the exports of the modules before it; the sources use only `import { a, b } from
+// './x.js'` and `export function|const|class`). "static/NAME" references are rewritten to
+// the hashed names. Served as-is, index.html also works unbundled (tests/browser/fakeapi.mjs).
 //   node web/embed.mjs SRC_DIR NODE_MODULES_DIR OUT.c
 import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync, writeFileSync, existsSync, mkdirSync, renameSync } from 'node:fs';
@@ -38,19 +42,63 @@ if (!files.has('index.html')) {
   process.exit(1);
 }
 
+// ---- bundling ------------------------------------------------------------------------
+const IMPORT_LINE = /^import\s*\{([^}]*)\}\s*from\s*['"]\.\/([A-Za-z0-9_.-]+\.js)['"];?[ \t]*$/gm;
+const EXPORT_NAME = /^export\s+(?:async\s+)?(?:function\*?|const|let|class)\s+([A-Za-z_$][\w$]*)/gm;
+function bundleModules(entry) {
+  const order = [], state = new Map();
+  const visit = (name, stack) => {
+    if (state.get(name) === 2) return;
+    if (state.get(name) === 1) throw new Error(`embed: import cycle ${[...stack, name].join(' -> ')}`);
+    if (!files.has(name)) throw new Error(`embed: ${stack.at(-1)} imports ${name}, which is not in ${src}`);
+    state.set(name, 1);
+    const text = files.get(name).toString('utf8');
+    for (const m of text.matchAll(IMPORT_LINE)) visit(m[2], [...stack, name]);
+    if (/^\s*(import|export)\b/m.test(text.replace(IMPORT_LINE, '').replace(EXPORT_NAME, ''))) {
+      throw new Error(`embed: ${name} has an import or export form the bundler does not fold`);
+    }
+    state.set(name, 2);
+    order.push(name);
+  };
+  visit(entry, []);
+  const id = (n) => `__m_${n.replace(/\.js$/, '').replace(/[^A-Za-z0-9_]/g, '_')}`;
+  return order.map((n) => {
+    const text = files.get(n).toString('utf8');
+    const names = [...text.matchAll(EXPORT_NAME)].map((m) => m[1]);
+    const body = text.replace(IMPORT_LINE, (m, list, dep) => `const {${list}} = ${id(dep)};`).replace(/^export\s+/gm, '');
+    return `const ${id(n)} = (() => {\n'use strict';\n// ${n}\n${body}\nreturn { ${names.join(', ')} };\n})();\n`;
+  }).join('');
+}
+
+let html = files.get('index.html').toString('utf8');
+html = html.replace(/<!-- bundle:(css|js) -->([\s\S]*?)<!-- \/bundle -->/g, (m, kind, block) => {
+  const parts = [];
+  if (kind === 'css') {
+    for (const x of block.matchAll(/<link[^>]*href="static\/([^"]+)"[^>]*>/g)) parts.push(files.get(x[1]).toString('utf8'));
+    files.set('dashboard.css', Buffer.from(parts.join('\n')));
+    return '<link rel="stylesheet" href="static/dashboard.css">';
+  }
+  for (const x of block.matchAll(/<script([^>]*)src="static\/([^"]+)"[^>]*><\/script>/g)) {
+    if (!files.has(x[2])) throw new Error(`embed: index.html loads ${x[2]}, which is not in ${src}`);
+    parts.push(/type="module"/.test(x[1]) ? bundleModules(x[2]) : files.get(x[2]).toString('utf8'));
+  }
+  files.set('dashboard.js', Buffer.from(parts.join('\n;\n')));
+  return '<script src="static/dashboard.js" defer></script>';
+});
+html = html.replace(/<link rel="modulepreload"[^>]*>\n?/g, '');
+files.set('index.html', Buffer.from(html));
+
+// ---- hashing: only what the page references is embedded ------------------------------
 const hashed = new Map(); // name -> hashed name
 const bodies = new Map(); // name -> rewritten Buffer
-const IMPORT = /(\bfrom\s*|\bimport\s*\(?\s*)(['"])\.\/([A-Za-z0-9_.-]+\.js)\2/g;
 const STATIC = /static\/([A-Za-z0-9_.-]+\.[a-z]+)/g;
 function resolve(name, stack = []) {
   if (hashed.has(name)) return hashed.get(name);
   if (!files.has(name)) throw new Error(`embed: ${stack.at(-1) ?? '?'} refers to ${name}, which is not in ${src}`);
-  if (stack.includes(name)) throw new Error(`embed: import cycle ${[...stack, name].join(' -> ')}`);
+  if (stack.includes(name)) throw new Error(`embed: reference cycle ${[...stack, name].join(' -> ')}`);
   let body = files.get(name);
   const ext = extname(name);
-  if (ext === '.js' && !name.startsWith('uPlot')) {
-    body = Buffer.from(body.toString('utf8').replace(IMPORT, (m, pre, q, dep) => `${pre}${q}./${resolve(dep, [...stack, name])}${q}`));
-  } else if (ext === '.css' || ext === '.html') {
+  if (ext === '.css' || ext === '.html') {
     body = Buffer.from(body.toString('utf8').replace(STATIC, (m, dep) => `/dashboard/static/${resolve(dep, [...stack, name])}`));
   }
   bodies.set(name, body);
@@ -60,10 +108,6 @@ function resolve(name, stack = []) {
   return hn;
 }
 resolve('index.html');
-for (const n of files.keys()) if (n !== 'index.html' && !hashed.has(n)) {
-  console.error(`embed: note: ${n} is not referenced; embedded anyway`);
-  resolve(n);
-}
 
 function carray(id, buf) {
   const lines = [];

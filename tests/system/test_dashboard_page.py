@@ -52,11 +52,11 @@ def test_assets_are_hashed_immutable_and_typed(node):
         assert r.headers["Cache-Control"] == "public, max-age=31536000, immutable", n
         assert r.headers["Content-Type"] == types[n[n.rindex("."):]], n
         security_headers_ok(r, node)
-    # the JS modules import each other by hashed name too: every module the app loads exists
-    app = next(n for n in names if "/app." in n)
-    body = anon(node, "GET", app).text
-    for dep in re.findall(r"from '\./([^']+)'", body):
-        assert anon(node, "GET", "/dashboard/static/" + dep).status == 200, dep
+    # one script (uPlot and the page's modules folded together), one stylesheet: a first
+    # visit costs a handful of requests, well under the per-client rate limit
+    assert len(names) <= 4, names
+    js = anon(node, "GET", next(n for n in names if n.endswith(".js"))).text
+    assert "uPlot" in js and "from './" not in js
 
 
 def test_gzip_copy_when_accepted_identity_otherwise(node):

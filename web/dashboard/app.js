@@ -11,7 +11,16 @@ import { loadCertificates } from './certs.js';
 
 let tab = 'overview';
 const RENDER = { overview: renderOverview, workers: renderWorkers, services: renderServices, logs: () => {}, certificates: () => {} };
-const render = coalesce(() => RENDER[tab]());
+// performance marks (read by bench/dashboard_page.mjs): p2p:login-form, p2p:login-submit,
+// p2p:overview-full (the first Overview with every node's figures)
+let fullMarked = false;
+const render = coalesce(() => {
+  RENDER[tab]();
+  if (!fullMarked && tab === 'overview' && store.nodes.size && [...store.nodes.values()].every((v) => v.latest || v.state !== 'alive')) {
+    fullMarked = true;
+    performance.mark('p2p:overview-full');
+  }
+});
 let logPoll = null;
 
 const live = new Live({
@@ -126,6 +135,7 @@ function init() {
     e.preventDefault();
     const btn = $('login-btn');
     btn.disabled = true;
+    performance.mark('p2p:login-submit');
     setText($('login-error'), '');
     try {
       await login($('secret').value);
@@ -137,6 +147,7 @@ function init() {
   });
   $('login').hidden = false;
   $('secret').focus();
+  performance.mark('p2p:login-form');
   setInterval(() => { if (tab === 'overview' || tab === 'workers') render(); }, 5000); // "last report: Ns ago"
   setInterval(() => { if (session.role && $('conn').classList.contains('live')) resync(); }, 15000);
 }
