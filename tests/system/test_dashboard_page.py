@@ -113,3 +113,14 @@ def test_only_on_a_coordinator_with_the_dashboard(node_factory):
     off = node_factory.create("off", extra_args=["--dashboard-enabled", "false"])
     assert anon(off, "GET", "/dashboard").status == 404
     assert anon(c, "GET", "/dashboard").status == 200
+
+
+def test_reloads_fit_the_default_rate_limit(node_factory):
+    """With the node's default limits (open routes: 200/min, burst 30 per client), a
+    browser without a cache may load the whole page several times in a row."""
+    n = node_factory.create("rl", extra_args=["--rate-limit-enabled", "true"])
+    for i in range(5):
+        r, names = assets(n)
+        for a in names:
+            got = anon(n, "GET", a)
+            assert got.status == 200, (i, a, got)
