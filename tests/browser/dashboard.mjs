@@ -119,7 +119,15 @@ try {
     await page.click('#wd-range button[data-range="24h"]');
     await day;
     await page.click('#wd-range button[data-range="15m"]');
-    await page.waitForTimeout(500);
+    await page.waitForTimeout(800);
+    // cursors are synced: hovering the CPU chart moves the cursor of the memory chart
+    const over = page.locator('#wd-charts .uplot .u-over').first();
+    const box = await over.boundingBox();
+    await page.mouse.move(box.x + box.width - 5, box.y + box.height / 2);
+    await page.waitForTimeout(200);
+    const other = await page.locator('#wd-charts .uplot').nth(1).locator('.u-legend .u-series').first().locator('.u-value').textContent();
+    assert(other && other !== '--', `the memory chart's cursor did not follow (time ${other})`);
+    await page.mouse.move(0, 0);
     await shot(page, 'workers');
   });
 
@@ -171,6 +179,30 @@ try {
     assert((await page.locator('#log-lines .ll', { hasText: marker }).getAttribute('data-node')) === w.name, 'wrong node on the line');
     assert(ms <= 1000, `the line took ${ms} ms`);
     await shot(page, 'logs');
+  });
+
+  await step('Logs tab: older lines load when scrolled to the top', async () => {
+    const w = cfg.workers.find((x) => x.name === cfg.logWorker);
+    // more lines of one node than a filter change loads (its newest 200)
+    for (let i = 0; i < 300; i += 50) {
+      await Promise.all(Array.from({ length: 50 }, (_, k) => req('GET', `${w.url}/no/such/older-${i + k}`, cfg.adminToken)));
+    }
+    await page.waitForTimeout(1000);
+    const reload = page.waitForResponse((r) => r.url().includes('/api/logs?') && r.url().includes(`node_id=${w.name}`) && !r.url().includes('until=') && r.status() === 200, { timeout: 10000 });
+    await page.selectOption('#lf-node', w.name);
+    await reload;
+    await page.waitForTimeout(300);
+    const before = await page.locator('#log-lines .ll[data-node]').count();
+    const older = page.waitForResponse((r) => r.url().includes('/api/logs?') && r.url().includes('until=') && r.status() === 200, { timeout: 10000 });
+    await page.locator('#log-view').evaluate((v) => { v.scrollTop = 0; v.dispatchEvent(new Event('scroll')); });
+    await older;
+    await page.waitForTimeout(300);
+    const after = await page.locator('#log-lines .ll[data-node]').count();
+    assert(after > before, `no older lines (${before} -> ${after})`);
+    const ts = await page.locator('#log-lines .ll[data-node]').evaluateAll((ls) => ls.map((l) => Number(l.dataset.ts)));
+    assert(ts.every((t, i, a) => i === 0 || a[i - 1] <= t), 'lines out of time order');
+    await page.selectOption('#lf-node', '');
+    await page.waitForTimeout(500);
   });
 
   await step('Logs tab: filter, pause and resume', async () => {

@@ -108,6 +108,10 @@ def test_log_line_within_one_second(run):
     check(run, "Logs tab: a line logged on a worker appears within 1 s")
 
 
+def test_older_log_lines_on_scroll(run):
+    check(run, "Logs tab: older lines load when scrolled to the top")
+
+
 def test_log_filter_pause_resume(run):
     check(run, "Logs tab: filter, pause and resume")
 

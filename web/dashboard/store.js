@@ -19,6 +19,7 @@ export function onChange(fn) { listeners.add(fn); }
 export function changed(what) { for (const fn of listeners) fn(what); }
 
 function fold(t, s) {
+  if (s.cpu == null && s.mem_percent == null && s.disk_percent == null) return; // a gap in a history
   let a = store.agg.get(t);
   if (!a) {
     a = { cpu: [0, 0, 0], mem: [0, 0, 0], disk: [0, 0, 0] };
