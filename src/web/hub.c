@@ -20,6 +20,7 @@
  * never waits for a socket.
  */
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 #include <stdio.h>
@@ -52,6 +53,7 @@
 #define HUB_LOG_QUEUE 20000 /* lines the hub's follow subscriber may hold between two wake-ups */
 #define HUB_LOG_CHUNK 500   /* lines per logs delta at most */
 #define HUB_INITIAL_LOGS 100
+#define HUB_RECHECK_MS 10000 /* a socket's credential is checked again this often (expiry, revocation) */
 #define HUB_STALL_MS 10000 /* a socket behind (over half its cap) this long is closed */
 
 typedef struct hub hub;
@@ -69,6 +71,10 @@ typedef struct hub_sock {
     logfilter lf;
     uint64_t log_skipped; /* lines not sent to this socket since it fell behind */
     uint64_t behind_since_ms; /* 0: not behind */
+    char *cred; /* the token or API key it authenticated with (heap, wiped when freed) */
+    size_t cred_len;
+    int cred_is_key;
+    uint64_t checked_ms;
 } hub_sock;
 
 struct hub {
@@ -113,7 +119,7 @@ static json_t *node_view(json_t *m)
     json_t *addrs = json_object_get(m, "addresses");
     const char *addr = json_string_value(json_array_get(addrs, 0));
     json_int_t port = json_integer_value(json_object_get(m, "port"));
-    json_t *v = json_pack("{s:O, s:O, s:s, s:b, s:O, s:O, s:n, s:n, s:n, s:O, s:O}", "node_id",
+    json_t *v = json_pack("{s:O, s:O, s:s, s:b, s:o, s:O, s:n, s:n, s:n, s:O, s:O}", "node_id",
                           json_object_get(m, "node_id"), "role", json_object_get(m, "role"), "state",
                           state_of(json_string_value(json_object_get(m, "status")) ?: "unknown"), "stale", 0, "addr",
                           addr ? json_string(addr) : json_null(), "addresses", addrs ? addrs : json_null(),
@@ -332,7 +338,7 @@ static void broadcast(hub *h, const p2p_wsring_entry *e)
     const p2p_wsfilter *cf = NULL;
     p2p_wsbuf *cb = NULL;
     for (hub_sock *s = h->socks, *next; s; s = next) {
-        next = s->next; /* a close never unlinks synchronously, but be safe */
+        next = s->next; /* a close may free `s` at once (a failed write) */
         deliver(s, e, &cf, &cb);
     }
     p2p__wsbuf_unref(cb);
@@ -487,35 +493,54 @@ static void refuse(hub_sock *s, const char *why)
     sock_close(s, 4401, "unauthorized");
 }
 
+/* Checks a credential as HTTP auth would: the admin API key, or a bearer token
+ * of the viewer or admin role. 0 with role and subject, or -EACCES with *why. */
+static int check_cred(hub *h, const char *ip, const char *cred, size_t len, int *is_key, p2p_role *role,
+                      char *subject, size_t sn, const char **why)
+{
+    p2p_guard *g = p2p__guard(h->ctx);
+    *why = "the node cannot authenticate yet";
+    if (!g)
+        return -EACCES;
+    if (p2p__guard_admin_key_ok(g, cred, len)) {
+        *is_key = 1;
+        *role = P2P_ROLE_ADMIN;
+        snprintf(subject, sn, "admin");
+        return 0;
+    }
+    /* the same check as an Authorization: Bearer header on any route */
+    char *authz = p2p__xasprintf("Bearer %s", cred);
+    p2p_identity id;
+    p2p__guard_identify(g, NULL, authz, strlen(authz), ip, NULL, &id);
+    OPENSSL_cleanse(authz, strlen(authz));
+    free(authz);
+    if (id.role != P2P_ROLE_ADMIN && id.role != P2P_ROLE_VIEWER) {
+        *why = id.why ? id.why : "not a viewer or admin token";
+        return -EACCES;
+    }
+    *is_key = 0;
+    *role = id.role;
+    snprintf(subject, sn, "%s", id.subject);
+    return 0;
+}
+
 static void do_auth(hub_sock *s, p2p_wsm *m)
 {
     hub *h = s->hub;
-    p2p_guard *g = p2p__guard(h->ctx);
-    if (!g) {
-        refuse(s, "the node cannot authenticate yet");
+    const char *why = NULL;
+    if (check_cred(h, s->ip, m->token, m->token_len, &s->cred_is_key, &s->role, s->subject, sizeof s->subject,
+                   &why) != 0) {
+        p2p_log(h->ctx, P2P_LOG_WARN, "dashboard", "refused a dashboard socket from %s: %s", s->ip, why);
+        char msg[160];
+        snprintf(msg, sizeof msg, "authentication failed: %s", why);
+        refuse(s, msg);
         return;
     }
-    if (p2p__guard_admin_key_ok(g, m->token, m->token_len)) {
-        s->role = P2P_ROLE_ADMIN;
-        snprintf(s->subject, sizeof s->subject, "admin");
-    } else {
-        /* the same check as an Authorization: Bearer header on any route */
-        char *authz = p2p__xasprintf("Bearer %s", m->token);
-        p2p_identity id;
-        p2p__guard_identify(g, NULL, authz, strlen(authz), s->ip, NULL, &id);
-        memset(authz, 0, strlen(authz));
-        free(authz);
-        if (id.role != P2P_ROLE_ADMIN && id.role != P2P_ROLE_VIEWER) {
-            p2p_log(h->ctx, P2P_LOG_WARN, "dashboard", "refused a dashboard socket from %s: %s", s->ip,
-                    id.why ? id.why : "not a viewer or admin token");
-            char msg[160];
-            snprintf(msg, sizeof msg, "authentication failed: %s", id.why ? id.why : "invalid token");
-            refuse(s, msg);
-            return;
-        }
-        s->role = id.role;
-        snprintf(s->subject, sizeof s->subject, "%s", id.subject);
-    }
+    s->cred = m->token; /* kept to check it again: an expired or revoked token ends the socket */
+    s->cred_len = m->token_len;
+    m->token = NULL;
+    m->token_len = 0;
+    s->checked_ms = now_ms(h);
     if (m->has_filter)
         set_filter(s, &m->filter);
     s->authed = 1;
@@ -576,6 +601,10 @@ static void unlink_sock(hub_sock *s)
     h->n_socks--;
     if (s->authed)
         h->n_authed--;
+    if (s->cred) {
+        OPENSSL_cleanse(s->cred, s->cred_len);
+        free(s->cred);
+    }
     free(s);
 }
 
@@ -687,7 +716,8 @@ static void on_tick(uv_timer_t *t)
     uint64_t now = now_ms(h);
     int draining = p2p__http_draining(h->ctx);
     uint64_t idle = (uint64_t)h->ctx->cfg.dashboard_ws_idle_timeout * 1000;
-    for (hub_sock *s = h->socks; s; s = s->next) {
+    for (hub_sock *s = h->socks, *next; s; s = next) {
+        next = s->next; /* a close may free `s` at once (a failed write) */
         if (!s->ws)
             continue;
         if (draining) {
@@ -700,6 +730,21 @@ static void on_tick(uv_timer_t *t)
             p2p_log(h->ctx, P2P_LOG_WARN, "dashboard", "closing the dashboard socket of %s (%s): not reading for %d s",
                     s->subject, s->ip, HUB_STALL_MS / 1000);
             sock_close(s, 1008, "too slow: not reading");
+        } else if (s->authed && s->cred && now - s->checked_ms >= HUB_RECHECK_MS) {
+            s->checked_ms = now;
+            int is_key = 0;
+            p2p_role role;
+            char subject[128];
+            const char *why = NULL;
+            if (check_cred(h, s->ip, s->cred, s->cred_len, &is_key, &role, subject, sizeof subject, &why) != 0 ||
+                role != s->role) {
+                p2p_log(h->ctx, P2P_LOG_INFO, "dashboard", "closing the dashboard socket of %s (%s): %s", s->subject,
+                        s->ip, why ? why : "its role changed");
+                char msg[160];
+                snprintf(msg, sizeof msg, "authentication no longer valid: %s", why ? why : "role changed");
+                send_error(s, msg);
+                sock_close(s, 4401, "unauthorized");
+            }
         } else if (s->authed && now - p2p__ws_last_rx(s->ws) >= idle) {
             sock_close(s, 1001, "idle");
         } else if (s->authed && now - s->last_ping_ms >= HUB_PING_MS) {
@@ -740,8 +785,10 @@ static int hub_start(p2p_component *c, char **err)
 static void hub_stop(p2p_component *c)
 {
     hub *h = c->self;
-    for (hub_sock *s = h->socks; s; s = s->next)
+    for (hub_sock *s = h->socks, *next; s; s = next) {
+        next = s->next;
         sock_close(s, 1001, "the node is shutting down");
+    }
     h->running = 0;
     p2p__http_routes_remove_owner(c->ctx, HUB_OWNER);
     if (h->sub && h->col) {

@@ -282,7 +282,7 @@ def test_registered_table_refuses_anonymous(node):
         if auth == "open":
             ok = r.status != 401 and r.headers.get("WWW-Authenticate") is None
         elif auth == "self" and path == "/ws/dashboard":
-            ok = r.status == 426  # a plain request is no WebSocket: it gets nothing either way
+            ok = r.status == 426  # not a WebSocket handshake; the socket's first message is the credential
         elif auth == "self":
             ok = r.status in (400, 401, 403)  # the handler refuses the empty credential
         else:

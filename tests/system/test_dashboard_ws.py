@@ -21,7 +21,11 @@ def cluster(node_factory, tmp_path):
     install(sdir)
     c = node_factory.create("coord", extra_args=["--services-directory", sdir, "--services-rescan-interval", "1",
                                                  "--dashboard-ws-max-unsent-bytes", "65536"])
-    w = node_factory.create("w1", coordinator=False, join=c, join_token=c.create_join_token())
+    wdir = tmp_path / "wservices"
+    wdir.mkdir()
+    install(wdir)
+    w = node_factory.create("w1", coordinator=False, join=c, join_token=c.create_join_token(),
+                            extra_args=["--services-directory", wdir, "--services-rescan-interval", "1"])
     wait_until(lambda: state_of(c, "hello") == "running", 10, "hello running")
     wait_until(lambda: {n["node_id"]: n["status"] for n in c.get("/cluster/nodes").json()["nodes"]}.get("w1")
                == "alive", 15, "w1 alive at the coordinator")
@@ -89,7 +93,7 @@ def test_viewer_gets_initial_with_the_nodes_and_pong(cluster):
     ws.close()
 
 
-def test_plain_get_and_http2_are_refused(cluster):
+def test_plain_get_is_refused(cluster):
     c, _ = cluster
     r = c.get("/ws/dashboard", auth=False)
     assert r.status == 426
@@ -173,6 +177,26 @@ def test_service_restart_is_a_service_delta(cluster):
     ws.close()
 
 
+def test_a_workers_service_change_arrives_through_gossip(cluster):
+    c, w = cluster
+    wait_until(lambda: state_of(w, "hello") == "running", 10, "hello running on w1")
+
+    def hello_at_coord():
+        nodes = {n["node_id"]: n for n in c.get("/cluster/nodes").json()["nodes"]}
+        return any(s["name"] == "hello" and s.get("status") == "running" for s in nodes["w1"]["services"])
+
+    wait_until(hello_at_coord, 15, "w1's hello in its gossiped record at the coordinator")
+    ws = connect(c)
+    init = ws.recv()
+    assert any(s["node_id"] == "w1" and s["name"] == "hello" for s in init["data"]["metrics"]["services"])
+    w.result("services/stop", {"name": "hello"})
+    m, _ = ws.wait_for(lambda x: x["type"] == "service" and x["node_id"] == "w1" and
+                       x["service"]["name"] == "hello" and x["service"]["state"] == "stopped", 15,
+                       "w1's hello stopped")
+    assert m["service"]["node_id"] == "w1"
+    ws.close()
+
+
 def test_resume_after_reconnect_gets_the_missed_deltas(cluster):
     c, _ = cluster
     ws = connect(c)
@@ -233,3 +257,22 @@ def test_oversized_message_closes_with_1009(cluster):
     code, _, _ = ws.expect_close()
     assert code == 1009
     ws.close()
+
+
+def test_a_revoked_token_ends_its_socket(cluster):
+    c, _ = cluster
+    victim = c.new_token(role="viewer")
+    ws = WS(c)
+    ws.auth(victim)
+    assert ws.recv()["type"] == "initial"
+    other = connect(c)
+    assert other.recv()["type"] == "initial"
+    r = c.request("POST", "/auth/revoke", body=json.dumps({"token": victim}).encode(),
+                  headers={"Content-Type": "application/json"})
+    assert r.status == 200, r
+    code, _, msgs = ws.expect_close(timeout=15)  # credentials are checked again every 10 s
+    assert code == 4401 and any("revoked" in m.get("error", "") for m in msgs), msgs
+    other.send({"type": "ping"})
+    assert other.wait_for(lambda x: x["type"] == "pong", 5, "pong on the socket with a valid token")
+    ws.close()
+    other.close()
