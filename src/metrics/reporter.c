@@ -82,6 +82,59 @@ static void ring_drop_upto(reporter *r, uint64_t seq)
     }
 }
 
+static void ship(reporter *r);
+
+static void on_reported(p2p_ctx *ctx, json_t *results, void *udata)
+{
+    reporter *r = udata;
+    r->inflight = 0;
+    if (r->freed) { /* the component went while the call was out */
+        free(r);
+        return;
+    }
+    json_t *res = json_object_get(results, "result"), *err = json_object_get(results, "error");
+    uint64_t now = mono_ms(r);
+    if (json_is_object(res) && json_is_true(json_object_get(res, "ok"))) {
+        ring_drop_upto(r, r->inflight_last);
+        r->st.reports++;
+        json_t *ni = json_object_get(res, "next_interval_ms");
+        if (json_is_integer(ni) && json_integer_value(ni) >= 1000 && json_integer_value(ni) <= 300000)
+            r->interval_ms = (uint32_t)json_integer_value(ni);
+        r->backoff_ms = 0;
+        if (r->outage_logged) {
+            p2p_log(ctx, P2P_LOG_INFO, "metrics", "reporting metrics to the coordinator again");
+            r->outage_logged = 0;
+        }
+        /* a backlog (after an outage): on at once */
+        int backlog = (uint64_t)r->count * 1000 > (uint64_t)r->interval_ms;
+        r->next_ship_ms = now + (backlog ? 0 : r->interval_ms);
+        if (backlog && r->running)
+            ship(r);
+        return;
+    }
+    int code = (int)json_integer_value(json_object_get(err, "code"));
+    const char *msg = json_string_value(json_object_get(err, "message"));
+    r->st.failures++;
+    if (code == P2P_RPC_INVALID_PARAMS) {
+        /* the coordinator will never take these: drop them, counted */
+        size_t before = r->count;
+        ring_drop_upto(r, r->inflight_last);
+        r->st.dropped += before - r->count;
+        p2p_log(ctx, P2P_LOG_WARN, "metrics", "the coordinator refused a metrics report: %s", msg ? msg : "?");
+        r->next_ship_ms = now + r->interval_ms;
+        return;
+    }
+    if (!r->outage_logged) {
+        p2p_log(ctx, P2P_LOG_WARN, "metrics", "cannot report metrics to the coordinator (%d: %s); keeping up to %d s "
+                "of samples", code, msg ? msg : "?", MREP_RING);
+        r->outage_logged = 1;
+    }
+    r->backoff_ms = r->backoff_ms ? r->backoff_ms * 2 : (r->interval_ms < 2000 ? 2000 : r->interval_ms);
+    if (r->backoff_ms > BACKOFF_MAX_MS)
+        r->backoff_ms = BACKOFF_MAX_MS;
+    r->next_ship_ms = now + r->backoff_ms;
+}
+
 static void ship(reporter *r)
 {
     if (r->inflight || !r->count)
