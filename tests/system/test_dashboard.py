@@ -237,6 +237,7 @@ def test_a_coordinator_restart_keeps_history(cluster):
     had = [(t, v) for t, v in zip(old["t"], old["series"]["mem_percent"]) if v is not None]
     assert len(had) >= 5
     down_from = int(time.time())
+    c.fixed_port = c.port  # back where the workers know it is
     c.stop()
     time.sleep(2)  # the workers keep sampling meanwhile
     down_to = int(time.time())
