@@ -28,7 +28,7 @@
 
 #define MREPORT_MAX_SAMPLES 900
 #define MREPORT_MAX_DATA (2u << 20)   /* base64 characters */
-#define MREPORT_MAX_SIZE (8u << 20)   /* inflated bytes */
+#define MREPORT_MAX_SIZE (4u << 20)   /* inflated bytes: bounds what 1 MiB of body costs to parse */
 #define MREPORT_MAX_DISKS 32
 #define MREPORT_MAX_NETS 64
 #define MREPORT_MAX_RPC 256

@@ -105,9 +105,11 @@ static void on_reported(p2p_ctx *ctx, json_t *results, void *udata)
             p2p_log(ctx, P2P_LOG_INFO, "metrics", "reporting metrics to the coordinator again");
             r->outage_logged = 0;
         }
-        r->next_ship_ms = now + (r->count >= MREP_BATCH ? 0 : r->interval_ms);
-        if (r->count >= MREP_BATCH && r->running)
-            ship(r); /* a backlog: on at once */
+        /* a backlog (after an outage): on at once */
+        int backlog = (uint64_t)r->count * 1000 > (uint64_t)r->interval_ms;
+        r->next_ship_ms = now + (backlog ? 0 : r->interval_ms);
+        if (backlog && r->running)
+            ship(r);
         return;
     }
     int code = (int)json_integer_value(json_object_get(err, "code"));
@@ -138,12 +140,19 @@ static void ship(reporter *r)
     if (r->inflight || !r->count)
         return;
     size_t n = r->count < MREP_BATCH ? r->count : MREP_BATCH;
-    json_t *arr = json_array();
-    for (size_t i = 0; i < n; i++)
-        json_array_append(arr, r->ring[(r->head + i) % MREP_RING].sample);
-    json_t *params = mreport_encode(r->ctx->cfg.node_id, P2P_VERSION, arr);
-    json_decref(arr);
-    if (!params) {
+    json_t *params = NULL;
+    while (n && !params) {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < n; i++)
+            json_array_append(arr, r->ring[(r->head + i) % MREP_RING].sample);
+        params = mreport_encode(r->ctx->cfg.node_id, P2P_VERSION, arr);
+        json_decref(arr);
+        if (!params)
+            n /= 2; /* over the coordinator's inflated-size limit: fewer samples per report */
+    }
+    if (!params) { /* one sample alone is too big: cannot happen within the decoder's bounds */
+        ring_drop_upto(r, r->ring[r->head].seq);
+        r->st.dropped++;
         r->next_ship_ms = mono_ms(r) + r->interval_ms;
         return;
     }

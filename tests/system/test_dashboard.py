@@ -19,7 +19,8 @@ from test_services import HELLO, services, state_of
 @pytest.fixture(scope="module")
 def cluster(module_node_factory, tmp_path_factory):
     base = tmp_path_factory.mktemp("dash")
-    fast = ["--metrics-report-interval", "1", "--metrics-stale-after", "4"]
+    fast = ["--metrics-report-interval", "1", "--metrics-stale-after", "4",
+            "--metrics-cleanup-after", "12", "--metrics-cleanup-interval", "1"]
     nodes = []
     for name in ("coord", "w1", "w2"):
         sdir = base / f"{name}-services"
@@ -235,14 +236,22 @@ def test_a_coordinator_restart_keeps_history(cluster):
     old = c.result("metrics_dashboard/get_metrics_history", {"node_id": "w1", "range": "15m", "metrics": "mem_percent"})
     had = [(t, v) for t, v in zip(old["t"], old["series"]["mem_percent"]) if v is not None]
     assert len(had) >= 5
+    down_from = int(time.time())
+    c.fixed_port = c.port  # back where the workers know it is
     c.stop()
+    time.sleep(2)  # the workers keep sampling meanwhile
+    down_to = int(time.time())
     c.start()
     new = c.result("metrics_dashboard/get_metrics_history", {"node_id": "w1", "range": "15m", "metrics": "mem_percent"})
     kept = dict(zip(new["t"], new["series"]["mem_percent"]))
     assert all(kept.get(t) == v for t, v in had), "points before the restart are back"
     assert c.result("metrics_dashboard/get_stats")["snapshot"]["loaded_nodes"] >= 3
     # and the workers report to it again
-    wait_until(lambda: metrics_view(c)["workers"]["w1"]["latest"]["t"] > had[-1][0] + 2, 20, "w1 reports again")
+    wait_until(lambda: metrics_view(c)["workers"]["w1"]["latest"]["t"] > down_to + 2, 30, "w1 reports again")
+    # what w1 sampled while the coordinator was away came from its ring: no hole
+    h = c.result("metrics_dashboard/get_metrics_history", {"node_id": "w1", "range": "15m", "metrics": "mem_percent"})
+    during = [v for t, v in zip(h["t"], h["series"]["mem_percent"]) if down_from < t < down_to]
+    assert during and all(v is not None for v in during), during
 
 
 def test_a_killed_worker_shows_as_dead_or_stale(cluster):
@@ -256,3 +265,9 @@ def test_a_killed_worker_shows_as_dead_or_stale(cluster):
     v = metrics_view(c)
     assert v["cluster_stats"]["nodes_alive"] == 2
     assert v["workers"]["w2"]["latest"] is not None  # its last sample stays visible
+    # silent for metrics_cleanup_after (12 s here): its history goes, the member stays listed
+    stored = c.result("metrics_dashboard/get_stats")["nodes_stored"]
+    wait_until(lambda: c.result("metrics_dashboard/get_stats")["nodes_stored"] == stored - 1, 30, "w2 cleaned up")
+    h = c.result("metrics_dashboard/get_metrics_history", {"node_id": "w2", "range": "15m", "metrics": "cpu"})
+    assert all(x is None for x in h["series"]["cpu"])
+    assert metrics_view(c)["workers"]["w2"]["latest"] is None
