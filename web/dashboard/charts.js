@@ -20,7 +20,7 @@ export class Chart {
       scales: { x: { time: true }, y: opts.yMax ? { range: [0, opts.yMax] } : { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
       axes: [
         { stroke: '#8b9ab5', grid: { stroke: '#1e293b' }, ticks: { stroke: '#1e293b' } },
-        { stroke: '#8b9ab5', grid: { stroke: '#1e293b' }, ticks: { stroke: '#1e293b' }, size: 64, values: (u, vs) => vs.map((v) => (opts.axisFmt || fmt)(v)) },
+        { stroke: '#8b9ab5', grid: { stroke: '#1e293b' }, ticks: { stroke: '#1e293b' }, size: 74, values: (u, vs) => vs.map((v) => (opts.axisFmt || fmt)(v)) },
       ],
       series: [{}, ...series.map((s, i) => ({
         label: s.label, stroke: s.color || COLORS[i % COLORS.length], width: 1.5, spanGaps: false,

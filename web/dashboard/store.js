@@ -124,6 +124,15 @@ function recount() {
     else if (v.state === 'dead') dead++;
   }
   for (const s of store.services.values()) if (s.state === 'running') running++;
+  // averages over the alive nodes' latest samples, so the cards agree with the table
+  let cpu = 0, nc = 0, mem = 0, nm = 0;
+  for (const v of store.nodes.values()) {
+    if (v.state !== 'alive' || !v.latest) continue;
+    if (v.latest.cpu != null) { cpu += v.latest.cpu; nc++; }
+    if (v.latest.mem_percent != null) { mem += v.latest.mem_percent; nm++; }
+  }
+  if (nc) st.cpu_avg = cpu / nc;
+  if (nm) st.mem_avg = mem / nm;
   Object.assign(st, { nodes_total: store.nodes.size, nodes_alive: alive, nodes_suspect: suspect, nodes_dead: dead,
     services_total: store.services.size, services_running: running });
 }
