@@ -48,13 +48,13 @@ export async function login(secret) {
     const r = await call('POST', '/auth/token', { api_key: secret, name: 'dashboard' }, null);
     t = r.token; role = r.role; subject = r.subject;
   }
-  // the token must work here before the page shows anything
-  await call('GET', '/api/dashboard/metrics', undefined, t);
+  // the token must work here before the page shows anything (and this is the first picture)
+  const first = await call('GET', '/api/dashboard/metrics', undefined, t);
   const c = jwtClaims(t) || {};
   token = t;
   session.role = role || c.role || 'viewer';
   session.subject = subject || c.name || c.sub || 'operator';
-  return session;
+  return first;
 }
 
 export function logout() {

@@ -111,11 +111,10 @@ function endSession(msg) {
   setTimeout(() => location.reload(), msg ? 1500 : 0);
 }
 
-async function start() {
+function start(first) {
   showMe();
   $('login').hidden = true;
   $('app').hidden = false;
-  const first = await get('/api/dashboard/metrics').catch(() => null);
   if (first) applySnapshot(first);
   live.start(logFilter());
   showTab('overview');
@@ -138,15 +137,14 @@ function init() {
     performance.mark('p2p:login-submit');
     setText($('login-error'), '');
     try {
-      await login($('secret').value);
+      const first = await login($('secret').value);
       $('secret').value = '';
-      await start();
+      start(first);
     } catch (err) {
       setText($('login-error'), err.status === 401 || err.status === 403 ? `Refused: ${err.message}` : `Cannot log in: ${err.message}`);
     } finally { btn.disabled = false; }
   });
-  $('login').hidden = false;
-  $('secret').focus();
+  $('login').hidden = false; // the input has autofocus (no forced layout here)
   performance.mark('p2p:login-form');
   setInterval(() => { if (tab === 'overview' || tab === 'workers') render(); }, 5000); // "last report: Ns ago"
   setInterval(() => { if (session.role && $('conn').classList.contains('live')) resync(); }, 15000);
