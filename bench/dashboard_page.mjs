@@ -8,6 +8,8 @@
 import { createRequire } from 'node:module';
 import { readFileSync } from 'node:fs';
 import https from 'node:https';
+import tls from 'node:tls';
+import { X509Certificate, createHash } from 'node:crypto';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -28,7 +30,21 @@ function get(url, token) {
   });
 }
 
-const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: ['--no-sandbox', '--disable-gpu'] });
+// The browser trusts the coordinator's certificate (pinned by its key, as a browser that
+// imported the cluster's CA would): with a certificate error chromium caches nothing, and
+// the warm-cache figure would be a second cold one.
+async function spkiOf(url) {
+  const u = new URL(url);
+  return new Promise((resolve, reject) => {
+    const s = tls.connect({ host: u.hostname, port: Number(u.port), rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] }, () => {
+      const c = new X509Certificate(s.getPeerCertificate().raw);
+      resolve(createHash('sha256').update(c.publicKey.export({ type: 'spki', format: 'der' })).digest('base64'));
+      s.end();
+    }).on('error', reject);
+  });
+}
+const pin = cfg.url ? [`--ignore-certificate-errors-spki-list=${await spkiOf(cfg.url)}`] : [];
+const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: ['--no-sandbox', '--disable-gpu', ...pin] });
 // the Overview is fully rendered when every node's row shows its state and figures and
 // the three cluster charts are drawn
 async function fullRender(page, nodes) {
@@ -40,10 +56,10 @@ if (cfg.url) {
   const nodes = [cfg.coordinator, ...cfg.workers.map((w) => w.name)];
   const cold = [], warm = [], nav = [], inCold = [], inWarm = [];
   let wire = 0, wireHeaders = 0, files = 0;
-  const ctxWarm = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 800 } });
+  const ctxWarm = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   for (let i = 0; i < RUNS * 2; i++) {
     const isCold = i % 2 === 0;
-    const ctx = isCold ? await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 800 } }) : ctxWarm;
+    const ctx = isCold ? await browser.newContext({ viewport: { width: 1280, height: 800 } }) : ctxWarm;
     const page = await ctx.newPage();
     let w = 0, wh = 0, n = 0;
     page.on('requestfinished', async (r) => {
