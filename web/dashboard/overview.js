@@ -1,16 +1,18 @@
 // overview.js — cluster statistics, the coordinator, every node with its state colour,
 // and cluster CPU/memory/disk charts (average and maximum over the nodes, per second).
-import { $, el, setText, setClass, num, ago, duration, bytes } from './util.js';
+import { $, el, setText, setClass, num, ago, duration, bytes, Growing } from './util.js';
 import { Chart } from './charts.js';
 import { store, sortedNodes } from './store.js';
 
 const MAX_ROWS = 1000; // beyond this the table asks for a filter
+let win = null; // rows built so far (more as the table is scrolled)
 const rows = new Map(); // node_id -> {tr, td: [...]}
 let charts = null;
 let filter = '';
 
 export function initOverview() {
-  $('nodes-filter').addEventListener('input', (e) => { filter = e.target.value.trim().toLowerCase(); renderOverview(); });
+  $('nodes-filter').addEventListener('input', (e) => { filter = e.target.value.trim().toLowerCase(); win.reset(); renderOverview(); });
+  win = new Growing($('nodes-body').closest('.scroll'), 200, () => renderOverview());
 }
 
 function card(k, v, id) {
@@ -68,7 +70,7 @@ export function renderOverview() {
   const shown = [];
   for (const v of nodes) {
     if (filter && !(`${v.node_id} ${v.role} ${v.state}`.toLowerCase().includes(filter))) continue;
-    if (shown.length >= MAX_ROWS) break;
+    if (shown.length >= Math.min(MAX_ROWS, win.limit)) break;
     shown.push(v);
   }
   const want = shown.map((v) => row(v.node_id).tr);
@@ -94,7 +96,8 @@ export function renderOverview() {
   }
   for (const id of rows.keys()) if (!store.nodes.has(id)) rows.delete(id);
   setText($('nodes-count'), `${nodes.length}`);
-  setText($('nodes-more'), nodes.length > shown.length && !filter ? `showing ${shown.length} of ${nodes.length}: filter to see the others` : '');
+  setText($('nodes-more'), nodes.length > shown.length && !filter
+    ? `showing ${shown.length} of ${nodes.length}: ${shown.length < MAX_ROWS ? 'scroll for more, or filter' : 'filter to see the others'}` : '');
 
   ensureCharts();
   const k = store.cluster.cols;

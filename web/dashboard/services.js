@@ -1,16 +1,18 @@
 // services.js — every service on every node: version, kind, state, health, per-method
 // calls/errors/latency; start/stop/restart/reload for admins (POST
 // /api/dashboard/control-service; the server refuses viewers whatever the page shows).
-import { $, el, setText, setClass, num, toast } from './util.js';
+import { $, el, setText, setClass, num, toast, Growing } from './util.js';
 import { post, session } from './api.js';
 import { store, applyService } from './store.js';
 
 const MAX_ROWS = 2000;
+let win = null; // rows built so far (more as the table is scrolled)
 const rows = new Map(); // key -> {tr, td, st, hl}
 let filter = '';
 
 export function initServices() {
-  $('services-filter').addEventListener('input', (e) => { filter = e.target.value.trim().toLowerCase(); renderServices(); });
+  $('services-filter').addEventListener('input', (e) => { filter = e.target.value.trim().toLowerCase(); win.reset(); renderServices(); });
+  win = new Growing($('services-body').closest('.scroll'), 200, () => renderServices());
   $('services-body').addEventListener('click', async (e) => {
     const b = e.target.closest('button[data-action]');
     if (!b) return;
@@ -64,7 +66,7 @@ export function renderServices() {
   const shown = [];
   for (const [key, s] of all) {
     if (filter && !`${s.node_id} ${s.name} ${s.state} ${s.health} ${s.kind}`.toLowerCase().includes(filter)) continue;
-    if (shown.length >= MAX_ROWS) break;
+    if (shown.length >= Math.min(MAX_ROWS, win.limit)) break;
     shown.push([key, s]);
   }
   const body = $('services-body');
@@ -90,5 +92,5 @@ export function renderServices() {
     }
   }
   for (const k of rows.keys()) if (!store.services.has(k)) rows.delete(k);
-  setText($('services-count'), shown.length < all.length ? `${shown.length} of ${all.length}` : `${all.length}`);
+  setText($('services-count'), shown.length < all.length ? `${shown.length} of ${all.length} shown (scroll for more, or filter)` : `${all.length}`);
 }

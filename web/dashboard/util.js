@@ -71,3 +71,20 @@ export function toast(msg, bad = false) {
   clearTimeout(toastTimer);
   toastTimer = setTimeout(() => { t.hidden = true; }, 4000);
 }
+
+// A list that shows `step` rows and `step` more each time its scroll box nears the bottom
+// (long tables are built as they are read, not all at once). `rerender` runs on growth.
+export class Growing {
+  constructor(scrollBox, step, rerender) {
+    this.step = step;
+    this.limit = step;
+    scrollBox.addEventListener('scroll', () => {
+      if (scrollBox.scrollTop + scrollBox.clientHeight > scrollBox.scrollHeight - 200) {
+        this.limit += this.step;
+        rerender();
+      }
+    }, { passive: true });
+  }
+
+  reset() { this.limit = this.step; }
+}
