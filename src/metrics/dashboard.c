@@ -60,7 +60,7 @@ typedef struct snap_job {
     uint64_t t0;
 } snap_job;
 
-#define SNAP_NODES_PER_TURN 8 /* ~1.5 MB of copying per loop turn */
+#define SNAP_NODES_PER_TURN 4 /* ~0.7 MB of copying per loop turn */
 
 typedef struct dash {
     p2p_ctx *ctx;
