@@ -202,7 +202,7 @@ static const keydef keys[] = {
     BOOL(reporter_enabled, true, "Every node: sample metrics each second and report them to the coordinator."),
     INT(reporter_interval_min, 30, 1, 86400,
         "Reporting interval in seconds when nobody watches the dashboard and the cluster is large (over 100 "
-        "nodes: reporter_interval_min x nodes/100, at most reporter_interval_max)."),
+        "nodes: reporter_interval_min x nodes/200, at most reporter_interval_max)."),
     INT(reporter_interval_max, 300, 1, 86400, "Longest reporting interval in seconds; >= reporter_interval_min."),
     INT(metrics_report_interval, 5, 1, 300,
         "Seconds between metric reports while nobody watches the dashboard (1 s while someone does)."),
