@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/util.h"
 #include "metrics/dashboard.h"
@@ -16,9 +17,42 @@ typedef struct link {
     int watched;
 } link;
 
+/* 1 when `services` (an array of ServiceView) has one for (node_id, name). */
+static int has_service(json_t *services, const char *node_id, const char *name)
+{
+    size_t i;
+    json_t *s;
+    json_array_foreach(services, i, s)
+    {
+        const char *n = json_string_value(json_object_get(s, "node_id")), *m = json_string_value(json_object_get(s, "name"));
+        if (n && m && !strcmp(n, node_id) && !strcmp(m, name))
+            return 1;
+    }
+    return 0;
+}
+
+/* The metrics dashboard's snapshot, with the services a node has not reported yet (a
+ * node that just joined, the first second of the coordinator) taken from what the
+ * member list knows; without the dashboard's, the hub's own. */
 static json_t *snapshot(p2p_ctx *ctx, void *arg)
 {
-    return p2p__dash_snapshot(ctx);
+    json_t *dash = p2p__dash_snapshot(ctx);
+    json_t *mem = p2p__hub_membership_snapshot(ctx);
+    if (!dash)
+        return mem;
+    json_t *services = json_object_get(dash, "services");
+    if (mem && json_is_array(services)) {
+        size_t i;
+        json_t *s;
+        json_array_foreach(json_object_get(mem, "services"), i, s)
+        {
+            const char *n = json_string_value(json_object_get(s, "node_id")), *m = json_string_value(json_object_get(s, "name"));
+            if (n && m && !has_service(services, n, m))
+                json_array_append(services, s);
+        }
+    }
+    json_decref(mem);
+    return dash;
 }
 
 static void on_samples(p2p_ctx *ctx, const char *node_id, json_t *samples, void *arg)

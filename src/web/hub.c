@@ -258,6 +258,12 @@ static json_t *membership_snapshot(hub *h)
                      "membership");
 }
 
+json_t *p2p__hub_membership_snapshot(p2p_ctx *ctx)
+{
+    hub *h = get_hub(ctx);
+    return h ? membership_snapshot(h) : NULL;
+}
+
 /* ---- delivery ------------------------------------------------------------------------------ */
 
 static void sock_close(hub_sock *s, uint16_t code, const char *why)
