@@ -53,8 +53,10 @@ async function step(name, fn) {
 const ok = (name) => results.steps[name]?.ok;
 function assert(c, msg) { if (!c) throw new Error(msg); }
 
+// no background traffic: this machine has no network beyond 127.0.0.1 and the registries
+const QUIET = ['--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'];
 const browser = await chromium.launch({ executablePath: cfg.chromium || '/usr/bin/chromium', headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
+  args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', ...QUIET] });
 const watchConsole = (page, who) => {
   page.on('console', (m) => { if (m.type() === 'error') results.console.push(`${who}: ${m.text()}`); });
   page.on('pageerror', (e) => results.console.push(`${who}: page error: ${e.message}`));
