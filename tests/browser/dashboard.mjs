@@ -57,8 +57,14 @@ function assert(c, msg) { if (!c) throw new Error(msg); }
 const QUIET = ['--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'];
 const browser = await chromium.launch({ executablePath: cfg.chromium || '/usr/bin/chromium', headless: true,
   args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', ...QUIET] });
+// while the test takes the network away, a request in flight failing is what it asked for
+let offline = false;
 const watchConsole = (page, who) => {
-  page.on('console', (m) => { if (m.type() === 'error') results.console.push(`${who}: ${m.text()}`); });
+  page.on('console', (m) => {
+    if (m.type() !== 'error') return;
+    if (offline && /ERR_INTERNET_DISCONNECTED/.test(m.text())) return;
+    results.console.push(`${who}: ${m.text()}`);
+  });
   page.on('pageerror', (e) => results.console.push(`${who}: page error: ${e.message}`));
 };
 const shot = (page, name) => page.screenshot({ path: join(cfg.artifacts, `${name}.png`), fullPage: false });
@@ -138,7 +144,8 @@ try {
     const { node, name } = cfg.service;
     await page.locator(`#services-body tr[data-node="${node}"][data-service="${name}"][data-state="running"]`).waitFor({ timeout: 15000 });
     for (const n of cfg.workers.map((x) => x.name)) await page.locator(`#services-body tr[data-node="${n}"]`).first().waitFor({ timeout: 15000 });
-    assert((await page.locator(`#services-body tr[data-node="${node}"][data-service="${name}"] button[data-action="restart"]`).count()) === 1, 'no restart button for the admin');
+    // the buttons come with the service's kind (pluggable), known once the node has reported
+    await page.locator(`#services-body tr[data-node="${node}"][data-service="${name}"] button[data-action="restart"]`).waitFor({ timeout: 15000 });
     await shot(page, 'services');
   });
 
@@ -221,6 +228,31 @@ try {
     await page.click('#lf-pause');
     await page.locator('#log-lines .ll', { hasText: marker }).waitFor({ timeout: 3000 });
     await page.selectOption('#lf-node', '');
+  });
+
+  await step('the socket drops and resumes: lines logged meanwhile arrive', async () => {
+    await page.click('button[data-tab="logs"]');
+    const marker = `offline-marker-${Date.now()}`;
+    const frames = [];
+    page.on('websocket', (ws) => {
+      ws.on('framereceived', (f) => { const t = String(f.payload); frames.push(t.includes(marker) ? `(with the marker) ${t.slice(0, 300)}` : t.slice(0, 300)); });
+      ws.on('framesent', (f) => { frames.push(`SENT ${String(f.payload).replace(/"token":"[^"]*"/, '"token":"…"').slice(0, 200)}`); });
+    });
+    offline = true;
+    await ctx.setOffline(true);
+    try {
+      await page.locator('#conn.down').waitFor({ timeout: 15000 });
+      await req('GET', `${cfg.url}/no/such/${marker}`, cfg.adminToken); // the coordinator's own access line
+      await page.waitForTimeout(1000);
+    } finally {
+      await ctx.setOffline(false);
+      setTimeout(() => { offline = false; }, 500);
+    }
+    await page.locator('#conn.live').waitFor({ timeout: 15000 });
+    const seen = await page.locator('#log-lines .ll', { hasText: marker }).waitFor({ timeout: 15000 }).then(() => true, () => false);
+    assert(seen, `the line logged while offline did not arrive; frames: ${frames.filter((f) => f.startsWith('(with') || f.startsWith('SENT') || !f.includes('"metrics"')).slice(0, 12).join(' | ')}`);
+    assert(frames.some((f) => f.includes('"type":"resumed"')), `no resumed message: ${frames.slice(0, 3).join(' | ')}`);
+    assert((await page.locator('#log-lines .ll', { hasText: marker }).count()) === 1, 'the line is shown twice');
   });
 
   await step('Certificates tab: the CA and every node', async () => {

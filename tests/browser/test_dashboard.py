@@ -116,6 +116,10 @@ def test_log_filter_pause_resume(run):
     check(run, "Logs tab: filter, pause and resume")
 
 
+def test_socket_drop_and_resume(run):
+    check(run, "the socket drops and resumes: lines logged meanwhile arrive")
+
+
 def test_certificates_tab(run):
     check(run, "Certificates tab: the CA and every node")
 

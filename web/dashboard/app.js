@@ -75,6 +75,7 @@ function startLogPoll() {
   logPoll = true;
   (async function loop() {
     while (logPoll) {
+      if (!navigator.onLine) { await new Promise((r) => setTimeout(r, 500)); continue; }
       try { await followOnce(); } catch { await new Promise((r) => setTimeout(r, 2000)); }
     }
   })();

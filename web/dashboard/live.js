@@ -17,6 +17,15 @@ export class Live {
     this.pollTimer = null;
     this.pingTimer = null;
     this.retryTimer = null;
+    // A socket can outlive the network it was opened on (a phone changing networks, a
+    // laptop waking up) until TCP gives up: drop it when the browser goes offline and
+    // reconnect (with resume) as soon as it is back.
+    addEventListener('offline', () => {
+      if (this.ws) { try { this.ws.close(4000, 'offline'); } catch { /* closed */ } }
+    });
+    addEventListener('online', () => {
+      if (!this.closed && !this.ws) { clearTimeout(this.retryTimer); this.backoff = 500; this.connect(); }
+    });
   }
 
   start(filter) {
@@ -93,6 +102,7 @@ export class Live {
 
   retry() {
     clearTimeout(this.retryTimer);
+    if (!navigator.onLine) return; // the 'online' event reconnects
     this.retryTimer = setTimeout(() => this.connect(), this.backoff);
     this.backoff = Math.min(this.backoff * 2, 5000);
   }
@@ -100,6 +110,7 @@ export class Live {
   startPolling() {
     if (this.pollTimer) return;
     const tick = async () => {
+      if (!navigator.onLine) return;
       try { this.h.poll(await get('/api/dashboard/metrics')); } catch { /* next tick */ }
     };
     tick();
