@@ -413,25 +413,33 @@ static json_t *inflate_samples(vctx *c, json_t *params)
         return NULL;
     }
     size_t dlen = json_string_length(data);
-    uint8_t *raw = p2p__xmalloc(dlen / 4 * 3 + 1);
+    /* Typical reports (a few seconds of samples) fit on the stack: no large
+     * malloc per report, which in glibc also consolidates every freed small
+     * chunk the JSON parser left behind. */
+    uint8_t raw_stack[24576], text_stack[65536];
+    size_t raw_cap = dlen / 4 * 3 + 1;
+    uint8_t *raw = raw_cap <= sizeof raw_stack ? raw_stack : p2p__xmalloc(raw_cap);
     long rn = mreport_b64_decode(json_string_value(data), dlen, raw);
-    if (rn <= 0) {
+    int want = (int)json_integer_value(size);
+    char *text = rn > 0 ? ((size_t)want <= sizeof text_stack ? (char *)text_stack : p2p__xmalloc((size_t)want))
+                        : NULL;
+    int got = text ? LZ4_decompress_safe((const char *)raw, text, (int)rn, want) : -1;
+    if (raw != raw_stack)
         free(raw);
+    if (rn <= 0) {
         fail(c, "data is not valid base64");
         return NULL;
     }
-    int want = (int)json_integer_value(size);
-    char *text = p2p__xmalloc((size_t)want);
-    int got = LZ4_decompress_safe((const char *)raw, text, (int)rn, want);
-    free(raw);
     if (got != want) {
-        free(text);
+        if (text != (char *)text_stack)
+            free(text);
         fail(c, "data does not inflate (LZ4 block) to exactly size bytes");
         return NULL;
     }
     json_error_t je;
     json_t *arr = json_loadb(text, (size_t)got, JSON_REJECT_DUPLICATES, &je);
-    free(text);
+    if (text != (char *)text_stack)
+        free(text);
     if (!json_is_array(arr)) {
         json_decref(arr);
         fail(c, "data is not a JSON array of samples");

@@ -164,9 +164,18 @@ static void ship(reporter *r)
     json_decref(params);
 }
 
+/* The next tick just after the next wall-clock second: a fixed 1000 ms repeat
+ * drifts and would now and then skip a second. */
+static uint64_t to_next_second(void)
+{
+    return 1000 - p2p__wall_ms() % 1000 + 5;
+}
+
 static void on_tick(uv_timer_t *t)
 {
     reporter *r = t->data;
+    if (r->running)
+        uv_timer_start(&r->tick, on_tick, to_next_second(), 0);
     int64_t now_s = (int64_t)(p2p__wall_ms() / 1000);
     if (now_s <= r->last_t)
         return; /* the timer ran early: one sample per second */
@@ -215,7 +224,7 @@ static int reporter_start(p2p_component *c, char **err)
     r->next_ship_ms = mono_ms(r) + r->interval_ms;
     uv_timer_init(c->ctx->loop, &r->tick);
     r->tick.data = r;
-    uv_timer_start(&r->tick, on_tick, 1000 - p2p__wall_ms() % 1000, 1000);
+    uv_timer_start(&r->tick, on_tick, to_next_second(), 0);
     uv_unref((uv_handle_t *)&r->tick);
     r->tick_open = r->running = 1;
     p2p__metrics_source_add(c->ctx, "reporter", reporter_metrics, r);

@@ -144,22 +144,62 @@ void dsnap_finish(dsnap *s)
     s->chunks[0] = (dchunk){h, 24};
 }
 
-#define FNV_OFFSET 1469598103934665603ULL
+/* The checksum: FNV-1a over 64-bit words (8 times fewer steps than bytes:
+ * a 35 MB snapshot hashes in a few ms), the same for any split of the stream
+ * into pieces, so the writer hashes the pieces and the reader the whole. */
+typedef struct whash {
+    uint64_t h;
+    uint8_t carry[8];
+    size_t nc;
+} whash;
 
-static uint64_t fnv1a_more(uint64_t h, const uint8_t *p, size_t n)
+#define FNV_OFFSET 1469598103934665603ULL
+#define FNV_PRIME 1099511628211ULL
+
+static void wh_init(whash *w)
 {
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 1099511628211ULL;
+    w->h = FNV_OFFSET;
+    w->nc = 0;
+}
+
+static void wh_word(whash *w, const uint8_t *p)
+{
+    uint64_t x;
+    memcpy(&x, p, 8);
+    w->h = (w->h ^ x) * FNV_PRIME;
+}
+
+static void wh_update(whash *w, const uint8_t *p, size_t n)
+{
+    while (w->nc && n) {
+        w->carry[w->nc++] = *p++;
+        n--;
+        if (w->nc == 8) {
+            wh_word(w, w->carry);
+            w->nc = 0;
+        }
     }
-    return h;
+    for (; n >= 8; p += 8, n -= 8)
+        wh_word(w, p);
+    while (n--)
+        w->carry[w->nc++] = *p++;
+}
+
+static uint64_t wh_final(whash *w)
+{
+    for (size_t i = 0; i < w->nc; i++)
+        w->h = (w->h ^ w->carry[i]) * FNV_PRIME;
+    w->h = (w->h ^ (uint64_t)w->nc) * FNV_PRIME;
+    return w->h;
 }
 
 void dsnap_seal(dsnap *s)
 {
-    uint64_t h = FNV_OFFSET;
+    whash w;
+    wh_init(&w);
     for (size_t i = 0; i < s->n; i++)
-        h = fnv1a_more(h, s->chunks[i].p, s->chunks[i].n);
+        wh_update(&w, s->chunks[i].p, s->chunks[i].n);
+    uint64_t h = wh_final(&w);
     uint8_t *t = p2p__xmalloc(8);
     memcpy(t, &h, 8);
     add_chunk(s, t, 8);
@@ -236,7 +276,10 @@ int dstore_deserialize(dstore *s, const uint8_t *buf, size_t len, char *err, siz
     }
     uint64_t h;
     memcpy(&h, buf + len - 8, 8);
-    if (fnv1a_more(FNV_OFFSET, buf, len - 8) != h) {
+    whash w;
+    wh_init(&w);
+    wh_update(&w, buf, len - 8);
+    if (wh_final(&w) != h) {
         why = "checksum mismatch";
         goto bad;
     }

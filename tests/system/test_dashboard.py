@@ -199,7 +199,7 @@ def test_a_viewer_or_a_node_cannot_control(cluster):
 
 
 def report(t, node_id, **extra):
-    return {"node_id": node_id, "samples": [{"t": t, "cpu": 99.0, "mem_percent": 99.0}], **extra}
+    return {"node_id": node_id, "samples": [{"t": t, "cpu": 7.777, "mem_percent": 7.777}], **extra}
 
 
 def test_a_node_cannot_report_as_another(cluster):
@@ -227,8 +227,11 @@ def test_a_node_cannot_report_as_another(cluster):
         st, out = mtls_request(c, "POST", "/rpc", crt, key, body=json.dumps(
             {"jsonrpc": "2.0", "id": 1, "method": "metrics_dashboard/report_metrics", "params": bad}).encode())
         assert json.loads(out)["error"]["code"] == -32602, out
-    h = c.result("metrics_dashboard/get_metrics_history", {"node_id": "w2", "range": "15m", "metrics": "cpu"})
-    assert 99.0 not in h["series"]["cpu"]
+    # nothing of it was stored: a forged sample, ahead of w2's own, would be w2's latest
+    v = metrics_view(c)
+    for node in ("w1", "w2"):
+        assert v["workers"][node]["latest"]["t"] < t - 100 and v["workers"][node]["latest"]["cpu"] != 7.777
+    assert v["coordinator"]["latest"]["t"] < t - 100
 
 
 def test_a_coordinator_restart_keeps_history(cluster):
@@ -251,7 +254,9 @@ def test_a_coordinator_restart_keeps_history(cluster):
     # what w1 sampled while the coordinator was away came from its ring: no hole
     h = c.result("metrics_dashboard/get_metrics_history", {"node_id": "w1", "range": "15m", "metrics": "mem_percent"})
     during = [v for t, v in zip(h["t"], h["series"]["mem_percent"]) if down_from < t < down_to]
-    assert during and all(v is not None for v in during), during
+    # at most one second missing (a worker busy past a whole second skips a sample): without
+    # the ring, every second the coordinator was down (2 s at least) would be missing
+    assert len(during) >= 2 and sum(v is None for v in during) <= 1, during
 
 
 def test_a_killed_worker_shows_as_dead_or_stale(cluster):
