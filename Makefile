@@ -1,7 +1,7 @@
 # p2pcore — top-level entry points. The real build is CMake (build/), tests run under CTest and pytest.
 #   make            build build/p2p
 #   make demo       install what is missing, build, run a local cluster (Ctrl-C stops it)
-#   make test       install what is missing, build, run unit + system tests, the sanitizer build and a fuzz smoke run
+#   make test       install what is missing, build, run unit + system + browser tests, the sanitizer build and a fuzz smoke run
 #   make bench      install what is missing, build, run the benchmarks in bench/
 #   make install    install p2p (PREFIX=/usr/local, DESTDIR honoured)
 PREFIX ?= /usr/local
@@ -11,7 +11,7 @@ TEST_JOBS ?= 2
 PYTEST = /usr/bin/python3 -m pytest
 CMAKE_FLAGS ?=
 
-.PHONY: all build deps deps-bench demo test test-unit test-system test-sanitize fuzz fuzz-smoke bench install clean
+.PHONY: all build deps deps-bench demo test test-unit test-system test-browser test-sanitize fuzz fuzz-smoke bench install clean
 
 all: build
 
@@ -29,7 +29,7 @@ demo: deps build
 	@scripts/demo.sh
 
 test: deps build
-	@$(MAKE) --no-print-directory test-unit test-system test-sanitize fuzz-smoke
+	@$(MAKE) --no-print-directory test-unit test-system test-browser test-sanitize fuzz-smoke
 	@echo "make test: all suites passed"
 
 test-unit: build
@@ -41,6 +41,11 @@ test-unit: build
 test-system: build
 	P2P_BIN=$(CURDIR)/build/p2p $(PYTEST) -q -n $(TEST_JOBS) --dist loadfile -m "not timing" tests/system
 	P2P_BIN=$(CURDIR)/build/p2p $(PYTEST) -q -m timing tests/system
+
+# The dashboard in headless chromium (playwright-core from web/node_modules) against a real
+# coordinator and two workers; screenshots in build/browser-artifacts/.
+test-browser: build
+	P2P_BIN=$(CURDIR)/build/p2p $(PYTEST) -q tests/browser
 
 build-asan/p2p: FORCE
 	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DP2P_SANITIZE=ON >/dev/null

@@ -118,7 +118,10 @@ cleanup() {
     else
         rm -rf "$TMP"
     fi
-    exit "$rc"
+    if [[ ${BENCH_DASHBOARD_PAGE:-1} == 1 ]] && ((HAVE_P2P)); then
+    P2P_BIN="$P2P_BIN" "$PY" "$HERE/dashboard_page.py" || log "dashboard page benchmark exited with status $?"
+fi
+exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -493,4 +496,7 @@ if [[ ${BENCH_LOGS:-1} == 1 ]] && ((HAVE_P2P)); then
     fi
 fi
 if [[ ${BENCH_MEMBERSHIP:-1} == 1 ]]; then "$PY" "$HERE/membership/run.py" --sizes "${BENCH_MEMBERSHIP_SIZES:-50,200,500}" --p2p-bin "$P2P_BIN" --systems "$( ((HAVE_P2P)) && echo serf,p2p || echo serf)" || log "membership benchmark exited with status $?"; fi
+if [[ ${BENCH_DASHBOARD_PAGE:-1} == 1 ]] && ((HAVE_P2P)); then
+    P2P_BIN="$P2P_BIN" "$PY" "$HERE/dashboard_page.py" || log "dashboard page benchmark exited with status $?"
+fi
 exit "$rc"

@@ -91,6 +91,11 @@ cat <<MSG
     p2p call system/get_system_info
     p2p logs -f                                    # follow every node's log lines (on coordinator-1)
     curl --cacert \$P2P_DATA_DIR/certs/ca.crt -H "Authorization: Bearer \$P2P_TOKEN" "https://\$P2P_ADDR/metrics?format=prometheus"
+
+  Dashboard: https://127.0.0.1:$port/dashboard
+    log in with the admin API key: $(cat "$dir/admin.key" 2>/dev/null || echo "see $dir/admin.key")
+    (or with the token above; the browser warns about the cluster's own CA: accept it once,
+    or import $dir/coordinator-1/certs/ca.crt)
   Press Ctrl-C to stop.
 
 MSG

@@ -15,10 +15,29 @@ pkgs=(
   libcmocka-dev python3 python3-pytest python3-pytest-xdist python3-cryptography curl clang libclang-rt-14-dev openssl procps iproute2 nftables
   # tests: the cache's L2 (each test starts its own redis-server on a free port)
   redis-server redis-tools
+  # tests: the dashboard in a real browser (tests/browser, driven by playwright-core from web/)
+  chromium
 )
+# node + npm: the dashboard's assets are embedded with node at build time (web/embed.mjs)
+# and its npm packages come from web/package-lock.json. A machine with another node build
+# that brings its own npm (e.g. nodesource's nodejs) keeps it.
+if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
+  pkgs+=(nodejs npm)
+fi
 if [[ "${1:-}" == "bench" ]]; then
   pkgs+=(python3-fastapi python3-uvicorn nginx-light nghttp2-client wrk serf rsyslog)
 fi
+
+# The dashboard's npm packages (uPlot, bundled into the binary; playwright-core for the
+# browser tests): `npm ci` in web/ whenever node_modules is missing or older than the lock.
+npm_deps() {
+  local web
+  web="$(cd "$(dirname "$0")/.." && pwd)/web"
+  if [[ ! -f $web/node_modules/.package-lock.json || $web/package-lock.json -nt $web/node_modules/.package-lock.json ]]; then
+    echo "install-deps: npm ci in $web"
+    (cd "$web" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+}
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -26,7 +45,10 @@ for p in "${pkgs[@]}"; do
     missing+=("$p")
   fi
 done
-[[ ${#missing[@]} -eq 0 ]] && exit 0
+if [[ ${#missing[@]} -eq 0 ]]; then
+  npm_deps
+  exit 0
+fi
 
 echo "install-deps: installing ${missing[*]}"
 SUDO=""
@@ -41,3 +63,4 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq
 $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}"
+npm_deps

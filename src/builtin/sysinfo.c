@@ -339,7 +339,7 @@ static int fs_wanted(const struct mntent *m)
     return 1;
 }
 
-static json_t *collect_disks(void)
+json_t *sysinfo_collect_disks(void)
 {
     json_t *arr = json_array();
     if (!arr)
@@ -568,12 +568,20 @@ json_t *sysinfo_collect_info(void)
     if (read_uptime(&up) == 0)
         put(o, "uptime_seconds", json_integer((json_int_t)up));
 
-    put(o, "disks", collect_disks());
+    put(o, "disks", sysinfo_collect_disks());
     put(o, "interfaces", collect_interfaces());
     return o;
 }
 
 json_t *sysinfo_collect_metrics(const sysinfo_cpu_sampler *s)
+{
+    json_t *o = sysinfo_collect_metrics_host(s);
+    if (o)
+        put(o, "disks", sysinfo_collect_disks());
+    return o;
+}
+
+json_t *sysinfo_collect_metrics_host(const sysinfo_cpu_sampler *s)
 {
     json_t *o = json_object();
     if (!o)
@@ -609,8 +617,6 @@ json_t *sysinfo_collect_metrics(const sysinfo_cpu_sampler *s)
         put(o, "load_5m", json_real(l5));
         put(o, "load_15m", json_real(l15));
     }
-
-    put(o, "disks", collect_disks());
 
     uint64_t rss = sysinfo_process_rss();
     if (rss)

@@ -35,6 +35,14 @@ json_t *sysinfo_collect_info(void);
  * disk usage per mount, process rss_bytes, process cpu percent, open fds, threads. */
 json_t *sysinfo_collect_metrics(const sysinfo_cpu_sampler *s);
 
+/* sysinfo_collect_metrics without "disks": only pseudo-files under /proc, so
+ * cheap enough for the loop thread every second (statvfs of a mount can block). */
+json_t *sysinfo_collect_metrics_host(const sysinfo_cpu_sampler *s);
+
+/* Usage of the real, local mounts (statvfs of each): the "disks" array of
+ * sysinfo_collect_metrics. May block on a sick disk: call it off the loop. */
+json_t *sysinfo_collect_disks(void);
+
 /* Resident set size of this process in bytes (from /proc/self/statm), 0 on error. */
 uint64_t sysinfo_process_rss(void);
 

@@ -24,6 +24,8 @@
 #include "deploy/release.h"
 #include "deploy/store.h"
 #include "deploy/updater.h"
+#include "web/dashlink.h"
+#include "web/static.h"
 #include "cli/password.h"
 #include "vault/vault.h"
 #include "cli/cli.h"
@@ -32,6 +34,8 @@
 #include "core/util.h"
 #include "http/server.h"
 #include "logs/collector.h"
+#include "metrics/dashboard.h"
+#include "metrics/reporter.h"
 #include "web/hub.h"
 #include "logs/shipper.h"
 #include "membership/node.h"
@@ -363,6 +367,13 @@ int p2p__cmd_agent(int argc, char **argv)
     p2p__updater_register(ctx); /* update_manager: deploy/install */
     if (ctx->cfg.coordinator_mode)
         p2p__logcol_register(ctx); /* the cluster's log collector */
+    if (ctx->cfg.coordinator_mode && ctx->cfg.dashboard_enabled) {
+        p2p__dash_register(ctx);  /* the cluster's metrics: tiers, /api/dashboard */
+        p2p__webui_register(ctx); /* GET /dashboard: the page, embedded at build time */
+        p2p__dashlink_register(ctx); /* the hub's initial snapshot and metrics deltas */
+    }
+    if (ctx->cfg.reporter_enabled)
+        p2p__reporter_register(ctx); /* this node's samples, every second */
     if (ctx->cfg.coordinator_mode)
         p2p__hub_register(ctx); /* the dashboard's WebSocket */
     p2p__http_register(ctx);

@@ -116,6 +116,10 @@ typedef struct p2p_config {
     int reporter_enabled;             /* default true */
     int reporter_interval_min;        /* seconds, default 30 */
     int reporter_interval_max;        /* seconds, default 300, >= reporter_interval_min */
+    int metrics_report_interval;      /* seconds between reports, default 5, 1..300 */
+    int metrics_stale_after;          /* coordinator: seconds without a report before stale, default 20 */
+    int metrics_cleanup_after;        /* coordinator: seconds without a report before the history goes, 7 days */
+    int metrics_snapshot_interval;    /* coordinator: seconds between history snapshots, default 60 */
 
     /* packages (src/deploy) */
     char *release_public_key_file;    /* default "" = the key the coordinator announces */

@@ -107,6 +107,11 @@ void p2p__http_set_busy_probe(p2p_ctx *ctx, size_t (*busy)(const p2p_ctx *ctx));
 /* Sends `body` (copied) with a status and content type. */
 void p2p__http_send(h2o_req_t *req, int status, const char *reason, const char *ctype, const char *body,
                     size_t len);
+/* Sends `len` bytes of `body` that outlive the request (static data: not copied,
+ * may be NULL with len 0), with the headers the handler has already added; unlike
+ * p2p__http_send it adds no Cache-Control of its own. ctype NULL: no Content-Type. */
+void p2p__http_send_static(h2o_req_t *req, int status, const char *reason, const char *ctype, const char *body,
+                           size_t len);
 /* Sends a JSON value (borrowed) with a status. */
 void p2p__http_send_json(h2o_req_t *req, int status, const char *reason, json_t *body);
 /* Sends {"error": message, "status": status}. */

@@ -155,6 +155,24 @@ void p2p__http_send(h2o_req_t *req, int status, const char *reason, const char *
     h2o_send_inline(req, body, len);
 }
 
+void p2p__http_send_static(h2o_req_t *req, int status, const char *reason, const char *ctype, const char *body,
+                           size_t len)
+{
+    static h2o_generator_t gen = {NULL, NULL}; /* one final send: nothing to proceed or stop */
+    if (!p2p__http_out_admit(req, len)) {
+        send_over_cap(req);
+        return;
+    }
+    req->res.status = status;
+    req->res.reason = reason;
+    if (ctype)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, ctype, strlen(ctype));
+    req->res.content_length = len;
+    h2o_iovec_t buf = h2o_iovec_init(body, len);
+    h2o_start_response(req, &gen);
+    h2o_send(req, &buf, len ? 1 : 0, H2O_SEND_STATE_FINAL);
+}
+
 void p2p__http_send_json(h2o_req_t *req, int status, const char *reason, json_t *body)
 {
     size_t len = json_dumpb(body, NULL, 0, P2P_JSON_FLAGS);

@@ -1230,3 +1230,49 @@ int p2p__pki_stats(p2p_ctx *ctx, p2p_pki_stats *out)
     *out = p->stats;
     return 0;
 }
+
+json_t *p2p__pki_certificates_json(p2p_ctx *ctx)
+{
+    p2p_pki *p = get(ctx);
+    if (!p || !p->ca)
+        return NULL;
+    json_t *ca = json_object();
+    pki_cert_info ci;
+    char *err = NULL;
+    if (pki_cert_parse(p->ca, strlen(p->ca), &ci, &err) == 0) {
+        char *subject = p2p__xasprintf("CN=%s", ci.node_id);
+        json_object_set_new(ca, "subject", json_string(subject));
+        json_object_set_new(ca, "not_before", json_integer((json_int_t)ci.not_before));
+        json_object_set_new(ca, "not_after", json_integer((json_int_t)ci.not_after));
+        free(subject);
+        pki_cert_info_free(&ci);
+    }
+    free(err);
+    char fp[PKI_FINGERPRINT_LEN + 1], serial[64];
+    if (pki_cert_fingerprint(p->ca, fp, serial, sizeof serial) == 0)
+        json_object_set_new(ca, "fingerprint", json_string(fp));
+    json_t *nodes = json_array();
+    if (p->reg) {
+        registry_prune(p->reg, now_s());
+        json_t *doc = registry_to_json(p->reg), *revoked = registry_revoked_json(p->reg);
+        size_t i;
+        json_t *n;
+        json_array_foreach(json_object_get(doc, "nodes"), i, n)
+        {
+            const char *nfp = json_string_value(json_object_get(n, "fingerprint"));
+            int rev = 0;
+            size_t k;
+            json_t *r;
+            json_array_foreach(revoked, k, r) rev |= nfp && json_is_string(json_object_get(r, "fingerprint")) &&
+                                                     !strcmp(nfp, json_string_value(json_object_get(r, "fingerprint")));
+            json_array_append_new(nodes, json_pack("{s:O, s:O, s:O, s:O, s:O, s:[], s:b}", "node_id",
+                                                   json_object_get(n, "id"), "role", json_object_get(n, "role"),
+                                                   "serial", json_object_get(n, "serial"), "not_after",
+                                                   json_object_get(n, "not_after"), "fingerprint",
+                                                   json_object_get(n, "fingerprint"), "addresses", "revoked", rev));
+        }
+        json_decref(doc);
+        json_decref(revoked);
+    }
+    return json_pack("{s:o, s:o}", "ca", ca, "nodes", nodes);
+}

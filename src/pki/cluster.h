@@ -83,4 +83,11 @@ typedef struct p2p_pki_stats {
 } p2p_pki_stats;
 int p2p__pki_stats(p2p_ctx *ctx, p2p_pki_stats *out);
 
+/* The CA and the certificates the coordinator issued, for the dashboard:
+ * {"ca": {subject, not_before, not_after, fingerprint}, "nodes": [{node_id,
+ * role, serial, not_after, fingerprint, addresses: [], revoked}]} (a new
+ * reference; "nodes" is empty on nodes that keep no registry), or NULL
+ * without a CA. */
+json_t *p2p__pki_certificates_json(p2p_ctx *ctx);
+
 #endif

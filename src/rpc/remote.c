@@ -394,3 +394,10 @@ int p2p__remote_forward(p2p_ctx *ctx, const char *node_id, const char *body, siz
     }
     return 0;
 }
+
+int p2p__call_remote_for(p2p_call *call, const char *target, const char *method, json_t *params,
+                         uint32_t timeout_ms, p2p_remote_cb cb, void *udata)
+{
+    jsonrpc_caller caller = {p2p__call_authz(call), p2p__call_from_node(call), NULL};
+    return call_remote_as(p2p_call_ctx(call), &caller, target, method, params, timeout_ms, cb, udata);
+}

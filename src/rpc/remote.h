@@ -20,4 +20,12 @@ typedef void (*p2p_remote_raw_cb)(void *arg, int status, const char *body, size_
  * call goes as this node). */
 int p2p__remote_forward(p2p_ctx *ctx, const char *node_id, const char *body, size_t len, const char *authz,
                         uint32_t timeout_ms, p2p_remote_raw_cb cb, void *arg);
+/* p2p_call_remote on behalf of whoever made `call`: the operator's
+ * Authorization goes along (the target authorizes the operator, as
+ * cluster/call does), a node caller stays a node identity. For methods that act
+ * on another node for their caller (metrics_dashboard/control_service). */
+#include <jansson.h>
+#include "p2p/p2p.h"
+int p2p__call_remote_for(p2p_call *call, const char *target, const char *method, json_t *params,
+                         uint32_t timeout_ms, p2p_remote_cb cb, void *udata);
 #endif

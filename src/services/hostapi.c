@@ -505,3 +505,28 @@ void p2p__svc_entry_free_host(svc_entry *e)
     json_decref(e->state_doc);
     json_decref(e->state_next);
 }
+
+json_t *p2p__services_own_metrics(p2p_ctx *ctx, const char *name)
+{
+    svc_manager *mgr = p2p_shared_get(ctx, "services");
+    for (size_t i = 0; mgr && i < mgr->n_entries; i++) {
+        svc_entry *e = mgr->entries[i];
+        if (strcmp(e->name, name) != 0)
+            continue;
+        json_t *o = json_object();
+        for (size_t k = 0; k < e->n_metrics && k < 64; k++) {
+            svc_metric *m = &e->metrics[k];
+            if (m->type == 2) {
+                char key[160];
+                snprintf(key, sizeof key, "%.120s_count", m->name);
+                json_object_set_new(o, key, json_integer((json_int_t)m->count));
+                snprintf(key, sizeof key, "%.120s_sum", m->name);
+                json_object_set_new(o, key, json_real(isfinite(m->sum) ? m->sum : 0));
+            } else {
+                json_object_set_new(o, m->name, json_real(isfinite(m->value) ? m->value : 0));
+            }
+        }
+        return o;
+    }
+    return NULL;
+}

@@ -22,11 +22,16 @@ const char *p2p__services_dir(p2p_ctx *ctx);
 /* 1 when no pluggable service has anything running or stopping (tests, shutdown). */
 int p2p__services_quiet(p2p_ctx *ctx);
 
+/* A pluggable service's own metrics (p2p_svc_counter_add, gauge_set, observe)
+ * as {name: value} (a histogram as name_count and name_sum; at most 64), a new
+ * reference; NULL when there is no pluggable service of that name. For the
+ * dashboard's ServiceView. */
+#include <jansson.h>
+json_t *p2p__services_own_metrics(p2p_ctx *ctx, const char *name);
 /* Listener of this node's pluggable services: runs on the loop after each state
  * change, with the service's name and its description as `list` shows it
  * (borrowed: version, type, state, reason, health, methods, ...). Listeners stay
  * until the context is freed; `arg` must live as long. Returns 0. */
-#include <jansson.h>
 typedef void (*p2p_services_listener)(p2p_ctx *ctx, const char *name, json_t *desc, void *arg);
 int p2p__services_listen(p2p_ctx *ctx, p2p_services_listener fn, void *arg);
 /* New reference to [description, ...] of this node's pluggable services (as

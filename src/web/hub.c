@@ -258,6 +258,12 @@ static json_t *membership_snapshot(hub *h)
                      "membership");
 }
 
+json_t *p2p__hub_membership_snapshot(p2p_ctx *ctx)
+{
+    hub *h = get_hub(ctx);
+    return h ? membership_snapshot(h) : NULL;
+}
+
 /* ---- delivery ------------------------------------------------------------------------------ */
 
 static void sock_close(hub_sock *s, uint16_t code, const char *why)
@@ -552,11 +558,14 @@ static void do_auth(hub_sock *s, p2p_wsm *m)
         json_decref(o);
         int r = send_or_cut(s, b);
         p2p__wsbuf_unref(b);
-        const p2p_wsfilter *cf = NULL;
-        p2p_wsbuf *cb = NULL;
-        for (size_t i = first; r == 0 && i < h->ring.n; i++)
+        /* the encoding cache is for one entry across sockets: a fresh one per entry here,
+         * else every log batch replayed would be the first one again */
+        for (size_t i = first; r == 0 && i < h->ring.n; i++) {
+            const p2p_wsfilter *cf = NULL;
+            p2p_wsbuf *cb = NULL;
             deliver(s, p2p__wsring_at(&h->ring, i), &cf, &cb);
-        p2p__wsbuf_unref(cb);
+            p2p__wsbuf_unref(cb);
+        }
         return;
     }
     send_initial(s);

@@ -32,6 +32,11 @@ void p2p__hub_publish(p2p_ctx *ctx, const char *type, json_t *fields);
  * gossip, no samples. */
 void p2p__hub_set_snapshot(p2p_ctx *ctx, json_t *(*fn)(p2p_ctx *ctx, void *arg), void *arg);
 
+/* The snapshot the hub builds itself from the member list (no samples; services
+ * as gossiped, this node's from its manager): a new reference, NULL when the hub
+ * does not run. For a snapshot builder that fills in what it lacks. */
+json_t *p2p__hub_membership_snapshot(p2p_ctx *ctx);
+
 /* Authenticated sockets open now (a reporter may sample faster while > 0). */
 int p2p__hub_watchers(p2p_ctx *ctx);
 

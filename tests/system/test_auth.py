@@ -66,9 +66,18 @@ ROUTES = [
     ("GET", "/api/logs", "exact", "any"),
     ("DELETE", "/api/logs", "exact", "admin"),
     ("GET", "/api/logs/sources", "exact", "any"),
+    ("GET", "/api/dashboard/metrics", "exact", "any"),
+    ("GET", "/api/dashboard/history/", "prefix", "any"),
+    ("GET", "/api/dashboard/stats", "exact", "any"),
+    ("GET", "/api/dashboard/services", "exact", "any"),
+    ("GET", "/api/dashboard/certificates", "exact", "any"),
+    ("POST", "/api/dashboard/control-service", "exact", "admin"),
     ("GET", "/ws/dashboard", "exact", "self"),
     ("POST", "/deploy/packages", "exact", "admin"),
     ("GET", "/deploy/packages/", "prefix", "node"),
+    ("GET", "/dashboard", "exact", "open"),
+    ("GET", "/dashboard/", "exact", "open"),
+    ("GET", "/dashboard/static/", "prefix", "open"),
 ]
 # the suffix used to call a prefix route
 PREFIX_SAMPLE = "system"
@@ -303,6 +312,17 @@ def anonymous_request(node, method, path, body=None, headers=None):
 def test_route_refuses_anonymous(node, route):
     method, path, match, auth = route
     url = route_path(path, match)
+    if auth == "open" and path.startswith("/dashboard/"):
+        # the dashboard's page names its assets by content hash: ask for a real one
+        page = anonymous_request(node, "GET", "/dashboard")
+        assert page.status == 200 and page.headers.get("WWW-Authenticate") is None, page
+        if path == "/dashboard/":
+            r = anonymous_request(node, method, url)
+            assert r.status == 301 and r.headers.get("Location") == "/dashboard", r
+            return
+        m = re.search(r'"(/dashboard/static/[^"]+)"', page.text)
+        assert m, page.text[:500]
+        url = m.group(1)
     if auth == "open":
         r = anonymous_request(node, method, url)
         assert r.status == 200, r
@@ -392,6 +412,25 @@ def test_admin_token_may_call_every_route(node, route):
         # admitted; an upload that is not a package is refused by the store (tests/system/test_deploy.py)
         r = node.request(method, url, body=b"not a package", headers=bearer(node.token), auth=False)
         assert r.status in (409, 422), r
+    elif path.startswith("/dashboard"):
+        # open: a token changes nothing (the page with its real hashed asset names)
+        page = node.request("GET", "/dashboard", headers=bearer(node.token), auth=False)
+        assert page.status == 200, page
+        if path == "/dashboard/":
+            r = node.request(method, url, headers=bearer(node.token), auth=False)
+            assert r.status == 301, r
+        elif path == "/dashboard/static/":
+            asset = re.search(r'"(/dashboard/static/[^"]+)"', page.text).group(1)
+            r = node.request(method, asset, headers=bearer(node.token), auth=False)
+            assert r.status == 200, r
+    elif path == "/api/dashboard/history/":
+        # a node's history: this node is a member
+        r = node.request(method, path + node.name, headers=bearer(node.token), auth=False)
+        assert r.status == 200 and r.json()["node_id"] == node.name, r
+    elif path == "/api/dashboard/control-service":
+        # admitted: the dashboard itself answers (no such service on this node)
+        r = post(node, url, {"worker_id": node.name, "service_name": "nope", "action": "restart"}, token=node.token)
+        assert_json_error(r, 404)
     else:
         assert method == "GET", f"no sample request written for {method} {path}"
         r = node.request(method, url, headers=bearer(node.token), auth=False)
