@@ -23,6 +23,7 @@
 
 #include <errno.h>
 #include <openssl/pem.h>
+#include <sys/socket.h>
 #include <openssl/ssl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -132,6 +133,8 @@ struct tsrv {
     int requests; /* requests seen */
     parked *parked;
     int n_parked;
+    struct srv_conn *last; /* the newest open connection */
+    int half_sent;         /* /half responses started */
 };
 
 static void park_unlink(parked *p)
@@ -151,6 +154,16 @@ static void park_unlink(parked *p)
 static void on_park_dispose(void *arg)
 {
     park_unlink(arg); /* the request is gone (answered, or the stream was reset) */
+}
+
+static void half_proceed(h2o_generator_t *g, h2o_req_t *req)
+{
+    (void)g, (void)req;
+}
+
+static void half_stop(h2o_generator_t *g, h2o_req_t *req)
+{
+    (void)g, (void)req;
 }
 
 static int srv_on_req(h2o_handler_t *self, h2o_req_t *req)
@@ -185,6 +198,19 @@ static int srv_on_req(h2o_handler_t *self, h2o_req_t *req)
         s->n_parked++;
         return 0;
     }
+    if (h2o_memis(path.base, path.len, H2O_STRLIT("/half"))) {
+        /* headers and part of the body, then nothing: the test cuts the connection */
+        h2o_generator_t *g = h2o_mem_alloc_pool(&req->pool, sizeof(*g));
+        g->proceed = half_proceed;
+        g->stop = half_stop;
+        req->res.status = 200;
+        req->res.reason = "OK";
+        h2o_start_response(req, g);
+        h2o_iovec_t part = h2o_iovec_init(H2O_STRLIT("partial"));
+        h2o_send(req, &part, 1, H2O_SEND_STATE_IN_PROGRESS);
+        s->half_sent++;
+        return 0;
+    }
     req->res.status = 404;
     req->res.reason = "Not Found";
     h2o_send_inline(req, H2O_STRLIT("not found"));
@@ -213,6 +239,8 @@ static void srv_on_conn_closed(uv_handle_t *h)
 {
     srv_conn *sc = (srv_conn *)h;
     sc->s->open--;
+    if (sc->s->last == sc)
+        sc->s->last = NULL;
     free(sc);
 }
 
@@ -235,6 +263,7 @@ static void srv_on_accept(uv_stream_t *listener, int status)
     }
     s->accepted++;
     s->open++;
+    s->last = sc;
     h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&sc->tcp, srv_on_conn_closed);
     h2o_accept(&s->accept, sock);
 }
@@ -412,6 +441,8 @@ static void srv_stop(fixture *f, tsrv *s)
     uv_timer_stop(&f->tick);
     zero_open = s->open == 0;
     assert_true(zero_open);
+    if (h2o_timeout_is_linked(&s->h2o.http2._graceful_shutdown_timeout)) /* test_goaway_graceful */
+        h2o_timeout_unlink(&s->h2o.http2._graceful_shutdown_timeout);
     h2o_context_dispose(&s->h2o);
     h2o_config_dispose(&s->config);
     SSL_CTX_free(s->ssl);
@@ -891,6 +922,123 @@ static void test_response_too_large(void **state)
     p2p__httpc_free(c);
 }
 
+/* The server goes away in the middle of answering: every call on the
+ * connection fails at once (not at its timeout), as "may have been processed";
+ * the next call gets a new connection. */
+static void test_server_closes_mid_stream(void **state)
+{
+    fixture *f = *state;
+    result half = {0}, parked1 = {0}, parked2 = {0}, after = {0};
+    assert_true(post(f->c, "node-a", "127.0.0.1", f->srv->port, "/park", NULL, 0, on_result, &parked1) > 0);
+    assert_true(post(f->c, "node-a", "127.0.0.1", f->srv->port, "/park", NULL, 0, on_result, &parked2) > 0);
+    assert_true(post(f->c, "node-a", "127.0.0.1", f->srv->port, "/half", "x", 0, on_result, &half) > 0);
+    assert_true(run_until(f, &f->srv->n_parked, 2, 5000));
+    assert_true(run_until(f, &f->srv->half_sent, 1, 5000));
+    /* let the partial answer reach the client */
+    uint64_t t_end = uv_hrtime() + 100000000u;
+    uv_timer_start(&f->tick, on_tick, 5, 5);
+    while (uv_hrtime() < t_end)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    uv_timer_stop(&f->tick);
+    assert_int_equal(half.calls, 0);
+    assert_non_null(f->srv->last);
+    uv_os_fd_t fd;
+    assert_int_equal(uv_fileno((uv_handle_t *)&f->srv->last->tcp, &fd), 0);
+    uint64_t t0 = uv_hrtime();
+    shutdown(fd, SHUT_RDWR);
+    assert_true(run_until(f, &parked2.calls, 1, 5000));
+    assert_true(run_until(f, &half.calls, 1, 5000));
+    assert_true(run_until(f, &parked1.calls, 1, 5000));
+    assert_true(uv_hrtime() - t0 < 1000000000u); /* at once, not at a timeout */
+    const result *all[] = {&half, &parked1, &parked2};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(all[i]->calls, 1);
+        assert_int_equal(all[i]->error, P2P_HTTPC_E_PROTOCOL);
+        assert_int_equal(all[i]->status, 0);
+        assert_int_equal(all[i]->body_len, 0);
+        assert_true(strlen(all[i]->message) > 0);
+    }
+    assert_int_equal(f->srv->accepted, 1); /* nothing retried: they had reached the server */
+    assert_true(post(f->c, "node-a", "127.0.0.1", f->srv->port, "/echo", "after", 0, on_result, &after) > 0);
+    assert_true(run_until(f, &after.calls, 1, 5000));
+    assert_int_equal(after.error, P2P_HTTPC_OK);
+    assert_string_equal(after.body, "after");
+    assert_int_equal(f->srv->accepted, 2);
+    result_clear(&half);
+    result_clear(&parked1);
+    result_clear(&parked2);
+    result_clear(&after);
+}
+
+/* The server shuts down gracefully (GOAWAY): calls in flight finish on the old
+ * connection; new calls go to a new one; nothing fails. */
+static void test_goaway_graceful(void **state)
+{
+    fixture *f = *state;
+    result p[3] = {{0}}, warm = {0}, after = {0};
+    assert_true(post(f->c, "node-a", "127.0.0.1", f->srv->port, "/echo", "warm", 0, on_result, &warm) > 0);
+    assert_true(run_until(f, &warm.calls, 1, 5000));
+    for (int i = 0; i < 3; i++)
+        assert_true(post(f->c, "node-a", "127.0.0.1", f->srv->port, "/park", NULL, 0, on_result, &p[i]) > 0);
+    assert_true(run_until(f, &f->srv->n_parked, 3, 5000));
+    h2o_context_request_shutdown(&f->srv->h2o); /* h2o sends GOAWAY */
+    uint64_t t_end = uv_hrtime() + 200000000u;
+    uv_timer_start(&f->tick, on_tick, 5, 5);
+    while (uv_hrtime() < t_end)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    uv_timer_stop(&f->tick);
+    assert_true(post(f->c, "node-a", "127.0.0.1", f->srv->port, "/echo", "after", 0, on_result, &after) > 0);
+    assert_true(run_until(f, &after.calls, 1, 5000));
+    assert_int_equal(after.error, P2P_HTTPC_OK);
+    assert_string_equal(after.body, "after");
+    assert_int_equal(f->srv->accepted, 2); /* not on the connection that said GOAWAY */
+    srv_release(f->srv);
+    for (int i = 0; i < 3; i++) {
+        assert_true(run_until(f, &p[i].calls, 1, 5000));
+        assert_int_equal(p[i].error, P2P_HTTPC_OK);
+        assert_string_equal(p[i].body, "released");
+        result_clear(&p[i]);
+    }
+    p2p__httpc_stats st;
+    p2p__httpc_stats_get(f->c, &st);
+    assert_int_equal(st.failures, 0);
+    result_clear(&warm);
+    result_clear(&after);
+}
+
+/* A 1 MiB body each way fits the windows (flow control keeps up). */
+static void test_one_mib_body(void **state)
+{
+    fixture *f = *state;
+    p2p__httpc *c = client_new(f, G.cli_cert, G.cli_key, 1u << 20);
+    assert_non_null(c);
+    size_t n = 1u << 20;
+    char *big = malloc(n + 1);
+    for (size_t i = 0; i < n; i++)
+        big[i] = (char)('a' + i % 26);
+    big[n] = '\0';
+    result r = {0}, over = {0};
+    assert_true(post(c, "node-a", "127.0.0.1", f->srv->port, "/echo", big, 0, on_result, &r) > 0);
+    assert_true(run_until(f, &r.calls, 1, 10000));
+    assert_int_equal(r.error, P2P_HTTPC_OK);
+    assert_int_equal(r.body_len, n);
+    assert_memory_equal(r.body, big, n);
+    big[n - 1] = '\0'; /* keep strlen happy for the next one: 1 MiB + 1 below */
+    char *bigger = malloc(n + 2);
+    memset(bigger, 'z', n + 1);
+    bigger[n + 1] = '\0';
+    assert_true(post(c, "node-a", "127.0.0.1", f->srv->port, "/echo", bigger, 0, on_result, &over) > 0);
+    assert_true(run_until(f, &over.calls, 1, 10000));
+    assert_int_equal(over.error, P2P_HTTPC_E_PROTOCOL);
+    assert_non_null(strstr(over.message, "larger than 1048576"));
+    assert_int_equal(f->srv->accepted, 1);
+    free(big);
+    free(bigger);
+    result_clear(&r);
+    result_clear(&over);
+    p2p__httpc_free(c);
+}
+
 static void test_bad_arguments(void **state)
 {
     fixture *f = *state;
@@ -975,6 +1123,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ipv6, setup, teardown),
         cmocka_unit_test_setup_teardown(test_response_too_large, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_server_closes_mid_stream, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_goaway_graceful, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_one_mib_body, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
