@@ -116,6 +116,7 @@ struct conn {
     bool goaway;         /* no new streams */
     bool got_frames;     /* the peer has spoken HTTP/2 to us */
     bool worked;         /* a response came back on it */
+    bool fuzz;           /* p2p__httpc_fuzz_response: no socket, no TLS */
     uint64_t connect_deadline, idle_since, last_rx, ping_sent;
 };
 
@@ -631,6 +632,8 @@ static void on_written(uv_write_t *req, int status)
 static void wbio_drain(conn *cn)
 {
     size_t pending;
+    if (!cn->wbio)
+        return;
     while ((pending = BIO_ctrl_pending(cn->wbio)) > 0) {
         wreq *w = p2p__xmalloc(sizeof(*w) + pending);
         int n = BIO_read(cn->wbio, w->data, (int)pending);
@@ -662,6 +665,8 @@ static void conn_flush(conn *cn)
         }
         if (n == 0)
             break;
+        if (cn->fuzz)
+            continue;
         if (SSL_write(cn->ssl, data, (int)n) != (int)n) {
             ERR_clear_error();
             conn_kill(cn, P2P_HTTPC_E_PROTOCOL, "TLS write failed");
@@ -757,6 +762,29 @@ static void on_alloc(uv_handle_t *h, size_t sz, uv_buf_t *buf)
     *buf = uv_buf_init(cn->c->rbuf, sizeof cn->c->rbuf);
 }
 
+/* The server's bytes (decrypted) into nghttp2: 0, or -1 when the connection
+ * died of them. */
+static int h2_input(conn *cn, const uint8_t *buf, size_t n)
+{
+    ssize_t used = nghttp2_session_mem_recv(cn->h2, buf, n);
+    if (used < 0) {
+        char m[160];
+        snprintf(m, sizeof m, "HTTP/2: %s", nghttp2_strerror((int)used));
+        conn_kill(cn, P2P_HTTPC_E_PROTOCOL, m);
+        return -1;
+    }
+    return cn->state == C_READY ? 0 : -1;
+}
+
+static void h2_after_input(conn *cn)
+{
+    if (cn->state != C_READY)
+        return;
+    conn_pump(cn);
+    if (cn->state == C_READY && !nghttp2_session_want_read(cn->h2) && !nghttp2_session_want_write(cn->h2))
+        conn_kill(cn, P2P_HTTPC_E_PROTOCOL, "the HTTP/2 session ended");
+}
+
 /* Feeds decrypted bytes to nghttp2. */
 static void conn_recv(conn *cn)
 {
@@ -784,19 +812,10 @@ static void conn_recv(conn *cn)
             conn_kill(cn, alert && !cn->got_frames ? P2P_HTTPC_E_TLS : P2P_HTTPC_E_PROTOCOL, m);
             return;
         }
-        ssize_t used = nghttp2_session_mem_recv(cn->h2, buf, (size_t)n);
-        if (used < 0) {
-            char m[160];
-            snprintf(m, sizeof m, "HTTP/2: %s", nghttp2_strerror((int)used));
-            conn_kill(cn, P2P_HTTPC_E_PROTOCOL, m);
+        if (h2_input(cn, buf, (size_t)n) != 0)
             return;
-        }
     }
-    if (cn->state == C_READY) {
-        conn_pump(cn);
-        if (!nghttp2_session_want_read(cn->h2) && !nghttp2_session_want_write(cn->h2))
-            conn_kill(cn, P2P_HTTPC_E_PROTOCOL, "the HTTP/2 session ended");
-    }
+    h2_after_input(cn);
 }
 
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
@@ -1389,4 +1408,70 @@ void p2p__httpc_close(p2p__httpc *c, void (*done)(void *arg), void *arg)
 void p2p__httpc_free(p2p__httpc *c)
 {
     p2p__httpc_close(c, NULL, NULL);
+}
+
+/* ---- fuzzing hook ---------------------------------------------------------------- */
+
+static void fuzz_cb(void *udata, const p2p__httpc_res *res)
+{
+    unsigned *n = udata;
+    (*n)++;
+    if (res->error == P2P_HTTPC_OK && res->body[res->body_len] != '\0')
+        abort(); /* the body is NUL-terminated for callers */
+}
+
+int p2p__httpc_fuzz_response(p2p__httpc *c, const uint8_t *data, size_t len)
+{
+    if (c->closing || c->xfers || c->conns)
+        return -EINVAL;
+    /* A connection as it is after the handshake, minus the socket and TLS. */
+    conn *cn = p2p__xcalloc(1, sizeof(*cn));
+    cn->c = c;
+    cn->fuzz = true;
+    cn->node_id = p2p__xstrdup("node-a");
+    cn->address = p2p__xstrdup("127.0.0.1");
+    cn->port = 1;
+    cn->tls = c->tls;
+    cn->tls->refs++;
+    uv_tcp_init(c->loop, &cn->tcp);
+    cn->tcp.data = cn;
+    c->handles++;
+    c->conns = cn;
+    if (h2_session_new(cn, c->o.max_streams) != 0)
+        abort();
+    cn->state = C_READY;
+    unsigned calls = 0;
+    static const char *const hdrs[] = {"Authorization: Bearer x"};
+    p2p__httpc_req g = {.node_id = "node-a", .address = "127.0.0.1", .port = 1, .path = "/hello"};
+    p2p__httpc_req p = {.node_id = "node-a", .address = "127.0.0.1", .port = 1, .path = "/rpc",
+                        .body = "{\"jsonrpc\":\"2.0\"}", .body_len = 17, .headers = hdrs, .n_headers = 1};
+    uint64_t ids[3];
+    ids[0] = p2p__httpc_request(c, &g, fuzz_cb, &calls, NULL);
+    ids[1] = p2p__httpc_request(c, &p, fuzz_cb, &calls, NULL);
+    ids[2] = p2p__httpc_request(c, &p, fuzz_cb, &calls, NULL);
+    enter(c);
+    for (xfer *x = c->xfers; x; x = x->next) /* attach now: streams 1, 3, 5 */
+        if (x->waiting)
+            attach(c, x);
+    conn_pump(cn);
+    /* in pieces, as TLS records would hand them over */
+    size_t off = 0;
+    while (off < len && cn->state == C_READY) {
+        size_t n = len - off;
+        if (n > 1000)
+            n = 1000;
+        if (h2_input(cn, data + off, n) != 0)
+            break;
+        h2_after_input(cn);
+        off += n;
+    }
+    /* what is left is cancelled (also retries: they would connect for real) */
+    for (int i = 0; i < 3; i++)
+        p2p__httpc_cancel(c, ids[i]);
+    if (cn->state != C_DEAD)
+        conn_kill(cn, P2P_HTTPC_E_PROTOCOL, "end of input");
+    leave(c);
+    if (calls != 3 || c->xfers || c->st.active != 0)
+        abort(); /* exactly one callback per request */
+    return 0;
 }

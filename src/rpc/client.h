@@ -166,4 +166,12 @@ void p2p__httpc_close(p2p__httpc *c, void (*done)(void *arg), void *arg);
 /* p2p__httpc_close(c, NULL, NULL); NULL is fine. */
 void p2p__httpc_free(p2p__httpc *c);
 
+/* Fuzzing: makes an idle client believe it holds a connection to node-a that
+ * has finished its handshake, starts three requests on it (a GET and two POSTs:
+ * streams 1, 3, 5), feeds `data` as the server's bytes after TLS (frames,
+ * preface SETTINGS first), then cancels what is left. Aborts when a request
+ * does not get exactly one callback. The caller runs the loop afterwards (the
+ * connection's handle closes there). -EINVAL when the client is not idle. */
+int p2p__httpc_fuzz_response(p2p__httpc *c, const uint8_t *data, size_t len);
+
 #endif
