@@ -882,6 +882,7 @@ static conn *conn_new(p2p__httpc *c, const xfer *x)
     cn->tls = x->tls;
     cn->tls->refs++;
     cn->state = C_CONNECTING;
+    uv_update_time(c->loop);
     cn->connect_deadline = uv_now(c->loop) + c->o.connect_timeout_ms;
     cn->ssl = SSL_new(x->tls->ctx);
     cn->rbio = BIO_new(BIO_s_mem());
@@ -1338,6 +1339,7 @@ uint64_t p2p__httpc_request(p2p__httpc *c, const p2p__httpc_req *r, p2p__httpc_c
     }
     build_headers(x, r);
     x->start_ns = uv_hrtime();
+    uv_update_time(c->loop); /* the loop's cached time may be stale: deadlines count from now */
     x->deadline = uv_now(c->loop) + (r->timeout_ms ? r->timeout_ms : c->o.default_timeout_ms);
     x->id = c->next_id++;
     x->next = c->xfers;
