@@ -8,7 +8,7 @@ set -euo pipefail
 pkgs=(
   # build
   cmake make gcc pkg-config
-  libh2o-dev libwslay-dev libuv1-dev libjansson-dev libyaml-dev libssl-dev libnghttp2-dev libcurl4-openssl-dev libjwt-dev liblz4-dev
+  libh2o-dev libwslay-dev libuv1-dev libjansson-dev libyaml-dev libssl-dev libnghttp2-dev libjwt-dev liblz4-dev
   libhiredis-dev
   # tests: unit (cmocka), system (pytest with Debian's python3), fuzzing (clang + libFuzzer runtime)
   libcmocka-dev python3 python3-pytest python3-pytest-xdist python3-cryptography curl clang libclang-rt-14-dev openssl procps iproute2 nftables
