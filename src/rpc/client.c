@@ -476,7 +476,8 @@ static ssize_t read_body(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t l
     size_t n = x->req_len - x->req_off;
     if (n > len)
         n = len;
-    memcpy(buf, x->req_body + x->req_off, n);
+    if (n)
+        memcpy(buf, x->req_body + x->req_off, n);
     x->req_off += n;
     if (x->req_off == x->req_len)
         *flags |= NGHTTP2_DATA_FLAG_EOF;
