@@ -45,7 +45,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!client)
         init();
-    if (p2p__httpc_fuzz_response(client, data, size) != 0)
+    if (p2p__httpc_fuzz_response(client, data, size) < 0)
         abort();
     uv_run(&loop, UV_RUN_NOWAIT); /* closes the connection's handle */
     p2p__httpc_stats st;

@@ -1469,6 +1469,10 @@ int p2p__httpc_fuzz_response(p2p__httpc *c, const uint8_t *data, size_t len)
         off += n;
     }
     /* what is left is cancelled (also retries: they would connect for real) */
+    int retried = 0;
+    for (xfer *x = c->xfers; x; x = x->next)
+        if (x->waiting && x->retries > 0)
+            retried++;
     for (int i = 0; i < 3; i++)
         p2p__httpc_cancel(c, ids[i]);
     if (cn->state != C_DEAD)
@@ -1476,5 +1480,5 @@ int p2p__httpc_fuzz_response(p2p__httpc *c, const uint8_t *data, size_t len)
     leave(c);
     if (calls != 3 || c->xfers || c->st.active != 0)
         abort(); /* exactly one callback per request */
-    return 0;
+    return retried;
 }

@@ -182,7 +182,9 @@ void p2p__httpc_free(p2p__httpc *c);
  * streams 1, 3, 5), feeds `data` as the server's bytes after TLS (frames,
  * preface SETTINGS first), then cancels what is left. Aborts when a request
  * does not get exactly one callback. The caller runs the loop afterwards (the
- * connection's handle closes there). -EINVAL when the client is not idle. */
+ * connection's handle closes there). Returns how many requests were waiting
+ * for a retry on another connection when they were cancelled (refused or above
+ * a GOAWAY's last-stream-id), or -EINVAL when the client is not idle. */
 int p2p__httpc_fuzz_response(p2p__httpc *c, const uint8_t *data, size_t len);
 
 #endif

@@ -1100,6 +1100,67 @@ static void test_bad_arguments(void **state)
     assert_string_equal(p2p__httpc_error_name(P2P_HTTPC_E_TLS), "tls");
 }
 
+/* ---- frames fed straight into the response path (p2p__httpc_fuzz_response) ---- */
+
+static size_t frame(uint8_t *out, uint8_t type, uint8_t flags, uint32_t sid, const void *payload, size_t n)
+{
+    out[0] = (uint8_t)(n >> 16);
+    out[1] = (uint8_t)(n >> 8);
+    out[2] = (uint8_t)n;
+    out[3] = type;
+    out[4] = flags;
+    out[5] = (uint8_t)(sid >> 24);
+    out[6] = (uint8_t)(sid >> 16);
+    out[7] = (uint8_t)(sid >> 8);
+    out[8] = (uint8_t)sid;
+    memcpy(out + 9, payload, n);
+    return 9 + n;
+}
+
+/* Three calls in flight (streams 1, 3, 5). The server answers stream 1, then
+ * says GOAWAY with last-stream-id 1: streams 3 and 5 never reached it, so they
+ * are kept for a retry on another connection (here cancelled by the hook before
+ * the retry can run) and not failed. With a RST_STREAM instead (the server saw
+ * the stream), the call fails. */
+static void test_goaway_above_last_stream_not_failed(void **state)
+{
+    fixture *f = *state;
+    uint8_t buf[256];
+    size_t n = 0;
+    n += frame(buf + n, 4, 0, 0, "", 0);                            /* SETTINGS */
+    n += frame(buf + n, 1, 4, 1, "\x88", 1);                        /* HEADERS :status 200 */
+    n += frame(buf + n, 0, 1, 1, "hello", 5);                       /* DATA, END_STREAM */
+    n += frame(buf + n, 7, 0, 0, "\x00\x00\x00\x01\x00\x00\x00\x00", 8); /* GOAWAY last=1 NO_ERROR */
+    assert_int_equal(p2p__httpc_fuzz_response(f->c, buf, n), 2); /* 3 and 5 were moved for a retry */
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    p2p__httpc_stats st;
+    p2p__httpc_stats_get(f->c, &st);
+    assert_int_equal(st.responses, 1);
+    assert_int_equal(st.failures, 0);  /* 3 and 5: not failed ... */
+    assert_int_equal(st.cancelled, 2); /* ... but waiting for a retry when the hook ended them */
+    /* REFUSED_STREAM on stream 3: never processed either, so retried */
+    n = 0;
+    n += frame(buf + n, 4, 0, 0, "", 0);
+    n += frame(buf + n, 3, 0, 3, "\x00\x00\x00\x07", 4); /* RST_STREAM 3 REFUSED_STREAM */
+    assert_int_equal(p2p__httpc_fuzz_response(f->c, buf, n), 1);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    p2p__httpc_stats_get(f->c, &st);
+    assert_int_equal(st.failures, 0);
+    assert_int_equal(st.cancelled, 5);
+
+    n = 0;
+    n += frame(buf + n, 4, 0, 0, "", 0);
+    n += frame(buf + n, 1, 4, 1, "\x88", 1);
+    n += frame(buf + n, 0, 1, 1, "hello", 5);
+    n += frame(buf + n, 3, 0, 3, "\x00\x00\x00\x02", 4); /* RST_STREAM 3 INTERNAL_ERROR */
+    assert_int_equal(p2p__httpc_fuzz_response(f->c, buf, n), 0); /* nothing to retry */
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    p2p__httpc_stats_get(f->c, &st);
+    assert_int_equal(st.responses, 2);
+    assert_int_equal(st.failures, 1);  /* stream 3: the server had it */
+    assert_int_equal(st.cancelled, 6); /* stream 5: still in flight at the end */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1121,6 +1182,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_server_closes_mid_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_goaway_graceful, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_mib_body, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_goaway_above_last_stream_not_failed, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
