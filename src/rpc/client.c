@@ -154,11 +154,11 @@ static void tls_unref(tls_gen *t)
     free(t);
 }
 
-static int tls_make(const char *ca, const char *cert, const char *key, tls_gen **out, char **err)
+static int tls_make(const char *ca, const char *cert, const char *key, bool insecure, tls_gen **out, char **err)
 {
-    if (!ca || !cert || !key)
-        return p2p__fail(err, -EINVAL, "TLS material: the CA, certificate and key are all required");
-    int match = pki_key_matches_cert(key, cert);
+    if ((!ca && !insecure) || !cert != !key)
+        return p2p__fail(err, -EINVAL, "TLS material: the CA is required, the certificate and key go together");
+    int match = cert ? pki_key_matches_cert(key, cert) : 1;
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     int n = 0, rc = 0;
     const char *why = NULL;
@@ -168,7 +168,7 @@ static int tls_make(const char *ca, const char *cert, const char *key, tls_gen *
         goto out;
     }
     X509_STORE *store = SSL_CTX_get_cert_store(ctx);
-    BIO *b = BIO_new_mem_buf(ca, -1);
+    BIO *b = ca ? BIO_new_mem_buf(ca, -1) : NULL;
     X509 *x;
     while (b && (x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
         X509_STORE_add_cert(store, x);
@@ -176,7 +176,7 @@ static int tls_make(const char *ca, const char *cert, const char *key, tls_gen *
         n++;
     }
     BIO_free(b);
-    if (n == 0) {
+    if (n == 0 && !insecure) {
         rc = -EINVAL;
         why = "TLS material: no certificate in the CA bundle";
         goto out;
@@ -191,25 +191,28 @@ static int tls_make(const char *ca, const char *cert, const char *key, tls_gen *
         why = "TLS material: the key does not belong to the certificate";
         goto out;
     }
-    b = BIO_new_mem_buf(cert, -1);
-    x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
-    int ok = x && SSL_CTX_use_certificate(ctx, x) == 1;
-    X509_free(x);
-    while (ok && (x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) /* intermediates */
-        ok = SSL_CTX_add0_chain_cert(ctx, x) == 1;
-    BIO_free(b);
-    b = BIO_new_mem_buf(key, -1);
-    EVP_PKEY *pk = b && ok ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : NULL;
-    BIO_free(b);
-    ok = ok && pk && SSL_CTX_use_PrivateKey(ctx, pk) == 1 && SSL_CTX_check_private_key(ctx) == 1;
-    EVP_PKEY_free(pk);
+    int ok = 1;
+    if (cert) { /* without one: server authentication only (the CLI) */
+        b = BIO_new_mem_buf(cert, -1);
+        x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+        ok = x && SSL_CTX_use_certificate(ctx, x) == 1;
+        X509_free(x);
+        while (ok && (x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) /* intermediates */
+            ok = SSL_CTX_add0_chain_cert(ctx, x) == 1;
+        BIO_free(b);
+        b = BIO_new_mem_buf(key, -1);
+        EVP_PKEY *pk = b && ok ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : NULL;
+        BIO_free(b);
+        ok = ok && pk && SSL_CTX_use_PrivateKey(ctx, pk) == 1 && SSL_CTX_check_private_key(ctx) == 1;
+        EVP_PKEY_free(pk);
+    }
     if (!ok) {
         rc = -EINVAL;
         why = "TLS material: the certificate or key does not load";
         goto out;
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_verify(ctx, insecure ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, NULL);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     static const unsigned char alpn[] = {2, 'h', '2'};
     SSL_CTX_set_alpn_protos(ctx, alpn, sizeof alpn);
@@ -233,7 +236,7 @@ int p2p__httpc_set_tls(p2p__httpc *c, const char *ca_pem, const char *cert_pem, 
     if (c->closing)
         return p2p__fail(err, -ESHUTDOWN, "the HTTP client is closing");
     tls_gen *t;
-    int r = tls_make(ca_pem, cert_pem, key_pem, &t, err);
+    int r = tls_make(ca_pem, cert_pem, key_pem, c->o.insecure != 0, &t, err);
     if (r != 0)
         return r;
     tls_unref(c->tls);
@@ -904,9 +907,15 @@ static conn *conn_new(p2p__httpc *c, const xfer *x)
     }
     SSL_set_bio(cn->ssl, cn->rbio, cn->wbio);
     SSL_set_connect_state(cn->ssl);
-    SSL_set_tlsext_host_name(cn->ssl, cn->node_id);
-    SSL_set_hostflags(cn->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-    SSL_set1_host(cn->ssl, cn->node_id); /* the certificate must name the node id */
+    unsigned char ipb[sizeof(struct in6_addr)];
+    if (inet_pton(AF_INET, cn->node_id, ipb) == 1 || inet_pton(AF_INET6, cn->node_id, ipb) == 1) {
+        /* tls_name given as an IP (the CLI): the certificate must list it as an IP SAN */
+        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(cn->ssl), cn->node_id);
+    } else {
+        SSL_set_tlsext_host_name(cn->ssl, cn->node_id);
+        SSL_set_hostflags(cn->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        SSL_set1_host(cn->ssl, cn->node_id); /* the certificate must name the node id */
+    }
     cn->creq.data = cn;
     return cn;
 }
@@ -1103,7 +1112,7 @@ p2p__httpc *p2p__httpc_new(uv_loop_t *loop, const p2p__httpc_opts *o, char **err
         return NULL;
     }
     tls_gen *t;
-    if (tls_make(o->ca_pem, o->cert_pem, o->key_pem, &t, err) != 0)
+    if (tls_make(o->ca_pem, o->cert_pem, o->key_pem, o->insecure != 0, &t, err) != 0)
         return NULL;
     p2p__httpc *c = p2p__xcalloc(1, sizeof(*c));
     c->loop = loop;
@@ -1212,11 +1221,25 @@ static bool header_ok(const char *h)
 
 static int validate(const p2p__httpc_req *r, bool *post, char **err)
 {
-    if (!r->node_id || !pki_node_id_valid(r->node_id))
-        return p2p__fail(err, -EINVAL, "invalid node id '%s'", r->node_id ? r->node_id : "(null)");
-    if (looks_numeric_host(r->node_id))
-        return p2p__fail(err, -EINVAL, "node id '%s' reads as an IP address; it cannot name a TLS peer", r->node_id);
     unsigned char buf[sizeof(struct in6_addr)];
+    if (!r->node_id && r->tls_name) {
+        size_t n = strlen(r->tls_name);
+        bool ip = inet_pton(AF_INET, r->tls_name, buf) == 1 || inet_pton(AF_INET6, r->tls_name, buf) == 1;
+        if (n == 0 || n > 253)
+            return p2p__fail(err, -EINVAL, "invalid TLS name");
+        for (const char *p = r->tls_name; *p; p++)
+            if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '-' ||
+                  *p == '.' || (ip && *p == ':')))
+                return p2p__fail(err, -EINVAL, "invalid TLS name '%s'", r->tls_name);
+        if (!ip && looks_numeric_host(r->tls_name))
+            return p2p__fail(err, -EINVAL, "TLS name '%s' reads as an IP address", r->tls_name);
+    } else {
+        if (!r->node_id || !pki_node_id_valid(r->node_id))
+            return p2p__fail(err, -EINVAL, "invalid node id '%s'", r->node_id ? r->node_id : "(null)");
+        if (looks_numeric_host(r->node_id))
+            return p2p__fail(err, -EINVAL, "node id '%s' reads as an IP address; it cannot name a TLS peer",
+                             r->node_id);
+    }
     if (!r->address || (inet_pton(AF_INET, r->address, buf) != 1 && inet_pton(AF_INET6, r->address, buf) != 1))
         return p2p__fail(err, -EINVAL, "'%s' is not an IPv4 or IPv6 address", r->address ? r->address : "(null)");
     if (r->port == 0)
@@ -1249,7 +1272,9 @@ static int validate(const p2p__httpc_req *r, bool *post, char **err)
 static void build_headers(xfer *x, const p2p__httpc_req *r)
 {
     char authority[300], clen[32];
-    snprintf(authority, sizeof authority, "%s:%u", r->node_id, (unsigned)r->port);
+    const char *name = r->node_id ? r->node_id : r->tls_name;
+    bool v6 = strchr(name, ':') != NULL;
+    snprintf(authority, sizeof authority, "%s%s%s:%u", v6 ? "[" : "", name, v6 ? "]" : "", (unsigned)r->port);
     snprintf(clen, sizeof clen, "%zu", r->body_len);
     const char *ct = r->content_type ? r->content_type : "application/json";
     size_t nmax = 8 + r->n_headers;
@@ -1330,7 +1355,7 @@ uint64_t p2p__httpc_request(p2p__httpc *c, const p2p__httpc_req *r, p2p__httpc_c
     x->max = c->o.max_response_bytes;
     x->tls = c->tls;
     x->tls->refs++;
-    x->node_id = p2p__xstrdup(r->node_id);
+    x->node_id = p2p__xstrdup(r->node_id ? r->node_id : r->tls_name); /* the name the certificate must carry */
     x->address = p2p__xstrdup(r->address);
     x->port = r->port;
     if (post && r->body_len) {

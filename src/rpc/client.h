@@ -74,9 +74,11 @@ typedef struct p2p__httpc p2p__httpc;
 
 /* Client options. Zero fields take the defaults in brackets. */
 typedef struct p2p__httpc_opts {
-    const char *ca_pem;             /* cluster CA bundle (one or more certificates), required */
-    const char *cert_pem;           /* this node's certificate, required */
-    const char *key_pem;            /* its private key, required; copied and wiped on free */
+    const char *ca_pem;             /* cluster CA bundle (one or more certificates); required unless insecure */
+    const char *cert_pem;           /* this node's certificate; NULL (with key_pem) for server authentication
+                                       only (the CLI, which authenticates with a bearer token) */
+    const char *key_pem;            /* its private key; loaded into the TLS context, not kept as text */
+    int insecure;                   /* the CLI's --insecure: the server's certificate is not verified */
     uint32_t connect_timeout_ms;    /* TCP + TLS handshake [5000] */
     uint32_t default_timeout_ms;    /* whole request, when a request gives none [30000] */
     uint32_t max_host_connections;  /* unused (libcurl era): one connection per peer */
@@ -106,7 +108,9 @@ typedef enum p2p__httpc_error {
  * outlive the call. */
 typedef struct p2p__httpc_req {
     const char *method;  /* "GET" or "POST"; NULL: POST with a body, else GET */
-    const char *node_id; /* the peer's node id: URL host and the name its certificate must carry */
+    const char *node_id; /* the peer's node id: :authority and the name its certificate must carry */
+    const char *tls_name; /* instead of node_id (CLI): a host name or IP literal the certificate must
+                             carry (an IP as an IP SAN, a name as a DNS SAN) */
     const char *address; /* IPv4 or IPv6 literal (no brackets, no zone) to connect to */
     uint16_t port;
     const char *path; /* "/rpc"; may carry a query; no spaces or control characters */

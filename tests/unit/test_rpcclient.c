@@ -1161,6 +1161,55 @@ static void test_goaway_above_last_stream_not_failed(void **state)
     assert_int_equal(st.cancelled, 6); /* stream 5: still in flight at the end */
 }
 
+/* The CLI's way in: tls_name instead of a node id (an IP must be an IP SAN of
+ * the server's certificate, a name a DNS SAN), and --insecure (no CA, no check). */
+static void test_tls_name_and_insecure(void **state)
+{
+    fixture *f = *state;
+    result ip = {0}, name = {0}, wrong = {0}, ins = {0};
+    p2p__httpc_req rq = {.tls_name = "127.0.0.1", .address = "127.0.0.1", .port = (uint16_t)f->srv->port,
+                         .path = "/hello"};
+    assert_true(p2p__httpc_request(f->c, &rq, on_result, &ip, NULL) > 0);
+    rq.tls_name = "node-a";
+    assert_true(p2p__httpc_request(f->c, &rq, on_result, &name, NULL) > 0);
+    rq.tls_name = "10.9.9.9"; /* not in the certificate */
+    assert_true(p2p__httpc_request(f->c, &rq, on_result, &wrong, NULL) > 0);
+    assert_true(run_until(f, &ip.calls, 1, 5000) && run_until(f, &name.calls, 1, 5000) &&
+                run_until(f, &wrong.calls, 1, 5000));
+    assert_int_equal(ip.status, 200);
+    assert_int_equal(name.status, 200);
+    assert_int_equal(wrong.error, P2P_HTTPC_E_TLS);
+    char *err = NULL;
+    rq.tls_name = "bad name";
+    assert_int_equal(p2p__httpc_request(f->c, &rq, on_result, &wrong, &err), 0);
+    free(err);
+
+    /* insecure: a server from a CA we do not have is accepted */
+    tsrv *other = srv_start(&f->loop, "127.0.0.1", G.srv2_cert, G.srv2_key, G.ca);
+    assert_non_null(other);
+    p2p__httpc_opts o = {.cert_pem = G.cli_cert, .key_pem = G.cli_key, .insecure = 1};
+    p2p__httpc *c = p2p__httpc_new(&f->loop, &o, &err);
+    assert_non_null(c);
+    rq.tls_name = "127.0.0.1";
+    rq.port = (uint16_t)other->port;
+    assert_true(p2p__httpc_request(c, &rq, on_result, &ins, NULL) > 0);
+    assert_true(run_until(f, &ins.calls, 1, 5000));
+    assert_int_equal(ins.status, 200);
+    /* without insecure, no CA is an error */
+    o.insecure = 0;
+    assert_null(p2p__httpc_new(&f->loop, &o, &err));
+    assert_non_null(strstr(err, "CA"));
+    free(err);
+    p2p__httpc_free(c);
+    result_clear(&ip);
+    result_clear(&name);
+    result_clear(&wrong);
+    result_clear(&ins);
+    p2p__httpc_free(f->c);
+    f->c = NULL;
+    srv_stop(f, other);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1183,6 +1232,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_goaway_graceful, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_mib_body, setup, teardown),
         cmocka_unit_test_setup_teardown(test_goaway_above_last_stream_not_failed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tls_name_and_insecure, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
