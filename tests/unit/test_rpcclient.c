@@ -1210,6 +1210,41 @@ static void test_tls_name_and_insecure(void **state)
     srv_stop(f, other);
 }
 
+/* An idle connection is closed by the client after idle_seconds; the next call
+ * opens a new one. */
+static void test_idle_connection_closed(void **state)
+{
+    fixture *f = *state;
+    p2p__httpc_opts o = {.ca_pem = G.ca, .cert_pem = G.cli_cert, .key_pem = G.cli_key, .idle_seconds = 1};
+    p2p__httpc *c = p2p__httpc_new(&f->loop, &o, NULL);
+    assert_non_null(c);
+    result r = {0}, again = {0};
+    assert_true(post(c, "node-a", "127.0.0.1", f->srv->port, "/echo", "x", 0, on_result, &r) > 0);
+    assert_true(run_until(f, &r.calls, 1, 5000));
+    assert_int_equal(f->srv->open, 1);
+    p2p__httpc_stats st;
+    p2p__httpc_stats_get(c, &st);
+    assert_int_equal(st.sockets, 1);
+    int zero = 0;
+    /* closed by us within idle_seconds + a little; the server sees it go */
+    uint64_t deadline = uv_hrtime() + 3000000000u;
+    uv_timer_start(&f->tick, on_tick, 5, 5);
+    while (f->srv->open > 0 && uv_hrtime() < deadline)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    uv_timer_stop(&f->tick);
+    assert_int_equal(f->srv->open, zero);
+    p2p__httpc_stats_get(c, &st);
+    assert_int_equal(st.sockets, 0);
+    assert_int_equal(st.failures, 0);
+    assert_true(post(c, "node-a", "127.0.0.1", f->srv->port, "/echo", "y", 0, on_result, &again) > 0);
+    assert_true(run_until(f, &again.calls, 1, 5000));
+    assert_string_equal(again.body, "y");
+    assert_int_equal(f->srv->accepted, 2);
+    result_clear(&r);
+    result_clear(&again);
+    p2p__httpc_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1233,6 +1268,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_one_mib_body, setup, teardown),
         cmocka_unit_test_setup_teardown(test_goaway_above_last_stream_not_failed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_name_and_insecure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idle_connection_closed, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
