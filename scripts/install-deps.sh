@@ -8,7 +8,7 @@ set -euo pipefail
 pkgs=(
   # build
   cmake make gcc pkg-config
-  libh2o-dev libwslay-dev libuv1-dev libjansson-dev libyaml-dev libssl-dev libcurl4-openssl-dev libjwt-dev liblz4-dev
+  libh2o-dev libwslay-dev libuv1-dev libjansson-dev libyaml-dev libssl-dev libnghttp2-dev libjwt-dev liblz4-dev
   libzstd-dev zlib1g-dev
   libhiredis-dev
   # tests: unit (cmocka), system (pytest with Debian's python3), fuzzing (clang + libFuzzer runtime)

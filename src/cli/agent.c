@@ -12,9 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <curl/curl.h>
 #include <uv.h>
 
+#include "rpc/client.h"
 #include "services/manager.h"
 #include "auth/guard.h"
 #include "auth/revsync.h"
@@ -320,7 +320,7 @@ int p2p__cmd_agent(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
 
-    curl_global_init(CURL_GLOBAL_DEFAULT);
+    p2p__httpc_global_init(); /* OpenSSL, before any thread */
     uv_loop_t loop;
     uv_loop_init(&loop);
     agent a = {0};

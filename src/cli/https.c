@@ -1,9 +1,13 @@
 /*
- * https.c — blocking HTTPS/1.1 client for the CLI (see https.h).
+ * https.c — one HTTPS request for the CLI (see https.h), made with the node's own
+ * outbound client (src/rpc/client.c: HTTP/2 on nghttp2 over OpenSSL) on a libuv
+ * loop of its own, run until the answer arrives.
  *
- * One request per connection (Connection: close). The server's certificate is
- * verified against the given CA, and its name against the host the user typed
- * (an IP literal must be in the certificate's IP SANs, a name in its DNS SANs).
+ * The server's certificate is verified against the given CA, and its name
+ * against the host the user typed (an IP literal must be in the certificate's IP
+ * SANs, a name in its DNS SANs); no client certificate (the CLI authenticates
+ * with a bearer token). A host name is resolved first (getaddrinfo: blocking is
+ * fine for one request).
  */
 #include "cli/https.h"
 
@@ -21,8 +25,10 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
+#include <uv.h>
 
 #include "core/util.h"
+#include "rpc/client.h"
 
 #define MAX_RESPONSE (64u << 20)
 
@@ -49,7 +55,8 @@ static int split_addr(const char *addr, char *host, size_t hostsz, char *port, s
     return 0;
 }
 
-static int connect_tcp(const char *host, const char *port, int timeout_s, char **err)
+/* Resolves `host` (blocking: the CLI makes one request) to an IP literal. */
+static int resolve(const char *host, const char *port, char *out, size_t outsz, char **err)
 {
     struct addrinfo hints = {0}, *res = NULL;
     hints.ai_socktype = SOCK_STREAM;
@@ -58,191 +65,151 @@ static int connect_tcp(const char *host, const char *port, int timeout_s, char *
         *err = p2p__xasprintf("cannot resolve %s: %s", host, gai_strerror(r));
         return -1;
     }
-    int fd = -1, last = 0;
-    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-        if (fd < 0)
-            continue;
-        struct timeval tv = {timeout_s, 0};
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
-            break;
-        last = errno;
-        close(fd);
-        fd = -1;
-    }
+    const void *a = res->ai_family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)res->ai_addr)->sin6_addr
+                                               : (const void *)&((struct sockaddr_in *)res->ai_addr)->sin_addr;
+    inet_ntop(res->ai_family, a, out, (socklen_t)outsz);
     freeaddrinfo(res);
-    if (fd < 0)
-        *err = p2p__xasprintf("cannot connect to %s:%s: %s", host, port, strerror(last ? last : ECONNREFUSED));
-    return fd;
-}
-
-static char *ssl_error(const char *what)
-{
-    unsigned long e = ERR_get_error();
-    char buf[256] = "";
-    if (e)
-        ERR_error_string_n(e, buf, sizeof(buf));
-    return p2p__xasprintf("%s%s%s", what, e ? ": " : "", buf);
-}
-
-static int parse_response(char *buf, size_t len, https_response *resp, char **err)
-{
-    char *head_end = NULL;
-    for (size_t i = 0; i + 3 < len; i++)
-        if (memcmp(buf + i, "\r\n\r\n", 4) == 0) {
-            head_end = buf + i;
-            break;
-        }
-    int minor, status;
-    if (!head_end || sscanf(buf, "HTTP/1.%d %d", &minor, &status) != 2) {
-        *err = p2p__xstrdup("malformed HTTP response");
-        return -1;
-    }
-    *head_end = '\0';
-    char *body = head_end + 4;
-    size_t body_len = len - (size_t)(body - buf);
-    int chunked = 0;
-    long clen = -1;
-    for (char *line = strstr(buf, "\r\n"); line; line = strstr(line + 2, "\r\n")) {
-        char *l = line + 2;
-        if (strncasecmp(l, "content-length:", 15) == 0)
-            clen = strtol(l + 15, NULL, 10);
-        else if (strncasecmp(l, "transfer-encoding:", 18) == 0 && strstr(l, "chunked"))
-            chunked = 1;
-    }
-    if (chunked) { /* decode in place */
-        char *in = body, *out = body, *end = body + body_len;
-        for (;;) {
-            char *nl = memchr(in, '\n', (size_t)(end - in));
-            if (!nl)
-                break;
-            unsigned long n = strtoul(in, NULL, 16);
-            in = nl + 1;
-            if (n == 0 || (size_t)(end - in) < n)
-                break;
-            memmove(out, in, n);
-            out += n;
-            in += n + 2;
-            if (in > end)
-                break;
-        }
-        body_len = (size_t)(out - body);
-    } else if (clen >= 0 && (size_t)clen < body_len) {
-        body_len = (size_t)clen;
-    }
-    resp->status = status;
-    resp->body = p2p__xmalloc(body_len + 1);
-    memcpy(resp->body, body, body_len);
-    resp->body[body_len] = '\0';
-    resp->body_len = body_len;
     return 0;
+}
+
+static char *read_file(const char *path, char **err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        *err = p2p__xasprintf("%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 8192, len = 0;
+    char *buf = p2p__xmalloc(cap + 1);
+    size_t n;
+    while ((n = fread(buf + len, 1, cap - len, f)) > 0) {
+        len += n;
+        if (len == cap) {
+            if (cap >= (1u << 20))
+                break;
+            cap *= 2;
+            buf = p2p__xrealloc(buf, cap + 1);
+        }
+    }
+    fclose(f);
+    buf[len] = '\0';
+    return buf;
+}
+
+typedef struct call {
+    int done;
+    p2p__httpc_error error;
+    int status;
+    char *message;
+    char *body;
+    size_t body_len;
+} call;
+
+static void on_done(void *udata, const p2p__httpc_res *res)
+{
+    call *c = udata;
+    c->done = 1;
+    c->error = res->error;
+    c->status = res->status;
+    c->message = p2p__xstrdup(res->message);
+    c->body = p2p__xmalloc(res->body_len + 1);
+    memcpy(c->body, res->body, res->body_len);
+    c->body[res->body_len] = '\0';
+    c->body_len = res->body_len;
 }
 
 int https_do(const https_request *req, https_response *resp, char **err)
 {
-    char host[256], port[16];
+    char host[256], port[16], ip[INET6_ADDRSTRLEN];
     memset(resp, 0, sizeof(*resp));
     if (split_addr(req->addr, host, sizeof(host), port, sizeof(port)) != 0) {
         *err = p2p__xasprintf("address '%s' is not HOST:PORT", req->addr);
         return -1;
     }
-    int rc = -1, fd = -1;
-    SSL_CTX *sctx = NULL;
-    SSL *ssl = NULL;
-    char *reqbuf = NULL, *buf = NULL;
-
-    sctx = SSL_CTX_new(TLS_client_method());
-    if (!sctx) {
-        *err = ssl_error("TLS setup");
-        goto out;
+    char *endp;
+    long pn = strtol(port, &endp, 10);
+    if (*endp || pn <= 0 || pn > 65535) {
+        *err = p2p__xasprintf("address '%s' is not HOST:PORT", req->addr);
+        return -1;
     }
-    SSL_CTX_set_min_proto_version(sctx, TLS1_2_VERSION);
-    SSL_CTX_set_options(sctx, SSL_OP_IGNORE_UNEXPECTED_EOF); /* Connection: close ends the body */
-    if (!req->insecure) {
-        if (SSL_CTX_load_verify_locations(sctx, req->ca_file, NULL) != 1) {
-            *err = ssl_error(req->ca_file);
-            goto out;
+    if (resolve(host, port, ip, sizeof ip, err) != 0)
+        return -1;
+    char *ca = NULL;
+    if (!req->insecure && !req->ca_file) {
+        *err = p2p__xstrdup("no CA certificate to verify the server with (--ca)");
+        return -1;
+    }
+    if (!req->insecure && !(ca = read_file(req->ca_file, err)))
+        return -1;
+    /* headers: Content-Type goes in its own field; the rest as they are */
+    const char *ctype = NULL;
+    const char *hdrs[16];
+    size_t nh = 0;
+    for (const char *const *h = req->headers; h && *h && nh < 16; h++) {
+        if (strncasecmp(*h, "content-type:", 13) == 0) {
+            ctype = *h + 13;
+            while (*ctype == ' ')
+                ctype++;
+        } else {
+            hdrs[nh++] = *h;
         }
-        SSL_CTX_set_verify(sctx, SSL_VERIFY_PEER, NULL);
     }
-    if ((fd = connect_tcp(host, port, req->timeout_s, err)) < 0)
-        goto out;
-    ssl = SSL_new(sctx);
-    SSL_set_fd(ssl, fd);
-    unsigned char ip[16];
-    int is_ip = inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1;
-    if (!is_ip)
-        SSL_set_tlsext_host_name(ssl, host);
-    if (!req->insecure) {
-        X509_VERIFY_PARAM *vp = SSL_get0_param(ssl);
-        if (is_ip)
-            X509_VERIFY_PARAM_set1_ip_asc(vp, host);
-        else
-            X509_VERIFY_PARAM_set1_host(vp, host, 0);
-    }
-    if (SSL_connect(ssl) != 1) {
-        long v = SSL_get_verify_result(ssl);
-        if (v != X509_V_OK)
-            *err = p2p__xasprintf("TLS handshake with %s failed: certificate not trusted (%s); check --ca",
-                                  req->addr, X509_verify_cert_error_string(v));
-        else
-            *err = ssl_error("TLS handshake failed");
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    uint32_t tmo = (uint32_t)(req->timeout_s > 0 ? req->timeout_s : 30) * 1000u;
+    p2p__httpc_opts o = {.ca_pem = ca,
+                         .insecure = req->insecure,
+                         .connect_timeout_ms = tmo,
+                         .default_timeout_ms = tmo,
+                         .max_response_bytes = MAX_RESPONSE};
+    char *cerr = NULL;
+    p2p__httpc *c = p2p__httpc_new(&loop, &o, &cerr);
+    free(ca);
+    int rc = -1;
+    call cl = {0};
+    if (!c) {
+        *err = p2p__xasprintf("TLS setup: %s", cerr ? cerr : "failed");
+        free(cerr);
         goto out;
     }
-    size_t hdr_len = 0;
-    for (const char *const *h = req->headers; h && *h; h++)
-        hdr_len += strlen(*h) + 2;
-    size_t cap = 256 + strlen(req->path) + strlen(req->addr) + hdr_len + req->body_len;
-    reqbuf = p2p__xmalloc(cap);
-    int n = snprintf(reqbuf, cap, "%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\nUser-Agent: p2p/%s\r\n",
-                     req->method, req->path, req->addr, P2P_VERSION);
-    for (const char *const *h = req->headers; h && *h; h++)
-        n += snprintf(reqbuf + n, cap - (size_t)n, "%s\r\n", *h);
-    n += snprintf(reqbuf + n, cap - (size_t)n, "Content-Length: %zu\r\n\r\n", req->body_len);
-    if (req->body_len)
-        memcpy(reqbuf + n, req->body, req->body_len);
-    size_t total = (size_t)n + req->body_len;
-    if (SSL_write(ssl, reqbuf, (int)total) != (int)total) {
-        *err = ssl_error("sending the request failed");
+    p2p__httpc_req r = {.method = req->method,
+                        .tls_name = host,
+                        .address = ip,
+                        .port = (uint16_t)pn,
+                        .path = req->path,
+                        .body = req->body,
+                        .body_len = req->body_len,
+                        .content_type = ctype,
+                        .headers = hdrs,
+                        .n_headers = nh};
+    if (!p2p__httpc_request(c, &r, on_done, &cl, &cerr)) {
+        *err = cerr;
+        cerr = NULL;
         goto out;
     }
-    size_t len = 0, bcap = 16384;
-    buf = p2p__xmalloc(bcap + 1);
-    for (;;) {
-        if (len == bcap) {
-            if (bcap >= MAX_RESPONSE) {
-                *err = p2p__xstrdup("response too large");
-                goto out;
-            }
-            bcap *= 2;
-            buf = p2p__xrealloc(buf, bcap + 1);
-        }
-        int got = SSL_read(ssl, buf + len, (int)(bcap - len));
-        if (got <= 0) {
-            int e = SSL_get_error(ssl, got);
-            if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && len > 0))
-                break;
-            *err = e == SSL_ERROR_SYSCALL && (errno == EAGAIN || errno == EWOULDBLOCK)
-                       ? p2p__xasprintf("no answer from %s within %d s", req->addr, req->timeout_s)
-                       : ssl_error("reading the response failed");
-            goto out;
-        }
-        len += (size_t)got;
+    while (!cl.done && uv_run(&loop, UV_RUN_ONCE))
+        ;
+    if (!cl.done) {
+        *err = p2p__xstrdup("the request ended without an answer");
+    } else if (cl.error == P2P_HTTPC_E_TLS) {
+        *err = p2p__xasprintf("TLS with %s failed: %s%s", req->addr, cl.message, req->insecure ? "" : "; check --ca");
+    } else if (cl.error == P2P_HTTPC_E_TIMEOUT) {
+        *err = p2p__xasprintf("no answer from %s within %d s", req->addr, req->timeout_s);
+    } else if (cl.error != P2P_HTTPC_OK) {
+        *err = p2p__xasprintf("%s: %s", req->addr, cl.message);
+    } else {
+        resp->status = cl.status;
+        resp->body = cl.body;
+        resp->body_len = cl.body_len;
+        cl.body = NULL;
+        rc = 0;
     }
-    buf[len] = '\0';
-    rc = parse_response(buf, len, resp, err);
 out:
-    if (ssl) {
-        SSL_shutdown(ssl);
-        SSL_free(ssl);
-    }
-    if (fd >= 0)
-        close(fd);
-    SSL_CTX_free(sctx);
-    free(reqbuf);
-    free(buf);
+    p2p__httpc_free(c);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    free(cl.message);
+    free(cl.body);
     return rc;
 }
 

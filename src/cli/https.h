@@ -1,9 +1,7 @@
 /*
- * https.h — a small blocking HTTPS/1.1 client for the `p2p` command-line tools.
- *
- * The CLI makes one request per run, so blocking I/O is right here, and keeping
- * libcurl out of the binary keeps the node itself light (libcurl drags in a few
- * megabytes of transitive libraries that every node would map).
+ * https.h — one HTTPS request for the `p2p` command-line tools, over the node's
+ * own outbound client (HTTP/2, src/rpc/client.h) on a private libuv loop: the
+ * call returns when the answer has arrived (the CLI makes one request per run).
  */
 #ifndef P2P_CLI_HTTPS_H
 #define P2P_CLI_HTTPS_H

@@ -9,8 +9,8 @@
  * resolves here, as uv_write does in server.c), calls OpenSSL's, and feeds what
  * a client connection of ours sent through the scanner of wirecheck.h before
  * h2o sees it. Connections are recognised by their BIO (h2o names its BIO
- * method "h2o_socket") and the server record in the SSL_CTX's app data; libcurl's
- * connections and anything else pass straight through. On a verdict we do not
+ * method "h2o_socket") and the server record in the SSL_CTX's app data; the outbound
+ * client's connections (memory BIOs), the fetches' and anything else pass straight through. On a verdict we do not
  * answer ourselves (h2o owns the socket's writes); we make h2o refuse:
  *   HTTP/1.1: the offending byte and the next become "\r\x01", and the rest of
  *     the chunk is dropped. picohttpparser fails on a CR not followed by LF

@@ -5,7 +5,6 @@
 #include "pki/enroll.h"
 
 #include <arpa/inet.h>
-#include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
@@ -128,97 +127,7 @@ int p2p__enroll_have_valid_cert(vault *v)
     return ok;
 }
 
-/* ---- blocking fetch (thread pool) ----------------------------------------- */
-
-typedef struct sink {
-    p2p_fetch *f;
-    char *buf;
-    size_t len, cap;
-    int overflow;
-} sink;
-
-static size_t on_data(char *p, size_t sz, size_t nm, void *arg)
-{
-    sink *s = arg;
-    size_t n = sz * nm;
-    if (s->len + n > s->f->max_body) {
-        s->overflow = 1;
-        return 0;
-    }
-    if (s->len + n + 1 > s->cap) {
-        s->cap = (s->len + n + 1) * 2;
-        s->buf = p2p__xrealloc(s->buf, s->cap);
-    }
-    memcpy(s->buf + s->len, p, n);
-    s->len += n;
-    return n;
-}
-
-int p2p__fetch_run(p2p_fetch *f)
-{
-    f->status = 0;
-    f->answer = NULL;
-    f->answer_len = 0;
-    f->error[0] = '\0';
-    CURL *c = curl_easy_init();
-    if (!c) {
-        snprintf(f->error, sizeof f->error, "curl_easy_init failed");
-        return -EIO;
-    }
-    sink s = {.f = f};
-    struct curl_slist *hdrs = NULL;
-    char ebuf[CURL_ERROR_SIZE] = "";
-    curl_easy_setopt(c, CURLOPT_URL, f->url);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, f->timeout_ms > 0 ? f->timeout_ms : 10000L);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, f->timeout_ms > 0 && f->timeout_ms < 5000 ? f->timeout_ms : 5000L);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, ebuf);
-    curl_easy_setopt(c, CURLOPT_USERAGENT, "p2p/" P2P_VERSION);
-    if (f->body) {
-        hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, f->body);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)f->body_len);
-    }
-    if (f->ca_pem) {
-        struct curl_blob ca = {(void *)f->ca_pem, strlen(f->ca_pem), CURL_BLOB_COPY};
-        curl_easy_setopt(c, CURLOPT_CAINFO_BLOB, &ca);
-        curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
-        curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, f->verify_host ? 2L : 0L);
-    } else {
-        curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
-        curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
-    }
-    if (f->cert_pem && f->key_pem) {
-        struct curl_blob crt = {(void *)f->cert_pem, strlen(f->cert_pem), CURL_BLOB_COPY};
-        struct curl_blob key = {(void *)f->key_pem, strlen(f->key_pem), CURL_BLOB_COPY};
-        curl_easy_setopt(c, CURLOPT_SSLCERT_BLOB, &crt);
-        curl_easy_setopt(c, CURLOPT_SSLCERTTYPE, "PEM");
-        curl_easy_setopt(c, CURLOPT_SSLKEY_BLOB, &key);
-        curl_easy_setopt(c, CURLOPT_SSLKEYTYPE, "PEM");
-    }
-    CURLcode rc = curl_easy_perform(c);
-    int r = 0;
-    if (rc != CURLE_OK) {
-        snprintf(f->error, sizeof f->error, "%s", s.overflow ? "answer too large" : *ebuf ? ebuf : curl_easy_strerror(rc));
-        free(s.buf);
-        r = -EIO;
-    } else {
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &f->status);
-        if (!s.buf)
-            s.buf = p2p__xmalloc(1);
-        s.buf[s.len] = '\0';
-        f->answer = s.buf;
-        f->answer_len = s.len;
-    }
-    curl_slist_free_all(hdrs);
-    curl_easy_cleanup(c);
-    return r;
-}
+/* ---- blocking fetch: p2p__fetch_run is in fetch.c ----------------------- */
 
 void p2p__fetch_clear(p2p_fetch *f)
 {

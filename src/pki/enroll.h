@@ -26,6 +26,7 @@
 #ifndef P2P_PKI_ENROLL_H
 #define P2P_PKI_ENROLL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -50,7 +51,7 @@ int p2p__enroll_ca_pin(const char *ca_pem, char out[ENROLL_PIN_LEN + 1]);
  * it has the wrong shape. */
 int p2p__enroll_join_split(const char *join, char *token, size_t token_cap, char pin[ENROLL_PIN_LEN + 1]);
 
-/* A blocking HTTP(S) request (libcurl), for the thread pool only. */
+/* A blocking HTTP(S)/1.1 request (fetch.c: OpenSSL on a socket), for the thread pool only. */
 typedef struct p2p_fetch {
     const char *url;
     const char *body; /* POST when set (application/json) */
@@ -69,6 +70,12 @@ typedef struct p2p_fetch {
 } p2p_fetch;
 /* 0 when an HTTP answer arrived (any status), else -EIO with `error` set. */
 int p2p__fetch_run(p2p_fetch *f);
+/* The answer parser of p2p__fetch_run, exposed for tests: `buf` holds what
+ * arrived so far, `eof` says the peer closed. 1 when complete (*body heap,
+ * NUL-terminated, *body_len; *status), 0 when more is needed, -1 when malformed
+ * or larger than max_body (*why says which). */
+int p2p__fetch_parse(const char *buf, size_t len, bool eof, size_t max_body, long *status, char **body,
+                     size_t *body_len, const char **why);
 void p2p__fetch_clear(p2p_fetch *f);
 
 /* A worker's first enrollment: runs the loop until the vault holds a certificate

@@ -1,35 +1,46 @@
 /*
  * client.h — the node's outbound HTTP client for node-to-node calls.
  *
- * libcurl's multi-socket API driven by the node's libuv loop: one uv_poll_t per
- * socket curl asks us to watch, one uv_timer_t for curl's timeout. Transfers are
- * HTTP/2 over mutual TLS (HTTP/1.1 when a peer does not offer h2), pooled in the
- * multi handle's connection cache and multiplexed: concurrent calls to one peer
- * share one connection (CURLMOPT_PIPELINING + CURLOPT_PIPEWAIT). Limit of curl
- * 7.88: PIPEWAIT only holds requests back while curl knows nothing about the
- * peer yet. Once it has a multiplexing connection there that a burst cannot use
- * (full of streams, or made with TLS material replaced since), each request of
- * the burst opens its own connection, up to max_host_connections.
+ * HTTP/2 only (ALPN h2), on libnghttp2 over OpenSSL memory BIOs on a uv_tcp_t of
+ * the node's libuv loop (client.c). One connection per peer — node id, address,
+ * port and TLS material generation — multiplexes every call to that peer: at most
+ * min(max_streams, the peer's SETTINGS_MAX_CONCURRENT_STREAMS) streams at once,
+ * further calls queue in order on the connection. Windows: 256 KiB per stream,
+ * 1 MiB per connection, refilled as the body is read (a 1 MiB body flows without
+ * stalling); responses are capped at max_response_bytes.
+ *
+ * Connection life: connect + TLS handshake bounded by connect_timeout_ms; a
+ * keep-alive PING after 15 s of silence, the connection dropped when it stays
+ * unanswered 10 s; closed (GOAWAY NO_ERROR) after idle_seconds without a call. A
+ * peer's GOAWAY stops new streams on that connection (calls in flight finish;
+ * new calls open a new connection). Retries: a call that never reached the
+ * server — refused with REFUSED_STREAM, above a GOAWAY's last-stream-id, or queued
+ * on a connection that died before its HEADERS went out — is moved once to a new
+ * connection (only when the dead one had answered before: a peer that refuses us
+ * is not hammered). A call that may have reached the server is never retried: it
+ * fails with E_PROTOCOL.
  *
  * Peer identity. A request names the node it means (`node_id`) and the address
- * to reach it at. The URL is https://<node_id>:<port><path> and the TCP connection
- * goes to <address>:<port> (CURLOPT_CONNECT_TO), so the server certificate is
- * verified against the cluster CA *and* must carry the node id as a subjectAltName:
- * a node answering on an address we believed was another node's fails with
- * P2P_HTTPC_E_TLS. Names compare case-insensitively, as DNS names do, so node
- * ids that differ only in case must not both be enrolled. Node ids that read as
- * IPv4 numbers ("10", "0x0a", "10.1") are refused: curl would make them IPs. Peer and host verification are always on;
- * only the CA given here is trusted (the system CA store is not consulted), no proxy from the environment is used, no
- * redirect is followed, and only https is spoken.
+ * to reach it at (an IP literal: nodes are addressed by IP). The TCP connection
+ * goes to <address>:<port>; the server certificate is verified against the
+ * cluster CA *and* must carry the node id as a DNS subjectAltName
+ * (SSL_set1_host, no partial wildcards), and the node id is sent as SNI and
+ * :authority: a node answering on an address we believed was another node's
+ * fails with P2P_HTTPC_E_TLS. Names compare case-insensitively, as DNS names do,
+ * so node ids that differ only in case must not both be enrolled. Node ids that
+ * read as IPv4 numbers ("10", "0x0a", "10.1") are refused. Only the CA given here
+ * is trusted (no system store), no proxy, no redirect, TLS 1.2 or later.
  *
  * TLS material (CA bundle, client certificate, client key) is PEM text in memory,
- * never a file: keys live in the vault. p2p__httpc_set_tls swaps it (certificate
- * renewal): requests already running keep the material they started with; later
- * requests use the new one and therefore new connections (curl never reuses a
- * connection made with different certificates); old connections idle out.
+ * never a file: keys live in the vault. It is loaded once into an SSL_CTX (the
+ * PEM copy is not kept). p2p__httpc_set_tls swaps it (certificate renewal):
+ * requests already running keep the material they started with; later requests
+ * use the new one and therefore new connections; old connections idle out.
  *
  * Threading: everything here runs on the loop thread, which owns the client.
- * Nothing blocks: set_tls/new parse the PEM once (about a millisecond).
+ * Nothing blocks: set_tls/new parse the PEM once (about a millisecond). A
+ * request is put on a connection from the loop (never inside
+ * p2p__httpc_request), so its callback never runs inside that call.
  *
  * Callbacks: every request accepted by p2p__httpc_request gets exactly one call
  * of its callback, on the loop thread: on completion, on failure, on timeout, on
@@ -63,15 +74,17 @@ typedef struct p2p__httpc p2p__httpc;
 
 /* Client options. Zero fields take the defaults in brackets. */
 typedef struct p2p__httpc_opts {
-    const char *ca_pem;             /* cluster CA bundle (one or more certificates), required */
-    const char *cert_pem;           /* this node's certificate, required */
-    const char *key_pem;            /* its private key, required; copied and wiped on free */
+    const char *ca_pem;             /* cluster CA bundle (one or more certificates); required unless insecure */
+    const char *cert_pem;           /* this node's certificate; NULL (with key_pem) for server authentication
+                                       only (the CLI, which authenticates with a bearer token) */
+    const char *key_pem;            /* its private key; loaded into the TLS context, not kept as text */
+    int insecure;                   /* the CLI's --insecure: the server's certificate is not verified */
     uint32_t connect_timeout_ms;    /* TCP + TLS handshake [5000] */
     uint32_t default_timeout_ms;    /* whole request, when a request gives none [30000] */
-    uint32_t max_host_connections;  /* per peer (node id + port) [4] */
-    uint32_t max_total_connections; /* all peers; 0 = no limit [0] */
-    uint32_t max_streams;           /* concurrent HTTP/2 streams per connection [100] */
-    uint32_t max_idle_connections;  /* connection cache size [64] */
+    uint32_t max_host_connections;  /* unused (libcurl era): one connection per peer */
+    uint32_t max_total_connections; /* unused (libcurl era) */
+    uint32_t max_streams;           /* concurrent HTTP/2 streams per connection; more queue [100] */
+    uint32_t max_idle_connections;  /* unused (libcurl era): idle ones close after idle_seconds */
     uint32_t idle_seconds;          /* reuse a connection idle at most this long; keep it below
                                        the peers' http_idle_timeout (60 s by default) [50] */
     size_t max_response_bytes;      /* larger responses fail with E_PROTOCOL [16 MiB] */
@@ -88,14 +101,16 @@ typedef enum p2p__httpc_error {
                               our certificate without an alert (h2o 2.2) lands here too; the
                               message then says so. */
     P2P_HTTPC_E_CANCELLED, /* p2p__httpc_cancel, p2p__httpc_free/close */
-    P2P_HTTPC_E_INTERNAL,  /* curl refused an option, out of memory */
+    P2P_HTTPC_E_INTERNAL,  /* nghttp2/OpenSSL could not set up, out of memory */
 } p2p__httpc_error;
 
 /* A request. Everything is copied by p2p__httpc_request; nothing needs to
  * outlive the call. */
 typedef struct p2p__httpc_req {
     const char *method;  /* "GET" or "POST"; NULL: POST with a body, else GET */
-    const char *node_id; /* the peer's node id: URL host and the name its certificate must carry */
+    const char *node_id; /* the peer's node id: :authority and the name its certificate must carry */
+    const char *tls_name; /* instead of node_id (CLI): a host name or IP literal the certificate must
+                             carry (an IP as an IP SAN, a name as a DNS SAN) */
     const char *address; /* IPv4 or IPv6 literal (no brackets, no zone) to connect to */
     uint16_t port;
     const char *path; /* "/rpc"; may carry a query; no spaces or control characters */
@@ -113,8 +128,8 @@ typedef struct p2p__httpc_res {
     uint64_t id;            /* as returned by p2p__httpc_request */
     p2p__httpc_error error; /* P2P_HTTPC_OK when a response arrived */
     int status;             /* HTTP status, or 0 without a response */
-    int curl_code;          /* CURLcode, 0 for OK and for CANCELLED */
-    const char *message;    /* human detail (curl's error buffer); "" on OK */
+    int curl_code;          /* always 0 (kept for callers of the libcurl era) */
+    const char *message;    /* human detail; "" on OK */
     const uint8_t *body;    /* response body, NUL-terminated for convenience */
     size_t body_len;
     double total_ms; /* time from start to the end of the transfer */
@@ -128,13 +143,13 @@ typedef struct p2p__httpc_stats {
     uint64_t responses; /* ended with an HTTP response (any status) */
     uint64_t failures;  /* ended with an error other than CANCELLED */
     uint64_t cancelled;
-    uint64_t connections; /* connections opened (CURLINFO_NUM_CONNECTS summed) */
+    uint64_t connections; /* connections opened */
     uint64_t tls_updates; /* successful p2p__httpc_set_tls calls */
     size_t active;
-    size_t sockets; /* sockets being watched now */
+    size_t sockets; /* connections open now */
 } p2p__httpc_stats;
 
-/* curl_global_init, once per process (thread-safe, idempotent). 0 or -EIO. */
+/* OpenSSL's initialisation (thread-safe, idempotent). 0 or -EIO. */
 int p2p__httpc_global_init(void);
 
 /* Creates a client on `loop`. Validates the TLS material (the key must match
@@ -165,5 +180,15 @@ void p2p__httpc_close(p2p__httpc *c, void (*done)(void *arg), void *arg);
 
 /* p2p__httpc_close(c, NULL, NULL); NULL is fine. */
 void p2p__httpc_free(p2p__httpc *c);
+
+/* Fuzzing: makes an idle client believe it holds a connection to node-a that
+ * has finished its handshake, starts three requests on it (a GET and two POSTs:
+ * streams 1, 3, 5), feeds `data` as the server's bytes after TLS (frames,
+ * preface SETTINGS first), then cancels what is left. Aborts when a request
+ * does not get exactly one callback. The caller runs the loop afterwards (the
+ * connection's handle closes there). Returns how many requests were waiting
+ * for a retry on another connection when they were cancelled (refused or above
+ * a GOAWAY's last-stream-id), or -EINVAL when the client is not idle. */
+int p2p__httpc_fuzz_response(p2p__httpc *c, const uint8_t *data, size_t len);
 
 #endif
