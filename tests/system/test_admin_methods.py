@@ -44,6 +44,7 @@ def admin_calls(c):
         ("admin/list_processes", {}),
         ("admin/get_config", {}),
         ("admin/list_commands", {}),
+        ("pki/renew", {}),
     ]
 
 
@@ -81,6 +82,7 @@ def state_of_coordinator(c):
         "release_key": vault_get(c, "keys/release_signing_key", check=False),
         "log_level": c.result("system/get_config")["config"]["log_level"],
         "probe_file": (c.data_dir / "files" / "probe").exists(),
+        "cert_serial": c.result("pki/certificate")["serial"],
         "hello": (state_of(c, "hello"), next(s for s in c.result("services/list")["services"]
                                              if s["name"] == "hello").get("restarts")),
     }
