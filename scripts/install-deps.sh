@@ -15,6 +15,8 @@ pkgs=(
   libcmocka-dev python3 python3-pytest python3-pytest-xdist python3-cryptography curl clang libclang-rt-14-dev openssl procps iproute2 nftables
   # tests: the cache's L2 (each test starts its own redis-server on a free port)
   redis-server redis-tools
+  # make deb and its test: dpkg-shlibdeps (dpkg-dev); systemd-analyze verify/security (Debian 12's systemd package)
+  dpkg-dev systemd
 )
 if [[ "${1:-}" == "bench" ]]; then
   pkgs+=(python3-fastapi python3-uvicorn nginx-light nghttp2-client wrk serf rsyslog)
