@@ -172,3 +172,37 @@ def test_make_install_lays_out_the_unit_for_its_prefix(tmp_path):
     assert (dest / "opt/p2p/share/doc/p2pcore/deploy.md").exists()
     # nothing outside the prefix (no /etc written by make install)
     assert sorted(p.name for p in dest.iterdir()) == ["opt"]
+
+
+def test_the_unit_command_line_starts_a_coordinator_and_a_worker(deb, tmp_path, node_factory):
+    """What systemd runs: ExecStart's arguments with the packaged example configs, the
+    vault password from a credential file (0400, as systemd makes it), the join token
+    from the environment file. Ports, addresses and the admin key file are changed to
+    fit this machine; the rest is the example as shipped."""
+    from conftest import wait_until
+    root = tmp_path / "x"
+    run("dpkg-deb", "-x", deb, root)
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    pw = creds / "vault-password"
+    pw.write_text("a long vault password\n")
+    pw.chmod(0o400)
+
+    def unit_argv(name, data, *flags):
+        # ExecStart's arguments, then flags that fit this machine (flags win over the file)
+        return [str(a) for a in ["agent", "--config", root / f"etc/p2p/{name}.yaml", "--data-dir", data,
+                                 "--password-file", pw, "--bind-address", "127.0.0.1", *flags]]
+
+    from conftest import free_port
+    cport, wport = free_port(), free_port()
+    c = node_factory.create("coordinator", start=False, port=cport, data_dir=tmp_path / "cdata")
+    c.argv = unit_argv("coordinator", c.data_dir, "--port", cport, "--admin-api-key-file", c.admin_key_path,
+                       "--rate-limit-enabled", "false")
+    c.start()
+    assert c.result("system/ping")["node_id"] == "coord-1"
+    w = node_factory.create("worker", start=False, port=wport, data_dir=tmp_path / "wdata", join=c)
+    w.argv = unit_argv("worker", w.data_dir, "--port", wport, "--coordinator-addresses", c.addr)
+    w.start()  # P2P_JOIN_TOKEN in the environment, as EnvironmentFile= gives it
+    wait_until(lambda: {m["node_id"]: m["status"] for m in c.result("system/get_cluster_nodes")["nodes"]}
+               .get("worker-1") == "alive", 15, "the worker joined")
+    assert w.result("system/ping")["node_id"] == "worker-1"
