@@ -744,6 +744,9 @@ static void on_closed(uv_handle_t *h)
         j->timer_open = 0;
     else if (h == (uv_handle_t *)&j->proc)
         j->proc_open = 0;
+    /* exited and both pipes done: the drain timer has nothing left to wait for */
+    if (j->exited && !j->out.open && !j->err.open && j->timer_open && !uv_is_closing((uv_handle_t *)&j->timer))
+        uv_close((uv_handle_t *)&j->timer, on_closed);
     run_maybe_finish(j);
 }
 
@@ -790,18 +793,43 @@ static void on_timeout(uv_timer_t *t)
     run_kill(j);
 }
 
+/* After the program exited: what is left in the pipes has DRAIN_MS to arrive; a
+ * descendant that left the process group (setsid) and keeps them open does not
+ * hold the answer longer. */
+#define DRAIN_MS 1000
+
+static void close_if_open(uv_handle_t *h)
+{
+    if (!uv_is_closing(h))
+        uv_close(h, on_closed);
+}
+
+static void on_drained(uv_timer_t *t)
+{
+    run_job *j = t->data;
+    if (j->out.open)
+        close_if_open((uv_handle_t *)&j->out.pipe);
+    if (j->err.open)
+        close_if_open((uv_handle_t *)&j->err.pipe);
+    close_if_open((uv_handle_t *)&j->timer);
+}
+
 static void on_exit_cb(uv_process_t *p, int64_t status, int sig)
 {
     run_job *j = p->data;
     j->exited = 1;
     j->exit_status = status;
     j->term_signal = sig;
-    /* a grandchild keeping the pipes open must not hold the answer: kill the group */
+    /* what it started in the background goes with it: kill the group */
     uv_kill(-p->pid, SIGKILL);
-    if (j->timer_open && !uv_is_closing((uv_handle_t *)&j->timer))
-        uv_close((uv_handle_t *)&j->timer, on_closed);
-    if (!uv_is_closing((uv_handle_t *)p))
-        uv_close((uv_handle_t *)p, on_closed);
+    if (j->timer_open && !uv_is_closing((uv_handle_t *)&j->timer)) {
+        uv_timer_stop(&j->timer);
+        if (j->out.open || j->err.open)
+            uv_timer_start(&j->timer, on_drained, DRAIN_MS, 0);
+        else
+            uv_close((uv_handle_t *)&j->timer, on_closed);
+    }
+    close_if_open((uv_handle_t *)p);
 }
 
 static json_t *stream_json(run_stream *s) { return text_json(s->buf ? s->buf : "", s->len); }

@@ -34,6 +34,8 @@ def commands_file(tmp_path):
         "flood": {"argv": ["/usr/bin/seq", "1", "100000"]},
         "stderr": {"argv": ["/bin/sh", "-c", "echo out; echo err >&2; exit 3"]},
         "missing": {"argv": ["/nonexistent/program"]},
+        # leaves a process outside its group (own session) holding the pipes for 4 s
+        "escaper": {"argv": ["/usr/bin/setsid", "-f", "/bin/sleep", "4"]},
     }))
     return f
 
@@ -229,6 +231,14 @@ def test_a_command_past_its_timeout_is_killed_with_its_children(node, tmp_path):
     gpid = int((tmp_path / "grandchild.pid").read_text())
     wait_until(lambda: not os.path.exists(f"/proc/{gpid}") or
                open(f"/proc/{gpid}/stat").read().split(")")[1].split()[0] == "Z", 5, "grandchild killed")
+
+
+def test_a_descendant_holding_the_pipes_does_not_hold_the_answer(node):
+    t0 = time.monotonic()
+    r = node.result("admin/run_command", {"name": "escaper"})
+    took = time.monotonic() - t0
+    assert r["exit_code"] == 0 and not r["timed_out"], r
+    assert took < T(3.5), took  # the program exited at once; its escaped child lives 4 s
 
 
 def test_output_over_the_cap_is_truncated_and_said_so(node):
