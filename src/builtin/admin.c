@@ -987,15 +987,20 @@ static void m_run_command(p2p_call *call, json_t *params, void *udata)
 
 /* ---- the allow-list ---- */
 
+static void free_cmds_array(admin_cmd *cmds, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(cmds[i].name);
+        for (size_t k = 0; k < cmds[i].argc; k++)
+            free(cmds[i].argv[k]);
+        free(cmds[i].argv);
+    }
+    free(cmds);
+}
+
 static void free_cmds(admin_svc *svc)
 {
-    for (size_t i = 0; i < svc->n_cmds; i++) {
-        free(svc->cmds[i].name);
-        for (size_t k = 0; k < svc->cmds[i].argc; k++)
-            free(svc->cmds[i].argv[k]);
-        free(svc->cmds[i].argv);
-    }
-    free(svc->cmds);
+    free_cmds_array(svc->cmds, svc->n_cmds);
     svc->cmds = NULL;
     svc->n_cmds = 0;
 }
@@ -1011,10 +1016,9 @@ static int valid_name(const char *s)
     return 1;
 }
 
-int p2p__admin_parse_commands(const char *text, size_t len, admin_cmd **out, size_t *n_out, char **err);
-
-/* Parses the allow-list document. Returns 0 or -EINVAL with *err. */
-int p2p__admin_parse_commands(const char *text, size_t len, admin_cmd **out, size_t *n_out, char **err)
+/* Parses the allow-list document. Returns 0 or -EINVAL with *err; *out holds
+ * what was parsed so far either way (free it with free_cmds_array). */
+static int parse_commands(const char *text, size_t len, admin_cmd **out, size_t *n_out, char **err)
 {
     json_error_t je;
     json_t *doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
@@ -1085,6 +1089,22 @@ int p2p__admin_parse_commands(const char *text, size_t len, admin_cmd **out, siz
     return r;
 }
 
+int p2p__admin_check_commands(const char *text, size_t len, size_t *n_out, char **err)
+{
+    admin_cmd *cmds = NULL;
+    size_t n = 0;
+    int r = parse_commands(text, len, &cmds, &n, err);
+    free_cmds_array(cmds, n);
+    *n_out = r == 0 ? n : 0;
+    return r;
+}
+
+int p2p__admin_path_check(const char *path, const char **why)
+{
+    char buf[MAX_PATH_LEN + 1], *comps[MAX_DEPTH];
+    return split_path(path, buf, comps, why);
+}
+
 static int load_commands(admin_svc *svc, char **err)
 {
     const char *path = svc->ctx->cfg.admin_commands_file;
@@ -1101,7 +1121,7 @@ static int load_commands(admin_svc *svc, char **err)
         return p2p__fail(err, -EFBIG, "admin_commands_file %s: larger than %d bytes", path, MAX_COMMANDS_FILE);
     }
     char *why = NULL;
-    int r = p2p__admin_parse_commands(buf, n, &svc->cmds, &svc->n_cmds, &why);
+    int r = parse_commands(buf, n, &svc->cmds, &svc->n_cmds, &why);
     free(buf);
     if (r != 0) {
         free_cmds(svc);
