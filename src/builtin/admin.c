@@ -43,11 +43,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
-#include <openssl/rand.h>
 
 #include "auth/guard.h"
 #include "core/config.h"
@@ -362,9 +362,10 @@ static void write_work(uv_work_t *req)
     char tmp[256];
     int fd = -1;
     for (int tries = 0; fd < 0 && tries < 16; tries++) {
-        unsigned char rb[4];
-        unsigned r = RAND_bytes(rb, sizeof rb) == 1 ? (unsigned)rb[0] << 24 | rb[1] << 16 | rb[2] << 8 | rb[3]
-                                                    : (unsigned)tries;
+        /* getrandom, not OpenSSL: a pool thread must not grow OpenSSL per-thread state */
+        unsigned r = 0;
+        if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
+            r = (unsigned)tries ^ (unsigned)getpid();
         snprintf(tmp, sizeof tmp, ".%s.tmp-%08x", last, r);
         fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, (mode_t)j->mode);
         if (fd < 0 && errno != EEXIST)
