@@ -3,7 +3,8 @@
 #   make demo       install what is missing, build, run a local cluster (Ctrl-C stops it)
 #   make test       install what is missing, build, run unit + system + browser tests, the sanitizer build and a fuzz smoke run
 #   make bench      install what is missing, build, run the benchmarks in bench/
-#   make install    install p2p (PREFIX=/usr/local, DESTDIR honoured)
+#   make install    install p2p, the systemd unit p2p@.service and example configs (PREFIX=/usr/local, DESTDIR honoured)
+#   make deb        build the Debian package of the node into dist/ (dpkg-deb)
 PREFIX ?= /usr/local
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 FUZZ_SECONDS ?= 8
@@ -11,7 +12,7 @@ TEST_JOBS ?= 2
 PYTEST = /usr/bin/python3 -m pytest
 CMAKE_FLAGS ?=
 
-.PHONY: all build deps deps-bench demo test test-unit test-system test-browser test-sanitize fuzz fuzz-smoke bench install clean
+.PHONY: all build deb deps deps-bench demo test test-unit test-system test-browser test-sanitize fuzz fuzz-smoke bench install clean
 
 all: build
 
@@ -68,10 +69,22 @@ fuzz: build-fuzz/fuzz_jsonrpc
 bench: deps deps-bench build
 	@bench/run.sh
 
+# The unit goes to $(PREFIX)/lib/systemd/system (on systemd's search path for /usr/local
+# and /usr); it reads /etc/p2p/<instance>.yaml: copy an example there (docs/deploy.md).
 install: build
 	DESTDIR=$(DESTDIR) cmake --install build --prefix $(PREFIX)
+	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)$(PREFIX)/share/p2pcore/examples
+	sed -e 's|@BINDIR@|$(PREFIX)/bin|g' -e 's|@DOCDIR@|$(PREFIX)/share/doc/p2pcore|g' \
+	  packaging/systemd/p2p@.service.in > $(DESTDIR)$(PREFIX)/lib/systemd/system/p2p@.service
+	chmod 0644 $(DESTDIR)$(PREFIX)/lib/systemd/system/p2p@.service
+	install -m 0644 packaging/examples/coordinator.yaml packaging/examples/worker.yaml \
+	  $(DESTDIR)$(PREFIX)/share/p2pcore/examples/
+
+# dist/p2pcore_<version>_<arch>.deb (scripts/make-deb.sh)
+deb: build
+	@scripts/make-deb.sh build dist
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-fuzz dist
 
 FORCE:

@@ -17,6 +17,8 @@ pkgs=(
   redis-server redis-tools
   # tests: the dashboard in a real browser (tests/browser, driven by playwright-core from web/)
   chromium
+  # make deb and its test: dpkg-shlibdeps (dpkg-dev); systemd-analyze verify/security (Debian 12's systemd package)
+  dpkg-dev systemd
 )
 # node + npm: the dashboard's assets are embedded with node at build time (web/embed.mjs)
 # and its npm packages come from web/package-lock.json. A machine with another node build

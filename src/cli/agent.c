@@ -20,6 +20,7 @@
 #include "auth/revsync.h"
 #include "builtin/runconfig.h"
 #include "builtin/system.h"
+#include "builtin/admin.h"
 #include "cache/component.h"
 #include "deploy/release.h"
 #include "deploy/store.h"
@@ -360,6 +361,7 @@ int p2p__cmd_agent(int argc, char **argv)
     p2p__membership_register(ctx);
     p2p__revsync_register(ctx);
     p2p__system_register(ctx);
+    p2p__admin_register(ctx);  /* admin service: processes, config, files/, allow-listed commands */
     p2p__cache_register(ctx);
     p2p__services_register(ctx);
     p2p__release_register(ctx); /* deploy/sign (coordinator), deploy/release_key */

@@ -49,6 +49,7 @@ int p2p__cli_post(const p2p_cli_conn *c, const char *path, const char *ctype, co
 int p2p__cli_package_sign(const p2p_cli_conn *c, const char *file, const char *out, const unsigned char *pinned);
 
 int p2p__cmd_services(int argc, char **argv);
+int p2p__cmd_certs(int argc, char **argv);
 int p2p__cmd_deploy(int argc, char **argv);
 int p2p__cmd_logs(int argc, char **argv);
 int p2p__cmd_package(int argc, char **argv);

@@ -15,6 +15,7 @@ static void usage(FILE *out)
                  "\n"
                  "commands:\n"
                  "  agent     run a node (coordinator or worker)\n"
+                 "  certs     the cluster's node certificates (list, show, renew) and its CA (export-ca)\n"
                  "  call      call a JSON-RPC method on a node (or, with --node, on any node) and print the result\n"
                  "  deploy    upload a signed package and install it on a node (health-gated, reverts by itself)\n"
                  "  logs      the cluster's log lines from the coordinator, in time order; -f follows\n"
@@ -44,6 +45,8 @@ int main(int argc, char **argv)
         return p2p__cmd_agent(argc - 1, argv + 1);
     if (strcmp(cmd, "call") == 0)
         return p2p__cmd_call(argc - 1, argv + 1);
+    if (strcmp(cmd, "certs") == 0)
+        return p2p__cmd_certs(argc - 1, argv + 1);
     if (strcmp(cmd, "services") == 0)
         return p2p__cmd_services(argc - 1, argv + 1);
     if (strcmp(cmd, "logs") == 0)

@@ -234,6 +234,16 @@ static const keydef keys[] = {
     STR(package_version_floors, "", check_floors,
         "Lowest package versions this node accepts: comma-separated NAME=VERSION (semantic versions), '*' for "
         "every package; a package below its floor is refused as a downgrade. Empty = no floor."),
+    STR(admin_commands_file, "", NULL,
+        "JSON file of the commands admin/run_command may run: {\"NAME\": {\"argv\": [\"/abs/path\", ...], "
+        "\"allow_args\": false}}. Empty = no commands (admin/run_command refuses every call)."),
+    INT(admin_command_timeout, 10, 1, 3600,
+        "Seconds an admin/run_command command may run before it (and its process group) is killed."),
+    INT(admin_command_output_max, 65536, 1024, 16777216,
+        "Bytes of stdout and of stderr kept from an admin/run_command command; the rest is dropped and the "
+        "answer says truncated."),
+    INT(admin_file_max_bytes, 1048576, 1, 67108864,
+        "Largest file admin/read_file reads and admin/write_file writes under <state_directory>/files/."),
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 _Static_assert(NKEYS <= sizeof(((p2p_config *)0)->explicit_), "explicit_ too small");

@@ -125,6 +125,12 @@ typedef struct p2p_config {
     char *release_public_key_file;    /* default "" = the key the coordinator announces */
     char *package_version_floors;     /* "name=1.2.0,other=2.0.0", "*=..." for every package; default "" */
 
+    /* admin methods (src/builtin/admin.c) */
+    char *admin_commands_file;        /* JSON allow-list of commands, default "" = none */
+    int admin_command_timeout;        /* seconds, default 10 */
+    int admin_command_output_max;     /* bytes per stream, default 65536 */
+    int admin_file_max_bytes;         /* default 1 MiB */
+
     /* private to config.c: 1 for each key (by table index) set by a file or a flag,
      * so role-dependent defaults are applied only to keys nobody set */
     unsigned char explicit_[128];

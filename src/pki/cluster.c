@@ -30,6 +30,7 @@
 #define USED_CHALLENGES 1024
 #define BOOTSTRAP_TOKEN_TTL_S 86400
 #define BOOTSTRAP_TOKEN_USES 10
+#define MAX_RENEW_WAITERS 16
 
 typedef struct p2p_pki {
     p2p_ctx *ctx;
@@ -52,6 +53,10 @@ typedef struct p2p_pki {
         void *arg;
     } on_change[4];
     p2p_pki_stats stats;
+    /* pki/renew calls waiting for the renewal in progress */
+    p2p_call *renew_waiters[MAX_RENEW_WAITERS];
+    size_t n_renew_waiters;
+    char *last_renew_error; /* of the last failed renewal, NULL after a success */
 } p2p_pki;
 
 static void spread_revoked_certs(p2p_pki *p);
@@ -444,6 +449,28 @@ static void on_renew_saved(int status, const char *err, void *arg)
                 err ? err : p2p_strerror(status));
 }
 
+static json_t *own_certificate_json(p2p_pki *p);
+
+/* Answers the pki/renew calls waiting for this renewal: the new certificate,
+ * or the reason it failed. */
+static void answer_renew_waiters(p2p_pki *p, const char *failure)
+{
+    size_t n = p->n_renew_waiters;
+    p->n_renew_waiters = 0;
+    for (size_t i = 0; i < n; i++) {
+        p2p_call *call = p->renew_waiters[i];
+        if (failure) {
+            char *msg = p2p__xasprintf("certificate renewal failed: %s", failure);
+            p2p_call_error(call, P2P_RPC_INTERNAL_ERROR, msg, NULL);
+            free(msg);
+        } else {
+            json_t *res = own_certificate_json(p);
+            json_object_set_new(res, "renewed", json_true());
+            p2p_call_reply(call, res);
+        }
+    }
+}
+
 static void renew_done(uv_work_t *w, int status)
 {
     renew_job *j = w->data;
@@ -451,12 +478,16 @@ static void renew_done(uv_work_t *w, int status)
     p->jobs--;
     p->renewing = 0;
     if (!p->running) {
+        answer_renew_waiters(p, "the node is stopping");
         renew_job_free(j);
         return;
     }
     if (!j->new_cert) {
         p->stats.renewal_failures++;
         p2p_log(p->ctx, P2P_LOG_ERROR, "pki", "certificate renewal failed: %s (retrying)", j->msg ? j->msg : "?");
+        free(p->last_renew_error);
+        p->last_renew_error = p2p__xstrdup(j->msg ? j->msg : "?");
+        answer_renew_waiters(p, p->last_renew_error);
         renew_job_free(j);
         return;
     }
@@ -485,12 +516,15 @@ static void renew_done(uv_work_t *w, int status)
     if (j->jwt_keys && g && p2p__guard_set_keys_json(g, j->jwt_keys) != 0)
         p2p_log(p->ctx, P2P_LOG_WARN, "pki", "the token key set in the renewal answer is unusable; ignored");
     p->stats.renewals++;
+    free(p->last_renew_error);
+    p->last_renew_error = NULL;
     p2p_log(p->ctx, P2P_LOG_INFO, "pki", "certificate renewed; valid until %lld (Unix time)",
             (long long)p->stats.cert_not_after);
     renew_job_free(j);
     for (size_t i = 0; i < 4; i++)
         if (p->on_change[i].fn)
             p->on_change[i].fn(p->ctx, p->on_change[i].arg);
+    answer_renew_waiters(p, NULL);
 }
 
 static void start_renewal(p2p_pki *p, char **names, size_t n_names, const char *why)
@@ -1085,6 +1119,272 @@ static const p2p_method_desc auth_methods[] = {
     {"revoke_join_token", "Removes a join token by id.", "{id: string}", P2P_METHOD_ADMIN, m_revoke_join_token, NULL},
 };
 
+/* ---- the "pki" service (every node): its certificate, renewal, the CA --------- */
+
+/* What a certificate says, for people: a new object (NULL when it does not parse). */
+static json_t *cert_json(const char *pem)
+{
+    pki_cert_info info = {0};
+    char fp[PKI_FINGERPRINT_LEN + 1], serial[2 * 20 + 2];
+    if (!pem || pki_cert_parse(pem, strlen(pem), &info, NULL) != 0)
+        return NULL;
+    if (pki_cert_fingerprint(pem, fp, serial, sizeof serial) != 0) {
+        pki_cert_info_free(&info);
+        return NULL;
+    }
+    json_t *dns = json_array(), *ips = json_array();
+    for (size_t i = 0; i < info.n_dns; i++)
+        json_array_append_new(dns, json_string(info.dns[i]));
+    for (size_t i = 0; i < info.n_ips; i++)
+        json_array_append_new(ips, json_string(info.ips[i]));
+    int64_t now = now_s();
+    json_t *o = json_pack("{s:s, s:o, s:o, s:o, s:s, s:s, s:I, s:I, s:I}", "subject_cn", info.node_id, "role",
+                          info.role ? json_string(info.role) : json_null(), "dns_names", dns, "ip_addresses", ips,
+                          "serial", serial, "fingerprint_sha256", fp, "not_before", (json_int_t)info.not_before,
+                          "not_after", (json_int_t)info.not_after, "expires_in_seconds",
+                          (json_int_t)(info.not_after - now));
+    pki_cert_info_free(&info);
+    return o;
+}
+
+static json_t *own_certificate_json(p2p_pki *p)
+{
+    json_t *c = cert_json(p->cert);
+    if (!c)
+        c = json_object();
+    const char *source = p->from_files ? "files" : p->ctx->cfg.coordinator_mode ? "own CA" : "coordinator";
+    json_object_set_new(c, "node_id", json_string(p->ctx->cfg.node_id));
+    json_object_set_new(c, "source", json_string(source));
+    json_object_set_new(c, "renewing", json_boolean(p->renewing));
+    json_object_set_new(c, "renewals", json_integer((json_int_t)p->stats.renewals));
+    json_object_set_new(c, "renewal_failures", json_integer((json_int_t)p->stats.renewal_failures));
+    json_object_set_new(c, "renew_before_seconds", json_integer(p->ctx->cfg.cert_renew_before));
+    json_object_set_new(c, "last_renewal_error",
+                        p->last_renew_error ? json_string(p->last_renew_error) : json_null());
+    json_object_set_new(c, "certificate_pem", p->cert ? json_string(p->cert) : json_null());
+    return c;
+}
+
+static void m_certificate(p2p_call *call, json_t *params, void *udata)
+{
+    p2p_pki *p = udata;
+    if (params && (!json_is_object(params) || json_object_size(params))) {
+        p2p_call_error(call, P2P_RPC_INVALID_PARAMS, "Invalid params: none expected", NULL);
+        return;
+    }
+    if (!p->cert) {
+        p2p_call_error(call, P2P_RPC_INTERNAL_ERROR, "this node has no certificate (https_enabled is false)", NULL);
+        return;
+    }
+    p2p_call_reply(call, own_certificate_json(p));
+}
+
+static void m_ca_certificate(p2p_call *call, json_t *params, void *udata)
+{
+    p2p_pki *p = udata;
+    if (params && (!json_is_object(params) || json_object_size(params))) {
+        p2p_call_error(call, P2P_RPC_INVALID_PARAMS, "Invalid params: none expected", NULL);
+        return;
+    }
+    if (!p->ca) {
+        p2p_call_error(call, P2P_RPC_INTERNAL_ERROR, "this node has no CA certificate (https_enabled is false)", NULL);
+        return;
+    }
+    json_t *c = cert_json(p->ca);
+    if (!c)
+        c = json_object();
+    json_object_set_new(c, "pem", json_string(p->ca));
+    p2p_call_reply(call, c);
+}
+
+/* The registry of enrolled node ids (coordinator), each with what the live node
+ * presents (pki/certificate on every live node, as this node's own readonly
+ * call: a viewer may list without being allowed cluster/call) and a status:
+ * ok, expires soon (within that node's cert_renew_before), expired,
+ * unreachable, differs (the node presents a certificate the registry does not
+ * hold as current), replaced; live nodes the registry does not know come last
+ * as "unregistered". Ids, serials, fingerprints, times and addresses: no
+ * secrets. */
+typedef struct list_job {
+    p2p_pki *p;
+    p2p_call *call;
+} list_job;
+
+static const char *cert_status(json_t *reg, json_t *live, int64_t now)
+{
+    json_int_t exp = live ? json_integer_value(json_object_get(live, "not_after"))
+                          : json_integer_value(json_object_get(reg, "not_after"));
+    json_int_t before = live ? json_integer_value(json_object_get(live, "renew_before_seconds"))
+                             : PKI_DEFAULT_RENEW_BEFORE_S;
+    const char *lfp = json_string_value(json_object_get(live, "fingerprint_sha256"));
+    const char *rfp = json_string_value(json_object_get(reg, "fingerprint"));
+    if (reg && !live && json_is_true(json_object_get(reg, "replaced")))
+        return "replaced";
+    if (exp && exp <= now)
+        return "expired";
+    if (!live)
+        return "unreachable";
+    if (!reg)
+        return "unregistered";
+    if (!lfp || !rfp || strcmp(lfp, rfp))
+        return "differs";
+    if (exp - now <= before)
+        return "expires soon";
+    return "ok";
+}
+
+static void on_list_live(p2p_ctx *ctx, json_t *results, void *udata)
+{
+    (void)ctx;
+    list_job *j = udata;
+    p2p_pki *p = j->p;
+    if (!p->reg) {
+        p2p_call_error(j->call, P2P_RPC_INTERNAL_ERROR, "the PKI stopped", NULL);
+        free(j);
+        return;
+    }
+    json_t *live = json_object(); /* node id -> pki/certificate answer or error */
+    size_t i;
+    json_t *r;
+    if (json_is_object(results)) {
+        json_t *arr = json_array();
+        json_array_append(arr, results);
+        results = arr;
+    } else {
+        json_incref(results);
+    }
+    json_array_foreach(results, i, r)
+    {
+        const char *id = json_string_value(json_object_get(r, "node_id"));
+        if (id)
+            json_object_set(live, id, r);
+    }
+    json_decref(results);
+    registry_prune(p->reg, now_s());
+    json_t *doc = registry_to_json(p->reg), *nodes = json_array();
+    int64_t now = now_s();
+    json_array_foreach(json_object_get(doc, "nodes"), i, r)
+    {
+        const char *id = json_string_value(json_object_get(r, "id"));
+        json_t *row = json_deep_copy(r), *l = json_object_get(live, id);
+        json_t *lc = l ? json_object_get(l, "result") : NULL;
+        if (lc) {
+            lc = json_deep_copy(lc);
+            json_object_del(lc, "certificate_pem");
+        }
+        json_object_set_new(row, "live", lc ? lc : json_null());
+        if (l && !lc)
+            json_object_set(row, "error", json_object_get(l, "error"));
+        json_object_set_new(row, "status", json_string(cert_status(r, lc, now)));
+        json_array_append_new(nodes, row);
+        json_object_del(live, id);
+    }
+    const char *id;
+    json_t *l;
+    json_object_foreach(live, id, l)
+    {
+        json_t *lc = json_object_get(l, "result");
+        if (!lc)
+            continue;
+        lc = json_deep_copy(lc);
+        json_object_del(lc, "certificate_pem");
+        json_array_append_new(nodes, json_pack("{s:s, s:o, s:s}", "id", id, "live", lc, "status",
+                                               cert_status(NULL, lc, now)));
+    }
+    json_t *res = json_pack("{s:o, s:O, s:s}", "nodes", nodes, "revoked", json_object_get(doc, "revoked"),
+                            "coordinator", p->ctx->cfg.node_id);
+    json_decref(doc);
+    json_decref(live);
+    p2p_call_reply(j->call, res);
+    free(j);
+}
+
+static void m_list_certificates(p2p_call *call, json_t *params, void *udata)
+{
+    p2p_pki *p = udata;
+    if (params && (!json_is_object(params) || json_object_size(params))) {
+        p2p_call_error(call, P2P_RPC_INVALID_PARAMS, "Invalid params: none expected", NULL);
+        return;
+    }
+    if (!p->reg) {
+        p2p_call_error(call, P2P_RPC_INVALID_PARAMS,
+                       "only the coordinator keeps the registry of certificates: ask the coordinator", NULL);
+        return;
+    }
+    list_job *j = p2p__xcalloc(1, sizeof *j);
+    j->p = p;
+    j->call = call;
+    if (p2p_call_remote(p->ctx, "all", "pki/certificate", NULL, 10000, on_list_live, j) != 0) {
+        free(j);
+        p2p_call_error(call, P2P_RPC_INTERNAL_ERROR, "cannot ask the nodes", NULL);
+    }
+}
+
+static void m_renew(p2p_call *call, json_t *params, void *udata)
+{
+    p2p_pki *p = udata;
+    if (params && (!json_is_object(params) || json_object_size(params))) {
+        p2p_call_error(call, P2P_RPC_INVALID_PARAMS, "Invalid params: none expected", NULL);
+        return;
+    }
+    const char *why = NULL;
+    if (!p->running || !p->cert)
+        why = "this node has no certificate to renew (https_enabled is false)";
+    else if (p->from_files)
+        why = "this node's certificate comes from ssl_cert_file/ssl_key_file: renew those files yourself";
+    else if (p->ctx->cfg.coordinator_mode && !p->ca_key)
+        why = "this coordinator has no CA key (keys/ca.key) and cannot sign its own certificate";
+    else if (p->n_renew_waiters >= MAX_RENEW_WAITERS)
+        why = "too many renewal requests waiting; try again";
+    if (why) {
+        p2p_call_error(call, P2P_RPC_INVALID_PARAMS, why, NULL);
+        return;
+    }
+    p->renew_waiters[p->n_renew_waiters++] = call;
+    if (p->renewing) /* one renewal at a time: this call gets its outcome */
+        return;
+    char **names = NULL;
+    size_t n = 0;
+    p2p__node_names(p->ctx, &names, &n);
+    start_renewal(p, names, n, "an operator asked for it (pki/renew)");
+}
+
+/* Reading certificates is for any caller (a viewer, another node): they are
+ * public by nature. Renewing one is for an operator's admin token. */
+static const p2p_method_desc pki_methods[] = {
+    {"certificate",
+     "This node's certificate: subject, role, DNS names and IP addresses, serial, SHA-256 fingerprint, validity, "
+     "renewal counters, the PEM.",
+     "none", P2P_METHOD_READONLY, m_certificate, NULL},
+    {"ca_certificate", "The cluster CA certificate this node trusts: subject, serial, fingerprint, validity, PEM.",
+     "none", P2P_METHOD_READONLY, m_ca_certificate, NULL},
+    {"list_certificates",
+     "Coordinator: every node id the CA issued a certificate for (role, fingerprint, serial, not_after, issued_at, "
+     "renewed_at, replaced), what the live node presents (addresses, serial, expiry) and a status (ok, expires "
+     "soon, expired, unreachable, differs, replaced, unregistered); the revoked certificates.",
+     "none", P2P_METHOD_READONLY, m_list_certificates, NULL},
+    {"renew", "Renews this node's certificate now (new key, signed by the coordinator); answers with the new one.",
+     "none", P2P_METHOD_ADMIN, m_renew, NULL},
+};
+
+static int register_pki_service(p2p_pki *p, char **err)
+{
+    static const p2p_service_desc desc = {"pki", P2P_VERSION, "This node's certificate and the cluster CA", 1};
+    int r = p2p_service_register(p->ctx, &desc);
+    if (r == -EEXIST)
+        r = 0;
+    for (size_t i = 0; r == 0 && i < sizeof(pki_methods) / sizeof(pki_methods[0]); i++) {
+        p2p_method_desc d = pki_methods[i];
+        d.udata = p;
+        r = p2p_method_register(p->ctx, "pki", &d);
+        if (r == -EEXIST)
+            r = 0;
+    }
+    if (r != 0)
+        return p2p__fail(err, r, "cannot register the pki service: %s", p2p_strerror(r));
+    return 0;
+}
+
 static int register_auth_service(p2p_pki *p, char **err)
 {
     static const p2p_service_desc desc = {"auth", P2P_VERSION, "Cluster membership credentials (coordinator)", 1};
@@ -1109,6 +1409,8 @@ static int pki_start_all(p2p_component *c, char **err)
     p2p_pki *p = c->self;
     if (r == 0 && p->tokens && (r = register_auth_service(p, err)) != 0)
         pki_stop(c);
+    if (r == 0 && (r = register_pki_service(p, err)) != 0)
+        pki_stop(c);
     if (r == 0 && (r = p2p__pki_http_start(c->ctx)) != 0) {
         *err = p2p__xasprintf("cannot add the PKI routes: %s", p2p_strerror(r));
         pki_stop(c);
@@ -1128,6 +1430,8 @@ static const p2p_component_ops pki_ops = {
 static void free_pki(p2p_ctx *ctx, void *arg)
 {
     (void)ctx;
+    p2p_pki *p = arg;
+    free(p->last_renew_error);
     free(arg);
 }
 

@@ -4,7 +4,8 @@ for an operator's admin token only (issue 9 follow-up).
 A node certificate (a compromised worker's, say) and a viewer token are refused every
 method flagged P2P_METHOD_ADMIN: making and revoking join tokens, rotating the token
 signing key, changing the config, starting, stopping, restarting and reloading
-services, signing a package with the cluster release key. Refused directly on /rpc,
+services, signing a package with the cluster release key, the admin service's methods
+(processes, config, files, commands). Refused directly on /rpc,
 through cluster/call on the node itself or on another node, through X-P2P-Node
 forwarding, and when an exec service of the node asks for one (a service's own calls
 go as the node's identity). What nodes need of each other (reads, services' ordinary
@@ -37,6 +38,13 @@ def admin_calls(c):
         ("services/restart", {"name": "hello"}),
         ("services/reload", {"name": "hello"}),
         ("deploy/sign", {"package": SIGNABLE}),
+        # the admin service (src/builtin/admin.c; attacks in test_admin_ops.py)
+        ("admin/write_file", {"path": "probe", "content": "written"}),
+        ("admin/read_file", {"path": "probe"}),
+        ("admin/list_processes", {}),
+        ("admin/get_config", {}),
+        ("admin/list_commands", {}),
+        ("pki/renew", {}),
     ]
 
 
@@ -73,6 +81,8 @@ def state_of_coordinator(c):
         "signing_key": vault_get(c, "keys/jwt_signing_key"),
         "release_key": vault_get(c, "keys/release_signing_key", check=False),
         "log_level": c.result("system/get_config")["config"]["log_level"],
+        "probe_file": (c.data_dir / "files" / "probe").exists(),
+        "cert_serial": c.result("pki/certificate")["serial"],
         "hello": (state_of(c, "hello"), next(s for s in c.result("services/list")["services"]
                                              if s["name"] == "hello").get("restarts")),
     }
