@@ -242,7 +242,7 @@ def test_a_coordinator_restart_keeps_history(cluster):
     down_from = int(time.time())
     c.fixed_port = c.port  # back where the workers know it is
     c.stop()
-    time.sleep(2)  # the workers keep sampling meanwhile
+    time.sleep(3)  # the workers keep sampling meanwhile (3 s: at least two whole seconds in between)
     down_to = int(time.time())
     c.start()
     new = c.result("metrics_dashboard/get_metrics_history", {"node_id": "w1", "range": "15m", "metrics": "mem_percent"})

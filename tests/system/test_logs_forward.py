@@ -211,8 +211,13 @@ def test_a_workers_own_line_is_forwarded(udp_coord):
     if not w.proc or w.proc.poll() is not None:
         w.start()
     marker = f"fwd-worker-{time.monotonic_ns()}"
-    w.get(f"/no/such/{marker}")  # a 404 access line on the worker, shipped, collected, forwarded
-    wait_until(lambda: get_logs(c, node_id="worker-1", search=marker)["logs"], 20, "the worker's line collected")
+    # a 404 access line on the worker, shipped, collected, forwarded. Asked again until one
+    # is collected: earlier tests added lines as worker-1 with seqs far above the real
+    # worker's, and a line logged before its shipper learnt that is counted lost.
+    def collected():
+        w.get(f"/no/such/{marker}")
+        return get_logs(c, node_id="worker-1", search=marker)["logs"]
+    wait_until(collected, 20, "the worker's line collected")
     got = wait_until(lambda: udp.find(marker.encode()), 15, "the worker's line over UDP")
     p = parse_5424(got[0])
     assert p["host"] == "worker-1" and p["app"] == "access" and p["pri"] == 3 * 8 + 6, p
