@@ -394,7 +394,7 @@ static int target_has(orch *o, json_t *target, const char *node)
     size_t i;
     json_t *v;
     int yes = 0;
-    json_array_foreach(nodes, i, v) if (!strcmp(js(v, "node_id"), node) && !strcmp(js(v, "role"), t + 4)) yes = 1;
+    json_array_foreach(json_object_get(nodes, "nodes"), i, v) if (!strcmp(js(v, "node_id"), node) && !strcmp(js(v, "role"), t + 4)) yes = 1;
     json_decref(nodes);
     return yes;
 }
@@ -939,11 +939,9 @@ static void m_start(p2p_call *call, json_t *params, void *udata)
         const char *t = target ? json_string_value(target) : "all";
         json_t *nodes = p2p__membership_nodes_json(o->ctx);
         size_t i;
-        json_array_foreach(nodes, i, v)
+        json_array_foreach(json_object_get(nodes, "nodes"), i, v)
         {
             if (strcmp(t, "all") && strcmp(js(v, "role"), t + 4))
-                continue;
-            if (!strcmp(js(v, "status"), "left"))
                 continue;
             if (json_array_size(ids) < MAX_NODES)
                 json_array_append_new(ids, json_string(js(v, "node_id")));
