@@ -75,6 +75,7 @@ typedef struct rollout {
     double created, updated, wait_since;
     json_t *events; /* [{at, message}] */
     char *prev_committed; /* the service's committed sha before (for a revert) */
+    char *prev_version;   /* and its version */
     size_t n;
     rnode *nodes;
 } rollout;
@@ -174,6 +175,8 @@ static json_t *rollout_json(const rollout *r)
         json_object_set_new(o, "reason", json_string(r->reason));
     if (r->prev_committed)
         json_object_set_new(o, "previous_sha256", json_string(r->prev_committed));
+    if (r->prev_version)
+        json_object_set_new(o, "previous_version", json_string(r->prev_version));
     if (!strcmp(r->state, "canary_wait"))
         json_object_set_new(o, "waiting_since", json_real(r->wait_since));
     return o;
@@ -190,6 +193,7 @@ static void rollout_free(rollout *r)
     free(r->version);
     free(r->reason);
     free(r->prev_committed);
+    free(r->prev_version);
     json_decref(r->target);
     json_decref(r->events);
     free(r);
@@ -226,6 +230,8 @@ static rollout *rollout_from_json(json_t *j)
         r->reason = p2p__xstrdup(js(j, "reason"));
     if (json_object_get(j, "previous_sha256"))
         r->prev_committed = p2p__xstrdup(js(j, "previous_sha256"));
+    if (json_object_get(j, "previous_version"))
+        r->prev_version = p2p__xstrdup(js(j, "previous_version"));
     r->created = json_number_value(json_object_get(j, "created"));
     r->updated = json_number_value(json_object_get(j, "updated"));
     r->wait_since = json_number_value(json_object_get(j, "waiting_since"));
@@ -475,6 +481,9 @@ static void handle_rollout_result(orch *o, rollout *r, rnode *nd, int kind, json
             set_str(&nd->status_detail, "the node went down while installing: it converges when it comes back");
             event(o, r, "%s went down while installing", nd->id);
         }
+        if (!nd->status_detail || strcmp(nd->status_detail, emsg))
+            p2p_log(o->ctx, P2P_LOG_WARN, "deploy", "rollout %s: asking %s: %s", r->id, nd->id, emsg);
+        set_str(&nd->status_detail, emsg);
         return; /* a transport error: asked again on the next tick */
     }
     const char *status = js(res, "status");
@@ -499,7 +508,8 @@ static void handle_rollout_result(orch *o, rollout *r, rnode *nd, int kind, json
         return;
     }
     /* reverting */
-    if (!strcmp(status, "reverted") || (!strcmp(status, "refused") && strstr(why, "not the running version"))) {
+    if (!strcmp(status, "reverted") ||
+        (!strcmp(status, "refused") && (strstr(why, "not the running version") || strstr(why, "not installed")))) {
         nd->st = N_REVERTED;
         set_str(&nd->status_detail, !strcmp(status, "refused") ? "already back" : "reverted");
         event(o, r, "%s: reverted", nd->id);
@@ -575,7 +585,7 @@ static void finish(orch *o, rollout *r, const char *state, const char *why)
             if (r->prev_committed) {
                 /* the version before is the committed one again */
                 json_object_set_new(c, "sha256", json_string(r->prev_committed));
-                json_object_set_new(c, "version", json_string("(previous)"));
+                json_object_set_new(c, "version", json_string(r->prev_version ? r->prev_version : "?"));
             } else {
                 json_object_del(o->committed, r->name);
             }
@@ -589,7 +599,7 @@ static void drive(orch *o, rollout *r)
     for (size_t i = 0; i < r->n; i++) {
         rnode *nd = &r->nodes[i];
         if (nd->st == N_INSTALLING)
-            installing++;
+            installing++; /* (counted before the checks below) */
         if (nd->st == N_PENDING)
             pending++;
         if (nd->st == N_COMMITTED)
@@ -602,8 +612,18 @@ static void drive(orch *o, rollout *r)
         if (!nd->in_flight && (nd->st == N_INSTALLING || nd->st == N_REVERTING) && nd->install_id[0])
             call_node(o, r, i, NULL, K_STATUS, nd->id, "deploy/install_status",
                       json_pack("{s:s}", "id", nd->install_id));
-        else if (!nd->in_flight && nd->st == N_REVERTING && !nd->install_id[0])
-            nd->st = N_COMMITTED; /* the revert is sent again */
+        else if (!nd->in_flight && nd->st == N_REVERTING && !nd->install_id[0]) {
+            nd->st = N_COMMITTED; /* the revert is sent again (conditional on the version) */
+            reverting--;
+            committed++;
+        }
+        else if (!nd->in_flight && nd->st == N_INSTALLING && !nd->install_id[0]) {
+            /* the answer with the install's id was lost (a restart before it was saved):
+             * ask again; an install of what already runs counts as done */
+            nd->st = N_PENDING;
+            installing--;
+            pending++;
+        }
     }
     if (!strcmp(r->state, "running") || !strcmp(r->state, "canary_wait")) {
         if (failed) {
@@ -681,6 +701,15 @@ static void drive(orch *o, rollout *r)
             rnode *nd = &r->nodes[i];
             if (nd->in_flight || busy >= (size_t)r->max_parallel)
                 continue;
+            if (nd->st == N_DOWN && node_alive(o, nd->id)) {
+                /* it may have converged to this version meanwhile: the revert is
+                 * conditional on the version running, so it is safe to ask */
+                busy++;
+                call_node(o, r, i, NULL, K_REVERT, nd->id, "deploy/revert",
+                          json_pack("{s:s, s:s, s:s}", "name", r->name, "version", r->version, "reason",
+                                    r->reason ? r->reason : "rollout reverted"));
+                continue;
+            }
             if (nd->st == N_PENDING || nd->st == N_DOWN) {
                 nd->st = N_REVERTED;
                 set_str(&nd->status_detail, "not started");
@@ -972,8 +1001,10 @@ static void m_start(p2p_call *call, json_t *params, void *udata)
     r->created = r->updated = now_s();
     r->events = json_array();
     json_t *c = json_object_get(o->committed, r->name);
-    if (c && strcmp(js(c, "sha256"), sha))
+    if (c && strcmp(js(c, "sha256"), sha)) {
         r->prev_committed = p2p__xstrdup(js(c, "sha256"));
+        r->prev_version = p2p__xstrdup(js(c, "version"));
+    }
     r->n = json_array_size(ids);
     r->nodes = p2p__xcalloc(r->n, sizeof(rnode));
     for (size_t i = 0; i < r->n; i++)

@@ -321,7 +321,8 @@ static void start_revert(install *in, const char *why)
     free(in->reason);
     in->reason = p2p__xstrdup(why);
     p2p_log(in->u->ctx, P2P_LOG_WARN, "deploy", "%s: reverting to %s: %s", in->info.name,
-            in->old_version ? in->old_version : "nothing (first install)", why);
+            in->manual ? "the last good version" : in->old_version ? in->old_version : "nothing (first install)",
+            why);
     in->ph = PH_REVERT;
     in->w.data = in;
     if (uv_queue_work(in->u->ctx->loop, &in->w, revert_work, revert_done) != 0) {

@@ -245,7 +245,10 @@ def test_coordinator_killed_mid_rollout_resumes(cluster):
             p.communicate()
     assert p.returncode != 0
     c.start()
-    wait_until(lambda: c.result("deploy/rollout_status", {"id": rid})["state"] == "done", 90, "rollout resumed")
+    try:
+        wait_until(lambda: c.result("deploy/rollout_status", {"id": rid})["state"] == "done", 60, "rollout resumed")
+    finally:
+        print(json.dumps(c.result("deploy/rollout_status", {"id": rid}), indent=1))
     r = c.result("deploy/rollout_status", {"id": rid})
     assert any("resumed after a coordinator restart" in e["message"] for e in r["events"]), r["events"]
     assert all(n["state"] == "committed" for n in r["nodes"]), r["nodes"]
