@@ -216,6 +216,10 @@ def test_canary_waits_for_promote(cluster):
         versions = sorted(version_of(w) for w in ws)
         assert versions == ["2.0.0", "2.0.0", "4.0.0"], versions
         assert p.poll() is None  # the CLI still follows it
+        # the versions compared across nodes: p2p services --all shows the drift
+        cp = run_p2p("services", "--all", env=env_for(c))
+        assert cp.returncode == 0 and "drift: pyhello runs in 2 versions" in cp.stdout, cp.stdout
+        assert "4.0.0 on" in cp.stdout and "drift: hello" not in cp.stdout, cp.stdout
         cp = run_p2p("rollout", "promote", r["id"], env=env_for(c))
         assert cp.returncode == 0, cp.stderr
         out, err = p.communicate(timeout=T(60))
@@ -362,3 +366,26 @@ def test_rollout_params_are_checked(cluster):
     assert r["error"]["code"] == -32602
     r = c.rpc("deploy/rollout_start", {"sha256": last_rollout(c)["sha256"], "target": ["no-such-node"]})
     assert "no such node" in r["error"]["message"], r
+
+
+def test_a_corrupt_state_file_starts_empty_and_says_so(cluster):
+    """Last (it drops the state): a rollouts.json that is not JSON does not stop the
+    coordinator; it starts with no rollouts and logs why."""
+    c, ws, base = cluster
+    files = list(c.data_dir.rglob("rollouts.json"))
+    assert len(files) == 1, files
+    assert json.loads(files[0].read_text())["rollouts"]  # written by the rollouts above
+    c.stop()
+    files[0].write_bytes(b'{"rollouts": [{"id": 1, "nodes": "x"}, ' + os.urandom(64))
+    c.start()
+    st = c.result("deploy/rollout_status")
+    assert st["rollouts"] == [] and st["committed"] == {}, st
+    assert "is not readable JSON" in c.stderr()
+    # malformed entries in valid JSON are skipped, not fatal
+    c.stop()
+    files[0].write_text(json.dumps({"format": 1, "committed": [], "rollouts": [
+        {"id": 3, "sha256": "zz"}, {"id": "ok", "sha256": "a" * 64, "nodes": [{"node": "rw1", "state": "??"}],
+                                    "state": "done"}, "x"]}))
+    c.start()
+    st = c.result("deploy/rollout_status")
+    assert [r["id"] for r in st["rollouts"]] == ["ok"], st
