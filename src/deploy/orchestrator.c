@@ -217,8 +217,10 @@ static rollout *rollout_from_json(json_t *j)
     r->version = p2p__xstrdup(js(j, "version"));
     r->target = json_incref(json_object_get(j, "target") ? json_object_get(j, "target") : json_null());
     r->max_parallel = (int)json_integer_value(json_object_get(j, "max_parallel"));
-    if (r->max_parallel < 1)
+    if (r->max_parallel < 1 || r->max_parallel > 64)
         r->max_parallel = 1;
+    if (r->canary < 0 || r->canary > MAX_NODES)
+        r->canary = 0;
     r->canary = (int)json_integer_value(json_object_get(j, "canary"));
     r->promote_after = json_number_value(json_object_get(j, "promote_after"));
     r->promoted = json_is_true(json_object_get(j, "promoted"));
@@ -226,6 +228,12 @@ static rollout *rollout_from_json(json_t *j)
     r->min_healthy = json_number_value(json_object_get(j, "min_healthy_time"));
     r->deadline = json_number_value(json_object_get(j, "healthy_deadline"));
     snprintf(r->state, sizeof r->state, "%s", js(j, "state"));
+    static const char *const states[] = {"running", "canary_wait", "reverting", "done", "failed", "reverted", NULL};
+    int known = 0;
+    for (int i = 0; states[i]; i++)
+        known |= !strcmp(r->state, states[i]);
+    if (!known)
+        snprintf(r->state, sizeof r->state, "failed"); /* never resumed: shown as is */
     if (json_object_get(j, "reason"))
         r->reason = p2p__xstrdup(js(j, "reason"));
     if (json_object_get(j, "previous_sha256"))
@@ -313,37 +321,82 @@ static void save_if_dirty(orch *o)
     }
 }
 
-/* At start, before the loop runs (as the store's index): the file is small. */
-static void load_state(orch *o)
+/* Parses the state file's bytes: the committed map (a new object) and the
+ * rollouts that read back whole (malformed entries are skipped). -1 with
+ * *why (static) when the document is not a JSON object. */
+static int parse_state(const char *data, size_t len, json_t **committed, rollout ***ro, size_t *n_ro, char *why,
+                       size_t why_len)
 {
-    char *data = NULL;
-    size_t len = 0;
-    o->committed = json_object();
-    if (p2p__read_file(o->path, 16u << 20, &data, &len) != 0)
-        return;
     json_error_t je;
+    *committed = json_object();
     json_t *doc = json_loadb(data, len, 0, &je);
-    free(data);
     if (!json_is_object(doc)) {
-        p2p_log(o->ctx, P2P_LOG_ERROR, "deploy", "%s is not readable JSON (%s): rollout state starts empty", o->path,
-                je.text);
+        snprintf(why, why_len, "%s", doc ? "not a JSON object" : je.text);
         json_decref(doc);
-        return;
+        return -1;
     }
     if (json_is_object(json_object_get(doc, "committed"))) {
-        json_decref(o->committed);
-        o->committed = json_copy(json_object_get(doc, "committed"));
+        json_decref(*committed);
+        *committed = json_deep_copy(json_object_get(doc, "committed"));
     }
     json_t *list = json_object_get(doc, "rollouts");
     size_t i;
     json_t *v;
     json_array_foreach(list, i, v)
     {
+        if (*n_ro >= KEEP_ROLLOUTS)
+            break;
         rollout *r = rollout_from_json(v);
         if (!r)
             continue;
-        o->ro = realloc(o->ro, (o->n_ro + 1) * sizeof(*o->ro));
-        o->ro[o->n_ro++] = r;
+        *ro = realloc(*ro, (*n_ro + 1) * sizeof(**ro));
+        (*ro)[(*n_ro)++] = r;
+    }
+    json_decref(doc);
+    return 0;
+}
+
+int p2p__orch_state_check(const char *data, size_t len)
+{
+    json_t *committed = NULL;
+    rollout **ro = NULL;
+    size_t n = 0;
+    char why[200];
+    int rc = parse_state(data, len, &committed, &ro, &n, why, sizeof why);
+    for (size_t i = 0; i < n; i++) {
+        /* what is read back is written again the same way */
+        json_t *j = rollout_json(ro[i]);
+        rollout *again = j ? rollout_from_json(j) : NULL;
+        if (!again || strcmp(again->id, ro[i]->id) || again->n != ro[i]->n)
+            abort();
+        rollout_free(again);
+        json_decref(j);
+        rollout_free(ro[i]);
+    }
+    free(ro);
+    json_decref(committed);
+    return rc == 0 ? (int)n : -1;
+}
+
+/* At start, before the loop runs (as the store's index): the file is small. */
+static void load_state(orch *o)
+{
+    char *data = NULL;
+    size_t len = 0;
+    char why[200];
+    if (p2p__read_file(o->path, 16u << 20, &data, &len) != 0) {
+        o->committed = json_object();
+        return;
+    }
+    int rc = parse_state(data, len, &o->committed, &o->ro, &o->n_ro, why, sizeof why);
+    free(data);
+    if (rc != 0) {
+        p2p_log(o->ctx, P2P_LOG_ERROR, "deploy", "%s is not readable JSON (%s): rollout state starts empty", o->path,
+                why);
+        return;
+    }
+    for (size_t i = 0; i < o->n_ro; i++) {
+        rollout *r = o->ro[i];
         if (!strcmp(r->state, "running") || !strcmp(r->state, "canary_wait") || !strcmp(r->state, "reverting")) {
             for (size_t k = 0; k < r->n; k++)
                 if (r->nodes[k].st == N_INSTALLING || r->nodes[k].st == N_REVERTING) {
@@ -353,7 +406,6 @@ static void load_state(orch *o)
             event(o, r, "resumed after a coordinator restart (state %s)", r->state);
         }
     }
-    json_decref(doc);
 }
 
 /* ---- lookups ------------------------------------------------------------------------------ */
