@@ -368,6 +368,19 @@ def test_rollout_params_are_checked(cluster):
     assert "no such node" in r["error"]["message"], r
 
 
+def test_a_rollout_to_the_coordinator_itself(cluster):
+    """The coordinator's own node is a target too: the orchestrator's call runs in
+    process with the coordinator's authority (no token)."""
+    c, ws, base = cluster
+    sha = [r for r in rollouts(c) if r["version"] == "5.0.0"][0]["sha256"]
+    r = c.result("deploy/rollout_start", {"sha256": sha, "target": ["rc1"], "min_healthy_time": 1})
+    wait_until(lambda: c.result("deploy/rollout_status", {"id": r["id"]})["state"] in ("done", "failed", "reverted"),
+               40, "rollout on rc1 over")
+    st = c.result("deploy/rollout_status", {"id": r["id"]})
+    assert st["state"] == "done", st
+    assert c.result("pyhello/echo", {})["version"] == "5.0.0"
+
+
 def test_a_corrupt_state_file_starts_empty_and_says_so(cluster):
     """Last (it drops the state): a rollouts.json that is not JSON does not stop the
     coordinator; it starts with no rollouts and logs why."""
