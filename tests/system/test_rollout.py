@@ -299,6 +299,25 @@ def test_operator_revert_of_a_done_rollout(cluster):
                    f"{w.name} back on 5.0.0")
 
 
+def test_deploy_revert_params_are_checked(cluster):
+    """deploy/revert on a node: malformed params refused, a version that does not run
+    changes nothing, a service that is not installed is refused by id."""
+    c, ws, base = cluster
+    w = ws[0]
+    before = version_of(w)
+    for p in [None, {}, {"name": "../x"}, {"name": "pyhello", "bogus": 1}, {"name": "pyhello", "version": 5},
+              {"name": "pyhello", "reason": "x" * 600}, [1]]:
+        r = w.rpc("deploy/revert", p)
+        assert r["error"]["code"] == -32602, (p, r)
+    r = w.rpc("deploy/revert", {"name": "pyhello", "version": "0.0.1"})
+    assert "not the running version" in r["error"]["message"], r
+    r = w.result("deploy/revert", {"name": "nosuch"})
+    wait_until(lambda: w.result("deploy/install_status", {"id": r["id"]})["status"] != "installing", 10, "over")
+    out = w.result("deploy/install_status", {"id": r["id"]})
+    assert out["status"] == "refused" and "not installed" in out["reason"], out
+    assert version_of(w) == before and leftovers(w) == []
+
+
 def _mtls(node, crt, key, method, params, headers=None):
     ctx = ssl.create_default_context(cafile=str(node.ca))
     ctx.load_cert_chain(str(crt), str(key))
