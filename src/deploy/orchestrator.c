@@ -88,6 +88,7 @@ typedef struct converge {
     char state[16]; /* check | installing | committed | failed */
     char install_id[32];
     char *reason;
+    double min_healthy, deadline; /* the committing rollout's */
     uint64_t next_ms;
     int tries, in_flight;
     struct converge *next;
@@ -629,8 +630,9 @@ static void finish(orch *o, rollout *r, const char *state, const char *why)
     event(o, r, "%s%s%s", state, why ? ": " : "", why ? why : "");
     if (!strcmp(state, "done")) {
         json_object_set_new(o->committed, r->name,
-                            json_pack("{s:s, s:s, s:O, s:s}", "sha256", r->sha, "version", r->version, "target",
-                                      r->target, "rollout", r->id));
+                            json_pack("{s:s, s:s, s:O, s:s, s:f, s:f}", "sha256", r->sha, "version", r->version,
+                                      "target", r->target, "rollout", r->id, "min_healthy_time", r->min_healthy,
+                                      "healthy_deadline", r->deadline));
     } else if (!strcmp(state, "reverted")) {
         json_t *c = json_object_get(o->committed, r->name);
         if (c && !strcmp(js(c, "sha256"), r->sha)) {
@@ -786,6 +788,20 @@ static void drive(orch *o, rollout *r)
 
 /* ---- convergence: a node back converges to the committed version --------------------------- */
 
+static void converge_params(converge *cv, json_t *c)
+{
+    cv->min_healthy = json_is_number(json_object_get(c, "min_healthy_time"))
+                          ? json_number_value(json_object_get(c, "min_healthy_time"))
+                          : 5;
+    cv->deadline = json_is_number(json_object_get(c, "healthy_deadline"))
+                       ? json_number_value(json_object_get(c, "healthy_deadline"))
+                       : 30;
+    if (cv->min_healthy < 0 || cv->min_healthy > 3600)
+        cv->min_healthy = 5;
+    if (cv->deadline < cv->min_healthy || cv->deadline > 3600)
+        cv->deadline = cv->min_healthy > 30 ? cv->min_healthy : 30;
+}
+
 static void converge_add(orch *o, const char *node, const char *name, json_t *c)
 {
     for (converge *cv = o->conv; cv; cv = cv->next)
@@ -796,6 +812,7 @@ static void converge_add(orch *o, const char *node, const char *name, json_t *c)
                 snprintf(cv->version, sizeof cv->version, "%s", js(c, "version"));
                 cv->tries = 0;
                 cv->next_ms = uv_now(o->ctx->loop) + CONVERGE_DELAY_MS;
+                converge_params(cv, c);
             }
             return;
         }
@@ -807,6 +824,7 @@ static void converge_add(orch *o, const char *node, const char *name, json_t *c)
     snprintf(cv->state, sizeof cv->state, "check");
     cv->next_ms = uv_now(o->ctx->loop) + CONVERGE_DELAY_MS;
     cv->next = o->conv;
+    converge_params(cv, c);
     o->conv = cv;
 }
 
@@ -842,7 +860,8 @@ static void handle_converge_result(orch *o, converge *cv, int kind, json_t *res,
                 *v ? v : "nothing", cv->version);
         snprintf(cv->state, sizeof cv->state, "installing");
         call_node(o, NULL, 0, cv, K_CV_INSTALL, cv->node, "deploy/install",
-                  json_pack("{s:s, s:f, s:f}", "sha256", cv->sha, "min_healthy_time", 2.0, "healthy_deadline", 30.0));
+                  json_pack("{s:s, s:f, s:f}", "sha256", cv->sha, "min_healthy_time", cv->min_healthy,
+                            "healthy_deadline", cv->deadline));
         return;
     }
     if (kind == K_CV_INSTALL) {
