@@ -72,6 +72,11 @@ enum {
      * certificate (the `node` identity) may not. For methods that change the
      * node's configuration or security. */
     P2P_METHOD_ADMIN = 1u << 2,
+    /** With P2P_METHOD_ADMIN: the coordinator's own node certificate (role
+     * `coordinator` in its subject, verified by mutual TLS, a call it makes
+     * itself, not one it relays) may call it too, as the rollout orchestrator
+     * does (docs/security.md). A worker's certificate still may not. */
+    P2P_METHOD_COORDINATOR = 1u << 3,
 };
 
 /** Description of a method, copied by p2p_method_register(). */

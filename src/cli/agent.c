@@ -27,6 +27,7 @@
 #include "deploy/updater.h"
 #include "web/dashlink.h"
 #include "web/static.h"
+#include "deploy/orchestrator.h"
 #include "cli/password.h"
 #include "vault/vault.h"
 #include "cli/cli.h"
@@ -367,6 +368,7 @@ int p2p__cmd_agent(int argc, char **argv)
     p2p__release_register(ctx); /* deploy/sign (coordinator), deploy/release_key */
     p2p__store_register(ctx);   /* update_server: the coordinator's package store */
     p2p__updater_register(ctx); /* update_manager: deploy/install */
+    p2p__orchestrator_register(ctx); /* orchestrator: rollouts (the coordinator) */
     if (ctx->cfg.coordinator_mode)
         p2p__logcol_register(ctx); /* the cluster's log collector */
     if (ctx->cfg.coordinator_mode && ctx->cfg.dashboard_enabled) {

@@ -51,6 +51,9 @@ int p2p__cli_package_sign(const p2p_cli_conn *c, const char *file, const char *o
 int p2p__cmd_services(int argc, char **argv);
 int p2p__cmd_certs(int argc, char **argv);
 int p2p__cmd_deploy(int argc, char **argv);
+int p2p__cmd_rollout(int argc, char **argv);
+/* Follows rollout `id` on the coordinator until it is over (rollout_cmd.c). */
+int p2p__cli_rollout_follow(const p2p_cli_conn *c, const char *id, int raw);
 int p2p__cmd_logs(int argc, char **argv);
 int p2p__cmd_package(int argc, char **argv);
 

@@ -23,7 +23,8 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: p2p deploy FILE|DIR --target NODE [--min-healthy-time S] [--healthy-deadline S] [--json]\n"
+            "usage: p2p deploy FILE|DIR --target all|all:ROLE|NODE[,NODE...] [--max-parallel N] [--canary N]\n"
+            "                  [--promote-after S] [--no-auto-revert] [--min-healthy-time S] [--healthy-deadline S] [--json]\n"
             "                  [--addr HOST:PORT] [--ca FILE] [--data-dir DIR] [--token JWT] [--token-file F]\n"
             "\n"
             "Uploads a signed service package (p2p package build, then p2p package sign) to the\n"
@@ -36,16 +37,30 @@ static void usage(FILE *out)
             "A service folder (DIR) is built into a package and signed by the coordinator first.\n"
             "\n"
             "  --target NODE          the node to install on (a node id; the coordinator's own id too)\n"
+            "  --target all|all:ROLE|NODE,NODE...  a rollout: the coordinator installs on the nodes,\n"
+            "                         --max-parallel at a time (default 1); this follows it node by node\n"
+            "  --max-parallel N       nodes installing at once in a rollout\n"
+            "  --canary N             the first N nodes, then wait for p2p rollout promote ID\n"
+            "  --promote-after S      with --canary: promote by itself after S seconds\n"
+            "  --no-auto-revert       a failed node stops the rollout, the nodes done keep the new version\n"
             "  --min-healthy-time S   seconds the new version must stay healthy before it is committed\n"
             "  --healthy-deadline S   seconds it has to get there, else it is reverted\n"
             "  --json                 the raw answer\n"
             "  --addr, --ca, --data-dir, --token, --token-file   as for every client command\n"
             "\n"
-            "Exit status: 0 when the new version is committed, 1 when it was refused or reverted\n"
+            "Exit status: 0 when the new version is committed (everywhere), 1 when it was refused,\n"
+            "reverted or the rollout failed\n"
             "(the reason is printed), 2 on usage errors.\n");
 }
 
-static int deploy_file(p2p_cli_conn *cp, const char *file, const char *target, double min_h, double dl, int raw);
+typedef struct rollout_opts {
+    int rollout;
+    const char *max_parallel, *canary, *promote_after;
+    int no_auto_revert;
+} rollout_opts;
+
+static int deploy_file(p2p_cli_conn *cp, const char *file, const char *target, double min_h, double dl, int raw,
+                       const rollout_opts *ro);
 
 int p2p__cmd_deploy(int argc, char **argv)
 {
@@ -53,6 +68,7 @@ int p2p__cmd_deploy(int argc, char **argv)
     p2p__cli_conn_init(&c, "p2p deploy", 60);
     const char *file = NULL, *target = NULL, *min_s = NULL, *dl_s = NULL;
     int raw = 0;
+    rollout_opts ro = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char **dst = NULL;
@@ -65,6 +81,15 @@ int p2p__cmd_deploy(int argc, char **argv)
         } else if (!strcmp(a, "--insecure")) {
             c.insecure = 1;
             continue;
+        } else if (!strcmp(a, "--no-auto-revert")) {
+            ro.no_auto_revert = 1;
+            continue;
+        } else if (!strcmp(a, "--max-parallel")) {
+            dst = &ro.max_parallel;
+        } else if (!strcmp(a, "--canary")) {
+            dst = &ro.canary;
+        } else if (!strcmp(a, "--promote-after")) {
+            dst = &ro.promote_after;
         } else if (!strcmp(a, "--target")) {
             dst = &target;
         } else if (!strcmp(a, "--min-healthy-time")) {
@@ -92,6 +117,8 @@ int p2p__cmd_deploy(int argc, char **argv)
         fprintf(stderr, "p2p deploy: a package FILE (or a service DIR) and --target NODE are needed (see --help)\n");
         return 2;
     }
+    ro.rollout = !strncmp(target, "all", 3) || strchr(target, ',') || ro.max_parallel || ro.canary ||
+                 ro.promote_after || ro.no_auto_revert;
     double min_h = 5, dl = 30;
     char *end;
     if (min_s && ((min_h = strtod(min_s, &end)) < 0 || *end || min_h > 3600)) {
@@ -134,7 +161,7 @@ int p2p__cmd_deploy(int argc, char **argv)
         }
         file = built;
     }
-    int rc = deploy_file(&c, file, target, min_h, dl, raw);
+    int rc = deploy_file(&c, file, target, min_h, dl, raw, &ro);
     if (tmpdir) {
         unlink(built);
         rmdir(tmpdir);
@@ -145,7 +172,51 @@ int p2p__cmd_deploy(int argc, char **argv)
 }
 
 /* Uploads `file` and follows its install on `target`. */
-static int deploy_file(p2p_cli_conn *cp, const char *file, const char *target, double min_h, double dl, int raw)
+static int start_rollout(const p2p_cli_conn *c, const char *sha, const char *target, double min_h, double dl, int raw,
+                         const rollout_opts *ro)
+{
+    json_t *p = json_pack("{s:s, s:f, s:f, s:b}", "sha256", sha, "min_healthy_time", min_h, "healthy_deadline", dl,
+                          "auto_revert", !ro->no_auto_revert);
+    if (!strncmp(target, "all", 3) && (!target[3] || target[3] == ':')) {
+        json_object_set_new(p, "target", json_string(target));
+    } else {
+        json_t *ids = json_array();
+        char *t = p2p__xstrdup(target), *save = NULL;
+        for (char *tok = strtok_r(t, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+            json_array_append_new(ids, json_string(tok));
+        free(t);
+        json_object_set_new(p, "target", ids);
+    }
+    const char *nums[] = {"max_parallel", ro->max_parallel, "canary", ro->canary, "promote_after", ro->promote_after};
+    for (int i = 0; i < 6; i += 2) {
+        if (!nums[i + 1])
+            continue;
+        char *end;
+        double v = strtod(nums[i + 1], &end);
+        if (*end || v < 0) {
+            fprintf(stderr, "p2p deploy: --%s takes a number\n", nums[i]);
+            json_decref(p);
+            return 2;
+        }
+        json_object_set_new(p, nums[i], json_integer((json_int_t)v));
+    }
+    json_t *res = NULL;
+    int rc = p2p__cli_rpc(c, NULL, "deploy/rollout_start", p, &res);
+    json_decref(p);
+    if (rc != 0)
+        return rc;
+    char id[64];
+    snprintf(id, sizeof id, "%s", json_string_value(json_object_get(res, "id")) ?: "");
+    if (!raw)
+        printf("rollout %s: %zu node(s)%s\n", id, json_array_size(json_object_get(res, "nodes")),
+               ro->canary ? " (canary: p2p rollout promote ID goes on)" : "");
+    json_decref(res);
+    fflush(stdout);
+    return p2p__cli_rollout_follow(c, id, raw);
+}
+
+static int deploy_file(p2p_cli_conn *cp, const char *file, const char *target, double min_h, double dl, int raw,
+                       const rollout_opts *ro)
 {
     p2p_cli_conn c = *cp;
     p2p_pkg_info info = {0};
@@ -178,6 +249,13 @@ static int deploy_file(p2p_cli_conn *cp, const char *file, const char *target, d
     const char *sha = json_string_value(json_object_get(up, "sha256"));
     if (!raw)
         printf("uploaded %s %s as %.16s...\n", info.name, info.version, sha ? sha : "?");
+    if (ro->rollout) {
+        fflush(stdout);
+        rc = sha ? start_rollout(&c, sha, target, min_h, dl, raw, ro) : 1;
+        json_decref(up);
+        p2p__pkg_info_free(&info);
+        return rc;
+    }
     json_t *params = json_pack("{s:s, s:f, s:f}", "sha256", sha ? sha : "", "min_healthy_time", min_h,
                                "healthy_deadline", dl);
     json_t *res = NULL;

@@ -18,6 +18,8 @@ static void usage(FILE *out)
                  "  certs     the cluster's node certificates (list, show, renew) and its CA (export-ca)\n"
                  "  call      call a JSON-RPC method on a node (or, with --node, on any node) and print the result\n"
                  "  deploy    upload a signed package and install it on a node (health-gated, reverts by itself)\n"
+                 "            or roll it out across nodes (--target all|all:ROLE|NODE,NODE...)\n"
+                 "  rollout   status, promote or revert a rollout\n"
                  "  logs      the cluster's log lines from the coordinator, in time order; -f follows\n"
                  "  members   list the cluster's nodes: address, role, status, services, last seen\n"
                  "  package   build, inspect and sign service packages (signed .tar.zst files)\n"
@@ -53,6 +55,8 @@ int main(int argc, char **argv)
         return p2p__cmd_logs(argc - 1, argv + 1);
     if (strcmp(cmd, "deploy") == 0)
         return p2p__cmd_deploy(argc - 1, argv + 1);
+    if (strcmp(cmd, "rollout") == 0)
+        return p2p__cmd_rollout(argc - 1, argv + 1);
     if (strcmp(cmd, "package") == 0)
         return p2p__cmd_package(argc - 1, argv + 1);
     if (strcmp(cmd, "members") == 0)

@@ -57,6 +57,50 @@ static void print_rows(const char *node, json_t *list)
     }
 }
 
+/* Versions compared across nodes: a service that runs in more than one
+ * version in the cluster is listed with the nodes of each version. */
+static void print_drift(json_t *results)
+{
+    json_t *by = json_object(); /* name -> {version -> [nodes]} */
+    size_t i, j;
+    json_t *r, *s;
+    json_array_foreach(results, i, r)
+    {
+        const char *n = json_string_value(json_object_get(r, "node_id"));
+        json_array_foreach(json_object_get(json_object_get(r, "result"), "services"), j, s)
+        {
+            const char *name = json_string_value(json_object_get(s, "name"));
+            const char *ver = json_string_value(json_object_get(s, "version"));
+            if (!name || !n)
+                continue;
+            json_t *vs = json_object_get(by, name);
+            if (!vs)
+                json_object_set_new(by, name, vs = json_object());
+            json_t *nodes = json_object_get(vs, ver ? ver : "-");
+            if (!nodes)
+                json_object_set_new(vs, ver ? ver : "-", nodes = json_array());
+            json_array_append_new(nodes, json_string(n));
+        }
+    }
+    const char *name, *ver;
+    json_t *vs, *nodes;
+    json_object_foreach(by, name, vs)
+    {
+        if (json_object_size(vs) < 2)
+            continue;
+        printf("drift: %s runs in %zu versions:", name, json_object_size(vs));
+        json_object_foreach(vs, ver, nodes)
+        {
+            printf(" %s on", ver);
+            json_t *x;
+            json_array_foreach(nodes, j, x) printf("%s%s", j ? "," : " ", json_string_value(x));
+            printf(";");
+        }
+        printf("\n");
+    }
+    json_decref(by);
+}
+
 int p2p__cmd_services(int argc, char **argv)
 {
     p2p_cli_conn c;
@@ -154,6 +198,7 @@ int p2p__cmd_services(int argc, char **argv)
             else
                 print_rows(n ? n : "?", json_object_get(r, "result"));
         }
+        print_drift(result);
     } else if (list) {
         print_table_header();
         print_rows(json_string_value(json_object_get(result, "node_id")), result);

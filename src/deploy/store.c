@@ -93,6 +93,13 @@ char *p2p__store_path(p2p_ctx *ctx, const char *sha256)
     return p2p__xasprintf("%s/%s.pkg", st->dir, sha256);
 }
 
+json_t *p2p__store_package(p2p_ctx *ctx, const char *sha256)
+{
+    store *st = get(ctx);
+    json_t *m = st && st->index ? json_object_get(st->index, sha256) : NULL;
+    return m ? json_deep_copy(m) : NULL;
+}
+
 /* ---- upload ------------------------------------------------------------------------ */
 
 static void upload_work(uv_work_t *w)

@@ -14,6 +14,10 @@ int p2p__store_register(p2p_ctx *ctx);
  * on a node without a store or a malformed id. */
 char *p2p__store_path(p2p_ctx *ctx, const char *sha256);
 
+/* The store's entry of package `sha256` ({sha256, name, version, type, ...},
+ * a new reference), or NULL when it is not stored. */
+json_t *p2p__store_package(p2p_ctx *ctx, const char *sha256);
+
 /* 1 when `s` is 64 lowercase hex digits (a package id). */
 int p2p__store_sha_ok(const char *s);
 

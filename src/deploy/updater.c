@@ -56,6 +56,7 @@
 #include "p2p/p2p.h"
 #include "rpc/client.h"
 #include "services/manager.h"
+#include "services/manifest.h"
 
 #define TICK_MS 200
 #define REVERT_WAIT_MS 15000
@@ -83,6 +84,7 @@ typedef struct install {
     int64_t reload_failures_before;
     uint64_t switched_ms, healthy_since_ms, revert_started_ms;
     char *reason; /* why it reverts */
+    int manual;   /* deploy/revert: put the last good version back on request */
     int rc;
     char *err;
     uv_work_t w;
@@ -246,6 +248,32 @@ static void revert_work(uv_work_t *w)
 {
     install *in = w->data;
     in->rc = 0;
+    if (in->manual) {
+        /* deploy/revert: what is there to go back to (the pool: disk reads) */
+        struct stat st;
+        if (lstat(in->target, &st) != 0) {
+            in->rc = -ENOENT;
+            return;
+        }
+        in->had_previous = lstat(in->prev, &st) == 0;
+        if (in->had_previous) {
+            char *mp = p2p__xasprintf("%s/manifest.json", in->prev), *data = NULL;
+            size_t len = 0;
+            if (p2p__read_file(mp, 1 << 20, &data, &len) == 0) {
+                json_t *m = json_loadb(data, len, 0, NULL);
+                const char *v = json_string_value(json_object_get(m, "version"));
+                if (v)
+                    in->old_version = p2p__xstrdup(v);
+                json_decref(m);
+            }
+            free(data);
+            free(mp);
+            if (!in->old_version) {
+                in->rc = -EBADMSG;
+                return;
+            }
+        }
+    }
     if (in->had_previous) {
         /* the last good folder back in one step; the bad one goes */
         if (renameat2(AT_FDCWD, in->prev, AT_FDCWD, in->target, RENAME_EXCHANGE) != 0) {
@@ -266,6 +294,14 @@ static void revert_work(uv_work_t *w)
 static void revert_done(uv_work_t *w, int status)
 {
     install *in = w->data;
+    if (in->manual && (in->rc == -ENOENT || in->rc == -EBADMSG) && status == 0) {
+        char *msg = p2p__xasprintf("%s: %s", in->info.name,
+                                   in->rc == -ENOENT ? "not installed on this node"
+                                                     : "the previous version has no readable manifest");
+        finish_error(in, P2P_RPC_INVALID_REQUEST, msg);
+        free(msg);
+        return;
+    }
     if (status != 0 || in->rc != 0) {
         char *why = p2p__xasprintf("%s; and the revert failed: %s", in->reason,
                                    strerror(in->rc ? -in->rc : ECANCELED));
@@ -285,7 +321,8 @@ static void start_revert(install *in, const char *why)
     free(in->reason);
     in->reason = p2p__xstrdup(why);
     p2p_log(in->u->ctx, P2P_LOG_WARN, "deploy", "%s: reverting to %s: %s", in->info.name,
-            in->old_version ? in->old_version : "nothing (first install)", why);
+            in->manual ? "the last good version" : in->old_version ? in->old_version : "nothing (first install)",
+            why);
     in->ph = PH_REVERT;
     in->w.data = in;
     if (uv_queue_work(in->u->ctx->loop, &in->w, revert_work, revert_done) != 0) {
@@ -579,13 +616,87 @@ static void m_install_status(p2p_call *call, json_t *params, void *udata)
     p2p_call_error(call, P2P_RPC_INVALID_PARAMS, "no such install on this node", NULL);
 }
 
+/* deploy/revert {name, reason?}: the rollout orchestrator takes a committed
+ * version back (auto_revert, p2p rollout revert): the last good folder
+ * (.p2p-previous/<name>) is swapped back in one step, or a first install is
+ * removed; answers {id} at once, the outcome comes by deploy/install_status. */
+static void m_revert(p2p_call *call, json_t *params, void *udata)
+{
+    updater *u = udata;
+    const char *name = json_string_value(json_object_get(params, "name"));
+    json_t *why = json_object_get(params, "reason");
+    const char *k;
+    json_t *v;
+    int unknown = 0;
+    json_t *want = json_object_get(params, "version");
+    json_object_foreach(params, k, v) unknown |= strcmp(k, "name") && strcmp(k, "reason") && strcmp(k, "version");
+    if (!json_is_object(params) || unknown || !name || !p2p__service_name_valid(name) ||
+        (why && (!json_is_string(why) || strlen(json_string_value(why)) > 512)) || (want && !json_is_string(want))) {
+        p2p_call_error(call, P2P_RPC_INVALID_PARAMS,
+                       "Invalid params: expected {name: service name, version?: string, reason?: string}", NULL);
+        return;
+    }
+    const char *sdir = p2p__services_dir(u->ctx);
+    if (!u->running || !sdir) {
+        p2p_call_error(call, P2P_RPC_INTERNAL_ERROR, "the services platform is not running", NULL);
+        return;
+    }
+    if (u->busy) {
+        p2p_call_error(call, P2P_RPC_INVALID_REQUEST, "another install is in progress on this node", NULL);
+        return;
+    }
+    install *in = p2p__xcalloc(1, sizeof(*in));
+    in->u = u;
+    in->manual = 1;
+    snprintf(in->id, sizeof in->id, "%llu-%llu", (unsigned long long)(p2p__wall_ms() / 1000),
+             (unsigned long long)++u->next_id);
+    snprintf(in->sha, sizeof in->sha, "revert");
+    json_t *d = p2p__services_describe(u->ctx, name);
+    const char *running = json_string_value(json_object_get(d, "version"));
+    if (want && (!running || strcmp(running, json_string_value(want)))) {
+        /* conditional: a revert asked again (after a restart) changes nothing */
+        char *m = p2p__xasprintf("%s %s is not the running version (%s runs)", name, json_string_value(want),
+                                 running ? running : "nothing");
+        json_decref(d);
+        free(in);
+        p2p_call_error(call, P2P_RPC_INVALID_REQUEST, m, NULL);
+        free(m);
+        return;
+    }
+    in->info.name = p2p__xstrdup(name);
+    in->info.version = p2p__xstrdup(running ? running : "?");
+    json_decref(d);
+    in->sdir = p2p__xstrdup(sdir);
+    in->staging = p2p__xasprintf("%s/.p2p-staging-revert-%s", sdir, name);
+    in->prev_dir = p2p__xasprintf("%s/.p2p-previous", sdir);
+    in->target = p2p__xasprintf("%s/%s", sdir, name);
+    in->prev = p2p__xasprintf("%s/%s", in->prev_dir, name);
+    uv_timer_init(u->ctx->loop, &in->timer);
+    in->timer.data = in;
+    in->timer_open = 1;
+    u->busy = in;
+    p2p_call_reply(call, json_pack("{s:s, s:s, s:s}", "id", in->id, "status", "installing", "name", name));
+    start_revert(in, why ? json_string_value(why) : "reverted on request");
+}
+
+static const p2p_method_desc revert_method = {
+    "revert",
+    "Puts the last good version of a service back (the one before the last install), or removes a first install. "
+    "Answers {id} at once; deploy/install_status {id} tells the outcome. Used by rollouts (auto_revert, p2p "
+    "rollout revert).",
+    "{name: string, version?: string (only if that version runs), reason?: string}",
+    P2P_METHOD_ADMIN | P2P_METHOD_COORDINATOR,
+    m_revert,
+    NULL,
+};
+
 static const p2p_method_desc install_method = {
     "install",
     "Starts installing a package from the coordinator's store on this node: verify, stage, switch (hot reload), "
     "watch health for min_healthy_time, then commit, or revert to the last good version by itself. Answers "
     "{id} at once; deploy/install_status {id} tells the outcome and why.",
     "{sha256: string, min_healthy_time?: seconds, healthy_deadline?: seconds}",
-    P2P_METHOD_ADMIN,
+    P2P_METHOD_ADMIN | P2P_METHOD_COORDINATOR,
     m_install,
     NULL,
 };
@@ -613,6 +724,11 @@ static int updater_start(p2p_component *c, char **err)
     int r = p2p_method_register(c->ctx, "deploy", &d);
     if (r == 0) {
         d = status_method;
+        d.udata = u;
+        r = p2p_method_register(c->ctx, "deploy", &d);
+    }
+    if (r == 0) {
+        d = revert_method;
         d.udata = u;
         r = p2p_method_register(c->ctx, "deploy", &d);
     }

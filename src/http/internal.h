@@ -60,6 +60,7 @@ typedef struct http_conn {
     uv_read_cb h2o_read_cb; /* h2o's, behind on_conn_read (server.c) */
     int fd;
     char peer_node[64]; /* CN of a verified client certificate, "" without one */
+    char peer_role[32]; /* its subject OU (the role the CA vouched for), "" without one */
     /* limits.c: what the client sent, and what waits for it to read */
     h2o_socket_t *sock;
     struct st_h2o_http2_conn_t *h2; /* set by the first HTTP/2 request */

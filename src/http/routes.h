@@ -151,6 +151,8 @@ int p2p__http_upgrade(p2p_ctx *ctx, h2o_req_t *req, const char *proto, p2p_http_
 
 /* The node id of the request's verified client certificate, or NULL. */
 const char *p2p__http_peer_node(p2p_ctx *ctx, h2o_req_t *req);
+/* The role (subject OU) of that verified client certificate, or NULL. */
+const char *p2p__http_peer_role(p2p_ctx *ctx, h2o_req_t *req);
 /* 1 while the server drains for a graceful stop. */
 int p2p__http_draining(p2p_ctx *ctx);
 

@@ -271,6 +271,19 @@ const char *p2p__http_peer_node(p2p_ctx *ctx, h2o_req_t *req)
     return c->peer_node[0] ? c->peer_node : NULL;
 }
 
+const char *p2p__http_peer_role(p2p_ctx *ctx, h2o_req_t *req)
+{
+    http_server *srv = server_of(ctx);
+    h2o_socket_t *sock = req->conn->callbacks->get_socket ? req->conn->callbacks->get_socket(req->conn) : NULL;
+    if (!srv || !sock)
+        return NULL;
+    int fd = h2o_socket_get_fd(sock);
+    if (fd < 0 || (size_t)fd >= srv->n_by_fd || !srv->by_fd[fd])
+        return NULL;
+    http_conn *c = srv->by_fd[fd];
+    return c->peer_node[0] && c->peer_role[0] ? c->peer_role : NULL;
+}
+
 int p2p__http_upgrade(p2p_ctx *ctx, h2o_req_t *req, const char *proto, p2p_http_upgrade_cb cb, void *arg)
 {
     http_server *srv = server_of(ctx);
@@ -443,6 +456,8 @@ static int on_verify(int ok, X509_STORE_CTX *xs)
     if (fd < 0 || (size_t)fd >= srv->n_by_fd || !srv->by_fd[fd])
         return 0;
     memcpy(srv->by_fd[fd]->peer_node, cn, (size_t)n + 1); /* n <= 63 (a valid node id) */
+    if (p2p__pki_cert_role(cert, srv->by_fd[fd]->peer_role, sizeof srv->by_fd[fd]->peer_role) != 0)
+        srv->by_fd[fd]->peer_role[0] = '\0';
     return 1;
 }
 

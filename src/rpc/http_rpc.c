@@ -58,7 +58,7 @@ static int is_json_type(const h2o_req_t *req)
 
 /* A viewer may call read-only methods only; a node identity anything but the
  * admin-only methods. One forbidden method in a batch refuses it all. */
-static const char *first_forbidden(p2p_ctx *ctx, const jsonrpc_msg *msg, const p2p_identity *id)
+static const char *first_forbidden(p2p_ctx *ctx, const jsonrpc_msg *msg, const p2p_identity *id, int coordinator)
 {
     if ((id->role != P2P_ROLE_VIEWER && id->role != P2P_ROLE_NODE) || msg->error)
         return NULL;
@@ -69,7 +69,8 @@ static const char *first_forbidden(p2p_ctx *ctx, const jsonrpc_msg *msg, const p
         p2p_method *m = p2p__registry_find(ctx->registry, it->method, strlen(it->method));
         if (m && id->role == P2P_ROLE_VIEWER && !(m->flags & P2P_METHOD_READONLY))
             return m->path;
-        if (m && id->role == P2P_ROLE_NODE && (m->flags & P2P_METHOD_ADMIN))
+        if (m && id->role == P2P_ROLE_NODE && (m->flags & P2P_METHOD_ADMIN) &&
+            !(coordinator && (m->flags & P2P_METHOD_COORDINATOR)))
             return m->path;
     }
     return NULL;
@@ -201,7 +202,15 @@ static void rpc_endpoint(p2p_http_req *hr)
         jsonrpc_msg_free(&msg);
         return;
     }
-    const char *denied = first_forbidden(ctx, &msg, id);
+    /* a node's own call (not one it relays for someone else: those carry
+     * X-P2P-Relayed) says which node sent it, for handlers such as add_logs;
+     * the coordinator's own call (role in its verified certificate) may run
+     * P2P_METHOD_COORDINATOR methods */
+    int relayed = h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-p2p-relayed"), -1) >= 0;
+    const char *prole = id->role == P2P_ROLE_NODE && !relayed ? p2p__http_peer_role(ctx, req) : NULL;
+    int coordinator = prole && !strcmp(prole, "coordinator") &&
+                      h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-p2p-coordinator-call"), -1) >= 0;
+    const char *denied = first_forbidden(ctx, &msg, id, coordinator);
     if (denied) {
         char text[200];
         if (id->role == P2P_ROLE_VIEWER)
@@ -213,11 +222,8 @@ static void rpc_endpoint(p2p_http_req *hr)
         p2p__http_send_error(req, 403, "Forbidden", text);
         return;
     }
-    /* a node's own call (not one it relays for someone else: those carry
-     * X-P2P-Relayed) says which node sent it, for handlers such as add_logs */
-    int relayed = h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-p2p-relayed"), -1) >= 0;
     jsonrpc_caller caller = {bearer_of(req, id), id->role == P2P_ROLE_NODE,
-                             id->role == P2P_ROLE_NODE && !relayed ? id->peer_node : NULL};
+                             id->role == P2P_ROLE_NODE && !relayed ? id->peer_node : NULL, coordinator};
     jsonrpc_execute_as(ctx, &msg, &caller, on_rpc_done, p2p__http_later(req));
 }
 

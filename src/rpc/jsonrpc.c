@@ -155,6 +155,7 @@ struct jsonrpc_exchange {
     char *authz; /* the operator's Authorization value, or NULL */
     int node;    /* sent by another node's certificate */
     char *node_id; /* p2p__call_node_id */
+    int coordinator; /* jsonrpc_caller.coordinator */
 };
 
 size_t jsonrpc_inflight(const p2p_ctx *ctx)
@@ -302,6 +303,7 @@ void jsonrpc_execute_as(p2p_ctx *ctx, jsonrpc_msg *msg, const jsonrpc_caller *ca
         ex->authz = caller->authz ? p2p__xstrdup(caller->authz) : NULL;
         ex->node = caller->node;
         ex->node_id = caller->node_id ? p2p__xstrdup(caller->node_id) : NULL;
+        ex->coordinator = caller->node && caller->coordinator && caller->node_id;
     } else {
         ex->node_id = p2p__xstrdup(ctx->cfg.node_id); /* in process: this node itself */
     }
@@ -322,7 +324,8 @@ void jsonrpc_execute_as(p2p_ctx *ctx, jsonrpc_msg *msg, const jsonrpc_caller *ca
             free(text);
             continue;
         }
-        if (ex->node && (m->flags & P2P_METHOD_ADMIN)) {
+        if (ex->node && (m->flags & P2P_METHOD_ADMIN) &&
+            !(ex->coordinator && (m->flags & P2P_METHOD_COORDINATOR))) {
             char *text = p2p__xasprintf("Forbidden: a node identity may not call %s", m->path);
             p2p_call_error(call, P2P_RPC_E_FORBIDDEN, text, NULL);
             free(text);

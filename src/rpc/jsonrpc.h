@@ -62,6 +62,9 @@ typedef struct jsonrpc_caller {
     /* the node id of a client certificate that sent the call itself (not
      * relayed by cluster/call or X-P2P-Node: those carry X-P2P-Relayed), or NULL */
     const char *node_id;
+    /* the node is the coordinator (its certificate's role, verified by mutual
+     * TLS) and the call is its own: it may run P2P_METHOD_COORDINATOR methods */
+    int coordinator;
 } jsonrpc_caller;
 
 #define P2P_RPC_E_FORBIDDEN (-32005)
@@ -70,6 +73,10 @@ typedef struct jsonrpc_caller {
  * X-P2P-Node): the receiver then does not take the call as the relaying
  * node's own (p2p__call_node_id is NULL). */
 #define P2P_RELAYED_HEADER "X-P2P-Relayed"
+/* Set by the coordinator's orchestrator on its own calls (never on a
+ * service's): with the coordinator's verified certificate, the receiver lets
+ * them run P2P_METHOD_COORDINATOR methods. */
+#define P2P_COORDINATOR_CALL_HEADER "X-P2P-Coordinator-Call"
 
 /* jsonrpc_execute for a known caller (NULL = in process, trusted). */
 void jsonrpc_execute_as(p2p_ctx *ctx, jsonrpc_msg *msg, const jsonrpc_caller *caller, jsonrpc_done_cb cb,

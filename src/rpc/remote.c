@@ -41,6 +41,7 @@ struct fanout {
     char *authz; /* operator's Authorization value, or NULL */
     int node;    /* asked for by another node's identity */
     int relayed; /* made for a caller (cluster/call), not by this node itself */
+    int privileged; /* the coordinator's orchestrator: P2P_METHOD_COORDINATOR methods allowed */
     p2p_remote_cb cb;
     void *udata;
     int single;
@@ -144,7 +145,8 @@ static void start_one(fanout *f, size_t slot, const char *method, json_t *params
         jsonrpc_decode(body, strlen(body), &msg);
         free(body);
         /* for an operator or another node: never this node's own identity */
-        jsonrpc_caller caller = {f->authz, f->node, f->relayed ? NULL : ctx->cfg.node_id};
+        jsonrpc_caller caller = {f->authz, f->node, f->relayed ? NULL : ctx->cfg.node_id,
+                                 f->privileged && ctx->cfg.coordinator_mode};
         jsonrpc_execute_as(ctx, &msg, &caller, on_local_done, c);
         return;
     }
@@ -164,12 +166,14 @@ static void start_one(fanout *f, size_t slot, const char *method, json_t *params
         return;
     }
     char *hline = f->authz ? p2p__xasprintf("Authorization: %s", f->authz) : NULL;
-    const char *hdrs[2];
+    const char *hdrs[3];
     size_t nh = 0;
     if (hline)
         hdrs[nh++] = hline;
     if (f->relayed)
         hdrs[nh++] = P2P_RELAYED_HEADER ": 1"; /* our certificate, someone else's call */
+    if (f->privileged)
+        hdrs[nh++] = P2P_COORDINATOR_CALL_HEADER ": 1"; /* the orchestrator's own call */
     p2p__httpc_req hr = {.method = "POST", .node_id = c->node, .address = addr, .port = port, .path = "/rpc",
                          .body = body, .body_len = strlen(body), .timeout_ms = timeout_ms,
                          .headers = nh ? hdrs : NULL, .n_headers = nh};
@@ -237,6 +241,20 @@ static int call_remote_as(p2p_ctx *ctx, const jsonrpc_caller *caller, const char
  * identity, and a node that receives one over mTLS knows which node sent it
  * (no X-P2P-Relayed): what add_logs relies on. */
 static const jsonrpc_caller as_node = {NULL, 1, NULL};
+/* The coordinator's orchestrator (src/deploy/orchestrator.c): its calls carry
+ * P2P_COORDINATOR_CALL_HEADER, and a receiver that verified the coordinator's
+ * certificate lets them run P2P_METHOD_COORDINATOR methods. The services'
+ * calls (p2p_call_remote) never carry it, so a service on the coordinator
+ * does not get that power. */
+static const jsonrpc_caller as_coordinator = {NULL, 1, NULL, 1};
+
+int p2p__call_remote_coordinator(p2p_ctx *ctx, const char *target, const char *method, json_t *params,
+                                 uint32_t timeout_ms, p2p_remote_cb cb, void *udata)
+{
+    if (!ctx->cfg.coordinator_mode)
+        return -EPERM;
+    return call_remote_as(ctx, &as_coordinator, target, method, params, timeout_ms, cb, udata);
+}
 
 int p2p_call_remote(p2p_ctx *ctx, const char *target, const char *method, json_t *params, uint32_t timeout_ms,
                     p2p_remote_cb cb, void *udata)
@@ -275,7 +293,8 @@ static int call_remote_as(p2p_ctx *ctx, const jsonrpc_caller *caller, const char
     if (caller) {
         f->authz = caller->authz ? p2p__xstrdup(caller->authz) : NULL;
         f->node = caller->node;
-        f->relayed = caller != &as_node; /* made for someone else (cluster/call) */
+        f->relayed = caller != &as_node && caller != &as_coordinator; /* made for someone else (cluster/call) */
+        f->privileged = caller == &as_coordinator;
     }
     f->pending = f->n;
     f->results = p2p__xcalloc(f->n, sizeof(json_t *));

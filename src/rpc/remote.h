@@ -18,6 +18,12 @@ int p2p__remote_register_service(p2p_ctx *ctx);
 typedef void (*p2p_remote_raw_cb)(void *arg, int status, const char *body, size_t len, int err, const char *msg);
 /* `authz`: the operator's Authorization header value to send along (NULL: the
  * call goes as this node). */
+/* p2p_call_remote for the coordinator's orchestrator only: the target runs the
+ * call as the coordinator's (P2P_METHOD_COORDINATOR methods allowed). -EPERM
+ * on a node that is not the coordinator. */
+int p2p__call_remote_coordinator(p2p_ctx *ctx, const char *target, const char *method, json_t *params,
+                                 uint32_t timeout_ms, p2p_remote_cb cb, void *udata);
+
 int p2p__remote_forward(p2p_ctx *ctx, const char *node_id, const char *body, size_t len, const char *authz,
                         uint32_t timeout_ms, p2p_remote_raw_cb cb, void *arg);
 /* p2p_call_remote on behalf of whoever made `call`: the operator's
