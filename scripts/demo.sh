@@ -121,4 +121,48 @@ cat <<MSG
   or, after the exports above:  p2p logs -f   (add --node worker-1, --level WARNING, --grep TEXT)
 
 MSG
+
+# A rolling deploy and an automatic rollback of the example C service `hello` on the two
+# workers (docs/deploy.md). P2P_DEMO_DEPLOY=0 skips it.
+if [ "${P2P_DEMO_DEPLOY:-1}" = 1 ] && [ -n "$token" ]; then
+  p2pc() { P2P_TOKEN=$token NO_COLOR=1 "$bin" "$@" --addr "127.0.0.1:$port" --data-dir "$dir/coordinator-1"; }
+  # version_dir VERSION SO: a copy of the built hello folder with its manifest at VERSION
+  version_dir() {
+    local d="$dir/hello-$1"
+    mkdir -p "$d"
+    cp -r build/services/hello/. "$d/"
+    cp "$2" "$d/service.so"
+    sed -i "s/\"version\": *\"[^\"]*\"/\"version\": \"$1\"/" "$d/manifest.json"
+    echo "$d"
+  }
+  echo "  Deploy: hello 1.1.0 to every worker (a rollout, 2 nodes at a time, each healthy 1 s)"
+  echo "    p2p deploy $dir/hello-1.1.0 --target all:worker --max-parallel 2 --min-healthy-time 1"
+  v11=$(version_dir 1.1.0 build/services/hello/service.so)
+  out=$(p2pc deploy "$v11" --target all:worker --max-parallel 2 --min-healthy-time 1 2>&1) && rc=0 || rc=$?
+  printf '%s\n' "$(sed 's/^/    /' <<<"$out")"
+  echo "    (exit status $rc)"
+  echo
+  # 1.2.0 is broken: the test build hello-critical starts, then reports critical health,
+  # so it never becomes healthy and each node puts 1.1.0 back; without the test build, a
+  # service.so that is not a shared object fails to load at all.
+  if [ -f build/test-services/hello-critical/service.so ]; then
+    v12=$(version_dir 1.2.0 build/test-services/hello-critical/service.so)
+    why="starts, then reports critical health"
+  else
+    v12=$(version_dir 1.2.0 build/services/hello/service.so)
+    echo "not a shared object" >"$v12/service.so"
+    why="its service.so does not load"
+  fi
+  echo "  Deploy: a broken hello 1.2.0 ($why): the rollout reverts by itself"
+  echo "    p2p deploy $dir/hello-1.2.0 --target all:worker --max-parallel 2 --min-healthy-time 1 --healthy-deadline 3"
+  out=$(p2pc deploy "$v12" --target all:worker --max-parallel 2 --min-healthy-time 1 --healthy-deadline 3 2>&1) && rc=0 || rc=$?
+  printf '%s\n' "$(sed 's/^/    /' <<<"$out")"
+  echo "    (exit status $rc)"
+  echo
+  out=$(p2pc rollout status 2>&1 || true)
+  printf '  p2p rollout status:\n%s\n\n' "$(sed 's/^/    /' <<<"$out")"
+  out=$(p2pc services --all 2>&1 | awk '$1 == "NODE" || $2 == "hello"' || true)
+  printf '  hello now (p2p services --all):\n%s\n\n' "$(sed 's/^/    /' <<<"$out")"
+  echo "  demo: deploy and rollback shown; the cluster keeps running (Ctrl-C stops it)"
+fi
 wait "${pids[0]}"

@@ -360,6 +360,30 @@ void p2p__svc_metrics_source(p2p_ctx *ctx, struct p2p_metrics_out *out, void *ar
 
 /* ---- health ----------------------------------------------------------------------- */
 
+static char *health_copy(const char *message)
+{
+    if (!message)
+        return NULL;
+    size_t n = strnlen(message, 1024);
+    char *m = p2p__xmalloc(n + 1);
+    memcpy(m, message, n);
+    m[n] = '\0';
+    return m;
+}
+
+/* The entry reports `inst`'s health (it just became the active version). */
+void p2p__svc_health_adopt(svc_entry *e, p2p_svc *inst)
+{
+    if (e->health != inst->health)
+        p2p_log(inst->ctx, inst->health == P2P_HEALTH_OK ? P2P_LOG_INFO : P2P_LOG_WARN, e->name,
+                "health: %s%s%s (version %s)",
+                inst->health == P2P_HEALTH_OK ? "ok" : inst->health == P2P_HEALTH_WARNING ? "warning" : "critical",
+                inst->health_msg ? ": " : "", inst->health_msg ? inst->health_msg : "", inst->man.version);
+    e->health = inst->health;
+    free(e->health_msg);
+    e->health_msg = health_copy(inst->health_msg);
+}
+
 P2P_EXTERN void p2p_svc_health(p2p_svc *svc, p2p_health level, const char *message)
 {
     if (!svc)
@@ -367,19 +391,20 @@ P2P_EXTERN void p2p_svc_health(p2p_svc *svc, p2p_health level, const char *messa
     svc_entry *e = svc->entry;
     if ((unsigned)level > P2P_HEALTH_CRITICAL)
         level = P2P_HEALTH_CRITICAL;
+    svc->health = level;
+    free(svc->health_msg);
+    svc->health_msg = health_copy(message);
+    /* a version starting beside the running one, or a retired one, keeps its own
+     * health until it is the active one (p2p__svc_health_adopt) */
+    if (e->active && e->active != svc)
+        return;
     if (e->health != level)
         p2p_log(svc->ctx, level == P2P_HEALTH_OK ? P2P_LOG_INFO : P2P_LOG_WARN, e->name, "health: %s%s%s",
                 level == P2P_HEALTH_OK ? "ok" : level == P2P_HEALTH_WARNING ? "warning" : "critical",
                 message ? ": " : "", message ? message : "");
     e->health = level;
     free(e->health_msg);
-    e->health_msg = NULL;
-    if (message) {
-        size_t n = strnlen(message, 1024);
-        e->health_msg = p2p__xmalloc(n + 1);
-        memcpy(e->health_msg, message, n);
-        e->health_msg[n] = '\0';
-    }
+    e->health_msg = health_copy(message);
 }
 
 /* ---- state -------------------------------------------------------------------------- */

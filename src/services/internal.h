@@ -111,6 +111,11 @@ struct p2p_svc {
     size_t works; /* p2p_svc_work() in flight */
     int destroying;
     int reaping; /* its free is scheduled (p2p__svc_instance_maybe_free) */
+    /* health this version reported (p2p_svc_health); the entry shows the active
+     * version's: a version starting beside the running one, or one retired, does not
+     * change what the entry reports until it is the active one */
+    p2p_health health;
+    char *health_msg;
 };
 
 /* The driver of one service type. Every callback runs on the loop thread. */
@@ -219,6 +224,8 @@ struct svc_manager {
 
 /* manager.c: an instance's load/start/stop outcome and its removal. */
 void p2p__svc_instance_maybe_free(p2p_svc *inst);
+/* The entry reports the health `inst` reported (it just became the active version). */
+void p2p__svc_health_adopt(svc_entry *e, p2p_svc *inst);
 /* manager.c: an exec instance's process changed state on its own (crash,
  * restart, failed). `reason` may be NULL. */
 void p2p__svc_instance_event(p2p_svc *inst, svc_state state, const char *reason, int restarted);

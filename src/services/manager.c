@@ -270,6 +270,7 @@ static void instance_free(p2p_svc *inst)
     p2p__svc_routes_free(inst);
     p2p__manifest_free(&inst->man);
     free(inst->load_error);
+    free(inst->health_msg);
     free(inst);
 }
 
@@ -403,6 +404,7 @@ static void on_started(p2p_svc *inst, int status, const char *reason)
     publish(e, &inst->man);
     p2p_svc *old = e->active;
     e->active = inst;
+    p2p__svc_health_adopt(e, inst);
     if (old) {
         e->reloads++;
         p2p_log(m->ctx, P2P_LOG_INFO, "services", "%s reloaded: %s -> %s (%zu call(s) finishing on the old one)",

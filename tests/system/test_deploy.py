@@ -245,6 +245,9 @@ def test_native_first_install_then_a_critical_version_is_reverted(cluster):
     assert w.result("hello/info", {})["version"] == "2.0.0"
     assert disk_version(w, "hello") == "2.0.0"
     assert leftovers(w) == []
+    # the health 3.0.0 reported went with it: 2.0.0 reports ok again, so the next install's
+    # watch does not see a critical service
+    assert services(w)["hello"]["health"]["status"] == "ok", services(w)["hello"]
     # a first install that fails leaves no folder behind
     bad = hello_package(c, base, "1.0.0", TEST_SERVICES / "startfail" / "service.so")
     cp = deploy(c, bad, "dc1", "--min-healthy-time", "1", "--healthy-deadline", "5")
