@@ -27,6 +27,9 @@
 #                          exec service methods vs system/ping and FastAPI, reloads under
 #                          load; BENCH_SVC_SECONDS, BENCH_SVC_ROUNDS, BENCH_SVC_RELOADS)
 #   BENCH_MEMBERSHIP=1     0: skip the membership benchmark (bench/membership/run.py)
+#   BENCH_ROLLOUT=1        0: skip the rollout benchmark (bench/rollout.py: hello rolled out to
+#                          BENCH_ROLLOUT_WORKERS (50) enrolled workers, max_parallel 10, and
+#                          reverted, with calls running; times, failed calls, bytes per node)
 #   BENCH_LOGS=1           0: skip the logs benchmark (bench/logs.py: 10 workers, log call ->
 #                          visible at the coordinator p50/p99, coordinator ingest lines/s,
 #                          beside rsyslog forwarding over TCP; BENCH_LOGS_SECONDS,
@@ -493,6 +496,15 @@ if [[ ${BENCH_LOGS:-1} == 1 ]] && ((HAVE_P2P)); then
         rc=3
     elif ((logs_rc)); then
         log "logs benchmark exited with status $logs_rc"
+    fi
+fi
+if [[ ${BENCH_ROLLOUT:-1} == 1 ]] && ((HAVE_P2P)); then
+    ro_rc=0
+    P2P_BIN="$P2P_BIN" "$PY" "$HERE/rollout.py" || ro_rc=$?
+    if ((ro_rc == 3)) && [[ ${BENCH_STRICT:-0} == 1 ]]; then
+        rc=3
+    elif ((ro_rc)); then
+        log "rollout benchmark exited with status $ro_rc"
     fi
 fi
 if [[ ${BENCH_MEMBERSHIP:-1} == 1 ]]; then "$PY" "$HERE/membership/run.py" --sizes "${BENCH_MEMBERSHIP_SIZES:-50,200,500}" --p2p-bin "$P2P_BIN" --systems "$( ((HAVE_P2P)) && echo serf,p2p || echo serf)" || log "membership benchmark exited with status $?"; fi
