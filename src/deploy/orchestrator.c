@@ -36,7 +36,9 @@
 #include <uv.h>
 
 #include "core/util.h"
+#include "auth/ratelimit.h"
 #include "deploy/store.h"
+#include "http/routes.h"
 #include "membership/node.h"
 #include "p2p/p2p.h"
 #include "rpc/remote.h"
@@ -1122,6 +1124,25 @@ static const char *id_param(p2p_call *call, json_t *params, int optional)
     return id;
 }
 
+/* Every rollout (newest first), the committed versions and the convergence: what
+ * deploy/rollout_status answers without an id. */
+static json_t *status_json(orch *o)
+{
+    json_t *list = json_array();
+    for (size_t i = o->n_ro; i-- > 0;)
+        json_array_append_new(list, rollout_json(o->ro[i]));
+    return json_pack("{s:o, s:O, s:o}", "rollouts", list, "committed", o->committed, "convergence", converge_json(o));
+}
+
+/* GET /api/dashboard/rollouts (the dashboard's Services tab; read-only, viewers too). */
+static void http_rollouts(p2p_http_req *r)
+{
+    orch *o = r->udata;
+    json_t *j = status_json(o);
+    p2p__http_send_json(r->req, 200, "OK", j);
+    json_decref(j);
+}
+
 static void m_status(p2p_call *call, json_t *params, void *udata)
 {
     orch *o = udata;
@@ -1136,11 +1157,7 @@ static void m_status(p2p_call *call, json_t *params, void *udata)
             p2p_call_reply(call, rollout_json(r));
         return;
     }
-    json_t *list = json_array();
-    for (size_t i = o->n_ro; i-- > 0;)
-        json_array_append_new(list, rollout_json(o->ro[i]));
-    p2p_call_reply(call, json_pack("{s:o, s:O, s:o}", "rollouts", list, "committed", o->committed, "convergence",
-                                   converge_json(o)));
+    p2p_call_reply(call, status_json(o));
 }
 
 static void m_promote(p2p_call *call, json_t *params, void *udata)
@@ -1238,6 +1255,11 @@ static int orch_start(p2p_component *c, char **err)
             if (r != 0)
                 return p2p__fail(err, r, "cannot register deploy/%s: %s", d.name, p2p_strerror(r));
         }
+        p2p_http_route_desc d = {"GET", "/api/dashboard/rollouts", P2P_HTTP_EXACT, P2P_HTTP_ANY, P2P_RL_OTHER,
+                                 "orchestrator", http_rollouts, o};
+        int r = p2p__http_route_add(c->ctx, &d);
+        if (r != 0 && r != -EEXIST)
+            return p2p__fail(err, r, "cannot add GET /api/dashboard/rollouts: %s", p2p_strerror(r));
         o->registered = 1;
     }
     if (!o->listening) {

@@ -149,6 +149,21 @@ try {
     await shot(page, 'services');
   });
 
+  await step('Services tab: the Rollouts panel shows a rollout with each node\'s state', async () => {
+    const { id, version } = cfg.rollout;
+    const tr = page.locator(`#rollouts-body tr[data-rollout="${id}"][data-state="done"]`);
+    await tr.waitFor({ timeout: 15000 });
+    for (const n of cfg.workers.map((x) => x.name)) {
+      await tr.locator(`span.ro-node[data-node="${n}"][data-state="committed"]`).waitFor({ timeout: 5000 });
+    }
+    const text = await tr.innerText();
+    assert(text.includes(`hello ${version}`), `the row does not name the package: ${text}`);
+    const note = await page.locator('#rollouts-note').innerText();
+    assert(note.includes(`hello ${version}`), `the committed version is not shown: ${note}`);
+    results.figures.rollout_row = text;
+    await shot(page, 'rollouts');
+  });
+
   await step('restart, stop and start a service from the page and see its state change', async () => {
     const { node, name } = cfg.service;
     const sel = `#services-body tr[data-node="${node}"][data-service="${name}"]`;
@@ -308,6 +323,8 @@ try {
     const n = await vp.locator('#services-body button').count();
     assert(n === 0, `${n} control buttons for a viewer`);
     assert(!(await vp.locator('th.admin-only').isVisible()), 'the actions column is shown');
+    // the Rollouts panel is read-only: a viewer sees it too
+    await vp.locator(`#rollouts-body tr[data-rollout="${cfg.rollout.id}"]`).waitFor({ timeout: 10000 });
     await shot(vp, 'services-viewer');
     await vctx.close();
   });

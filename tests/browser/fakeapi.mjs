@@ -68,6 +68,7 @@ http.createServer((req, res) => {
   if (p === '/api/dashboard/metrics') return json(metrics());
   if (p.startsWith('/api/dashboard/history/')) return json(history(decodeURIComponent(p.split('/').pop()), u.searchParams.get('range')));
   if (p === '/api/dashboard/certificates') return json({ ca: { subject: 'CN=fake CA', not_before: t0, not_after: t0 + 86400 * 3650, fingerprint: 'ab:cd' }, nodes: [] });
+  if (p === '/api/dashboard/rollouts') return json({ rollouts: [], committed: {}, convergence: [] });
   if (p === '/api/logs') return json(logs());
   if (p === '/api/logs/sources') return json({ nodes: [id(0), id(1)], loggers: ['membership'], log_levels: [] });
   if (p === '/favicon.ico') { res.writeHead(204); return res.end(); }

@@ -8,6 +8,7 @@ Run: P2P_BIN=$PWD/build/p2p /usr/bin/python3 -m pytest -q tests/browser
 """
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "system"))
-from conftest import NodeFactory, P2P_BIN, T  # noqa: E402
+from conftest import NodeFactory, P2P_BIN, T, run_p2p  # noqa: E402
 
 ARTIFACTS = REPO / "build" / "browser-artifacts"
 CHROMIUM = os.environ.get("P2P_CHROMIUM", "/usr/bin/chromium")
@@ -30,6 +31,25 @@ def install_hello(services_dir):
     dest.mkdir(parents=True)
     shutil.copy(HELLO / "service.so", dest / "service.so")
     shutil.copy(HELLO / "manifest.json", dest / "manifest.json")
+
+
+def roll_hello_out(c, base):
+    """hello 1.1.0 rolled out to both workers (p2p deploy DIR --target all:worker), for the
+    Services tab's Rollouts panel: {id, version}."""
+    src = base / "hello-1.1.0"
+    src.mkdir()
+    shutil.copy(HELLO / "service.so", src / "service.so")
+    m = json.loads((HELLO / "manifest.json").read_text())
+    m["version"] = "1.1.0"
+    (src / "manifest.json").write_text(json.dumps(m))
+    env = dict(os.environ, P2P_ADDR=c.addr, P2P_DATA_DIR=str(c.data_dir), P2P_TOKEN=c.token)
+    env.pop("P2P_CA", None)
+    cp = run_p2p("deploy", str(src), "--target", "all:worker", "--max-parallel", "2", "--min-healthy-time", "1",
+                 env=env, timeout=T(90))
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    rid = re.search(r"rollout (\S+): done", cp.stdout)
+    assert rid, cp.stdout
+    return {"id": rid.group(1), "version": "1.1.0"}
 
 
 @pytest.fixture(scope="module")
@@ -50,11 +70,13 @@ def run(tmp_path_factory):
         ws = [f.create(n, coordinator=False, join=c, join_token=jt,
                        extra_args=["--services-directory", dirs[n]]) for n in ("w1", "w2")]
         viewer = c.new_token(role="viewer")
+        rollout = roll_hello_out(c, base)
         cfg = {
             "url": c.url, "ca": str(c.ca), "adminKey": c.admin_key, "adminToken": c.token,
             "viewerToken": viewer, "coordinator": c.name,
             "workers": [{"name": w.name, "pid": w.pid, "url": w.url} for w in ws],
             "logWorker": "w1", "killWorker": "w2", "service": {"node": "w1", "name": "hello"},
+            "rollout": rollout,
             "artifacts": str(ARTIFACTS), "chromium": CHROMIUM,
             "stepTimeout": int(T(30) * 1000),
         }
@@ -98,6 +120,12 @@ def test_workers_tab(run):
 
 def test_services_tab(run):
     check(run, "Services tab: every node's services with state and health")
+
+
+def test_rollouts_panel(run):
+    check(run, "Services tab: the Rollouts panel shows a rollout with each node's state")
+    row = run["figures"]["rollout_row"]
+    assert "w1: committed" in row and "w2: committed" in row, row
 
 
 def test_service_control_from_the_page(run):

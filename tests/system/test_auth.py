@@ -71,6 +71,7 @@ ROUTES = [
     ("GET", "/api/dashboard/stats", "exact", "any"),
     ("GET", "/api/dashboard/services", "exact", "any"),
     ("GET", "/api/dashboard/certificates", "exact", "any"),
+    ("GET", "/api/dashboard/rollouts", "exact", "any"),
     ("POST", "/api/dashboard/control-service", "exact", "admin"),
     ("GET", "/ws/dashboard", "exact", "self"),
     ("POST", "/deploy/packages", "exact", "admin"),

@@ -8,6 +8,7 @@ import { initWorkers, renderWorkers, workerSamples } from './workers.js';
 import { initServices, renderServices } from './services.js';
 import { initLogs, appendLogs, setLogs, setSources, logFilter, followOnce, reloadLogs } from './logs.js';
 import { loadCertificates } from './certs.js';
+import { loadRollouts } from './rollouts.js';
 
 let tab = 'overview';
 const RENDER = { overview: renderOverview, workers: renderWorkers, services: renderServices, logs: () => {}, certificates: () => {} };
@@ -89,6 +90,7 @@ function showTab(name) {
   for (const b of $('tabs').children) b.setAttribute('aria-selected', String(b.dataset.tab === name));
   for (const s of document.querySelectorAll('main > .tab')) s.hidden = s.id !== `tab-${name}`;
   if (name === 'certificates') loadCertificates();
+  if (name === 'services') loadRollouts();
   if (name === 'logs') { const v = $('log-view'); v.scrollTop = v.scrollHeight; }
   render();
 }
@@ -148,6 +150,7 @@ function init() {
   $('login').hidden = false; // the input has autofocus (no forced layout here)
   performance.mark('p2p:login-form');
   setInterval(() => { if (tab === 'overview' || tab === 'workers') render(); }, 5000); // "last report: Ns ago"
+  setInterval(() => { if (tab === 'services' && session.role) loadRollouts(); }, 2000); // the Rollouts panel
   setInterval(() => { if (session.role && $('conn').classList.contains('live')) resync(); }, 15000);
 }
 
