@@ -1255,13 +1255,14 @@ static int orch_start(p2p_component *c, char **err)
             if (r != 0)
                 return p2p__fail(err, r, "cannot register deploy/%s: %s", d.name, p2p_strerror(r));
         }
-        p2p_http_route_desc d = {"GET", "/api/dashboard/rollouts", P2P_HTTP_EXACT, P2P_HTTP_ANY, P2P_RL_OTHER,
-                                 "orchestrator", http_rollouts, o};
-        int r = p2p__http_route_add(c->ctx, &d);
-        if (r != 0 && r != -EEXIST)
-            return p2p__fail(err, r, "cannot add GET /api/dashboard/rollouts: %s", p2p_strerror(r));
         o->registered = 1;
     }
+    /* the dashboard's Rollouts panel; removed at stop (the handler points at o) */
+    p2p_http_route_desc d = {"GET", "/api/dashboard/rollouts", P2P_HTTP_EXACT, P2P_HTTP_ANY, P2P_RL_OTHER,
+                             "orchestrator", http_rollouts, o};
+    int rr = p2p__http_route_add(c->ctx, &d);
+    if (rr != 0 && rr != -EEXIST)
+        return p2p__fail(err, rr, "cannot add GET /api/dashboard/rollouts: %s", p2p_strerror(rr));
     if (!o->listening) {
         p2p__membership_listen(c->ctx, on_member, o);
         o->listening = 1;
@@ -1282,6 +1283,7 @@ static void orch_stop(p2p_component *c)
     if (!o->running)
         return;
     save_if_dirty(o);
+    p2p__http_routes_remove_owner(c->ctx, "orchestrator");
     o->running = 0;
     if (o->timer_open)
         uv_timer_stop(&o->timer);
