@@ -400,6 +400,24 @@ def test_a_rollout_to_the_coordinator_itself(cluster):
     assert c.result("pyhello/echo", {})["version"] == "5.0.0"
 
 
+def test_the_dashboard_route_shows_the_rollouts_to_a_viewer(cluster):
+    """GET /api/dashboard/rollouts (the dashboard's Rollouts panel) answers what
+    deploy/rollout_status answers, to a viewer too; it is the coordinator's only."""
+    c, ws, _ = cluster
+    viewer = c.new_token(role="viewer")
+    r = c.get("/api/dashboard/rollouts", headers={"Authorization": "Bearer " + viewer})
+    assert r.status == 200, r
+    got = r.json()
+    want = c.result("deploy/rollout_status")
+    assert [x["id"] for x in got["rollouts"]] == [x["id"] for x in want["rollouts"]] and got["rollouts"], got
+    assert got["committed"] == want["committed"]
+    for a, b in zip(got["rollouts"], want["rollouts"]):
+        assert a["state"] == b["state"] and [(n["node"], n["state"]) for n in a["nodes"]] == \
+            [(n["node"], n["state"]) for n in b["nodes"]]
+    assert c.get("/api/dashboard/rollouts", auth=False).status == 401
+    assert ws[0].get("/api/dashboard/rollouts").status == 404
+
+
 def test_a_corrupt_state_file_starts_empty_and_says_so(cluster):
     """Last (it drops the state): a rollouts.json that is not JSON does not stop the
     coordinator; it starts with no rollouts and logs why."""
