@@ -24,7 +24,10 @@ cleanup() {
   rm -rf "$dir"
   echo "demo: stopped, $dir removed"
 }
-trap cleanup INT TERM EXIT
+# Ctrl-C or SIGTERM ends the script (even in the middle of the deploy) through cleanup.
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 start_node() { # name role port [extra args]
   local name=$1 role=$2 p=$3

@@ -147,3 +147,49 @@ def test_demo_deploys_rolls_back_and_stops_on_sigterm(tmp_path):
                 except ProcessLookupError:
                     pass
         errf.close()
+
+
+@pytest.mark.skipif(not BIN.exists(), reason="build/p2p not built")
+def test_ctrl_c_in_the_middle_of_the_deploy_stops_everything(tmp_path):
+    """Ctrl-C (SIGINT to the demo's process group, as a terminal sends it) while `p2p
+    deploy` runs: the demo stops there, stops the nodes and removes its directory (it does
+    not go on with the rest of the demo, nor recreate files in the removed directory)."""
+    port = three_free_ports()
+    env = dict(os.environ, P2P_DEMO_PORT=str(port), NO_COLOR="1")
+    env.pop("P2P_TOKEN", None)
+    errf = open(tmp_path / "demo.stderr", "w")
+    proc = subprocess.Popen(["bash", str(DEMO)], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=errf,
+                            text=True, start_new_session=True)
+    state_dir = None
+    try:
+        lines = []
+        deadline = time.monotonic() + T(120)
+        for line in proc.stdout:
+            lines.append(line)
+            m = re.search(r"state in (/tmp/p2p-demo\.\w+)", line)
+            if m:
+                state_dir = m.group(1)
+            if "Deploy: hello 1.1.0" in line or time.monotonic() > deadline:
+                break
+        assert state_dir and "Deploy: hello 1.1.0" in lines[-1], "".join(lines)
+        nodes = pids_using(state_dir + "/")
+        time.sleep(0.5)  # p2p deploy is running now
+        os.killpg(proc.pid, signal.SIGINT)
+        rest = proc.stdout.read()
+        proc.wait(timeout=T(30))
+        assert proc.returncode == 130, proc.returncode
+        assert f"demo: stopped, {state_dir} removed" in rest, rest
+        assert "Deploy: a broken" not in rest and "rollback shown" not in rest, rest
+        assert not os.path.exists(state_dir)
+        wait_until(lambda: not [p for p in nodes if p in pids_using(state_dir)], T(10), "the demo's nodes gone")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        if state_dir:
+            for p in pids_using(state_dir + "/"):
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        errf.close()
