@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "auth/guard.h"
+#include "auth/ratelimit.h"
 #include "core/util.h"
 #include "http/tls.h"
 #include "pki/certreq.h"
@@ -621,9 +622,16 @@ static json_t *err_body(const char *fmt, ...)
     return json_pack("{s:s}", "error", buf);
 }
 
+static int csr_ok(sign_job *j, const char *claimed, char **msg);
+
 static void sign_work_body(uv_work_t *w)
 {
     sign_job *j = w->data;
+    /* the CSR's parse and signature check are key operations: here, not on the loop */
+    if (!csr_ok(j, j->rq.node_id, &j->msg)) {
+        j->status = 403;
+        return;
+    }
     if (!j->renew) {
         char *url = strchr(j->ip, ':') ? p2p__xasprintf("http://[%s]:%d/internal/cert-challenge/%s", j->ip,
                                                         j->rq.challenge_port, j->rq.challenge)
@@ -743,6 +751,28 @@ static int identity_refusal(p2p_pki *p, const certreq *rq, int64_t now, char **w
     return 0;
 }
 
+/* Rate limits of enrollment (auth/ratelimit.h P2P_RL_ENROLL_*): a refused
+ * attempt costs its address a token of the failure bucket; an address whose
+ * failure bucket is empty is answered 429 before any work; a join token that
+ * checks out costs a token of its own bucket. Honest workers behind one
+ * address (NAT, containers) are then limited only by their token. */
+static void fail_key(const char *ip, char *key, size_t n)
+{
+    snprintf(key, n, "enroll-ip:%s", ip);
+}
+
+static void enroll_failed(p2p_pki *p, const char *ip)
+{
+    char key[INET6_ADDRSTRLEN + 16];
+    fail_key(ip, key, sizeof key);
+    p2p__guard_rate_key(p2p__guard(p->ctx), key, P2P_RL_ENROLL_FAIL, 0, NULL);
+}
+
+static json_t *too_many(uint32_t retry, const char *what)
+{
+    return json_pack("{s:s,s:i}", "error", what, "retry_after", (int)(retry ? retry : 1));
+}
+
 static void sign_done(uv_work_t *w, int status)
 {
     sign_job *j = w->data;
@@ -755,6 +785,8 @@ static void sign_done(uv_work_t *w, int status)
     }
     if (j->status != 200) {
         p->stats.enroll_refused++;
+        if (!j->renew)
+            enroll_failed(p, j->ip);
         p2p_log(p->ctx, P2P_LOG_WARN, "pki", "%s for '%s' from %s refused: %s",
                 j->renew ? "renewal" : "enrollment", j->rq.node_id, j->ip, j->msg);
         j->cb(j->status, err_body("%s", j->msg), j->arg);
@@ -786,6 +818,8 @@ static void sign_done(uv_work_t *w, int status)
         }
         if (r != 0) {
             p->stats.enroll_refused++;
+            if (r != 503)
+                enroll_failed(p, j->ip);
             p2p_log(p->ctx, P2P_LOG_WARN, "pki", "enrollment of '%s' from %s refused: %s", j->rq.node_id, j->ip, why);
             j->cb(r, err_body("%s", why), j->arg);
             free(why);
@@ -890,9 +924,19 @@ void p2p__pki_cert_request(p2p_ctx *ctx, const char *body, size_t len, const cha
         return;
     }
     sign_job *j = job_new(p, cb, arg, peer_ip);
+    char fkey[INET6_ADDRSTRLEN + 16];
+    uint32_t retry = 0;
+    fail_key(j->ip, fkey, sizeof fkey);
+    if (!p2p__guard_rate_key(p2p__guard(ctx), fkey, P2P_RL_ENROLL_FAIL, 1, &retry)) {
+        p->stats.enroll_refused++;
+        cb(429, too_many(retry, "too many refused enrollment attempts from this address; retry later"), arg);
+        sign_job_free(j);
+        return;
+    }
     char *msg = NULL;
     if (certreq_parse(body, len, &j->rq, &msg) != 0) {
         p->stats.enroll_refused++;
+        enroll_failed(p, j->ip);
         cb(400, err_body("%s", msg ? msg : "malformed request"), arg);
         free(msg);
         sign_job_free(j);
@@ -904,11 +948,17 @@ void p2p__pki_cert_request(p2p_ctx *ctx, const char *body, size_t len, const cha
     registry_prune(p->reg, t);
     if (jointoken_check(p->tokens, j->rq.join_token, t) != 0)
         msg = p2p__xstrdup("join token refused (unknown, expired or used up)");
-    else if ((status = check_challenge(p, j, now, &made, &msg)) == 0 &&
-             (status = identity_refusal(p, &j->rq, t, &msg)) == 0)
-        status = csr_ok(j, j->rq.node_id, &msg) ? 0 : 403;
+    else if (!p2p__guard_rate_key(p2p__guard(ctx), j->rq.join_token, P2P_RL_ENROLL_TOKEN, 0, &retry)) {
+        /* a good token, used faster than its bucket allows: not a failure of the address */
+        p->stats.enroll_refused++;
+        cb(429, too_many(retry, "too many enrollments with this join token; retry later"), arg);
+        sign_job_free(j);
+        return;
+    } else if ((status = check_challenge(p, j, now, &made, &msg)) == 0)
+        status = identity_refusal(p, &j->rq, t, &msg);
     if (status != 0) {
         p->stats.enroll_refused++;
+        enroll_failed(p, j->ip);
         p2p_log(ctx, P2P_LOG_WARN, "pki", "enrollment of '%s' from %s refused: %s", j->rq.node_id, j->ip, msg);
         cb(status, err_body("%s", msg), arg);
         free(msg);
@@ -960,15 +1010,7 @@ void p2p__pki_cert_renew(p2p_ctx *ctx, const char *body, size_t len, const char 
     j->rq.csr = p2p__xstrdup(csr);
     j->rq.node_id = p2p__xstrdup(peer_node);
     json_decref(doc);
-    char *msg = NULL;
-    if (!csr_ok(j, peer_node, &msg)) {
-        p->stats.enroll_refused++;
-        cb(403, err_body("%s", msg), arg);
-        free(msg);
-        sign_job_free(j);
-        return;
-    }
-    p->jobs++;
+    p->jobs++; /* the CSR is checked on the pool (sign_work) */
     uv_queue_work(ctx->loop, &j->w, sign_work, sign_done);
 }
 
