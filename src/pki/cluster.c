@@ -751,21 +751,26 @@ static int identity_refusal(p2p_pki *p, const certreq *rq, int64_t now, char **w
     return 0;
 }
 
-/* Rate limits of enrollment (auth/ratelimit.h P2P_RL_ENROLL_*): a refused
- * attempt costs its address a token of the failure bucket; an address whose
- * failure bucket is empty is answered 429 before any work; a join token that
- * checks out costs a token of its own bucket. Honest workers behind one
- * address (NAT, containers) are then limited only by their token. */
+/* Rate limits of enrollment (auth/ratelimit.h P2P_RL_ENROLL_*): every refused
+ * attempt costs its address a token of the failure bucket. A request whose
+ * body or join token does not check out, from an address whose failure bucket
+ * is empty, is answered 429 (+ Retry-After) instead of 400/403 — so guessing
+ * tokens is throttled per address. A join token that checks out costs a token
+ * of its own bucket and is never refused for its address's failures: honest
+ * workers behind one address (NAT, containers) are limited only by their
+ * token, even while someone at the same address guesses tokens. */
 static void fail_key(const char *ip, char *key, size_t n)
 {
     snprintf(key, n, "enroll-ip:%s", ip);
 }
 
-static void enroll_failed(p2p_pki *p, const char *ip)
+/* Charges a refused attempt to `ip`: 1 when it was paid, 0 when the address's
+ * failure bucket was empty (*retry set when retry is not NULL). */
+static int enroll_failed(p2p_pki *p, const char *ip, uint32_t *retry)
 {
     char key[INET6_ADDRSTRLEN + 16];
     fail_key(ip, key, sizeof key);
-    p2p__guard_rate_key(p2p__guard(p->ctx), key, P2P_RL_ENROLL_FAIL, 0, NULL);
+    return p2p__guard_rate_key(p2p__guard(p->ctx), key, P2P_RL_ENROLL_FAIL, 0, retry);
 }
 
 static json_t *too_many(uint32_t retry, const char *what)
@@ -786,7 +791,7 @@ static void sign_done(uv_work_t *w, int status)
     if (j->status != 200) {
         p->stats.enroll_refused++;
         if (!j->renew)
-            enroll_failed(p, j->ip);
+            enroll_failed(p, j->ip, NULL);
         p2p_log(p->ctx, P2P_LOG_WARN, "pki", "%s for '%s' from %s refused: %s",
                 j->renew ? "renewal" : "enrollment", j->rq.node_id, j->ip, j->msg);
         j->cb(j->status, err_body("%s", j->msg), j->arg);
@@ -819,7 +824,7 @@ static void sign_done(uv_work_t *w, int status)
         if (r != 0) {
             p->stats.enroll_refused++;
             if (r != 503)
-                enroll_failed(p, j->ip);
+                enroll_failed(p, j->ip, NULL);
             p2p_log(p->ctx, P2P_LOG_WARN, "pki", "enrollment of '%s' from %s refused: %s", j->rq.node_id, j->ip, why);
             j->cb(r, err_body("%s", why), j->arg);
             free(why);
@@ -924,20 +929,14 @@ void p2p__pki_cert_request(p2p_ctx *ctx, const char *body, size_t len, const cha
         return;
     }
     sign_job *j = job_new(p, cb, arg, peer_ip);
-    char fkey[INET6_ADDRSTRLEN + 16];
     uint32_t retry = 0;
-    fail_key(j->ip, fkey, sizeof fkey);
-    if (!p2p__guard_rate_key(p2p__guard(ctx), fkey, P2P_RL_ENROLL_FAIL, 1, &retry)) {
-        p->stats.enroll_refused++;
-        cb(429, too_many(retry, "too many refused enrollment attempts from this address; retry later"), arg);
-        sign_job_free(j);
-        return;
-    }
     char *msg = NULL;
     if (certreq_parse(body, len, &j->rq, &msg) != 0) {
         p->stats.enroll_refused++;
-        enroll_failed(p, j->ip);
-        cb(400, err_body("%s", msg ? msg : "malformed request"), arg);
+        if (!enroll_failed(p, j->ip, &retry))
+            cb(429, too_many(retry, "too many refused enrollment attempts from this address; retry later"), arg);
+        else
+            cb(400, err_body("%s", msg ? msg : "malformed request"), arg);
         free(msg);
         sign_job_free(j);
         return;
@@ -946,19 +945,30 @@ void p2p__pki_cert_request(p2p_ctx *ctx, const char *body, size_t len, const cha
     int64_t t = now_s();
     int status = 403;
     registry_prune(p->reg, t);
-    if (jointoken_check(p->tokens, j->rq.join_token, t) != 0)
-        msg = p2p__xstrdup("join token refused (unknown, expired or used up)");
-    else if (!p2p__guard_rate_key(p2p__guard(ctx), j->rq.join_token, P2P_RL_ENROLL_TOKEN, 0, &retry)) {
+    if (jointoken_check(p->tokens, j->rq.join_token, t) != 0) {
+        p->stats.enroll_refused++;
+        if (!enroll_failed(p, j->ip, &retry)) {
+            cb(429, too_many(retry, "too many refused enrollment attempts from this address; retry later"), arg);
+        } else {
+            p2p_log(ctx, P2P_LOG_WARN, "pki", "enrollment of '%s' from %s refused: join token refused", j->rq.node_id,
+                    j->ip);
+            cb(403, err_body("join token refused (unknown, expired or used up)"), arg);
+        }
+        sign_job_free(j);
+        return;
+    }
+    if (!p2p__guard_rate_key(p2p__guard(ctx), j->rq.join_token, P2P_RL_ENROLL_TOKEN, 0, &retry)) {
         /* a good token, used faster than its bucket allows: not a failure of the address */
         p->stats.enroll_refused++;
         cb(429, too_many(retry, "too many enrollments with this join token; retry later"), arg);
         sign_job_free(j);
         return;
-    } else if ((status = check_challenge(p, j, now, &made, &msg)) == 0)
+    }
+    if ((status = check_challenge(p, j, now, &made, &msg)) == 0)
         status = identity_refusal(p, &j->rq, t, &msg);
     if (status != 0) {
         p->stats.enroll_refused++;
-        enroll_failed(p, j->ip);
+        enroll_failed(p, j->ip, NULL);
         p2p_log(ctx, P2P_LOG_WARN, "pki", "enrollment of '%s' from %s refused: %s", j->rq.node_id, j->ip, msg);
         cb(status, err_body("%s", msg), arg);
         free(msg);
