@@ -49,6 +49,12 @@ typedef struct p2p_pki {
     size_t used_next;
     uv_timer_t timer;
     int timer_open, renewing, jobs;
+    /* enrollment/renewal jobs: at most SIGN_INFLIGHT on the thread pool (a
+     * challenge fetch can hold a pool thread up to its 5 s timeout, and the
+     * pool also saves the vault and reads files); the others wait in a FIFO of
+     * at most SIGN_QUEUE, beyond which requests are answered 503 + Retry-After */
+    struct sign_job *q_head, *q_tail;
+    size_t queued;
     struct {
         void (*fn)(p2p_ctx *ctx, void *arg);
         void *arg;
@@ -225,6 +231,7 @@ static void write_public_ca(p2p_pki *p)
 }
 
 static void pki_stop(p2p_component *c);
+static void sign_drain(p2p_pki *p);
 static void on_timer(uv_timer_t *t);
 
 static int pki_start(p2p_component *c, char **err)
@@ -319,6 +326,7 @@ static void pki_stop(p2p_component *c)
     p2p_pki *p = c->self;
     p2p__pki_http_stop(c->ctx);
     p->running = 0;
+    sign_drain(p);
     if (p->timer_open) {
         uv_close((uv_handle_t *)&p->timer, NULL);
         p->timer_open = 0;
@@ -609,7 +617,11 @@ typedef struct sign_job {
     char *cert, *msg;
     registry_cert issued; /* of `cert`, computed on the thread pool */
     int status;
+    struct sign_job *next; /* in the pki's queue */
 } sign_job;
+
+#define SIGN_INFLIGHT 2
+#define SIGN_QUEUE 4096
 
 static json_t *err_body(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static json_t *err_body(const char *fmt, ...)
@@ -778,11 +790,66 @@ static json_t *too_many(uint32_t retry, const char *what)
     return json_pack("{s:s,s:i}", "error", what, "retry_after", (int)(retry ? retry : 1));
 }
 
+static void sign_done(uv_work_t *w, int status);
+
+/* Puts a checked request on the pool, or in the queue behind the jobs in flight. */
+static void sign_submit(p2p_pki *p, sign_job *j)
+{
+    if (p->jobs < SIGN_INFLIGHT) {
+        p->jobs++;
+        uv_queue_work(p->ctx->loop, &j->w, sign_work, sign_done);
+        return;
+    }
+    if (p->queued >= SIGN_QUEUE) {
+        p->stats.enroll_refused++;
+        j->cb(503, too_many(2, "the certificate authority is busy; retry later"), j->arg);
+        sign_job_free(j);
+        return;
+    }
+    j->next = NULL;
+    if (p->q_tail)
+        p->q_tail->next = j;
+    else
+        p->q_head = j;
+    p->q_tail = j;
+    p->queued++;
+}
+
+static void sign_next(p2p_pki *p)
+{
+    while (p->q_head && p->jobs < SIGN_INFLIGHT) {
+        sign_job *j = p->q_head;
+        if (!(p->q_head = j->next))
+            p->q_tail = NULL;
+        p->queued--;
+        if (!p->running) {
+            j->cb(503, err_body("the node is stopping"), j->arg);
+            sign_job_free(j);
+            continue;
+        }
+        p->jobs++;
+        uv_queue_work(p->ctx->loop, &j->w, sign_work, sign_done);
+    }
+}
+
+static void sign_drain(p2p_pki *p)
+{
+    while (p->q_head) {
+        sign_job *j = p->q_head;
+        p->q_head = j->next;
+        p->queued--;
+        j->cb(503, err_body("the node is stopping"), j->arg);
+        sign_job_free(j);
+    }
+    p->q_tail = NULL;
+}
+
 static void sign_done(uv_work_t *w, int status)
 {
     sign_job *j = w->data;
     p2p_pki *p = j->p;
     p->jobs--;
+    sign_next(p);
     if (!p->running) {
         j->cb(503, err_body("the node is stopping"), j->arg);
         sign_job_free(j);
@@ -981,8 +1048,7 @@ void p2p__pki_cert_request(p2p_ctx *ctx, const char *body, size_t len, const cha
     p2p__enroll_key_auth(j->rq.challenge, j->rq.csr, j->keyauth);
     snprintf(j->role, sizeof j->role, "%s", j->rq.role ? j->rq.role : "worker");
     j->replace = jointoken_replaces(p->tokens, j->rq.join_token, now_s()) != NULL;
-    p->jobs++;
-    uv_queue_work(ctx->loop, &j->w, sign_work, sign_done);
+    sign_submit(p, j);
 }
 
 void p2p__pki_cert_renew(p2p_ctx *ctx, const char *body, size_t len, const char *peer_node, const char *peer_ip,
@@ -1020,8 +1086,7 @@ void p2p__pki_cert_renew(p2p_ctx *ctx, const char *body, size_t len, const char 
     j->rq.csr = p2p__xstrdup(csr);
     j->rq.node_id = p2p__xstrdup(peer_node);
     json_decref(doc);
-    p->jobs++; /* the CSR is checked on the pool (sign_work) */
-    uv_queue_work(ctx->loop, &j->w, sign_work, sign_done);
+    sign_submit(p, j); /* the CSR is checked on the pool (sign_work) */
 }
 
 /* ---- the "auth" RPC service (coordinator) ------------------------------------- */
