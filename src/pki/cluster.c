@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,9 @@
 #define BOOTSTRAP_TOKEN_TTL_S 86400
 #define BOOTSTRAP_TOKEN_USES 10
 #define MAX_RENEW_WAITERS 16
+
+#define ISSUED_SLOTS 64
+#define ISSUED_KEEP_MS 600000
 
 typedef struct p2p_pki {
     p2p_ctx *ctx;
@@ -55,6 +59,18 @@ typedef struct p2p_pki {
      * at most SIGN_QUEUE, beyond which requests are answered 503 + Retry-After */
     struct sign_job *q_head, *q_tail;
     size_t queued;
+    /* the last enrollments' answers, so a worker whose answer was lost (its
+     * request timed out while the job waited) gets the same certificate again
+     * when it retries with the same CSR and join token, instead of "already
+     * enrolled"; kept ISSUED_KEEP_MS */
+    struct {
+        char node_id[PKI_MAX_NODE_ID + 1];
+        uint8_t csr_hash[32], token_hash[32];
+        char fingerprint[PKI_FINGERPRINT_LEN + 1];
+        char *cert;
+        uint64_t at;
+    } issued[ISSUED_SLOTS];
+    size_t issued_next;
     struct {
         void (*fn)(p2p_ctx *ctx, void *arg);
         void *arg;
@@ -232,6 +248,7 @@ static void write_public_ca(p2p_pki *p)
 
 static void pki_stop(p2p_component *c);
 static void sign_drain(p2p_pki *p);
+static void issued_clear(p2p_pki *p);
 static void on_timer(uv_timer_t *t);
 
 static int pki_start(p2p_component *c, char **err)
@@ -327,6 +344,7 @@ static void pki_stop(p2p_component *c)
     p2p__pki_http_stop(c->ctx);
     p->running = 0;
     sign_drain(p);
+    issued_clear(p);
     if (p->timer_open) {
         uv_close((uv_handle_t *)&p->timer, NULL);
         p->timer_open = 0;
@@ -790,6 +808,54 @@ static json_t *too_many(uint32_t retry, const char *what)
     return json_pack("{s:s,s:i}", "error", what, "retry_after", (int)(retry ? retry : 1));
 }
 
+static void sha256_of(const char *s, uint8_t out[32])
+{
+    unsigned n = 0;
+    EVP_Digest(s, strlen(s), out, &n, EVP_sha256(), NULL);
+}
+
+static void issued_remember(p2p_pki *p, const sign_job *j)
+{
+    size_t i = p->issued_next;
+    free(p->issued[i].cert);
+    snprintf(p->issued[i].node_id, sizeof p->issued[i].node_id, "%s", j->rq.node_id);
+    sha256_of(j->rq.csr, p->issued[i].csr_hash);
+    sha256_of(j->rq.join_token, p->issued[i].token_hash);
+    snprintf(p->issued[i].fingerprint, sizeof p->issued[i].fingerprint, "%s", j->issued.fingerprint);
+    p->issued[i].cert = p2p__xstrdup(j->cert);
+    p->issued[i].at = uv_now(p->ctx->loop);
+    p->issued_next = (i + 1) % ISSUED_SLOTS;
+}
+
+/* The certificate issued moments ago for this very request (same node id, CSR
+ * and join token), while it is still the node's current, unrevoked one; NULL. */
+static const char *issued_find(p2p_pki *p, const certreq *rq)
+{
+    uint8_t ch[32], th[32];
+    sha256_of(rq->csr, ch);
+    sha256_of(rq->join_token, th);
+    uint64_t now = uv_now(p->ctx->loop);
+    for (size_t i = 0; i < ISSUED_SLOTS; i++) {
+        if (!p->issued[i].cert || now - p->issued[i].at > ISSUED_KEEP_MS || strcmp(p->issued[i].node_id, rq->node_id) ||
+            CRYPTO_memcmp(p->issued[i].csr_hash, ch, 32) || CRYPTO_memcmp(p->issued[i].token_hash, th, 32))
+            continue;
+        const registry_node *n = registry_find(p->reg, rq->node_id);
+        if (!n || strcmp(n->cert.fingerprint, p->issued[i].fingerprint) != 0 ||
+            registry_is_revoked(p->reg, p->issued[i].fingerprint))
+            return NULL;
+        return p->issued[i].cert;
+    }
+    return NULL;
+}
+
+static void issued_clear(p2p_pki *p)
+{
+    for (size_t i = 0; i < ISSUED_SLOTS; i++) {
+        free(p->issued[i].cert);
+        p->issued[i].cert = NULL;
+    }
+}
+
 static void sign_done(uv_work_t *w, int status);
 
 /* Puts a checked request on the pool, or in the queue behind the jobs in flight. */
@@ -914,6 +980,7 @@ static void sign_done(uv_work_t *w, int status)
             p2p_log(p->ctx, P2P_LOG_INFO, "pki", "enrolled node '%s' (role %s) from %s", j->rq.node_id, j->role,
                     j->ip);
         s->body = issue_body(p, j->cert, 1);
+        issued_remember(p, j);
     } else {
         registry_renew(p->reg, j->rq.node_id, j->role, &j->issued, now);
         save_registry(p);
@@ -1008,6 +1075,22 @@ void p2p__pki_cert_request(p2p_ctx *ctx, const char *body, size_t len, const cha
         sign_job_free(j);
         return;
     }
+    const char *again = issued_find(p, &j->rq);
+    uint64_t made0 = 0;
+    char *cmsg = NULL;
+    if (again && check_challenge(p, j, p2p__wall_ms(), &made0, &cmsg) == 0) {
+        /* a retry (new challenge, same CSR and join token) of a request that
+         * succeeded but whose answer the worker did not get */
+        snprintf(p->used[p->used_next].c, sizeof p->used[0].c, "%s", j->rq.challenge);
+        p->used[p->used_next].at = p2p__wall_ms();
+        p->used_next = (p->used_next + 1) % USED_CHALLENGES;
+        p2p_log(ctx, P2P_LOG_INFO, "pki", "enrollment of '%s' from %s: answering its retry with the certificate just issued",
+                j->rq.node_id, j->ip);
+        cb(200, issue_body(p, again, 1), arg);
+        sign_job_free(j);
+        return;
+    }
+    free(cmsg);
     uint64_t now = p2p__wall_ms(), made = 0;
     int64_t t = now_s();
     int status = 403;

@@ -144,3 +144,33 @@ def test_valid_token_is_not_refused_for_its_address_failures(node_factory):
     ws = spawn_workers(node_factory, c, token, ["ok1"])
     wait_enrolled(c, ws, T(30))
     no_429(ws)
+
+
+def test_retry_after_a_lost_answer_gets_the_same_certificate(node_factory, tmp_path):
+    """A worker whose request timed out while the coordinator still issued its certificate
+    retries with the same CSR and token (used up by then) and a new challenge: it gets the
+    same certificate instead of "already enrolled". Another CSR with that token is refused,
+    and an exact replay (same challenge) is still refused."""
+    from test_enroll import ChallengeServer, cert_request, key_auth, make_challenge, make_csr, request_body
+    c = node_factory.create("coord", extra_args=RATE_ON)
+    chal = ChallengeServer()
+    try:
+        token = c.create_join_token(uses=1)
+        csr, _ = make_csr(tmp_path, "slow")
+        ch1 = make_challenge()
+        chal.answers[ch1] = key_auth(ch1, csr)
+        r1 = cert_request(c, request_body("slow", csr, ch1, chal.port, token))
+        assert r1.status == 200, r1
+        assert cert_request(c, request_body("slow", csr, ch1, chal.port, token)).status == 403  # replay
+        ch2 = make_challenge()
+        chal.answers[ch2] = key_auth(ch2, csr)
+        r2 = cert_request(c, request_body("slow", csr, ch2, chal.port, token))
+        assert r2.status == 200, r2
+        assert r2.json()["certificate"] == r1.json()["certificate"]
+        other, _ = make_csr(tmp_path, "slow2", sans=("DNS:slow", "IP:127.0.0.1"))
+        ch3 = make_challenge()
+        chal.answers[ch3] = key_auth(ch3, other)
+        r3 = cert_request(c, request_body("slow", other, ch3, chal.port, token))
+        assert r3.status == 403, r3
+    finally:
+        chal.close()
