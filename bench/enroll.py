@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "system"))
-from conftest import Node, free_port  # noqa: E402
+from conftest import Node  # noqa: E402
 
 DEADLINE = float(os.environ.get("BENCH_ENROLL_DEADLINE", "120"))
 
@@ -31,16 +31,37 @@ def cpu_s(pid):
         return float("nan")
 
 
+def port_below_ephemeral(i, used):
+    """A free TCP+UDP port under the ephemeral range: a port picked from that range and
+    released can be taken by any outgoing connection before the worker binds it (at
+    N = 400 that happened to ~15 workers)."""
+    import socket
+    p = 20000 + i
+    while True:
+        p += 1
+        if p in used:
+            continue
+        try:
+            for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+                with socket.socket(socket.AF_INET, kind) as s:
+                    s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        used.add(p)
+        return p
+
+
 def run(n, base):
     c = Node(base / "coord", name="coord", extra_args=["--rate-limit-enabled", "true"])
     ws = []
     try:
         c.start()
         token = c.create_join_token(ttl=3600, uses=n)
+        used = set()
         for i in range(n):
             w = Node(base / f"w{i}", name=f"w{i:04d}", coordinator=False, join=c, join_token=token,
                      extra_args=["--gossip-interval-min", "5", "--gossip-interval-max", "30"])
-            w.port = free_port()
+            w.port = port_below_ephemeral(i, used)
             ws.append(w)
         cpu0 = cpu_s(c.pid)
         t0 = time.monotonic()
