@@ -34,7 +34,7 @@
 #define BOOTSTRAP_TOKEN_USES 10
 #define MAX_RENEW_WAITERS 16
 
-#define ISSUED_SLOTS 64
+#define ISSUED_SLOTS 1024 /* about 1 KiB each with the certificate: 1 MiB at most */
 #define ISSUED_KEEP_MS 600000
 
 typedef struct p2p_pki {
