@@ -351,6 +351,12 @@ int p2p__guard_limiter_new(const p2p_config *cfg, p2p_ratelimit **out, char **er
         (p2p_ratelimit_rate){(uint32_t)cfg->rate_limit_node_rpc_requests, (uint32_t)cfg->rate_limit_node_rpc_burst};
     o.rates[P2P_RL_NODE_OTHER] = (p2p_ratelimit_rate){(uint32_t)cfg->rate_limit_node_default_requests,
                                                       (uint32_t)cfg->rate_limit_node_default_burst};
+    o.rates[P2P_RL_ENROLL_TOKEN] = (p2p_ratelimit_rate){(uint32_t)cfg->rate_limit_enroll_token_requests,
+                                                        (uint32_t)cfg->rate_limit_enroll_token_burst};
+    o.rates[P2P_RL_ENROLL_FAIL] = (p2p_ratelimit_rate){(uint32_t)cfg->rate_limit_enroll_failures,
+                                                       (uint32_t)cfg->rate_limit_enroll_failures_burst};
+    o.rates[P2P_RL_CA_CERT] =
+        (p2p_ratelimit_rate){(uint32_t)cfg->rate_limit_ca_cert_requests, (uint32_t)cfg->rate_limit_ca_cert_burst};
     int r = p2p_ratelimit_new(&o, out);
     if (r != 0 && err)
         *err = p2p__xasprintf("rate limiter: %s%s", p2p_strerror(r),
@@ -509,6 +515,10 @@ void p2p__guard_identify(p2p_guard *g, const char *peer_node, const char *authz,
  * or jti) or, without a valid token, by address. */
 static int bucket_of(const p2p_identity *id, int cls, char *key, size_t n)
 {
+    if (cls == P2P_RL_CA_CERT) {
+        snprintf(key, n, "*"); /* one bucket for everyone */
+        return cls;
+    }
     if (id->rl_key[0])
         snprintf(key, n, "%s", id->rl_key);
     else
@@ -524,10 +534,24 @@ int p2p__guard_rate(p2p_guard *g, const p2p_identity *id, int cls, uint32_t *ret
         *retry_after_s = 0;
     if (!g->ctx->cfg.rate_limit_enabled || !g->rl)
         return 1;
+    if (cls == P2P_RL_ENROLL_TOKEN || cls == P2P_RL_ENROLL_FAIL)
+        return 1; /* the route meters it itself (p2p__guard_rate_key), once it knows the token and the outcome */
     char key[sizeof id->rl_key + 8];
     cls = bucket_of(id, cls, key, sizeof key);
     int r = p2p_ratelimit_take(g->rl, key, cls, 1, uv_now(g->ctx->loop), retry_after_s);
     return r != 0; /* errors fail open: a limiter fault must not lock everyone out */
+}
+
+int p2p__guard_rate_key(p2p_guard *g, const char *key, int cls, int peek, uint32_t *retry_after_s)
+{
+    if (retry_after_s)
+        *retry_after_s = 0;
+    if (!g || !g->ctx->cfg.rate_limit_enabled || !g->rl || !key || !*key)
+        return 1;
+    uint64_t now = uv_now(g->ctx->loop);
+    int r = peek ? p2p_ratelimit_peek(g->rl, key, cls, 1, now, retry_after_s)
+                 : p2p_ratelimit_take(g->rl, key, cls, 1, now, retry_after_s);
+    return r != 0; /* errors fail open, as p2p__guard_rate */
 }
 
 int p2p__guard_rate_batch(p2p_guard *g, const p2p_identity *id, int cls, uint32_t calls, uint32_t *retry_after_s,

@@ -68,8 +68,14 @@ void p2p__guard_identify(p2p_guard *g, const char *peer_node, const char *authz,
                          const char *peer_ip, const char *xff, p2p_identity *id);
 
 /* Rate limit: 1 allowed, 0 limited (with seconds to wait). cls: P2P_RL_RPC,
- * _HEALTH or _OTHER; a node certificate is counted in the node classes. */
+ * _HEALTH or _OTHER; a node certificate is counted in the node classes;
+ * P2P_RL_CA_CERT is one bucket for all callers; P2P_RL_ENROLL_* are not
+ * metered here (always 1): the route meters them with p2p__guard_rate_key. */
 int p2p__guard_rate(p2p_guard *g, const p2p_identity *id, int cls, uint32_t *retry_after_s);
+/* The bucket `key` of class `cls`: takes one token (peek 0) or only says
+ * whether one is there (peek 1). 1 allowed, 0 limited (*retry_after_s >= 1).
+ * Always 1 when rate limiting is off. */
+int p2p__guard_rate_key(p2p_guard *g, const char *key, int cls, int peek, uint32_t *retry_after_s);
 /* A JSON-RPC batch of `calls` calls costs `calls` tokens; its request paid one
  * at admission (p2p__guard_rate), this takes the other calls - 1. Returns 1
  * allowed, 0 limited (nothing more taken; *retry_after_s is the wait until

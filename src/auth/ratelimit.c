@@ -102,6 +102,9 @@ void p2p_ratelimit_opts_default(p2p_ratelimit_opts *o)
     o->rates[P2P_RL_OTHER] = (p2p_ratelimit_rate){200, 30};
     o->rates[P2P_RL_NODE_RPC] = (p2p_ratelimit_rate){6000, 1000};
     o->rates[P2P_RL_NODE_OTHER] = (p2p_ratelimit_rate){1200, 200};
+    o->rates[P2P_RL_ENROLL_TOKEN] = (p2p_ratelimit_rate){6000, 1000};
+    o->rates[P2P_RL_ENROLL_FAIL] = (p2p_ratelimit_rate){30, 10};
+    o->rates[P2P_RL_CA_CERT] = (p2p_ratelimit_rate){60000, 5000};
     o->capacity = P2P_RL_DEFAULT_CAPACITY;
 }
 
@@ -191,6 +194,47 @@ int p2p_ratelimit_check(p2p_ratelimit *rl, const char *identity, int cls, uint64
     return p2p_ratelimit_take(rl, identity, cls, 1, now_ms, retry_after_s);
 }
 
+static uint64_t key_of(const p2p_ratelimit *rl, const char *identity, int cls)
+{
+    uint64_t key = siphash24(rl->hash_key, (uint64_t)cls + 1, (const uint8_t *)identity, strlen(identity));
+    return key ? key : 1;
+}
+
+static uint32_t wait_s(const p2p_ratelimit *rl, int cls, uint32_t need, uint32_t tokens)
+{
+    uint32_t rate = rl->rates[cls].per_minute;
+    uint64_t wait_ms = (need - tokens + (uint64_t)rate - 1) / rate;
+    return (uint32_t)((wait_ms + 999) / 1000);
+}
+
+int p2p_ratelimit_peek(const p2p_ratelimit *rl, const char *identity, int cls, uint32_t cost, uint64_t now_ms,
+                       uint32_t *retry_after_s)
+{
+    if (retry_after_s)
+        *retry_after_s = 0;
+    if (!rl || !identity || !*identity || cls < 0 || cls >= P2P_RL_NCLASSES || cost == 0)
+        return -EINVAL;
+    if (cost > rl->rates[cls].burst)
+        return -E2BIG;
+    uint32_t need = cost * UNITS_PER_TOKEN;
+    uint64_t key = key_of(rl, identity, cls);
+    size_t home = (size_t)key & rl->mask;
+    for (size_t k = 0; k < P2P_RL_WINDOW; k++) {
+        const rl_entry *s = &rl->slots[(home + k) & rl->mask];
+        if (s->key == 0)
+            break;
+        if (s->key == key) {
+            uint32_t t = projected(rl, s, now_ms);
+            if (t >= need)
+                return 1;
+            if (retry_after_s)
+                *retry_after_s = wait_s(rl, cls, need, t);
+            return 0;
+        }
+    }
+    return 1; /* no bucket: a full one */
+}
+
 int p2p_ratelimit_take(p2p_ratelimit *rl, const char *identity, int cls, uint32_t cost, uint64_t now_ms,
                        uint32_t *retry_after_s)
 {
@@ -203,9 +247,7 @@ int p2p_ratelimit_take(p2p_ratelimit *rl, const char *identity, int cls, uint32_
     }
     /* cost <= B <= 10 000: need <= 6e8 units, within uint32_t like a full bucket */
     uint32_t need = cost * UNITS_PER_TOKEN;
-    uint64_t key = siphash24(rl->hash_key, (uint64_t)cls + 1, (const uint8_t *)identity, strlen(identity));
-    if (key == 0)
-        key = 1;
+    uint64_t key = key_of(rl, identity, cls);
 
     rl_entry *e = NULL, *free_slot = NULL, *victim = NULL;
     uint32_t victim_deficit = 0;
@@ -249,10 +291,8 @@ int p2p_ratelimit_take(p2p_ratelimit *rl, const char *identity, int cls, uint32_
             *retry_after_s = 0;
         return 1;
     }
-    uint32_t rate = rl->rates[cls].per_minute;
-    uint64_t wait_ms = (need - e->tokens + (uint64_t)rate - 1) / rate;
     if (retry_after_s)
-        *retry_after_s = (uint32_t)((wait_ms + 999) / 1000);
+        *retry_after_s = wait_s(rl, cls, need, e->tokens);
     return 0;
 }
 

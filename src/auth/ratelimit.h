@@ -18,7 +18,9 @@
  * keys rate_limit_*): operators rpc 100/min burst 20, health 300/min burst 50,
  * other 200/min burst 30; node identities (client certificates, which call
  * each other's /rpc for remote calls and push-pull) rpc 6000/min burst 1000,
- * other 1200/min burst 200. Bounds: 1 <= R <= P2P_RL_MAX_RATE (1 000 000),
+ * other 1200/min burst 200; enrollment per join token 6000/min burst 1000,
+ * refused enrollment attempts per address 30/min burst 10, the CA certificate
+ * (all clients together) 60000/min burst 5000. Bounds: 1 <= R <= P2P_RL_MAX_RATE (1 000 000),
  * 1 <= B <= P2P_RL_MAX_BURST (10 000); the config keys take their ranges from
  * these constants. A clock that goes backwards counts as no time passing.
  *
@@ -73,7 +75,17 @@ enum {
     P2P_RL_OTHER = 2,
     P2P_RL_NODE_RPC = 3,   /* a node certificate on /rpc */
     P2P_RL_NODE_OTHER = 4, /* a node certificate anywhere else (push-pull, renewal, health) */
-    P2P_RL_NCLASSES = 5
+    /* Enrollment (POST /internal/cert-request): the admission hook does not
+     * meter it; the PKI component does once it knows the outcome:
+     * ENROLL_TOKEN is keyed by join token (taken once the token checks out),
+     * ENROLL_FAIL by client address (taken for every refused attempt, and an
+     * empty one refuses the address's next attempts with 429). */
+    P2P_RL_ENROLL_TOKEN = 5,
+    P2P_RL_ENROLL_FAIL = 6,
+    /* GET /internal/ca-cert: one bucket for all clients (a public, static
+     * document; the bucket bounds a flood, it does not single anyone out). */
+    P2P_RL_CA_CERT = 7,
+    P2P_RL_NCLASSES = 8
 };
 
 #define P2P_RL_DEFAULT_CAPACITY 65536
@@ -114,6 +126,13 @@ void p2p_ratelimit_free(p2p_ratelimit *rl);
  * class's burst (nothing taken, nothing stored; *retry_after_s = 0), -EINVAL
  * on a bad argument (cost 0 included). retry_after_s may be NULL. */
 int p2p_ratelimit_take(p2p_ratelimit *rl, const char *identity, int cls, uint32_t cost, uint64_t now_ms,
+                       uint32_t *retry_after_s);
+
+/* Whether `identity` could take `cost` tokens of class `cls` now, without
+ * taking them or storing anything: 1 yes (*retry_after_s = 0), 0 no
+ * (*retry_after_s >= 1, as p2p_ratelimit_take would say), -E2BIG / -EINVAL as
+ * p2p_ratelimit_take. An identity without a bucket has a full one. */
+int p2p_ratelimit_peek(const p2p_ratelimit *rl, const char *identity, int cls, uint32_t cost, uint64_t now_ms,
                        uint32_t *retry_after_s);
 
 /* p2p_ratelimit_take() with cost 1. */

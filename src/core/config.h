@@ -77,6 +77,12 @@ typedef struct p2p_config {
     int rate_limit_node_rpc_burst;        /* default 1000 */
     int rate_limit_node_default_requests; /* node certificates elsewhere, per minute, default 1200 */
     int rate_limit_node_default_burst;    /* default 200 */
+    int rate_limit_enroll_token_requests; /* enrollments per minute per join token, default 6000 */
+    int rate_limit_enroll_token_burst;    /* default 1000 */
+    int rate_limit_enroll_failures;       /* refused enrollment attempts per minute per address, default 30 */
+    int rate_limit_enroll_failures_burst; /* default 10 */
+    int rate_limit_ca_cert_requests;      /* GET /internal/ca-cert per minute, all clients together, default 60000 */
+    int rate_limit_ca_cert_burst;         /* default 5000 */
 
     /* gossip */
     int gossip_interval_min;          /* seconds, default 5 */

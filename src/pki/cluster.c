@@ -11,12 +11,14 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "auth/guard.h"
+#include "auth/ratelimit.h"
 #include "core/util.h"
 #include "http/tls.h"
 #include "pki/certreq.h"
@@ -31,6 +33,9 @@
 #define BOOTSTRAP_TOKEN_TTL_S 86400
 #define BOOTSTRAP_TOKEN_USES 10
 #define MAX_RENEW_WAITERS 16
+
+#define ISSUED_SLOTS 1024 /* about 1 KiB each with the certificate: 1 MiB at most */
+#define ISSUED_KEEP_MS 600000
 
 typedef struct p2p_pki {
     p2p_ctx *ctx;
@@ -48,6 +53,24 @@ typedef struct p2p_pki {
     size_t used_next;
     uv_timer_t timer;
     int timer_open, renewing, jobs;
+    /* enrollment/renewal jobs: at most SIGN_INFLIGHT on the thread pool (a
+     * challenge fetch can hold a pool thread up to its 5 s timeout, and the
+     * pool also saves the vault and reads files); the others wait in a FIFO of
+     * at most SIGN_QUEUE, beyond which requests are answered 503 + Retry-After */
+    struct sign_job *q_head, *q_tail;
+    size_t queued;
+    /* the last enrollments' answers, so a worker whose answer was lost (its
+     * request timed out while the job waited) gets the same certificate again
+     * when it retries with the same CSR and join token, instead of "already
+     * enrolled"; kept ISSUED_KEEP_MS */
+    struct {
+        char node_id[PKI_MAX_NODE_ID + 1];
+        uint8_t csr_hash[32], token_hash[32];
+        char fingerprint[PKI_FINGERPRINT_LEN + 1];
+        char *cert;
+        uint64_t at;
+    } issued[ISSUED_SLOTS];
+    size_t issued_next;
     struct {
         void (*fn)(p2p_ctx *ctx, void *arg);
         void *arg;
@@ -224,6 +247,8 @@ static void write_public_ca(p2p_pki *p)
 }
 
 static void pki_stop(p2p_component *c);
+static void sign_drain(p2p_pki *p);
+static void issued_clear(p2p_pki *p);
 static void on_timer(uv_timer_t *t);
 
 static int pki_start(p2p_component *c, char **err)
@@ -318,6 +343,8 @@ static void pki_stop(p2p_component *c)
     p2p_pki *p = c->self;
     p2p__pki_http_stop(c->ctx);
     p->running = 0;
+    sign_drain(p);
+    issued_clear(p);
     if (p->timer_open) {
         uv_close((uv_handle_t *)&p->timer, NULL);
         p->timer_open = 0;
@@ -608,7 +635,11 @@ typedef struct sign_job {
     char *cert, *msg;
     registry_cert issued; /* of `cert`, computed on the thread pool */
     int status;
+    struct sign_job *next; /* in the pki's queue */
 } sign_job;
+
+#define SIGN_INFLIGHT 2
+#define SIGN_QUEUE 4096
 
 static json_t *err_body(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static json_t *err_body(const char *fmt, ...)
@@ -621,9 +652,16 @@ static json_t *err_body(const char *fmt, ...)
     return json_pack("{s:s}", "error", buf);
 }
 
+static int csr_ok(sign_job *j, const char *claimed, char **msg);
+
 static void sign_work_body(uv_work_t *w)
 {
     sign_job *j = w->data;
+    /* the CSR's parse and signature check are key operations: here, not on the loop */
+    if (!csr_ok(j, j->rq.node_id, &j->msg)) {
+        j->status = 403;
+        return;
+    }
     if (!j->renew) {
         char *url = strchr(j->ip, ':') ? p2p__xasprintf("http://[%s]:%d/internal/cert-challenge/%s", j->ip,
                                                         j->rq.challenge_port, j->rq.challenge)
@@ -743,11 +781,141 @@ static int identity_refusal(p2p_pki *p, const certreq *rq, int64_t now, char **w
     return 0;
 }
 
+/* Rate limits of enrollment (auth/ratelimit.h P2P_RL_ENROLL_*): every refused
+ * attempt costs its address a token of the failure bucket. A request whose
+ * body or join token does not check out, from an address whose failure bucket
+ * is empty, is answered 429 (+ Retry-After) instead of 400/403 — so guessing
+ * tokens is throttled per address. A join token that checks out costs a token
+ * of its own bucket and is never refused for its address's failures: honest
+ * workers behind one address (NAT, containers) are limited only by their
+ * token, even while someone at the same address guesses tokens. */
+static void fail_key(const char *ip, char *key, size_t n)
+{
+    snprintf(key, n, "enroll-ip:%s", ip);
+}
+
+/* Charges a refused attempt to `ip`: 1 when it was paid, 0 when the address's
+ * failure bucket was empty (*retry set when retry is not NULL). */
+static int enroll_failed(p2p_pki *p, const char *ip, uint32_t *retry)
+{
+    char key[INET6_ADDRSTRLEN + 16];
+    fail_key(ip, key, sizeof key);
+    return p2p__guard_rate_key(p2p__guard(p->ctx), key, P2P_RL_ENROLL_FAIL, 0, retry);
+}
+
+static json_t *too_many(uint32_t retry, const char *what)
+{
+    return json_pack("{s:s,s:i}", "error", what, "retry_after", (int)(retry ? retry : 1));
+}
+
+static void sha256_of(const char *s, uint8_t out[32])
+{
+    unsigned n = 0;
+    EVP_Digest(s, strlen(s), out, &n, EVP_sha256(), NULL);
+}
+
+static void issued_remember(p2p_pki *p, const sign_job *j)
+{
+    size_t i = p->issued_next;
+    free(p->issued[i].cert);
+    snprintf(p->issued[i].node_id, sizeof p->issued[i].node_id, "%s", j->rq.node_id);
+    sha256_of(j->rq.csr, p->issued[i].csr_hash);
+    sha256_of(j->rq.join_token, p->issued[i].token_hash);
+    snprintf(p->issued[i].fingerprint, sizeof p->issued[i].fingerprint, "%s", j->issued.fingerprint);
+    p->issued[i].cert = p2p__xstrdup(j->cert);
+    p->issued[i].at = uv_now(p->ctx->loop);
+    p->issued_next = (i + 1) % ISSUED_SLOTS;
+}
+
+/* The certificate issued moments ago for this very request (same node id, CSR
+ * and join token), while it is still the node's current, unrevoked one; NULL. */
+static const char *issued_find(p2p_pki *p, const certreq *rq)
+{
+    uint8_t ch[32], th[32];
+    sha256_of(rq->csr, ch);
+    sha256_of(rq->join_token, th);
+    uint64_t now = uv_now(p->ctx->loop);
+    for (size_t i = 0; i < ISSUED_SLOTS; i++) {
+        if (!p->issued[i].cert || now - p->issued[i].at > ISSUED_KEEP_MS || strcmp(p->issued[i].node_id, rq->node_id) ||
+            CRYPTO_memcmp(p->issued[i].csr_hash, ch, 32) || CRYPTO_memcmp(p->issued[i].token_hash, th, 32))
+            continue;
+        const registry_node *n = registry_find(p->reg, rq->node_id);
+        if (!n || strcmp(n->cert.fingerprint, p->issued[i].fingerprint) != 0 ||
+            registry_is_revoked(p->reg, p->issued[i].fingerprint))
+            return NULL;
+        return p->issued[i].cert;
+    }
+    return NULL;
+}
+
+static void issued_clear(p2p_pki *p)
+{
+    for (size_t i = 0; i < ISSUED_SLOTS; i++) {
+        free(p->issued[i].cert);
+        p->issued[i].cert = NULL;
+    }
+}
+
+static void sign_done(uv_work_t *w, int status);
+
+/* Puts a checked request on the pool, or in the queue behind the jobs in flight. */
+static void sign_submit(p2p_pki *p, sign_job *j)
+{
+    if (p->jobs < SIGN_INFLIGHT) {
+        p->jobs++;
+        uv_queue_work(p->ctx->loop, &j->w, sign_work, sign_done);
+        return;
+    }
+    if (p->queued >= SIGN_QUEUE) {
+        p->stats.enroll_refused++;
+        j->cb(503, too_many(2, "the certificate authority is busy; retry later"), j->arg);
+        sign_job_free(j);
+        return;
+    }
+    j->next = NULL;
+    if (p->q_tail)
+        p->q_tail->next = j;
+    else
+        p->q_head = j;
+    p->q_tail = j;
+    p->queued++;
+}
+
+static void sign_next(p2p_pki *p)
+{
+    while (p->q_head && p->jobs < SIGN_INFLIGHT) {
+        sign_job *j = p->q_head;
+        if (!(p->q_head = j->next))
+            p->q_tail = NULL;
+        p->queued--;
+        if (!p->running) {
+            j->cb(503, err_body("the node is stopping"), j->arg);
+            sign_job_free(j);
+            continue;
+        }
+        p->jobs++;
+        uv_queue_work(p->ctx->loop, &j->w, sign_work, sign_done);
+    }
+}
+
+static void sign_drain(p2p_pki *p)
+{
+    while (p->q_head) {
+        sign_job *j = p->q_head;
+        p->q_head = j->next;
+        p->queued--;
+        j->cb(503, err_body("the node is stopping"), j->arg);
+        sign_job_free(j);
+    }
+    p->q_tail = NULL;
+}
+
 static void sign_done(uv_work_t *w, int status)
 {
     sign_job *j = w->data;
     p2p_pki *p = j->p;
     p->jobs--;
+    sign_next(p);
     if (!p->running) {
         j->cb(503, err_body("the node is stopping"), j->arg);
         sign_job_free(j);
@@ -755,6 +923,8 @@ static void sign_done(uv_work_t *w, int status)
     }
     if (j->status != 200) {
         p->stats.enroll_refused++;
+        if (!j->renew)
+            enroll_failed(p, j->ip, NULL);
         p2p_log(p->ctx, P2P_LOG_WARN, "pki", "%s for '%s' from %s refused: %s",
                 j->renew ? "renewal" : "enrollment", j->rq.node_id, j->ip, j->msg);
         j->cb(j->status, err_body("%s", j->msg), j->arg);
@@ -786,6 +956,8 @@ static void sign_done(uv_work_t *w, int status)
         }
         if (r != 0) {
             p->stats.enroll_refused++;
+            if (r != 503)
+                enroll_failed(p, j->ip, NULL);
             p2p_log(p->ctx, P2P_LOG_WARN, "pki", "enrollment of '%s' from %s refused: %s", j->rq.node_id, j->ip, why);
             j->cb(r, err_body("%s", why), j->arg);
             free(why);
@@ -808,6 +980,7 @@ static void sign_done(uv_work_t *w, int status)
             p2p_log(p->ctx, P2P_LOG_INFO, "pki", "enrolled node '%s' (role %s) from %s", j->rq.node_id, j->role,
                     j->ip);
         s->body = issue_body(p, j->cert, 1);
+        issued_remember(p, j);
     } else {
         registry_renew(p->reg, j->rq.node_id, j->role, &j->issued, now);
         save_registry(p);
@@ -890,25 +1063,62 @@ void p2p__pki_cert_request(p2p_ctx *ctx, const char *body, size_t len, const cha
         return;
     }
     sign_job *j = job_new(p, cb, arg, peer_ip);
+    uint32_t retry = 0;
     char *msg = NULL;
     if (certreq_parse(body, len, &j->rq, &msg) != 0) {
         p->stats.enroll_refused++;
-        cb(400, err_body("%s", msg ? msg : "malformed request"), arg);
+        if (!enroll_failed(p, j->ip, &retry))
+            cb(429, too_many(retry, "too many refused enrollment attempts from this address; retry later"), arg);
+        else
+            cb(400, err_body("%s", msg ? msg : "malformed request"), arg);
         free(msg);
         sign_job_free(j);
         return;
     }
+    const char *again = issued_find(p, &j->rq);
+    uint64_t made0 = 0;
+    char *cmsg = NULL;
+    if (again && check_challenge(p, j, p2p__wall_ms(), &made0, &cmsg) == 0) {
+        /* a retry (new challenge, same CSR and join token) of a request that
+         * succeeded but whose answer the worker did not get */
+        snprintf(p->used[p->used_next].c, sizeof p->used[0].c, "%s", j->rq.challenge);
+        p->used[p->used_next].at = p2p__wall_ms();
+        p->used_next = (p->used_next + 1) % USED_CHALLENGES;
+        p2p_log(ctx, P2P_LOG_INFO, "pki", "enrollment of '%s' from %s: answering its retry with the certificate just issued",
+                j->rq.node_id, j->ip);
+        cb(200, issue_body(p, again, 1), arg);
+        sign_job_free(j);
+        return;
+    }
+    free(cmsg);
     uint64_t now = p2p__wall_ms(), made = 0;
     int64_t t = now_s();
     int status = 403;
     registry_prune(p->reg, t);
-    if (jointoken_check(p->tokens, j->rq.join_token, t) != 0)
-        msg = p2p__xstrdup("join token refused (unknown, expired or used up)");
-    else if ((status = check_challenge(p, j, now, &made, &msg)) == 0 &&
-             (status = identity_refusal(p, &j->rq, t, &msg)) == 0)
-        status = csr_ok(j, j->rq.node_id, &msg) ? 0 : 403;
+    if (jointoken_check(p->tokens, j->rq.join_token, t) != 0) {
+        p->stats.enroll_refused++;
+        if (!enroll_failed(p, j->ip, &retry)) {
+            cb(429, too_many(retry, "too many refused enrollment attempts from this address; retry later"), arg);
+        } else {
+            p2p_log(ctx, P2P_LOG_WARN, "pki", "enrollment of '%s' from %s refused: join token refused", j->rq.node_id,
+                    j->ip);
+            cb(403, err_body("join token refused (unknown, expired or used up)"), arg);
+        }
+        sign_job_free(j);
+        return;
+    }
+    if (!p2p__guard_rate_key(p2p__guard(ctx), j->rq.join_token, P2P_RL_ENROLL_TOKEN, 0, &retry)) {
+        /* a good token, used faster than its bucket allows: not a failure of the address */
+        p->stats.enroll_refused++;
+        cb(429, too_many(retry, "too many enrollments with this join token; retry later"), arg);
+        sign_job_free(j);
+        return;
+    }
+    if ((status = check_challenge(p, j, now, &made, &msg)) == 0)
+        status = identity_refusal(p, &j->rq, t, &msg);
     if (status != 0) {
         p->stats.enroll_refused++;
+        enroll_failed(p, j->ip, NULL);
         p2p_log(ctx, P2P_LOG_WARN, "pki", "enrollment of '%s' from %s refused: %s", j->rq.node_id, j->ip, msg);
         cb(status, err_body("%s", msg), arg);
         free(msg);
@@ -921,8 +1131,7 @@ void p2p__pki_cert_request(p2p_ctx *ctx, const char *body, size_t len, const cha
     p2p__enroll_key_auth(j->rq.challenge, j->rq.csr, j->keyauth);
     snprintf(j->role, sizeof j->role, "%s", j->rq.role ? j->rq.role : "worker");
     j->replace = jointoken_replaces(p->tokens, j->rq.join_token, now_s()) != NULL;
-    p->jobs++;
-    uv_queue_work(ctx->loop, &j->w, sign_work, sign_done);
+    sign_submit(p, j);
 }
 
 void p2p__pki_cert_renew(p2p_ctx *ctx, const char *body, size_t len, const char *peer_node, const char *peer_ip,
@@ -960,16 +1169,7 @@ void p2p__pki_cert_renew(p2p_ctx *ctx, const char *body, size_t len, const char 
     j->rq.csr = p2p__xstrdup(csr);
     j->rq.node_id = p2p__xstrdup(peer_node);
     json_decref(doc);
-    char *msg = NULL;
-    if (!csr_ok(j, peer_node, &msg)) {
-        p->stats.enroll_refused++;
-        cb(403, err_body("%s", msg), arg);
-        free(msg);
-        sign_job_free(j);
-        return;
-    }
-    p->jobs++;
-    uv_queue_work(ctx->loop, &j->w, sign_work, sign_done);
+    sign_submit(p, j); /* the CSR is checked on the pool (sign_work) */
 }
 
 /* ---- the "auth" RPC service (coordinator) ------------------------------------- */

@@ -179,6 +179,7 @@ struct enroll {
     char *err;
     /* work results */
     int w_fatal;
+    long w_retry_after; /* the coordinator's Retry-After of the last answer, seconds */
     char *w_msg, *w_cert, *w_ca, *w_gossip, *w_jwt, *w_from;
 };
 
@@ -330,6 +331,8 @@ static void attempt_work_body(uv_work_t *w)
         p2p_fetch f = {.url = url, .timeout_ms = 5000, .max_body = PKI_MAX_CERT_PEM};
         int r = p2p__fetch_run(&f);
         free(url);
+        if (r == 0 && f.retry_after > e->w_retry_after)
+            e->w_retry_after = f.retry_after;
         if (r != 0 || f.status != 200) {
             e->w_msg = r ? p2p__xasprintf("%s: %s", addr, f.error)
                          : p2p__xasprintf("%s: GET /internal/ca-cert answered %ld", addr, f.status);
@@ -357,6 +360,8 @@ static void attempt_work_body(uv_work_t *w)
                        .max_body = 2 * CERTREQ_MAX_BODY};
         r = p2p__fetch_run(&q);
         free(url);
+        if (r == 0 && q.retry_after > e->w_retry_after)
+            e->w_retry_after = q.retry_after;
         if (r != 0) {
             e->w_msg = p2p__xasprintf("%s: %s", addr, q.error);
         } else if (q.status == 200) {
@@ -411,6 +416,20 @@ static void attempt_work(uv_work_t *w)
 
 static void start_attempt(enroll *e);
 
+unsigned p2p__enroll_backoff_ms(unsigned attempt, long retry_after_s, uint32_t rnd)
+{
+    unsigned base = attempt < 5 ? 1000u << attempt : 30000u; /* 1, 2, 4, 8, 16, then 30 s */
+    unsigned delay = base / 2 + rnd % (base / 2 + 1);         /* [base/2, base]: workers started together spread out */
+    if (retry_after_s > 300)
+        retry_after_s = 300;
+    if (retry_after_s > 0) {
+        unsigned ra = (unsigned)retry_after_s * 1000u + (rnd >> 16) % 1000u;
+        if (ra > delay)
+            delay = ra;
+    }
+    return delay;
+}
+
 static void on_retry(uv_timer_t *t)
 {
     start_attempt(t->data);
@@ -457,8 +476,10 @@ static void attempt_done(uv_work_t *w, int status)
         e->done = 1;
         return;
     }
-    unsigned delay = e->attempt < 5 ? 1000u << e->attempt : 30000u;
-    p2p_log(e->ctx, P2P_LOG_WARN, "enroll", "enrollment attempt %u failed (%s); retrying in %.0f s", e->attempt + 1,
+    uint32_t rnd = 0;
+    RAND_bytes((unsigned char *)&rnd, sizeof rnd); /* jitter only: a failure leaves rnd 0, still bounded */
+    unsigned delay = p2p__enroll_backoff_ms(e->attempt, e->w_retry_after, rnd);
+    p2p_log(e->ctx, P2P_LOG_WARN, "enroll", "enrollment attempt %u failed (%s); retrying in %.1f s", e->attempt + 1,
             e->w_msg ? e->w_msg : "no coordinator address", delay / 1000.0);
     e->attempt++;
     uv_timer_start(&e->retry, on_retry, delay, 0);
@@ -477,6 +498,7 @@ static void start_attempt(enroll *e)
     p2p__enroll_key_auth(e->challenge, e->csr, e->keyauth);
     free(e->w_msg);
     e->w_msg = NULL;
+    e->w_retry_after = 0;
     e->work.data = e;
     uv_queue_work(e->ctx->loop, &e->work, attempt_work, attempt_done);
 }

@@ -64,6 +64,7 @@ typedef struct p2p_fetch {
     size_t max_body; /* bigger answers fail */
     /* out */
     long status;
+    long retry_after; /* seconds of a Retry-After header (delta-seconds, capped at 3600), 0 without */
     char *answer; /* heap, NUL-terminated */
     size_t answer_len;
     char error[256];
@@ -77,6 +78,14 @@ int p2p__fetch_run(p2p_fetch *f);
 int p2p__fetch_parse(const char *buf, size_t len, bool eof, size_t max_body, long *status, char **body,
                      size_t *body_len, const char **why);
 void p2p__fetch_clear(p2p_fetch *f);
+/* The delta-seconds of a Retry-After header in the answer head buf[len]
+ * (status line and headers), capped at 3600; 0 when absent or not a number. */
+long p2p__fetch_retry_after(const char *buf, size_t len);
+/* The worker's wait before enrollment attempt `attempt` + 1 (0-based count of
+ * failures so far): exponential from 1 s, capped at 30 s, with full jitter in
+ * [base/2, base]; at least `retry_after_s` (the coordinator's Retry-After, capped
+ * at 300 s) plus up to 1 s of jitter. `rnd` is a random 32-bit value. Milliseconds. */
+unsigned p2p__enroll_backoff_ms(unsigned attempt, long retry_after_s, uint32_t rnd);
 
 /* A worker's first enrollment: runs the loop until the vault holds a certificate
  * from the coordinator, its key, the CA, the gossip key and the JWT secret (and

@@ -23,6 +23,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <poll.h>
+#include <strings.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,6 +57,29 @@ static const char *find_crlf(const char *p, const char *end)
         if (p[0] == '\r' && p[1] == '\n')
             return p;
     return NULL;
+}
+
+long p2p__fetch_retry_after(const char *buf, size_t len)
+{
+    static const char name[] = "\r\nretry-after:";
+    size_t nl = sizeof name - 1;
+    for (size_t i = 0; i + nl <= len; i++) {
+        if (buf[i] == '\r' && i + 3 < len && buf[i + 1] == '\n' && buf[i + 2] == '\r' && buf[i + 3] == '\n')
+            return 0; /* end of the head */
+        if (strncasecmp(buf + i, name, nl) != 0)
+            continue;
+        size_t k = i + nl;
+        while (k < len && (buf[k] == ' ' || buf[k] == '\t'))
+            k++;
+        long v = 0;
+        size_t d = k;
+        while (d < len && buf[d] >= '0' && buf[d] <= '9' && d - k < 9)
+            v = v * 10 + (buf[d++] - '0');
+        if (d == k)
+            return 0;
+        return v > 3600 ? 3600 : v;
+    }
+    return 0;
 }
 
 int p2p__fetch_parse(const char *buf, size_t len, bool eof, size_t max_body, long *status, char **body,
@@ -550,6 +574,7 @@ int p2p__fetch_run(p2p_fetch *f)
             goto out;
         }
         if (p == 1) {
+            f->retry_after = p2p__fetch_retry_after(buf, len);
             f->answer = body;
             f->answer_len = blen;
             rc = 0;

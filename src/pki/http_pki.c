@@ -4,6 +4,9 @@
  * (a join token in the body is the credential) and POST /internal/cert-renew
  * (a node renews with its current certificate). The work is in pki/cluster.c;
  * this file only carries bodies and answers between it and the server.
+ * Rate limits: the CA certificate has one bucket for all clients (a static
+ * public document, served from memory); enrollment is metered by cluster.c per
+ * join token, and per address only for refused attempts (auth/ratelimit.h).
  */
 #include <string.h>
 
@@ -26,6 +29,13 @@ static void ca_cert(p2p_http_req *hr)
 static void on_pki_reply(int status, json_t *body, void *arg)
 {
     h2o_req_t *req = p2p__http_later_take(arg);
+    json_t *ra = status == 429 ? json_object_get(body, "retry_after") : NULL;
+    if (req && json_is_integer(ra)) {
+        char buf[24];
+        int n = snprintf(buf, sizeof buf, "%lld", (long long)json_integer_value(ra));
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL,
+                       h2o_strdup(&req->pool, buf, (size_t)n).base, (size_t)n);
+    }
     if (req)
         p2p__http_send_json(req, status, p2p__http_reason(status), body);
     json_decref(body);
@@ -50,8 +60,8 @@ static void cert_renew(p2p_http_req *hr)
 int p2p__pki_http_start(p2p_ctx *ctx)
 {
     static const p2p_http_route_desc routes[] = {
-        {"GET", "/internal/ca-cert", P2P_HTTP_EXACT, P2P_HTTP_OPEN, P2P_RL_OTHER, "pki", ca_cert, NULL},
-        {"POST", "/internal/cert-request", P2P_HTTP_EXACT, P2P_HTTP_SELF, P2P_RL_OTHER, "pki", cert_request, NULL},
+        {"GET", "/internal/ca-cert", P2P_HTTP_EXACT, P2P_HTTP_OPEN, P2P_RL_CA_CERT, "pki", ca_cert, NULL},
+        {"POST", "/internal/cert-request", P2P_HTTP_EXACT, P2P_HTTP_SELF, P2P_RL_ENROLL_TOKEN, "pki", cert_request, NULL},
         {"POST", "/internal/cert-renew", P2P_HTTP_EXACT, P2P_HTTP_NODE, P2P_RL_OTHER, "pki", cert_renew, NULL},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {

@@ -715,7 +715,7 @@ static void test_key_table(void **state)
         for (size_t j = 0; j < n; j++) assert_string_not_equal(p2p_config_key(j)->name, k->name);
         n++;
     }
-    assert_int_equal(n, 86); /* + log_forward_* (4), dashboard_ws_* (4), metrics (4), admin_* (4), release_public_key_file, package_version_floors */
+    assert_int_equal(n, 92); /* + log_forward_* (4), dashboard_ws_* (4), metrics (4), admin_* (4), release_public_key_file, package_version_floors, rate_limit_enroll_* / ca_cert_* (6) */
     assert_null(p2p_config_key(1000));
     /* every key appears in --print-config */
     p2p_config cfg;

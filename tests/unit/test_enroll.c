@@ -186,10 +186,53 @@ static void test_node_names(void **state)
         assert_false(lo);
 }
 
+/* The worker's retry wait: jittered within [base/2, base], capped at 30 s, and
+ * never shorter than the coordinator's Retry-After (itself capped at 300 s). */
+static void test_backoff(void **state)
+{
+    (void)state;
+    static const unsigned base[] = {1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000};
+    for (unsigned a = 0; a < 8; a++) {
+        unsigned lo = ~0u, hi = 0;
+        for (uint32_t r = 0; r < 20000; r++) {
+            uint32_t rnd = r * 2654435761u;
+            unsigned d = p2p__enroll_backoff_ms(a, 0, rnd);
+            assert_true(d >= base[a] / 2 && d <= base[a]);
+            lo = d < lo ? d : lo;
+            hi = d > hi ? d : hi;
+        }
+        assert_true(hi - lo >= base[a] / 4); /* really spread, not a constant */
+    }
+    assert_int_equal(p2p__enroll_backoff_ms(1000000, 0, 0xffffffffu) <= 30000, 1);
+    /* Retry-After wins when longer, plus under a second of jitter */
+    for (uint32_t r = 0; r < 1000; r++) {
+        unsigned d = p2p__enroll_backoff_ms(0, 7, r * 2654435761u);
+        assert_true(d >= 7000 && d < 8000);
+    }
+    assert_true(p2p__enroll_backoff_ms(0, 100000, 0) <= 301000);
+    assert_true(p2p__enroll_backoff_ms(5, 2, 0) >= 15000); /* a short Retry-After does not shorten the backoff */
+}
+
+static void test_fetch_retry_after(void **state)
+{
+    (void)state;
+    const char *a = "HTTP/1.1 429 Too Many Requests\r\nContent-Length: 0\r\nRetry-After: 12\r\n\r\n";
+    assert_int_equal(p2p__fetch_retry_after(a, strlen(a)), 12);
+    const char *b = "HTTP/1.1 429 X\r\nretry-after:\t99999999\r\n\r\n";
+    assert_int_equal(p2p__fetch_retry_after(b, strlen(b)), 3600);
+    const char *c = "HTTP/1.1 503 X\r\nRetry-After: Wed, 21 Oct 2015 07:28:00 GMT\r\n\r\n";
+    assert_int_equal(p2p__fetch_retry_after(c, strlen(c)), 0);
+    const char *d = "HTTP/1.1 200 OK\r\nContent-Length: 16\r\n\r\n\r\nRetry-After: 5\r\n"; /* in the body: ignored */
+    assert_int_equal(p2p__fetch_retry_after(d, strlen(d)), 0);
+    const char *e = "HTTP/1.1 429 X\r\nX-Retry-After: 5\r\nRetry-After";
+    assert_int_equal(p2p__fetch_retry_after(e, strlen(e)), 0);
+    assert_int_equal(p2p__fetch_retry_after("", 0), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_node_names),
+        cmocka_unit_test(test_node_names), cmocka_unit_test(test_backoff), cmocka_unit_test(test_fetch_retry_after),
         cmocka_unit_test(test_challenge_round_trip), cmocka_unit_test(test_challenge_malformed),
         cmocka_unit_test(test_key_auth_binds_challenge_and_csr), cmocka_unit_test(test_ca_pin),
         cmocka_unit_test(test_join_split),

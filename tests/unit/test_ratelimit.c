@@ -345,6 +345,56 @@ static void expect_ip(const char *peer, const char *xff, const char *const *trus
         fail_msg("peer %s xff '%s': rc %d '%s', expected '%s'", peer, xff ? xff : "(null)", rc, rc ? "" : out, want);
 }
 
+/* Enrollment classes: defaults, peek never takes nor stores, and the
+ * failure-per-address / success-per-token split the PKI component builds on. */
+static void test_enroll_classes_and_peek(void **state)
+{
+    (void)state;
+    p2p_ratelimit_opts o;
+    p2p_ratelimit_opts_default(&o);
+    assert_int_equal(o.rates[P2P_RL_ENROLL_TOKEN].per_minute, 6000);
+    assert_int_equal(o.rates[P2P_RL_ENROLL_TOKEN].burst, 1000);
+    assert_int_equal(o.rates[P2P_RL_ENROLL_FAIL].per_minute, 30);
+    assert_int_equal(o.rates[P2P_RL_ENROLL_FAIL].burst, 10);
+    assert_int_equal(o.rates[P2P_RL_CA_CERT].per_minute, 60000);
+    assert_int_equal(o.rates[P2P_RL_CA_CERT].burst, 5000);
+    o.capacity = 1024;
+    p2p_ratelimit *rl = NULL;
+    assert_int_equal(p2p_ratelimit_new(&o, &rl), 0);
+    uint64_t t = 1000000;
+    uint32_t ra = 77;
+
+    /* peek on an unknown identity: allowed, nothing stored */
+    assert_int_equal(p2p_ratelimit_peek(rl, "enroll-ip:10.0.0.9", P2P_RL_ENROLL_FAIL, 1, t, &ra), 1);
+    assert_int_equal(ra, 0);
+    assert_int_equal(p2p_ratelimit_count(rl), 0);
+    assert_int_equal(p2p_ratelimit_peek(rl, "", P2P_RL_ENROLL_FAIL, 1, t, &ra), -EINVAL);
+    assert_int_equal(p2p_ratelimit_peek(rl, "x", P2P_RL_NCLASSES, 1, t, &ra), -EINVAL);
+    assert_int_equal(p2p_ratelimit_peek(rl, "x", P2P_RL_ENROLL_FAIL, 11, t, &ra), -E2BIG);
+
+    /* ten failures empty the address's bucket; peeking many times takes nothing */
+    assert_int_equal(calls(rl, "enroll-ip:10.0.0.9", P2P_RL_ENROLL_FAIL, t, 10), 10);
+    for (int i = 0; i < 100; i++) {
+        assert_int_equal(p2p_ratelimit_peek(rl, "enroll-ip:10.0.0.9", P2P_RL_ENROLL_FAIL, 1, t, &ra), 0);
+        assert_int_equal(ra, 2); /* 30/min: one token every 2 s */
+    }
+    /* after 2 s exactly one token is back: peek says yes, and still takes nothing */
+    assert_int_equal(p2p_ratelimit_peek(rl, "enroll-ip:10.0.0.9", P2P_RL_ENROLL_FAIL, 1, t + 2000, &ra), 1);
+    assert_int_equal(p2p_ratelimit_peek(rl, "enroll-ip:10.0.0.9", P2P_RL_ENROLL_FAIL, 1, t + 2000, &ra), 1);
+    assert_int_equal(calls(rl, "enroll-ip:10.0.0.9", P2P_RL_ENROLL_FAIL, t + 2000, 2), 1);
+    /* another address is not affected; nor is the same address's token bucket */
+    assert_int_equal(p2p_ratelimit_peek(rl, "enroll-ip:10.0.0.10", P2P_RL_ENROLL_FAIL, 1, t, &ra), 1);
+    assert_int_equal(calls(rl, "enroll-ip:10.0.0.9", P2P_RL_ENROLL_TOKEN, t, 1), 1);
+
+    /* a join token: 1000 enrollments at once, then 100 per second */
+    assert_int_equal(calls(rl, "p2pj_token", P2P_RL_ENROLL_TOKEN, t, 1200), 1000);
+    assert_int_equal(calls(rl, "p2pj_token", P2P_RL_ENROLL_TOKEN, t + 1000, 200), 100);
+    /* the CA bucket: 5000 at once, then 1000 per second */
+    assert_int_equal(calls(rl, "*", P2P_RL_CA_CERT, t, 6000), 5000);
+    assert_int_equal(calls(rl, "*", P2P_RL_CA_CERT, t + 500, 1000), 500);
+    p2p_ratelimit_free(rl);
+}
+
 static void test_xff(void **state)
 {
     (void)state;
@@ -461,6 +511,7 @@ int main(void)
         cmocka_unit_test(test_independent_buckets),
         cmocka_unit_test(test_table_bound_under_flood),
         cmocka_unit_test(test_eviction_choice),
+        cmocka_unit_test(test_enroll_classes_and_peek),
         cmocka_unit_test(test_xff),
         cmocka_unit_test(test_cidr),
     };
