@@ -7,7 +7,7 @@
 #   make deb        build the Debian package of the node into dist/ (dpkg-deb)
 PREFIX ?= /usr/local
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
-FUZZ_SECONDS ?= 8
+FUZZ_SECONDS ?= 5
 TEST_JOBS ?= 2
 PYTEST = /usr/bin/python3 -m pytest
 CMAKE_FLAGS ?=

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # fuzz.sh SECONDS — runs each libFuzzer target for SECONDS over its seed corpus.
-# `make test` runs a short smoke (FUZZ_SECONDS, default 20); `make fuzz SECONDS=3600` a long run.
+# `make test` runs a short smoke (FUZZ_SECONDS, default 5); `make fuzz SECONDS=3600` a long run.
 # New inputs go to a scratch corpus, so the checked-in seeds stay small; a crash
 # leaves its input in build-fuzz/ and fails the run.
 set -euo pipefail
